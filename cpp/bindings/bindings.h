@@ -1,0 +1,19 @@
+// Each binding file registers one family of functions on the module. Bindings check dtype,
+// contiguity and shape, release the GIL, call the C++ core and throw std::invalid_argument
+// (ValueError in Python). No logic lives here.
+#pragma once
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+namespace fastq {
+namespace py = pybind11;
+
+void bind_platform(py::module_& m);  // bind_platform.cpp: cpu features, threads, impls
+void bind_gemm(py::module_& m);      // bind_gemm.cpp: pack_weights, gemm_u8s8, qlinear
+void bind_stats(py::module_& m);     // bind_stats.cpp: statistics collectors
+void bind_runtime(py::module_& m);   // bind_runtime.cpp: float/int8 conv and other op kernels
+
+// Shared argument checks (throw std::invalid_argument with the shapes in the message).
+void require_ndim(const py::array& a, int ndim, const char* what);
+void require_c_contiguous(const py::array& a, const char* what);
+}  // namespace fastq

@@ -1,0 +1,98 @@
+// int8 GEMM: C[M,N] (s32) = sum_k A[M,K] (u8) * B[K,N] (s8) under an Arith (types.h).
+//
+// Packed B (the one layout every impl reads): K padded with zeros to Kp = round_up(K, 4),
+// N padded to Np = round_up(N, 16). Panels of 16 columns; inside a panel, groups of 4
+// consecutive k; inside a group, 16 columns x 4 bytes:
+//     data[((n / 16) * (Kp / 4) + k / 4) * 64 + (n % 16) * 4 + k % 4] = B[k][n]
+// One 32-bit lane holds 4 consecutive k of one column: vpdpbusd sums all 4 exactly, while
+// vpmaddubsw sums the pairs (k, k+1) for even k and saturates each to s16, which is
+// exactly the sat16pair pairing. Zero padding leaves both arithmetics' sums unchanged.
+//
+// A is read as rows of Kp bytes whose tail k >= K is zero; the driver (gemm.cpp) copies A
+// into such a buffer when the caller's A is not already padded.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "fastq/types.h"
+
+namespace fastq {
+
+struct AlignedFree {
+  void operator()(void* p) const;
+};
+void* aligned_alloc64(size_t bytes);  // zero-filled, 64-byte aligned
+template <class T>
+using AlignedPtr = std::unique_ptr<T[], AlignedFree>;
+template <class T>
+AlignedPtr<T> make_aligned(size_t count) {
+  return AlignedPtr<T>(static_cast<T*>(aligned_alloc64(count * sizeof(T))));
+}
+
+constexpr int64_t kPanel = 16;  // columns per packed panel
+constexpr int64_t kGroup = 4;   // k per 32-bit lane
+
+struct PackedB {
+  int64_t K = 0, N = 0, Kp = 0, Np = 0;
+  AlignedPtr<int8_t> data;       // Np * Kp bytes, layout above
+  std::vector<int32_t> colsum;   // sum_k B[k][n], for zero-point algebra (size N)
+  const int8_t* panel(int64_t p) const { return data.get() + p * Kp * kPanel; }
+};
+
+// Packs B given element strides (in elements) so any numpy layout packs without a copy.
+std::shared_ptr<PackedB> pack_b(const int8_t* b, int64_t K, int64_t N, int64_t stride_k,
+                                int64_t stride_n);
+
+// What a kernel computes: rows [0, M) of A (row stride lda >= Kp, zero tail), panels
+// [p0, p1) of B, all of K; writes C[m][n] for the columns of those panels that are < N.
+struct GemmTile {
+  const uint8_t* a;
+  int64_t lda;
+  int64_t m;
+  const PackedB* b;
+  int64_t p0, p1;
+  int32_t* c;
+  int64_t ldc;
+};
+
+using GemmKernel = void (*)(const GemmTile&);
+
+// Scalar references: the specification of each Arith (src/ref/gemm_ref.cpp).
+void gemm_u8s8_exact32_ref(const GemmTile& t);
+void gemm_u8s8_sat16pair_ref(const GemmTile& t);
+// AVX2: sat16pair natively (vpmaddubsw + vpmaddwd); exact32 by splitting A into nibbles so
+// no vpmaddubsw pair can saturate (src/avx2/gemm_avx2.cpp).
+void gemm_u8s8_exact32_avx2(const GemmTile& t);
+void gemm_u8s8_sat16pair_avx2(const GemmTile& t);
+// AVX-512: exact32 with vpdpbusd; sat16pair with 512-bit vpmaddubsw + vpdpwssd
+// (src/avx512vnni/gemm_avx512vnni.cpp).
+void gemm_u8s8_exact32_avx512vnni(const GemmTile& t);
+void gemm_u8s8_sat16pair_avx512vnni(const GemmTile& t);
+
+// The dispatch table (dispatch.cpp). Throws std::invalid_argument naming the missing CPU
+// feature when this host cannot run `impl`.
+GemmKernel gemm_kernel(Impl impl, Arith arith);
+
+// Driver: pads A when needed, splits into tiles across threads, calls the kernel.
+// a: M rows of K bytes with row stride lda (elements). c: M x N, row stride ldc.
+void gemm_u8s8(const uint8_t* a, int64_t M, int64_t lda, const PackedB& b, int32_t* c,
+               int64_t ldc, Impl impl, Arith arith);
+
+// Quantized-linear epilogue over the raw sums (portable, one implementation for all impls):
+//   out[m][n] = float(acc[m][n] - a_zp * colsum[n]) * (a_scale * w_scale[n]) + bias[n]
+// computed as: d = int64 difference; v = float(d); s = a_scale * w_scale[n] (float);
+// out = v * s, then + bias[n] when bias is given. No FMA contraction (-ffp-contract=off).
+void qlinear_epilogue(const int32_t* acc, int64_t M, int64_t N, const int32_t* colsum,
+                      int32_t a_zp, float a_scale, const float* w_scales, int64_t n_scales,
+                      const float* bias, float* out);
+
+// Full quantized linear layer: raw sums then the epilogue. A signed (s8) activation is
+// shifted to u8 by +128 (xor 0x80) before the GEMM and its zero point by +128 after, which
+// is the -128*colsum compensation; sat16pair then saturates on the shifted values, as the
+// hardware does.
+void qlinear(const void* a, bool a_signed, int64_t M, int64_t lda, const PackedB& b,
+             int32_t a_zp, float a_scale, const float* w_scales, int64_t n_scales,
+             const float* bias, float* out, Impl impl, Arith arith);
+
+}  // namespace fastq

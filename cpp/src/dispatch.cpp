@@ -1,0 +1,28 @@
+// The one dispatch table: (Impl, Arith) -> kernel. Nothing else chooses kernels by ISA.
+// Asking for an impl the host cannot run is an error naming the missing feature, never a
+// silent fallback.
+#include "fastq/cpu_features.h"
+#include "fastq/gemm.h"
+
+namespace fastq {
+
+GemmKernel gemm_kernel(Impl impl, Arith arith) {
+  const std::string missing = impl_missing_feature(impl);
+  if (!missing.empty())
+    throw std::invalid_argument(std::string("impl '") + impl_name(impl) +
+                                "' cannot run on this CPU: missing " + missing);
+  const bool exact = arith == Arith::Exact32;
+  switch (impl) {
+    case Impl::Ref: return exact ? gemm_u8s8_exact32_ref : gemm_u8s8_sat16pair_ref;
+#if defined(FASTQ_HAVE_X86)
+    case Impl::Avx2: return exact ? gemm_u8s8_exact32_avx2 : gemm_u8s8_sat16pair_avx2;
+    case Impl::Avx512Vnni:
+      return exact ? gemm_u8s8_exact32_avx512vnni : gemm_u8s8_sat16pair_avx512vnni;
+#else
+    default: break;
+#endif
+  }
+  throw std::invalid_argument(std::string("impl '") + impl_name(impl) + "' is not built");
+}
+
+}  // namespace fastq

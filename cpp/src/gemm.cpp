@@ -1,0 +1,144 @@
+// Portable GEMM driver: weight packing, A padding, tiling across threads, and the quantized
+// linear epilogue. Kernels only compute raw sums; all zero-point algebra lives here.
+// Tiles write disjoint blocks of C, so results are identical for any thread count.
+#include "fastq/gemm.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+
+#include "fastq/threads.h"
+
+namespace fastq {
+
+void AlignedFree::operator()(void* p) const { std::free(p); }
+
+void* aligned_alloc64(size_t bytes) {
+  size_t sz = round_up(static_cast<int64_t>(std::max<size_t>(bytes, 1)), 64);
+  void* p = std::aligned_alloc(64, sz);
+  if (!p) throw std::bad_alloc();
+  std::memset(p, 0, sz);
+  return p;
+}
+
+std::shared_ptr<PackedB> pack_b(const int8_t* b, int64_t K, int64_t N, int64_t sk,
+                                int64_t sn) {
+  auto pb = std::make_shared<PackedB>();
+  pb->K = K;
+  pb->N = N;
+  pb->Kp = round_up(std::max<int64_t>(K, 1), kGroup);
+  pb->Np = round_up(std::max<int64_t>(N, 1), kPanel);
+  pb->data = make_aligned<int8_t>(static_cast<size_t>(pb->Kp * pb->Np));
+  pb->colsum.assign(static_cast<size_t>(N), 0);
+  int8_t* d = pb->data.get();
+  for (int64_t n = 0; n < N; ++n) {
+    int8_t* panel = d + (n / kPanel) * pb->Kp * kPanel + (n % kPanel) * kGroup;
+    int32_t s = 0;
+    for (int64_t k = 0; k < K; ++k) {
+      int8_t v = b[k * sk + n * sn];
+      panel[(k / kGroup) * kPanel * kGroup + k % kGroup] = v;
+      s += v;
+    }
+    pb->colsum[n] = s;
+  }
+  return pb;
+}
+
+namespace {
+
+// Work split: enough tiles to keep every thread busy, big enough to amortize the call.
+// Rows are split in blocks of kRowBlock; panels in blocks chosen so the tile count is
+// at least 4x the threads when the problem allows it.
+constexpr int64_t kRowBlock = 96;
+
+}  // namespace
+
+void gemm_u8s8(const uint8_t* a, int64_t M, int64_t lda, const PackedB& b, int32_t* c,
+               int64_t ldc, Impl impl, Arith arith) {
+  GemmKernel kernel = gemm_kernel(impl, arith);
+  if (M == 0 || b.N == 0) return;
+  const int64_t Kp = b.Kp;
+  // A must be rows of Kp bytes with a zero tail; copy when the caller's rows are not.
+  AlignedPtr<uint8_t> apad;
+  const uint8_t* ap = a;
+  int64_t alda = lda;
+  if (b.K != Kp || b.K == 0) {
+    apad = make_aligned<uint8_t>(static_cast<size_t>(M * Kp));
+    for (int64_t m = 0; m < M; ++m) std::memcpy(apad.get() + m * Kp, a + m * lda, b.K);
+    ap = apad.get();
+    alda = Kp;
+  }
+  const int64_t panels = b.Np / kPanel;
+  const int64_t threads = num_threads();
+  const double work = 2.0 * double(M) * double(b.N) * double(b.K);
+  const int64_t row_blocks = (M + kRowBlock - 1) / kRowBlock;
+  int64_t panel_block = panels;
+  if (threads > 1 && work > 2e6) {
+    // Split panels so that row_blocks * panel_blocks >= 4 * threads where possible;
+    // keep panel blocks even so 32-column micro-tiles stay whole.
+    int64_t want = (4 * threads + row_blocks - 1) / row_blocks;
+    panel_block = std::max<int64_t>(2, round_up((panels + want - 1) / want, 2));
+  }
+  const int64_t panel_blocks = (panels + panel_block - 1) / panel_block;
+  const int64_t tiles = row_blocks * panel_blocks;
+  auto run_tile = [&](int64_t t) {
+    const int64_t rb = t / panel_blocks, pb = t % panel_blocks;
+    GemmTile tile;
+    tile.a = ap + rb * kRowBlock * alda;
+    tile.lda = alda;
+    tile.m = std::min(kRowBlock, M - rb * kRowBlock);
+    tile.b = &b;
+    tile.p0 = pb * panel_block;
+    tile.p1 = std::min(panels, tile.p0 + panel_block);
+    tile.c = c + rb * kRowBlock * ldc;
+    tile.ldc = ldc;
+    kernel(tile);
+  };
+  if (threads > 1 && work > 2e6 && tiles > 1)
+    parallel_for(tiles, run_tile);
+  else
+    for (int64_t t = 0; t < tiles; ++t) run_tile(t);
+}
+
+void qlinear_epilogue(const int32_t* acc, int64_t M, int64_t N, const int32_t* colsum,
+                      int32_t a_zp, float a_scale, const float* w_scales, int64_t n_scales,
+                      const float* bias, float* out) {
+  std::vector<float> scale(static_cast<size_t>(N));
+  for (int64_t n = 0; n < N; ++n) scale[n] = a_scale * w_scales[n_scales == 1 ? 0 : n];
+  std::vector<int64_t> zcomp(static_cast<size_t>(N));
+  for (int64_t n = 0; n < N; ++n) zcomp[n] = int64_t(a_zp) * colsum[n];
+  auto rows = [&](int64_t m) {
+    const int32_t* ar = acc + m * N;
+    float* o = out + m * N;
+    for (int64_t n = 0; n < N; ++n) {
+      float v = static_cast<float>(int64_t(ar[n]) - zcomp[n]) * scale[n];
+      o[n] = bias ? v + bias[n] : v;
+    }
+  };
+  if (M * N > (1 << 16))
+    parallel_for(M, rows);
+  else
+    for (int64_t m = 0; m < M; ++m) rows(m);
+}
+
+void qlinear(const void* a, bool a_signed, int64_t M, int64_t lda, const PackedB& b,
+             int32_t a_zp, float a_scale, const float* w_scales, int64_t n_scales,
+             const float* bias, float* out, Impl impl, Arith arith) {
+  const uint8_t* au = static_cast<const uint8_t*>(a);
+  AlignedPtr<uint8_t> shifted;
+  int64_t alda = lda;
+  if (a_signed) {
+    shifted = make_aligned<uint8_t>(static_cast<size_t>(M * b.K));
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t k = 0; k < b.K; ++k) shifted[m * b.K + k] = au[m * lda + k] ^ 0x80;
+    au = shifted.get();
+    alda = b.K;
+    a_zp += 128;
+  }
+  AlignedPtr<int32_t> acc = make_aligned<int32_t>(static_cast<size_t>(M * b.N));
+  gemm_u8s8(au, M, alda, b, acc.get(), b.N, impl, arith);
+  qlinear_epilogue(acc.get(), M, b.N, b.colsum.data(), a_zp, a_scale, w_scales, n_scales, bias,
+                   out);
+}
+
+}  // namespace fastq
