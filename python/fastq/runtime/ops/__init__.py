@@ -1,0 +1,1 @@
+"""Operator implementations. Importing this package registers every op module."""

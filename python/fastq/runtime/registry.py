@@ -1,0 +1,116 @@
+"""Operator registry: where ONNX nodes meet their implementations.
+
+Contract: an implementation is ``fn(node: Node, *inputs) -> ndarray | tuple[ndarray, ...]``.
+``inputs`` follow the node's input list; an optional input left empty in the graph arrives
+as ``None``. ``node.version`` is the since-version of the op's schema in effect for the
+model's opset import (so one function handles every version and branches on it), and
+``node.attrs`` holds every attribute the node sets, decoded to Python/numpy values. Defaults
+are the implementation's business (``node.attr(name, default)``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from ..errors import UnsupportedOpError
+
+OpFn = Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    op_type: str
+    domain: str
+    version: int                      # schema since-version in effect
+    opset: int                        # the model's opset import for this domain
+    attrs: Dict[str, Any] = field(default_factory=dict)
+    inputs: Tuple[str, ...] = ()
+    outputs: Tuple[str, ...] = ()
+
+    def attr(self, name: str, default: Any = None) -> Any:
+        return self.attrs.get(name, default)
+
+    def where(self) -> str:
+        """How error messages name this node."""
+        return f"node {self.name!r} ({self.op_type}, opset {self.opset})"
+
+
+# (domain, op_type) -> implementation. Domain "" and "ai.onnx" are the same.
+_REGISTRY: Dict[Tuple[str, str], OpFn] = {}
+
+
+def _norm_domain(domain: str) -> str:
+    return "" if domain in ("", "ai.onnx") else domain
+
+
+def register(op_type: str, domain: str = "") -> Callable[[OpFn], OpFn]:
+    """Decorator: ``@register("Relu")`` makes ``fn`` the implementation of Relu."""
+
+    def deco(fn: OpFn) -> OpFn:
+        key = (_norm_domain(domain), op_type)
+        if key in _REGISTRY:
+            raise RuntimeError(f"op {op_type!r} (domain {domain!r}) registered twice")
+        _REGISTRY[key] = fn
+        return fn
+
+    return deco
+
+
+def supported_ops(domain: str = "") -> list:
+    """Sorted op types with an implementation in ``domain``."""
+    d = _norm_domain(domain)
+    return sorted(op for (dom, op) in _REGISTRY if dom == d)
+
+
+def decode_attribute(a: onnx.AttributeProto) -> Any:
+    v = helper.get_attribute_value(a)
+    if a.type == onnx.AttributeProto.STRING:
+        return v.decode("utf-8")
+    if a.type == onnx.AttributeProto.STRINGS:
+        return [s.decode("utf-8") for s in v]
+    if a.type == onnx.AttributeProto.TENSOR:
+        return numpy_helper.to_array(v)
+    if a.type == onnx.AttributeProto.TENSORS:
+        return [numpy_helper.to_array(t) for t in v]
+    if a.type in (onnx.AttributeProto.INTS, onnx.AttributeProto.FLOATS):
+        return list(v)
+    return v  # INT, FLOAT, GRAPH(S), SPARSE_TENSOR(S), TYPE_PROTO(S) as given
+
+
+def make_node(proto: onnx.NodeProto, opset_imports: Dict[str, int], index: int = 0) -> Node:
+    """Resolve a NodeProto against the model's opset imports; unknown ops raise here."""
+    domain = _norm_domain(proto.domain)
+    name = proto.name or f"{proto.op_type}_{index}"
+    opset = opset_imports.get(domain, opset_imports.get("ai.onnx", 0))
+    where = f"node {name!r} ({proto.op_type}, domain {domain or 'ai.onnx'!r}, opset {opset})"
+    if (domain, proto.op_type) not in _REGISTRY:
+        raise UnsupportedOpError(f"{where}: operator is not supported by fastq")
+    try:
+        schema = onnx.defs.get_schema(proto.op_type, opset, domain)
+        version = schema.since_version
+    except Exception as e:  # no schema at that opset: the op did not exist yet
+        raise UnsupportedOpError(f"{where}: no schema for this op at this opset") from e
+    attrs = {a.name: decode_attribute(a) for a in proto.attribute}
+    return Node(name=name, op_type=proto.op_type, domain=domain, version=version, opset=opset,
+                attrs=attrs, inputs=tuple(proto.input), outputs=tuple(proto.output))
+
+
+def lookup(node: Node) -> OpFn:
+    try:
+        return _REGISTRY[(node.domain, node.op_type)]
+    except KeyError:
+        raise UnsupportedOpError(f"{node.where()}: operator is not supported by fastq") from None
+
+
+def run_node(node: Node, inputs: Sequence[Optional[np.ndarray]]) -> list:
+    """Run one node; always returns a list with one array per declared output."""
+    out = lookup(node)(node, *inputs)
+    if isinstance(out, np.ndarray) or np.isscalar(out):
+        out = [out]
+    return [np.asarray(o) if o is not None else None for o in out]
