@@ -1,6 +1,149 @@
-// TEMPORARY: forwards to ref until the avx2 kernels land.
+// AVX2 GEMM kernels over the packed-B layout of gemm.h (one 16-column panel = 2 ymm per
+// k group of 4).
+//   sat16pair: vpmaddubsw (pairs (k, k+1) summed, saturated to s16 -- the hardware
+//              behaviour being emulated) then vpmaddwd against ones (exact s32) and vpaddd.
+//   exact32:   no AVX2 instruction multiplies u8 x s8 without saturating, so A is split into
+//              nibbles, a = 16*hi + lo with hi, lo in [0, 15]. A vpmaddubsw pair sum of a
+//              nibble and s8 weights lies in [-3840, 3810] and never saturates; eight such
+//              sums still fit s16 ([-30720, 30480]), so they are accumulated with vpaddw over
+//              up to 8 k groups before one vpmaddwd (ones for lo, 16s for hi) widens them to
+//              s32. The result is the exact s32 sum: this path computes exact32.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+#include <utility>
+
 #include "fastq/gemm.h"
+#include "fastq/unroll.h"
+
 namespace fastq {
-void gemm_u8s8_exact32_avx2(const GemmTile& t) { gemm_u8s8_exact32_ref(t); }
-void gemm_u8s8_sat16pair_avx2(const GemmTile& t) { gemm_u8s8_sat16pair_ref(t); }
+namespace {
+
+constexpr int64_t kKc = 512;  // k per block: 1 panel x 512 x 16 bytes = 8 KiB of B
+constexpr int kMR = 4;
+
+inline int32_t load4(const uint8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
 }
+
+inline __m256i tail_mask(int64_t cols) {
+  // lanes [0, cols) enabled, for the 8-lane half starting at that column
+  const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(std::max<int64_t>(cols, 0))),
+                            idx);
+}
+
+template <int MR>
+inline void load_acc(__m256i (&acc)[MR][2], const int32_t* c, int64_t ldc, const __m256i* mask,
+                     bool first) {
+  unroll<MR>([&](auto r) {
+    unroll<2>([&](auto v) {
+      acc[r][v] = first ? _mm256_setzero_si256()
+                        : _mm256_maskload_epi32(c + r * ldc + v * 8, mask[v]);
+    });
+  });
+}
+
+template <int MR>
+inline void store_acc(__m256i (&acc)[MR][2], int32_t* c, int64_t ldc, const __m256i* mask) {
+  unroll<MR>([&](auto r) {
+    unroll<2>([&](auto v) { _mm256_maskstore_epi32(c + r * ldc + v * 8, mask[v], acc[r][v]); });
+  });
+}
+
+template <int MR>
+void micro_sat(const uint8_t* a, int64_t lda, const int8_t* b, int64_t ng, int32_t* c,
+               int64_t ldc, int64_t ncols, bool first) {
+  __m256i mask[2] = {tail_mask(ncols), tail_mask(ncols - 8)};
+  __m256i acc[MR][2];
+  load_acc<MR>(acc, c, ldc, mask, first);
+  const __m256i ones = _mm256_set1_epi16(1);
+  for (int64_t g = 0; g < ng; ++g) {
+    const __m256i b0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(b + g * 64));
+    const __m256i b1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(b + g * 64 + 32));
+    unroll<MR>([&](auto r) {
+      const __m256i av = _mm256_set1_epi32(load4(a + r * lda + g * 4));
+      acc[r][0] = _mm256_add_epi32(acc[r][0], _mm256_madd_epi16(_mm256_maddubs_epi16(av, b0), ones));
+      acc[r][1] = _mm256_add_epi32(acc[r][1], _mm256_madd_epi16(_mm256_maddubs_epi16(av, b1), ones));
+    });
+  }
+  store_acc<MR>(acc, c, ldc, mask);
+}
+
+template <int MR>
+void micro_exact(const uint8_t* a, int64_t lda, const int8_t* b, int64_t ng, int32_t* c,
+                 int64_t ldc, int64_t ncols, bool first) {
+  __m256i mask[2] = {tail_mask(ncols), tail_mask(ncols - 8)};
+  __m256i acc[MR][2];
+  load_acc<MR>(acc, c, ldc, mask, first);
+  const __m256i ones = _mm256_set1_epi16(1);
+  const __m256i sixteens = _mm256_set1_epi16(16);
+  constexpr int32_t kLo = 0x0F0F0F0F;
+  for (int64_t g0 = 0; g0 < ng; g0 += 8) {
+    const int64_t g1 = std::min<int64_t>(ng, g0 + 8);  // <= 8 groups: s16 sums cannot overflow
+    __m256i lo[MR][2], hi[MR][2];
+    unroll<MR>([&](auto r) {
+      unroll<2>([&](auto v) { lo[r][v] = hi[r][v] = _mm256_setzero_si256(); });
+    });
+    for (int64_t g = g0; g < g1; ++g) {
+      const __m256i b0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(b + g * 64));
+      const __m256i b1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(b + g * 64 + 32));
+      unroll<MR>([&](auto r) {
+        const int32_t av = load4(a + r * lda + g * 4);
+        const __m256i al = _mm256_set1_epi32(av & kLo);
+        const __m256i ah = _mm256_set1_epi32((av >> 4) & kLo);
+        lo[r][0] = _mm256_add_epi16(lo[r][0], _mm256_maddubs_epi16(al, b0));
+        lo[r][1] = _mm256_add_epi16(lo[r][1], _mm256_maddubs_epi16(al, b1));
+        hi[r][0] = _mm256_add_epi16(hi[r][0], _mm256_maddubs_epi16(ah, b0));
+        hi[r][1] = _mm256_add_epi16(hi[r][1], _mm256_maddubs_epi16(ah, b1));
+      });
+    }
+    unroll<MR>([&](auto r) {
+      unroll<2>([&](auto v) {
+        acc[r][v] = _mm256_add_epi32(acc[r][v],
+                                     _mm256_add_epi32(_mm256_madd_epi16(lo[r][v], ones),
+                                                      _mm256_madd_epi16(hi[r][v], sixteens)));
+      });
+    });
+  }
+  store_acc<MR>(acc, c, ldc, mask);
+}
+
+using MicroFn = void (*)(const uint8_t*, int64_t, const int8_t*, int64_t, int32_t*, int64_t,
+                         int64_t, bool);
+
+template <bool kExact, int... R>
+constexpr std::array<MicroFn, sizeof...(R)> make_table(std::integer_sequence<int, R...>) {
+  return {{(kExact ? &micro_exact<R + 1> : &micro_sat<R + 1>)...}};
+}
+
+template <bool kExact>
+void gemm_tile(const GemmTile& t) {
+  static constexpr auto table = make_table<kExact>(std::make_integer_sequence<int, kMR>{});
+  const PackedB& b = *t.b;
+  const int64_t Kp = b.Kp;
+  for (int64_t k0 = 0; k0 < Kp; k0 += kKc) {
+    const int64_t ng = std::min(kKc, Kp - k0) / kGroup;
+    const bool first = k0 == 0;
+    for (int64_t p = t.p0; p < t.p1; ++p) {
+      const int8_t* bp = b.panel(p) + k0 * kPanel;
+      const int64_t ncols = std::min<int64_t>(kPanel, b.N - p * kPanel);
+      for (int64_t m = 0; m < t.m; m += kMR) {
+        const int mr = static_cast<int>(std::min<int64_t>(kMR, t.m - m));
+        table[mr - 1](t.a + m * t.lda + k0, t.lda, bp, ng, t.c + m * t.ldc + p * kPanel,
+                      t.ldc, ncols, first);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void gemm_u8s8_exact32_avx2(const GemmTile& t) { gemm_tile<true>(t); }
+void gemm_u8s8_sat16pair_avx2(const GemmTile& t) { gemm_tile<false>(t); }
+
+}  // namespace fastq

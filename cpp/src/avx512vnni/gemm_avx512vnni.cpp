@@ -1,6 +1,133 @@
-// TEMPORARY: forwards to ref until the avx512vnni kernels land.
+// AVX-512 GEMM kernels over the packed-B layout of gemm.h.
+//   exact32:   vpdpbusd (u8 x s8, 4 products summed exactly into each s32 lane).
+//   sat16pair: vpmaddubsw (pairs (k, k+1) summed and saturated to s16, as AVX2 hardware
+//              does) then vpdpwssd against ones (the two s16 pair sums added exactly to s32).
+// Micro-tile: MR rows x NV panels of 16 columns; A is broadcast 4 bytes (one k group) at a
+// time from a per-block repacked copy. K is blocked (kKc) so the B panels of a block stay in L1 while all rows stream over it.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+#include <utility>
+
 #include "fastq/gemm.h"
+#include "fastq/unroll.h"
+
 namespace fastq {
-void gemm_u8s8_exact32_avx512vnni(const GemmTile& t) { gemm_u8s8_exact32_ref(t); }
-void gemm_u8s8_sat16pair_avx512vnni(const GemmTile& t) { gemm_u8s8_sat16pair_ref(t); }
+namespace {
+
+constexpr int64_t kKc = 512;  // k per block: 2 panels x 512 x 16 bytes = 16 KiB of B
+
+inline __m512i bcast4(const uint8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return _mm512_set1_epi32(v);
 }
+
+// A is repacked per K block as [row block][k group][kMR rows][4 bytes] so every broadcast
+// is one pointer plus a constant displacement (12 row pointers exhaust the GPRs and make
+// the compiler spill accumulators). Rows past M are zero and never stored.
+constexpr int kMR = 8;  // 8 x 2 panels = 16 zmm accumulators; 12 rows make GCC spill
+
+template <int MR, int NV, bool kExact>
+void micro(const uint8_t* ap, const int8_t* b, int64_t panel_stride, int64_t ng, int32_t* c,
+           int64_t ldc, int64_t ncols, bool first) {
+  __m512i acc[MR][NV];
+  __mmask16 mask[NV];
+  unroll<NV>([&](auto v) {
+    const int64_t cols = ncols - v * 16;
+    mask[v] = cols >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (cols > 0 ? cols : 0)) - 1);
+  });
+  // Start from zero and add C of earlier K blocks only at the store: a conditional load
+  // here makes GCC spill the accumulators.
+  unroll<MR>([&](auto r) { unroll<NV>([&](auto v) { acc[r][v] = _mm512_setzero_si512(); }); });
+  const __m512i ones = _mm512_set1_epi16(1);
+  for (int64_t g = 0; g < ng; ++g) {
+    __m512i bv[NV];
+    unroll<NV>([&](auto v) {
+      bv[v] = _mm512_load_si512(reinterpret_cast<const void*>(b + v * panel_stride + g * 64));
+    });
+    const uint8_t* ag = ap + g * (kMR * 4);
+    unroll<MR>([&](auto r) {
+      const __m512i av = bcast4(ag + r * 4);
+      unroll<NV>([&](auto v) {
+        if (kExact) {
+          acc[r][v] = _mm512_dpbusd_epi32(acc[r][v], av, bv[v]);
+        } else {
+          acc[r][v] = _mm512_dpwssd_epi32(acc[r][v], _mm512_maddubs_epi16(av, bv[v]), ones);
+        }
+      });
+    });
+  }
+  (void)ones;
+  unroll<MR>([&](auto r) {
+    unroll<NV>([&](auto v) {
+      int32_t* cp = c + r * ldc + v * 16;
+      __m512i out = acc[r][v];
+      if (!first) out = _mm512_add_epi32(out, _mm512_maskz_loadu_epi32(mask[v], cp));
+      _mm512_mask_storeu_epi32(cp, mask[v], out);
+    });
+  });
+}
+
+template <int NV, bool kExact>
+using MicroFn = void (*)(const uint8_t*, const int8_t*, int64_t, int64_t, int32_t*, int64_t,
+                         int64_t, bool);
+
+template <int NV, bool kExact, int... R>
+constexpr auto make_table(std::integer_sequence<int, R...>) {
+  return std::array<MicroFn<NV, kExact>, sizeof...(R)>{&micro<R + 1, NV, kExact>...};
+}
+
+// Packs rows [0, m) x k [k0, k0 + 4*ng) of A into [m / kMR][ng][kMR][4], zero rows past m.
+void pack_a(const uint8_t* a, int64_t lda, int64_t m, int64_t k0, int64_t ng, uint8_t* out) {
+  for (int64_t mb = 0; mb < m; mb += kMR) {
+    uint8_t* blk = out + (mb / kMR) * ng * kMR * 4;
+    for (int r = 0; r < kMR; ++r) {
+      if (mb + r < m) {
+        const uint8_t* row = a + (mb + r) * lda + k0;
+        for (int64_t g = 0; g < ng; ++g) std::memcpy(blk + (g * kMR + r) * 4, row + g * 4, 4);
+      } else {
+        for (int64_t g = 0; g < ng; ++g) std::memset(blk + (g * kMR + r) * 4, 0, 4);
+      }
+    }
+  }
+}
+
+template <bool kExact>
+void gemm_tile(const GemmTile& t) {
+  static constexpr auto t2 = make_table<2, kExact>(std::make_integer_sequence<int, kMR>{});
+  static constexpr auto t1 = make_table<1, kExact>(std::make_integer_sequence<int, kMR>{});
+  const PackedB& b = *t.b;
+  const int64_t Kp = b.Kp;
+  const int64_t panel_stride = Kp * kPanel;
+  const int64_t mblocks = (t.m + kMR - 1) / kMR;
+  AlignedPtr<uint8_t> apack = make_aligned<uint8_t>(static_cast<size_t>(mblocks * kMR * kKc));
+  for (int64_t k0 = 0; k0 < Kp; k0 += kKc) {
+    const int64_t ng = std::min(kKc, Kp - k0) / kGroup;
+    const bool first = k0 == 0;
+    pack_a(t.a, t.lda, t.m, k0, ng, apack.get());
+    for (int64_t p = t.p0; p < t.p1; p += 2) {
+      const int nv = p + 1 < t.p1 ? 2 : 1;
+      const int8_t* bp = b.panel(p) + k0 * kPanel;
+      const int64_t ncols = std::min<int64_t>(nv * kPanel, b.N - p * kPanel);
+      for (int64_t m = 0; m < t.m; m += kMR) {
+        const int mr = static_cast<int>(std::min<int64_t>(kMR, t.m - m));
+        const uint8_t* ap = apack.get() + (m / kMR) * ng * kMR * 4;
+        int32_t* cp = t.c + m * t.ldc + p * kPanel;
+        if (nv == 2)
+          t2[mr - 1](ap, bp, panel_stride, ng, cp, t.ldc, ncols, first);
+        else
+          t1[mr - 1](ap, bp, panel_stride, ng, cp, t.ldc, ncols, first);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void gemm_u8s8_exact32_avx512vnni(const GemmTile& t) { gemm_tile<true>(t); }
+void gemm_u8s8_sat16pair_avx512vnni(const GemmTile& t) { gemm_tile<false>(t); }
+
+}  // namespace fastq
