@@ -22,7 +22,7 @@ namespace fastq {
 namespace {
 
 constexpr int64_t kKc = 512;  // k per block: 1 panel x 512 x 16 bytes = 8 KiB of B
-constexpr int kMR = 4;
+constexpr int kMR = 6;  // 6 x 2 ymm accumulators + 2 B + broadcast + ones fit the 16 ymm registers
 
 inline int32_t load4(const uint8_t* p) {
   int32_t v;
@@ -56,7 +56,7 @@ inline void store_acc(__m256i (&acc)[MR][2], int32_t* c, int64_t ldc, const __m2
 }
 
 template <int MR>
-void micro_sat(const uint8_t* a, int64_t lda, const int8_t* b, int64_t ng, int32_t* c,
+void micro_sat(const uint8_t* a, const int8_t* b, int64_t ng, int32_t* c,
                int64_t ldc, int64_t ncols, bool first) {
   __m256i mask[2] = {tail_mask(ncols), tail_mask(ncols - 8)};
   __m256i acc[MR][2];
@@ -66,7 +66,7 @@ void micro_sat(const uint8_t* a, int64_t lda, const int8_t* b, int64_t ng, int32
     const __m256i b0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(b + g * 64));
     const __m256i b1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(b + g * 64 + 32));
     unroll<MR>([&](auto r) {
-      const __m256i av = _mm256_set1_epi32(load4(a + r * lda + g * 4));
+      const __m256i av = _mm256_set1_epi32(load4(a + (g * kMR + r) * 4));
       acc[r][0] = _mm256_add_epi32(acc[r][0], _mm256_madd_epi16(_mm256_maddubs_epi16(av, b0), ones));
       acc[r][1] = _mm256_add_epi32(acc[r][1], _mm256_madd_epi16(_mm256_maddubs_epi16(av, b1), ones));
     });
@@ -75,7 +75,7 @@ void micro_sat(const uint8_t* a, int64_t lda, const int8_t* b, int64_t ng, int32
 }
 
 template <int MR>
-void micro_exact(const uint8_t* a, int64_t lda, const int8_t* b, int64_t ng, int32_t* c,
+void micro_exact(const uint8_t* a, const int8_t* b, int64_t ng, int32_t* c,
                  int64_t ldc, int64_t ncols, bool first) {
   __m256i mask[2] = {tail_mask(ncols), tail_mask(ncols - 8)};
   __m256i acc[MR][2];
@@ -93,7 +93,7 @@ void micro_exact(const uint8_t* a, int64_t lda, const int8_t* b, int64_t ng, int
       const __m256i b0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(b + g * 64));
       const __m256i b1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(b + g * 64 + 32));
       unroll<MR>([&](auto r) {
-        const int32_t av = load4(a + r * lda + g * 4);
+        const int32_t av = load4(a + (g * kMR + r) * 4);
         const __m256i al = _mm256_set1_epi32(av & kLo);
         const __m256i ah = _mm256_set1_epi32((av >> 4) & kLo);
         lo[r][0] = _mm256_add_epi16(lo[r][0], _mm256_maddubs_epi16(al, b0));
@@ -113,8 +113,24 @@ void micro_exact(const uint8_t* a, int64_t lda, const int8_t* b, int64_t ng, int
   store_acc<MR>(acc, c, ldc, mask);
 }
 
-using MicroFn = void (*)(const uint8_t*, int64_t, const int8_t*, int64_t, int32_t*, int64_t,
-                         int64_t, bool);
+using MicroFn = void (*)(const uint8_t*, const int8_t*, int64_t, int32_t*, int64_t, int64_t,
+                         bool);
+
+// Packs rows [0, m) x k [k0, k0 + 4*ng) of A into [m / kMR][ng][kMR][4], zero rows past m,
+// so a micro-tile reads every row's broadcast from one pointer.
+void pack_a(const uint8_t* a, int64_t lda, int64_t m, int64_t k0, int64_t ng, uint8_t* out) {
+  for (int64_t mb = 0; mb < m; mb += kMR) {
+    uint8_t* blk = out + (mb / kMR) * ng * kMR * 4;
+    for (int r = 0; r < kMR; ++r) {
+      if (mb + r < m) {
+        const uint8_t* row = a + (mb + r) * lda + k0;
+        for (int64_t g = 0; g < ng; ++g) std::memcpy(blk + (g * kMR + r) * 4, row + g * 4, 4);
+      } else {
+        for (int64_t g = 0; g < ng; ++g) std::memset(blk + (g * kMR + r) * 4, 0, 4);
+      }
+    }
+  }
+}
 
 template <bool kExact, int... R>
 constexpr std::array<MicroFn, sizeof...(R)> make_table(std::integer_sequence<int, R...>) {
@@ -126,16 +142,19 @@ void gemm_tile(const GemmTile& t) {
   static constexpr auto table = make_table<kExact>(std::make_integer_sequence<int, kMR>{});
   const PackedB& b = *t.b;
   const int64_t Kp = b.Kp;
+  const int64_t mblocks = (t.m + kMR - 1) / kMR;
+  AlignedPtr<uint8_t> apack = make_aligned<uint8_t>(static_cast<size_t>(mblocks * kMR * kKc));
   for (int64_t k0 = 0; k0 < Kp; k0 += kKc) {
     const int64_t ng = std::min(kKc, Kp - k0) / kGroup;
     const bool first = k0 == 0;
+    pack_a(t.a, t.lda, t.m, k0, ng, apack.get());
     for (int64_t p = t.p0; p < t.p1; ++p) {
       const int8_t* bp = b.panel(p) + k0 * kPanel;
       const int64_t ncols = std::min<int64_t>(kPanel, b.N - p * kPanel);
       for (int64_t m = 0; m < t.m; m += kMR) {
         const int mr = static_cast<int>(std::min<int64_t>(kMR, t.m - m));
-        table[mr - 1](t.a + m * t.lda + k0, t.lda, bp, ng, t.c + m * t.ldc + p * kPanel,
-                      t.ldc, ncols, first);
+        table[mr - 1](apack.get() + (m / kMR) * ng * kMR * 4, bp, ng,
+                      t.c + m * t.ldc + p * kPanel, t.ldc, ncols, first);
       }
     }
   }
