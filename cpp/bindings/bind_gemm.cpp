@@ -8,19 +8,6 @@
 namespace fastq {
 namespace {
 
-template <class T>
-void require_dtype(const py::array& a, const char* what, const char* dtype_name) {
-  if (!a.dtype().is(py::dtype::of<T>()))
-    throw std::invalid_argument(std::string(what) + " must have dtype " + dtype_name + ", got " +
-                                std::string(py::str(a.dtype())));
-}
-
-std::string shape_str(const py::array& a) {
-  std::string s = "(";
-  for (py::ssize_t i = 0; i < a.ndim(); ++i) s += (i ? ", " : "") + std::to_string(a.shape(i));
-  return s + ")";
-}
-
 void check_a(const py::array& a, const PackedB& b) {
   require_ndim(a, 2, "a");
   require_c_contiguous(a, "a");

@@ -5,15 +5,26 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <string>
+
 namespace fastq {
 namespace py = pybind11;
 
 void bind_platform(py::module_& m);  // bind_platform.cpp: cpu features, threads, impls
 void bind_gemm(py::module_& m);      // bind_gemm.cpp: pack_weights, gemm_u8s8, qlinear
+void bind_conv(py::module_& m);      // bind_conv.cpp: pack_conv_weights, conv_u8s8, qconv
 void bind_stats(py::module_& m);     // bind_stats.cpp: statistics collectors
 void bind_runtime(py::module_& m);   // bind_runtime.cpp: float/int8 conv and other op kernels
 
 // Shared argument checks (throw std::invalid_argument with the shapes in the message).
 void require_ndim(const py::array& a, int ndim, const char* what);
 void require_c_contiguous(const py::array& a, const char* what);
+std::string shape_str(const py::array& a);
+
+template <class T>
+void require_dtype(const py::array& a, const char* what, const char* dtype_name) {
+  if (!a.dtype().is(py::dtype::of<T>()))
+    throw std::invalid_argument(std::string(what) + " must have dtype " + dtype_name + ", got " +
+                                std::string(py::str(a.dtype())));
+}
 }  // namespace fastq

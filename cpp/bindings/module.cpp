@@ -16,12 +16,19 @@ void require_c_contiguous(const py::array& a, const char* what) {
     throw std::invalid_argument(std::string(what) + " must be C-contiguous");
 }
 
+std::string shape_str(const py::array& a) {
+  std::string s = "(";
+  for (py::ssize_t i = 0; i < a.ndim(); ++i) s += (i ? ", " : "") + std::to_string(a.shape(i));
+  return s + ")";
+}
+
 }  // namespace fastq
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "fastq compiled core: int8 kernels, statistics, op kernels";
   fastq::bind_platform(m);
   fastq::bind_gemm(m);
+  fastq::bind_conv(m);
   fastq::bind_stats(m);
   fastq::bind_runtime(m);
 }

@@ -151,3 +151,115 @@ def qlinear(a: np.ndarray, packed, *, a_zero_point: int, a_scale: float, w_scale
         if bias.shape != (pb.n,):
             raise KernelError(f"bias must have shape ({pb.n},), got {bias.shape}")
     return _core.qlinear(a, pb, zp, scale, ws, bias, arith, impl)
+
+
+# ----------------------------------------------------------------------------- convolution
+PackedConvWeights = _core.PackedConvWeights
+PAIRINGS = ("per_tap", "flat")
+
+
+def pack_conv_weights(w: np.ndarray, *, group: int = 1,
+                      pairing: str = "per_tap") -> PackedConvWeights:
+    """Pack int8 conv weights ``w[OC, C/group, KH, KW]`` (or ``[OC, C/group, KW]`` for 1-D).
+
+    ``pairing`` fixes how ``sat16pair`` pairs products when C/group is odd: ``per_tap`` pads
+    each tap's channels to even (oneDNN-style kernels), ``flat`` pairs over the flat
+    (kh, kw, c) index (im2col-then-GEMM engines). It never changes ``exact32`` results.
+    """
+    if not isinstance(w, np.ndarray) or w.dtype != np.int8:
+        raise KernelError(f"w must be an int8 numpy array, got "
+                          f"{getattr(w, 'dtype', type(w).__name__)}")
+    if w.ndim == 3:
+        w = w[:, :, None, :]
+    if w.ndim != 4:
+        raise KernelError(f"w must be [OC, C/group, KH, KW] or [OC, C/group, KW], got shape "
+                          f"{w.shape}")
+    _check_name(pairing, PAIRINGS, "pairing")
+    if int(group) < 1 or w.shape[0] % int(group):
+        raise KernelError(f"group={group} must be >= 1 and divide OC={w.shape[0]}")
+    return _core.pack_conv_weights(np.ascontiguousarray(w), int(group), pairing)
+
+
+def _conv_geometry(x: np.ndarray, packed: PackedConvWeights, strides, pads, dilations):
+    """Normalize ONNX-style geometry to the 2-D form the core takes (1-D runs as H = 1)."""
+    nd = x.ndim - 2
+    if nd not in (1, 2):
+        raise KernelError(f"x must be [N, C, W] or [N, C, H, W], got shape {x.shape}")
+    strides = tuple(int(v) for v in (strides if strides is not None else (1,) * nd))
+    dilations = tuple(int(v) for v in (dilations if dilations is not None else (1,) * nd))
+    pads = tuple(int(v) for v in (pads if pads is not None else (0,) * (2 * nd)))
+    if len(strides) != nd or len(dilations) != nd or len(pads) != 2 * nd:
+        raise KernelError(f"for a {nd}-D conv give {nd} strides, {nd} dilations and {2 * nd} "
+                          f"pads; got strides={strides}, dilations={dilations}, pads={pads}")
+    if nd == 1:
+        x = x[:, :, None, :]
+        strides, dilations = (1,) + strides, (1,) + dilations
+        pads = (0, pads[0], 0, pads[1])
+        if packed.shape[2] != 1:
+            raise KernelError("1-D input given 2-D weights")
+    oc, cg, _, _ = packed.shape
+    if x.shape[1] != cg * packed.group:
+        raise KernelError(f"x has C={x.shape[1]} but the weights expect "
+                          f"C={cg * packed.group} (C/group={cg}, group={packed.group})")
+    return np.ascontiguousarray(x), strides, pads, dilations, nd
+
+
+def _packed_conv(w, group, pairing) -> PackedConvWeights:
+    if isinstance(w, PackedConvWeights):
+        if group not in (None, w.group):
+            raise KernelError(f"group={group} given but the packed weights have group={w.group}")
+        if pairing not in (None, w.pairing):
+            raise KernelError(f"pairing={pairing!r} given but the weights were packed with "
+                              f"{w.pairing!r}")
+        return w
+    return pack_conv_weights(w, group=group or 1, pairing=pairing or "per_tap")
+
+
+def conv_u8s8(x: np.ndarray, w, *, strides=None, pads=None, dilations=None, group=None,
+              x_zero_point: int = 0, pairing=None, arith: str = "exact32",
+              impl: str = "auto") -> np.ndarray:
+    """Raw int32 sums of a uint8 NCHW (or NCW) input with int8 weights under ``arith``.
+
+    ``pads`` is ONNX's [begin..., end...]; padded positions read ``x_zero_point``, so
+    subtracting ``x_zero_point * colsum`` gives the zero-point-corrected sums.
+    """
+    impl = _resolve_impl(impl, arith)
+    if not isinstance(x, np.ndarray) or x.dtype != np.uint8:
+        raise KernelError(f"x must be a uint8 numpy array, got "
+                          f"{getattr(x, 'dtype', type(x).__name__)}")
+    pw = _packed_conv(w, group, pairing)
+    x4, st, pd, dl, nd = _conv_geometry(x, pw, strides, pads, dilations)
+    if not 0 <= int(x_zero_point) <= 255:
+        raise KernelError(f"x_zero_point={x_zero_point} is outside [0, 255]")
+    out = _core.conv_u8s8(x4, pw, st, pd, dl, int(x_zero_point), arith, impl)
+    return out[:, :, 0, :] if nd == 1 else out
+
+
+def qconv(x: np.ndarray, w, *, x_zero_point: int, x_scale: float, w_scales, bias=None,
+          strides=None, pads=None, dilations=None, group=None, pairing=None,
+          arith: str = "exact32", impl: str = "auto") -> np.ndarray:
+    """float32 conv of a quantized input (uint8 or int8) with int8 weights: the qlinear
+    epilogue ``(acc - zp*colsum[oc]) * x_scale * w_scales[oc] + bias[oc]`` per channel."""
+    impl = _resolve_impl(impl, arith)
+    if not isinstance(x, np.ndarray) or x.dtype not in (np.uint8, np.int8):
+        raise KernelError(f"x must be a uint8 or int8 numpy array, got "
+                          f"{getattr(x, 'dtype', type(x).__name__)}")
+    pw = _packed_conv(w, group, pairing)
+    x4, st, pd, dl, nd = _conv_geometry(x, pw, strides, pads, dilations)
+    oc = pw.shape[0]
+    lo, hi = (0, 255) if x.dtype == np.uint8 else (-128, 127)
+    if not lo <= int(x_zero_point) <= hi:
+        raise KernelError(f"x_zero_point={x_zero_point} is outside the {x.dtype} range")
+    scale = float(x_scale)
+    if not np.isfinite(scale) or scale <= 0:
+        raise KernelError(f"x_scale must be a positive finite number, got {x_scale!r}")
+    ws = np.ascontiguousarray(np.atleast_1d(np.asarray(w_scales, dtype=np.float32)))
+    if ws.ndim != 1 or ws.shape[0] not in (1, oc):
+        raise KernelError(f"w_scales must be a scalar or have OC={oc} entries, got shape "
+                          f"{np.shape(w_scales)}")
+    if bias is not None:
+        bias = np.ascontiguousarray(np.asarray(bias, dtype=np.float32))
+        if bias.shape != (oc,):
+            raise KernelError(f"bias must have shape ({oc},), got {bias.shape}")
+    out = _core.qconv(x4, pw, st, pd, dl, int(x_zero_point), scale, ws, bias, arith, impl)
+    return out[:, :, 0, :] if nd == 1 else out

@@ -1,0 +1,62 @@
+// int8 convolution: s32 raw sums of u8 activations x s8 weights under an Arith, computed as
+// NHWC im2col + the GEMM core, so every GEMM impl serves convolution too.
+//
+// Reduction order (DESIGN.md section 3): k = (kh, kw, c), input channel innermost.
+//   Pairing::PerTap (default): each tap's channels are padded to an even count with zero
+//     weights, so a sat16pair pair is two adjacent channels at one tap and never spans two
+//     taps (oneDNN / ONNX Runtime symmetric conv kernels).
+//   Pairing::Flat: pairs run over the flat (kh, kw, c) index, crossing taps when the group's
+//     channel count is odd (im2col-then-GEMM engines, ONNX Runtime's general QLinearConv).
+// Spatial padding reads the activation zero point, so the padded taps contribute
+// zp * w, which the zero-point correction removes with the weights' full column sums.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "fastq/gemm.h"
+
+namespace fastq {
+
+enum class Pairing : int { PerTap = 0, Flat = 1 };
+
+struct ConvShape {
+  int64_t N = 1, C = 0, H = 1, W = 1;   // input (1-D convs use H = 1)
+  int64_t OC = 0, KH = 1, KW = 1, group = 1;
+  int64_t stride_h = 1, stride_w = 1, dil_h = 1, dil_w = 1;
+  int64_t pad_top = 0, pad_left = 0, pad_bottom = 0, pad_right = 0;
+  int64_t OH() const { return (H + pad_top + pad_bottom - dil_h * (KH - 1) - 1) / stride_h + 1; }
+  int64_t OW() const { return (W + pad_left + pad_right - dil_w * (KW - 1) - 1) / stride_w + 1; }
+  int64_t Cg() const { return C / group; }
+  int64_t OCg() const { return OC / group; }
+};
+
+// Weights W[OC, C/group, KH, KW] packed per group as GEMM B[K', OC/group] in reduction order.
+struct PackedConv {
+  int64_t OC = 0, Cg = 0, KH = 1, KW = 1, group = 1;
+  Pairing pairing = Pairing::PerTap;
+  int64_t Cpad = 0;  // channels per tap in the reduction (Cg, or Cg rounded up to even)
+  std::vector<std::shared_ptr<PackedB>> groups;
+  std::vector<int32_t> colsum;  // per output channel: sum of its real weights
+  int64_t K() const { return KH * KW * Cpad; }
+};
+
+std::shared_ptr<PackedConv> pack_conv(const int8_t* w, int64_t OC, int64_t Cg, int64_t KH,
+                                      int64_t KW, int64_t group, Pairing pairing);
+
+// Raw sums out[N, OC, OH, OW] (s32) of x (u8, NCHW) with spatial padding filled by x_zp.
+void conv_u8s8(const uint8_t* x, const ConvShape& s, const PackedConv& w, uint8_t x_zp,
+               int32_t* out, Impl impl, Arith arith);
+
+// Scalar reference of the same contract, straight loops over (n, oc, oh, ow, kh, kw, c):
+// the specification the im2col path is tested against.
+void conv_u8s8_ref(const uint8_t* x, const ConvShape& s, const int8_t* w, Pairing pairing,
+                   uint8_t x_zp, int32_t* out, Arith arith);
+
+// Quantized conv layer: out = float(acc - zp * colsum[oc]) * (x_scale * w_scale[oc]) + bias,
+// the same epilogue (and float operation order) as qlinear. A signed x runs shifted by +128.
+void qconv(const void* x, bool x_signed, const ConvShape& s, const PackedConv& w, int32_t x_zp,
+           float x_scale, const float* w_scales, int64_t n_scales, const float* bias,
+           float* out, Impl impl, Arith arith);
+
+}  // namespace fastq

@@ -1,0 +1,141 @@
+// int8 convolution driver: NCHW -> NHWC once, im2col rows in (kh, kw, c) order (per-tap
+// channel padding for Pairing::PerTap), one GEMM per group on the shared GEMM kernels, then
+// the result (raw sums or the qlinear epilogue) scattered back to NCHW.
+// Padded channels carry zero weights, so the value stored in them never matters (0 is used).
+#include "fastq/conv.h"
+
+#include <algorithm>
+#include <cstring>
+#include <functional>
+
+#include "fastq/threads.h"
+
+namespace fastq {
+
+std::shared_ptr<PackedConv> pack_conv(const int8_t* w, int64_t OC, int64_t Cg, int64_t KH,
+                                      int64_t KW, int64_t group, Pairing pairing) {
+  auto pc = std::make_shared<PackedConv>();
+  pc->OC = OC;
+  pc->Cg = Cg;
+  pc->KH = KH;
+  pc->KW = KW;
+  pc->group = group;
+  pc->pairing = pairing;
+  pc->Cpad = pairing == Pairing::PerTap ? round_up(Cg, 2) : Cg;
+  const int64_t OCg = OC / group, K = pc->K();
+  std::vector<int8_t> b(static_cast<size_t>(K * OCg));
+  for (int64_t g = 0; g < group; ++g) {
+    std::fill(b.begin(), b.end(), 0);
+    for (int64_t j = 0; j < OCg; ++j) {
+      const int64_t oc = g * OCg + j;
+      for (int64_t c = 0; c < Cg; ++c)
+        for (int64_t kh = 0; kh < KH; ++kh)
+          for (int64_t kw = 0; kw < KW; ++kw)
+            b[((kh * KW + kw) * pc->Cpad + c) * OCg + j] = w[((oc * Cg + c) * KH + kh) * KW + kw];
+    }
+    pc->groups.push_back(pack_b(b.data(), K, OCg, OCg, 1));
+    const auto& cs = pc->groups.back()->colsum;
+    pc->colsum.insert(pc->colsum.end(), cs.begin(), cs.end());
+  }
+  return pc;
+}
+
+namespace {
+
+void check_shape(const ConvShape& s, const PackedConv& w) {
+  if (s.group != w.group || s.C != w.Cg * w.group || s.OC != w.OC || s.KH != w.KH ||
+      s.KW != w.KW)
+    throw std::invalid_argument("conv input/weight shapes do not match the packed weights");
+  if (s.OH() <= 0 || s.OW() <= 0)
+    throw std::invalid_argument("conv output would be empty: kernel larger than padded input");
+}
+
+// Runs every group's GEMM and hands its [M = N*OH*OW, OC/group] s32 result to `sink`.
+void run_groups(const uint8_t* x, const ConvShape& s, const PackedConv& w, uint8_t x_zp,
+                Impl impl, Arith arith,
+                const std::function<void(int64_t g, const int32_t* acc, int64_t M)>& sink) {
+  check_shape(s, w);
+  const int64_t OH = s.OH(), OW = s.OW(), Cg = w.Cg, Cp = w.Cpad, K = w.K();
+  const int64_t HW = s.H * s.W, M = s.N * OH * OW;
+  // NHWC copy of the input so every tap's channels are one contiguous run.
+  AlignedPtr<uint8_t> nhwc = make_aligned<uint8_t>(static_cast<size_t>(s.N * HW * s.C));
+  parallel_for(s.N, [&](int64_t n) {
+    const uint8_t* src = x + n * s.C * HW;
+    uint8_t* dst = nhwc.get() + n * HW * s.C;
+    for (int64_t c = 0; c < s.C; ++c)
+      for (int64_t p = 0; p < HW; ++p) dst[p * s.C + c] = src[c * HW + p];
+  });
+  AlignedPtr<uint8_t> cols = make_aligned<uint8_t>(static_cast<size_t>(M * K));
+  AlignedPtr<int32_t> acc = make_aligned<int32_t>(static_cast<size_t>(M * s.OCg()));
+  for (int64_t g = 0; g < s.group; ++g) {
+    parallel_for(s.N * OH, [&](int64_t row) {
+      const int64_t n = row / OH, oh = row % OH;
+      for (int64_t ow = 0; ow < OW; ++ow) {
+        uint8_t* dst = cols.get() + ((n * OH + oh) * OW + ow) * K;
+        for (int64_t kh = 0; kh < s.KH; ++kh) {
+          const int64_t ih = oh * s.stride_h - s.pad_top + kh * s.dil_h;
+          for (int64_t kw = 0; kw < s.KW; ++kw, dst += Cp) {
+            const int64_t iw = ow * s.stride_w - s.pad_left + kw * s.dil_w;
+            if (ih >= 0 && ih < s.H && iw >= 0 && iw < s.W)
+              std::memcpy(dst, nhwc.get() + ((n * s.H + ih) * s.W + iw) * s.C + g * Cg, Cg);
+            else
+              std::memset(dst, x_zp, Cg);
+            if (Cp > Cg) dst[Cg] = 0;
+          }
+        }
+      }
+    });
+    gemm_u8s8(cols.get(), M, K, *w.groups[g], acc.get(), s.OCg(), impl, arith);
+    sink(g, acc.get(), M);
+  }
+}
+
+// [M, OCg] rows (m = (n*OH + oh)*OW + ow) -> out[n, g*OCg + j, oh, ow]
+template <class T>
+void scatter_nchw(const T* src, int64_t g, const ConvShape& s, T* out) {
+  const int64_t OHW = s.OH() * s.OW(), OCg = s.OCg();
+  parallel_for(s.N, [&](int64_t n) {
+    for (int64_t p = 0; p < OHW; ++p) {
+      const T* row = src + (n * OHW + p) * OCg;
+      T* o = out + (n * s.OC + g * OCg) * OHW + p;
+      for (int64_t j = 0; j < OCg; ++j) o[j * OHW] = row[j];
+    }
+  });
+}
+
+}  // namespace
+
+void conv_u8s8(const uint8_t* x, const ConvShape& s, const PackedConv& w, uint8_t x_zp,
+               int32_t* out, Impl impl, Arith arith) {
+  run_groups(x, s, w, x_zp, impl, arith, [&](int64_t g, const int32_t* acc, int64_t) {
+    scatter_nchw(acc, g, s, out);
+  });
+}
+
+void qconv(const void* x, bool x_signed, const ConvShape& s, const PackedConv& w, int32_t x_zp,
+           float x_scale, const float* w_scales, int64_t n_scales, const float* bias,
+           float* out, Impl impl, Arith arith) {
+  const uint8_t* xu = static_cast<const uint8_t*>(x);
+  AlignedPtr<uint8_t> shifted;
+  const int64_t count = s.N * s.C * s.H * s.W;
+  if (x_signed) {  // s8 -> u8 by +128; the zero point moves with it
+    shifted = make_aligned<uint8_t>(static_cast<size_t>(count));
+    for (int64_t i = 0; i < count; ++i) shifted[i] = xu[i] ^ 0x80;
+    xu = shifted.get();
+    x_zp += 128;
+  }
+  const int64_t OCg = s.OCg();
+  std::vector<float> tile;
+  run_groups(xu, s, w, static_cast<uint8_t>(x_zp), impl, arith,
+             [&](int64_t g, const int32_t* acc, int64_t M) {
+               tile.resize(static_cast<size_t>(M * OCg));
+               const bool per_channel = n_scales != 1;
+               qlinear_epilogue(acc, M, OCg, w.colsum.data() + g * OCg, x_zp, x_scale,
+                                per_channel ? w_scales + g * OCg : w_scales,
+                                per_channel ? OCg : 1, bias ? bias + g * OCg : nullptr,
+                                tile.data());
+               scatter_nchw(tile.data(), g, s, out);
+             });
+}
+
+}  // namespace fastq
