@@ -376,3 +376,16 @@ def test_structure_errors():
         "algorithms[1].params.target_device", "one device")
     err({"compression": {"target_device": "TPU", "algorithms": [dq()]}},
         "compression.target_device", "'ANY'")
+
+
+def test_direct_construction_checks_one_device():
+    cpu = C.AlgorithmConfig(AlgorithmName.DEFAULT_QUANTIZATION,
+                            C.DefaultQuantizationParams(target_device=TargetDevice.CPU))
+    assert C.QuantizationConfig((cpu,), TargetDevice.CPU).main is cpu
+    with pytest.raises(fastq.ConfigError, match="target_device"):
+        C.QuantizationConfig((cpu,), TargetDevice.GPU)
+
+
+def test_enums_print_as_their_values():
+    assert str(Preset.MIXED) == "mixed" and f"{TargetDevice.CPU_SPR}" == "CPU_SPR"
+    assert json.dumps({"p": Preset.MIXED}) == '{"p": "mixed"}'

@@ -13,8 +13,21 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Optional, Tuple, Union
 
+from ..errors import ConfigError
 
-class TargetDevice(str, Enum):
+
+class _StrEnum(str, Enum):
+    """``enum.StrEnum`` for Python 3.9+: members are their string values, also in str()/format()
+    (a plain ``str, Enum`` mixin formats as ``Preset.MIXED`` on 3.12+)."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self.value), spec)
+
+
+class TargetDevice(_StrEnum):
     """``compression.target_device`` (POT configs/config.py DEFAULT_TARGET_DEVICE = 'ANY')."""
     ANY = "ANY"
     CPU = "CPU"
@@ -27,29 +40,29 @@ class TargetDevice(str, Enum):
     CPU_SPR = "CPU_SPR"
 
 
-class Preset(str, Enum):
+class Preset(_StrEnum):
     PERFORMANCE = "performance"
     MIXED = "mixed"
     ACCURACY = "accuracy"
 
 
-class Mode(str, Enum):
+class Mode(_StrEnum):
     SYMMETRIC = "symmetric"
     ASYMMETRIC = "asymmetric"
 
 
-class Granularity(str, Enum):
+class Granularity(_StrEnum):
     PERTENSOR = "pertensor"
     PERCHANNEL = "perchannel"
 
 
-class Role(str, Enum):
+class Role(_StrEnum):
     """Which tensor a quantizer sits on: a constant weight or a runtime activation."""
     WEIGHTS = "weights"
     ACTIVATIONS = "activations"
 
 
-class StatType(str, Enum):
+class StatType(_StrEnum):
     """Per-sample statistic a range estimator reduces each tensor to."""
     MIN = "min"
     MAX = "max"
@@ -58,7 +71,7 @@ class StatType(str, Enum):
     ABS_QUANTILE = "abs_quantile"
 
 
-class Aggregator(str, Enum):
+class Aggregator(_StrEnum):
     """How per-sample statistics are combined over the calibration set (activations only)."""
     MIN = "min"
     MAX = "max"
@@ -69,40 +82,40 @@ class Aggregator(str, Enum):
     HL_ESTIMATOR = "hl_estimator"
 
 
-class RangePreset(str, Enum):
+class RangePreset(_StrEnum):
     DEFAULT = "default"
     QUANTILE = "quantile"
 
 
-class SaturationFix(str, Enum):
+class SaturationFix(_StrEnum):
     FIRST_LAYER = "first_layer"
     ALL = "all"
     NO = "no"
     AUTO = "auto"          # fastq extension: layers whose sat16pair saturation exceeds a threshold
 
 
-class ModelType(str, Enum):
+class ModelType(_StrEnum):
     TRANSFORMER = "transformer"
 
 
-class DropType(str, Enum):
+class DropType(_StrEnum):
     ABSOLUTE = "absolute"
     RELATIVE = "relative"
 
 
-class TargetArith(str, Enum):
+class TargetArith(_StrEnum):
     """fastq extension: the int8 arithmetic quantized layers are evaluated in."""
     EXACT32 = "exact32"        # s32 sum of u8*s8 products, as VNNI vpdpbusd
     SAT16PAIR = "sat16pair"    # pair sums saturated to s16, as AVX2 vpmaddubsw
 
 
-class ConvPairing(str, Enum):
+class ConvPairing(_StrEnum):
     """fastq extension: which products sat16pair pairs in a conv with odd channel count."""
     PER_TAP = "per_tap"        # channels padded to even per tap (oneDNN, ORT symmetric conv)
     FLAT = "flat"              # im2col over flat (kh, kw, c) (ORT general QLinearConv)
 
 
-class AlgorithmName(str, Enum):
+class AlgorithmName(_StrEnum):
     DEFAULT_QUANTIZATION = "DefaultQuantization"
     ACCURACY_AWARE_QUANTIZATION = "AccuracyAwareQuantization"
     MIN_MAX_QUANTIZATION = "MinMaxQuantization"
@@ -303,7 +316,7 @@ class QuantizationConfig:
     def __post_init__(self) -> None:
         for algo in self.algorithms:
             if algo.params.target_device != self.target_device:
-                raise ValueError("every algorithm must have target_device "
+                raise ConfigError("every algorithm must have target_device "
                                  f"{self.target_device.value!r}, got "
                                  f"{algo.params.target_device.value!r} in {algo.name.value}")
 
