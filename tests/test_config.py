@@ -389,3 +389,13 @@ def test_direct_construction_checks_one_device():
 def test_enums_print_as_their_values():
     assert str(Preset.MIXED) == "mixed" and f"{TargetDevice.CPU_SPR}" == "CPU_SPR"
     assert json.dumps({"p": Preset.MIXED}) == '{"p": "mixed"}'
+
+
+@pytest.mark.parametrize("device,want", [("CPU", "first_layer"), ("ANY", "first_layer"),
+                                         ("GPU", "no"), ("CPU_SPR", "no"), ("VPU", "no")])
+def test_saturation_fix_only_for_cpu_or_any(device, want):
+    # POT fake_quantize.py set_rescaling_factors: target_device not in ['CPU', 'ANY'] -> none
+    assert params(dq(target_device=device)).effective_saturation_fix.value == want
+    aa = params({"name": "AccuracyAwareQuantization", "params": {"target_device": device,
+                                                                 "saturation_fix": "all"}})
+    assert aa.effective_saturation_fix.value == ("all" if want != "no" else "no")

@@ -301,3 +301,47 @@ def test_from_resolved_layer():
     assert a.mode is C.Mode.ASYMMETRIC and a.dtype is np.uint8
     w = Q.from_layer(C.resolve_layer(p, "weights"), None, np.array([1.0, 2.0]))
     assert w.mode is C.Mode.SYMMETRIC and (w.qmin, w.qmax) == (-127, 127)
+
+
+def test_clipping_values_apply_before_the_grid():
+    from fastq import config as C
+    p = C.load({"name": "DefaultQuantization", "params": {"preset": "mixed", "activations": {
+        "range_estimator": {"max": {"clipping_value": 6.0}, "min": {"clipping_value": -1.0}}}}}
+               ).main.params
+    layer = C.resolve_layer(p, "activations")
+    lo, hi = Q.clip_range(np.array([-3.0, -0.5]), np.array([2.0, 9.0]), layer.range_estimator)
+    assert np.array_equal(lo, [-1.0, -0.5]) and np.array_equal(hi, [2.0, 6.0])
+    qp = Q.from_layer(layer, -3.0, 9.0)
+    want = Q.compute_qparams(-1.0, 6.0, mode="asymmetric")
+    assert qp.scale == want.scale and qp.zero_point == want.zero_point
+    assert Q.dequantize(Q.quantize(0.0, qp), qp) == 0.0
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_finite = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False, allow_infinity=False)
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(_finite, _finite, st.sampled_from(["weights", "activations"]),
+       st.sampled_from([4, 7, 8]))
+def test_property_asymmetric_zero_exact_scale_positive(a, b, role, bits):
+    lo, hi = min(a, b), max(a, b)
+    qp = Q.compute_qparams(lo, hi, mode="asymmetric", role=role, bits=bits)
+    assert np.isfinite(qp.scale) and qp.scale > 0
+    assert qp.qmin <= int(qp.zero_point) <= qp.qmax
+    assert Q.dequantize(Q.quantize(0.0, qp), qp) == 0.0
+    scale, q0 = asym_oracle(np.array(lo), np.array(hi), n=qp.qmax - qp.qmin)
+    assert int(qp.zero_point) == qp.qmin + int(q0)
+    np.testing.assert_allclose(float(qp.scale), float(scale), rtol=2e-6)
+
+
+@settings(max_examples=200, deadline=None, database=None)
+@given(_finite, st.floats(min_value=0, max_value=1e6, allow_nan=False))
+def test_property_symmetric_scale_and_sign(lo, mag):
+    qp = Q.compute_qparams(lo, mag)
+    want_unsigned = lo >= 0
+    assert (qp.dtype is np.uint8) == want_unsigned
+    step = max(mag, 8e-5) / (255 if want_unsigned else 127)
+    assert qp.scale == np.float32(step) and int(qp.zero_point) == 0

@@ -163,8 +163,22 @@ def compute_qparams(min_val: Any, max_val: Any, *, bits: int = 8,
                    qmin=qmin, qmax=qmax, signed=qmin < 0, mode=mode, role=role, bits=bits)
 
 
+def clip_range(min_val: Any, max_val: Any, range_estimator: Any) -> Tuple[Any, Any]:
+    """Apply the estimator's ``clipping_value``s: min is raised to min.clipping_value, max
+    lowered to max.clipping_value. POT clips the FakeQuantize range after tune_range, which
+    can move 0.0 off the grid; fastq clips the statistics first, so the zero stays exact."""
+    lo_side, hi_side = range_estimator.min, range_estimator.max
+    if min_val is not None and lo_side is not None and lo_side.clipping_value is not None:
+        min_val = np.maximum(min_val, lo_side.clipping_value)
+    if hi_side is not None and hi_side.clipping_value is not None:
+        max_val = np.minimum(max_val, hi_side.clipping_value)
+    return min_val, max_val
+
+
 def from_layer(layer: Any, min_val: Any, max_val: Any) -> QParams:
-    """``compute_qparams`` with bits/mode/levels from a ``config.ResolvedLayer``."""
+    """``compute_qparams`` with bits/mode/levels from a ``config.ResolvedLayer``, after its
+    range estimator's clipping values."""
+    min_val, max_val = clip_range(min_val, max_val, layer.range_estimator)
     return compute_qparams(min_val, max_val, bits=layer.bits, mode=layer.mode, role=layer.role,
                            level_low=layer.level_low, level_high=layer.level_high)
 

@@ -232,6 +232,14 @@ class MinMaxParams:
     target_arith: TargetArith = TargetArith.EXACT32
     conv_pairing: ConvPairing = ConvPairing.PER_TAP
 
+    @property
+    def effective_saturation_fix(self) -> SaturationFix:
+        """POT fake_quantize.py set_rescaling_factors: the fix only applies when the target is
+        CPU or ANY (CPUs whose int8 path may be AVX2 vpmaddubsw); elsewhere it is ``no``."""
+        if self.target_device not in (TargetDevice.CPU, TargetDevice.ANY):
+            return SaturationFix.NO
+        return self.saturation_fix
+
 
 @dataclass(frozen=True)
 class BiasCorrectionParams:
