@@ -399,3 +399,13 @@ def test_saturation_fix_only_for_cpu_or_any(device, want):
     aa = params({"name": "AccuracyAwareQuantization", "params": {"target_device": device,
                                                                  "saturation_fix": "all"}})
     assert aa.effective_saturation_fix.value == ("all" if want != "no" else "no")
+
+
+def test_bare_compression_section():
+    q = C.load({"target_device": "CPU", "algorithms": [dq(preset="accuracy")]})
+    assert q.target_device is TargetDevice.CPU and q.main.params.preset is Preset.MIXED
+    assert q == C.load({"compression": {"target_device": "CPU",
+                                        "algorithms": [dq(preset="accuracy")]}})
+    err({"algorithms": [dq()], "target_devise": "CPU"}, "target_devise",
+        "did you mean 'target_device'")
+    err({"algorithms": [{"name": "X"}]}, "algorithms[0].name", "is not one of")

@@ -1,8 +1,9 @@
 """``load``: every accepted config form -> one validated, frozen ``QuantizationConfig``.
 
 Accepted: None (DefaultQuantization, POT defaults), {"name", "params"}, a list of those, a
-full POT config ({"model", "engine", "compression": {"target_device", "algorithms", ...}}),
-a path to a JSON file holding any of these, or an already-loaded ``QuantizationConfig``.
+full POT config ({"model", "engine", "compression": {"target_device", "algorithms", ...}})
+or its bare compression section, a path to a JSON file holding any of these, or an
+already-loaded ``QuantizationConfig``.
 Unknown keys, wrong types and out-of-range values raise ``ConfigError`` with the key path.
 POT rules kept: preset aliases and the per-device ``accuracy`` rename (configs/config.py
 _configure_algo_params), compression-level keys copied into every algorithm's params.
@@ -317,14 +318,18 @@ def _full(d: Dict[str, Any]) -> QuantizationConfig:
             c.mapping(d[key], key)
     if "compression" not in d:
         raise c.fail("compression", "missing required key")
-    comp = c.mapping(d["compression"], "compression")
-    c.check_keys(comp, ["algorithms", *_COMPRESSION_LEVEL], "compression")
+    return _compression(c.mapping(d["compression"], "compression"), "compression")
+
+
+def _compression(comp: Dict[str, Any], path: str) -> QuantizationConfig:
+    """The ``compression`` section: algorithms plus keys POT copies into every algorithm."""
+    c.check_keys(comp, ["algorithms", *_COMPRESSION_LEVEL], path)
     if "algorithms" not in comp:
-        raise c.fail("compression.algorithms", "missing required key")
+        raise c.fail(c.join(path, "algorithms"), "missing required key")
     inherited = {k: comp[k] for k in _COMPRESSION_LEVEL if k in comp}
-    if "target_device" in inherited:   # validate here so the error names compression.*
-        c.enum(inherited["target_device"], TargetDevice, "compression.target_device")
-    return _algorithms(comp["algorithms"], "compression.algorithms", inherited)
+    if "target_device" in inherited:   # validate here so the error names this key
+        c.enum(inherited["target_device"], TargetDevice, c.join(path, "target_device"))
+    return _algorithms(comp["algorithms"], c.join(path, "algorithms"), inherited)
 
 
 def _read_json(path: Path) -> Any:
@@ -359,6 +364,8 @@ def load(cfg: Any = None) -> QuantizationConfig:
         d = dict(cfg)
         if any(k in d for k in ("compression", "model", "engine")):
             return _full(d)
+        if "algorithms" in d:                  # a bare compression section
+            return _compression(d, "")
         return _algorithms([d], "algorithms", {})
     raise c.fail("", "a config is None, a dict, a list of algorithm dicts or a path to a "
                      f"JSON file; got {type(cfg).__name__}")

@@ -222,7 +222,8 @@ class MinMaxParams:
     seed: int = 0
     model_type: Optional[ModelType] = None
     inplace_statistics: bool = True
-    saturation_fix: SaturationFix = SaturationFix.FIRST_LAYER   # fake_quantize.py set_rescaling_factors
+    # POT fake_quantize.py set_rescaling_factors: config.get("saturation_fix", "first_layer")
+    saturation_fix: SaturationFix = SaturationFix.FIRST_LAYER
     saturation_threshold: float = 0.0            # fastq: fraction of saturated pair sums for "auto"
     ignored: IgnoredScope = field(default_factory=IgnoredScope)
     weights: LayerQuantConfig = field(default_factory=LayerQuantConfig)
