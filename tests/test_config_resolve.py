@@ -179,3 +179,17 @@ def test_resolve_layer_user_settings_win():
     assert w.granularity is PT and (w.level_low, w.level_high) == (-63, 63)
     forced = C.resolve_layer(_params(preset="mixed"), R.ACTIVATIONS, mode="symmetric")
     assert forced.mode is M.SYMMETRIC and forced.range_estimator.max.type is T.ABS_MAX
+
+
+def test_effective_ignored_adds_transformer_ops():
+    plain = _params(ignored={"scope": ["a"]})
+    assert C.effective_ignored(plain) == plain.ignored
+    tr = _params(model_type="transformer", ignored={"operations": [{"type": "Add"}]})
+    ig = C.effective_ignored(tr)
+    types = [op.type for op in ig.operations]
+    assert types.count("Add") == 1                      # not duplicated
+    for t in ("Pow", "Sub", "ReduceMean", "Squeeze", "Mul", "LayerNormalization"):
+        assert t in types and ig.is_ignored("n", t)
+    assert not ig.is_ignored("n", "MatMul") and not ig.is_ignored("n", "Conv")
+    spr = C.effective_ignored(_params(model_type="transformer", target_device="CPU_SPR"))
+    assert not spr.is_ignored("n", "Mul") and spr.is_ignored("n", "Add")   # POT: Mul kept on SPR

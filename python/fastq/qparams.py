@@ -1,22 +1,21 @@
-"""Range -> (scale, zero_point), with OpenVINO POT's rules, vectorized over channels.
-
-Contract (POT tools/pot/openvino/tools/pot/algorithms/quantization/fake_quantize.py, restated
-for QDQ, where the zero point is always an integer):
-- symmetric: the range is [-max, max] with ``max`` the max estimator (abs_max by default;
-  min only decides the sign); zero point 0 (or the grid's midpoint when an unsigned grid is
-  forced on signed data); ``scale = max / (qmax - zp)``. Weights: int8 -127..127. Activations:
-  uint8 0..255 when every min >= 0, else int8 -128..127 (POT's min = -max*L/(L-2), L = 256,
-  which is exactly -128 * max/127).
-- asymmetric: widen ranges narrower than 8e-4 by 8e-4 on each side (fix_zero_filters_
-  asymmetric), extend to include 0, then ``nudge_zero_range`` (POT tune_range) moves one end
-  outward so 0.0 falls on an integer level. Activations uint8, weights int8 with a zero point.
-- degenerate symmetric ranges are floored at max(8e-5, 0.01 * largest channel max)
-  (fix_zero_filters_symmetric), so every scale is finite and > 0.
-``quantize``/``dequantize`` are numpy references of ONNX QuantizeLinear/DequantizeLinear
-(float32 divide, round half to even, saturate) for tests.
+"""Range -> (scale, zero_point) with OpenVINO POT's rules, vectorized over channels, plus numpy
+references of ONNX QuantizeLinear/DequantizeLinear (float32 divide, round half to even).
+Zero is always an integer level; every scale is finite and > 0 (POT's zero-range floors).
 """
 
 from __future__ import annotations
+
+# The rules, from POT tools/pot/openvino/tools/pot/algorithms/quantization/fake_quantize.py,
+# restated for QDQ (where the zero point is an integer):
+# - symmetric: range [-max, max], ``max`` from the max estimator (abs_max by default; min only
+#   decides the sign); zero point 0 (the grid's midpoint if an unsigned grid is forced on
+#   signed data); scale = max / (qmax - zp). Weights int8 -127..127. Activations uint8 0..255
+#   when every min >= 0, else int8 -128..127 (POT's min = -max*L/(L-2) with L = 256 levels is
+#   exactly -128 * max/127).
+# - asymmetric: ranges narrower than 8e-4 widen by 8e-4 per side (fix_zero_filters_asymmetric),
+#   then extend to include 0, then nudge_zero_range (POT tune_range) moves one end outward so
+#   0.0 is a level. Activations uint8; weights int8 with a zero point (u8 x s8 kernels).
+# - symmetric floors: max(8e-5, 1% of the largest channel's max) (fix_zero_filters_symmetric).
 
 from dataclasses import dataclass, replace
 from typing import Any, Optional, Tuple, Union

@@ -1,14 +1,14 @@
 """fastq.config: OpenVINO POT's configuration spec, applied to ONNX, as frozen typed objects.
 
-``load(cfg)`` validates any accepted form into a ``QuantizationConfig``; ``to_dict`` writes it
-back with every default filled in (``load(to_dict(x)) == x``); ``resolve_layer`` and
-``resolve_range_estimator`` turn user settings into what one quantizer uses.
-fastq extensions to POT's keys: ``ignored.patterns``, ``saturation_fix: "auto"`` with
+``load`` validates any accepted form; ``to_dict`` writes it back with every default filled in
+(``load(to_dict(x)) == x``); ``resolve_layer`` / ``resolve_range_estimator`` give what one
+quantizer uses. fastq extensions: ``ignored.patterns``, ``saturation_fix: "auto"`` with
 ``saturation_threshold``, ``smooth_quant_alpha``, ``target_arith``, ``conv_pairing``.
 """
 
 from .parse import PRESET_ALIASES, SUPPORTED_BITS, load, rename_preset
-from .resolve import DEFAULT_OUTLIER_PROB, ResolvedLayer, resolve_layer, resolve_range_estimator
+from .resolve import (DEFAULT_OUTLIER_PROB, ResolvedLayer, effective_ignored, resolve_layer,
+                      resolve_range_estimator)
 from .serialize import to_dict
 from .types import (AccuracyAwareParams, Aggregator, AlgorithmConfig, AlgorithmName,
                     BiasCorrectionParams, ConvPairing, DefaultQuantizationParams, DropType,
@@ -24,5 +24,6 @@ __all__ = [
     "MinMaxParams", "Mode", "ModelType", "OpPattern", "PRESET_ALIASES", "Preset",
     "QuantizationConfig", "RangeEstimatorConfig", "RangePreset", "ResolvedLayer", "Role",
     "SUPPORTED_BITS", "SaturationFix", "StatConfig", "StatType", "TargetArith", "TargetDevice",
-    "load", "rename_preset", "resolve_layer", "resolve_range_estimator", "to_dict",
+    "effective_ignored", "load", "rename_preset", "resolve_layer", "resolve_range_estimator",
+    "to_dict",
 ]

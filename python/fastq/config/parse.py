@@ -1,15 +1,15 @@
 """``load``: every accepted config form -> one validated, frozen ``QuantizationConfig``.
 
-Accepted: None (DefaultQuantization, POT defaults), {"name", "params"}, a list of those, a
-full POT config ({"model", "engine", "compression": {"target_device", "algorithms", ...}})
-or its bare compression section, a path to a JSON file holding any of these, or an
-already-loaded ``QuantizationConfig``.
-Unknown keys, wrong types and out-of-range values raise ``ConfigError`` with the key path.
-POT rules kept: preset aliases and the per-device ``accuracy`` rename (configs/config.py
-_configure_algo_params), compression-level keys copied into every algorithm's params.
+Forms: None, {"name", "params"}, a list of those, a full POT config or its bare compression
+section, a path to a JSON file, or a ``QuantizationConfig``. Unknown keys, wrong types and
+out-of-range values raise ``ConfigError`` naming the key path and the allowed values.
 """
 
 from __future__ import annotations
+
+# POT rules kept (tools/pot/openvino/tools/pot/configs/config.py _configure_algo_params):
+# preset aliases, the per-device ``accuracy`` rename, and compression-level keys
+# (target_device, model_type, inplace_statistics) copied into every algorithm's params.
 
 import json
 import os

@@ -1,25 +1,27 @@
-"""From user settings to what one quantizer uses: mode/granularity/bits by preset, and a fully
-specified range estimator by POT's presets with the user's overrides merged on top.
-
-Sources (POT, tools/pot/openvino/tools/pot/...): presets and merge rule from
-algorithms/quantization/range_estimator.py (get_range_estimator_config); the default
-``outlier_prob`` 1e-4 from algorithms/quantization/utils.py (append_estimator_configs); the
-preset -> mode choice from fake_quantize_configuration.py (_apply_preset_rule) over the CPU
-hardware config configs/hardware/cpu.json (weights q8_w_sym perchannel levels -127..127 first,
-q8_w_asym second; activations symmetric first, asymmetric second, pertensor; perchannel for
-depthwise convolutions).
+"""From user settings to what one quantizer uses: mode/granularity/bits by preset, a fully
+specified range estimator (POT's presets, user overrides merged on top), and the ignored scope
+including the op types ``model_type`` leaves in float. POT sources are cited below.
 """
 
 from __future__ import annotations
+
+# Sources (POT, tools/pot/openvino/tools/pot/...): presets and merge rule from
+# algorithms/quantization/range_estimator.py (get_range_estimator_config); the default
+# outlier_prob 1e-4 from algorithms/quantization/utils.py (append_estimator_configs); the
+# preset -> mode choice from fake_quantize_configuration.py (_apply_preset_rule) over the CPU
+# hardware config configs/hardware/cpu.json (weights q8_w_sym perchannel levels -127..127
+# first, q8_w_asym second; activations symmetric first, asymmetric second, pertensor;
+# perchannel for depthwise convolutions); model_type's ignored ops from
+# algorithms/quantization/utils.py (get_ignored_operations).
 
 import dataclasses
 from dataclasses import dataclass
 from typing import Any, Dict, Optional, Union
 
 from ..errors import ConfigError
-from .types import (AccuracyAwareParams, Aggregator, Granularity, LayerQuantConfig,
-                    MinMaxParams, Mode, Preset, RangeEstimatorConfig, RangePreset, Role,
-                    StatConfig, StatType)
+from .types import (AccuracyAwareParams, Aggregator, Granularity, IgnoredScope,
+                    LayerQuantConfig, MinMaxParams, Mode, ModelType, OpPattern, Preset,
+                    RangeEstimatorConfig, RangePreset, Role, StatConfig, StatType, TargetDevice)
 
 DEFAULT_OUTLIER_PROB = 1e-4
 
@@ -187,3 +189,26 @@ def resolve_layer(params: Union[MinMaxParams, AccuracyAwareParams], role: Union[
     return ResolvedLayer(role=role, bits=layer.bits or 8, mode=eff_mode, granularity=gran,
                          level_low=lo, level_high=hi,
                          range_estimator=resolve_range_estimator(params, role, eff_mode, gran))
+
+
+# POT algorithms/quantization/utils.py get_ignored_operations("transformer", device), with the
+# OpenVINO IR types named as ONNX ops: Add, Power->Pow, Squeeze, Subtract->Sub, ReduceMean,
+# SquaredDifference and MVN -> the ONNX normalization ops; Multiply->Mul except on CPU_SPR.
+_TRANSFORMER_IGNORED = ("Add", "Pow", "Squeeze", "Sub", "ReduceMean", "LayerNormalization",
+                        "MeanVarianceNormalization", "InstanceNormalization",
+                        "GroupNormalization", "SimplifiedLayerNormalization",
+                        "SkipLayerNormalization")
+
+
+def effective_ignored(params: Union[MinMaxParams, AccuracyAwareParams]) -> IgnoredScope:
+    """The user's ignored scope plus the op types ``model_type`` leaves in float (POT
+    fake_quantize.py insert_fake_quantize_nodes appends them to ignored.operations)."""
+    ignored: IgnoredScope = params.ignored
+    if params.model_type is not ModelType.TRANSFORMER:
+        return ignored
+    types = list(_TRANSFORMER_IGNORED)
+    if params.target_device is not TargetDevice.CPU_SPR:
+        types.append("Mul")
+    have = {op for op in ignored.operations if not op.attributes}
+    extra = tuple(OpPattern(t) for t in types if OpPattern(t) not in have)
+    return dataclasses.replace(ignored, operations=ignored.operations + extra)
