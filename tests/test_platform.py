@@ -23,6 +23,7 @@ def test_guard_fast_paths_built_where_cpu_has_them():
     if platform.machine().lower() not in ("x86_64", "amd64"):
         pytest.skip("non-x86 host: reference kernels only by design")
     feats = fastq.cpu_features()
+    assert feats["x86_64"], "x86-64 host but the module was built without the x86 kernels"
     avail = kernels.available_impls()
     if feats["avx2"] and feats["fma"]:
         assert "avx2" in avail

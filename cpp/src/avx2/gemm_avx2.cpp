@@ -37,41 +37,60 @@ inline __m256i tail_mask(int64_t cols) {
                             idx);
 }
 
+// Accumulators start at zero; C of earlier K blocks is added only at the store (a
+// conditional load at the start makes GCC spill the accumulators).
 template <int MR>
-inline void load_acc(__m256i (&acc)[MR][2], const int32_t* c, int64_t ldc, const __m256i* mask,
-                     bool first) {
+inline void zero_acc(__m256i (&acc)[MR][2]) {
+  unroll<MR>([&](auto r) { unroll<2>([&](auto v) { acc[r][v] = _mm256_setzero_si256(); }); });
+}
+
+template <int MR>
+inline void store_acc(__m256i (&acc)[MR][2], int32_t* c, int64_t ldc, const __m256i* mask,
+                      bool first) {
   unroll<MR>([&](auto r) {
     unroll<2>([&](auto v) {
-      acc[r][v] = first ? _mm256_setzero_si256()
-                        : _mm256_maskload_epi32(c + r * ldc + v * 8, mask[v]);
+      int32_t* cp = c + r * ldc + v * 8;
+      __m256i out = acc[r][v];
+      if (!first) out = _mm256_add_epi32(out, _mm256_maskload_epi32(cp, mask[v]));
+      _mm256_maskstore_epi32(cp, mask[v], out);
     });
   });
 }
 
-template <int MR>
-inline void store_acc(__m256i (&acc)[MR][2], int32_t* c, int64_t ldc, const __m256i* mask) {
-  unroll<MR>([&](auto r) {
-    unroll<2>([&](auto v) { _mm256_maskstore_epi32(c + r * ldc + v * 8, mask[v], acc[r][v]); });
-  });
+// One row step of the sat16pair micro-tile in inline asm: broadcast 4 bytes of A, then per
+// 8-column half vpmaddubsw (B read from memory) -> vpmaddwd(ones) -> vpaddd. With intrinsics
+// GCC hoists all vpmaddubsw of a k group first and spills accumulators; 6 rows x 2 halves =
+// 12 accumulators + broadcast + temp + ones = 15 of the 16 ymm registers, so this order must
+// be kept. AT&T operand order: vpmaddubsw signed_src, unsigned_src, dst.
+inline void sat_row(__m256i& acc0, __m256i& acc1, const uint8_t* ap, const int8_t* bg,
+                    __m256i ones) {
+  __m256i a, t;
+  __asm__("vpbroadcastd %[ap], %[a]\n\t"
+          "vpmaddubsw %[b0], %[a], %[t]\n\t"
+          "vpmaddwd %[ones], %[t], %[t]\n\t"
+          "vpaddd %[t], %[acc0], %[acc0]\n\t"
+          "vpmaddubsw %[b1], %[a], %[t]\n\t"
+          "vpmaddwd %[ones], %[t], %[t]\n\t"
+          "vpaddd %[t], %[acc1], %[acc1]"
+          : [acc0] "+x"(acc0), [acc1] "+x"(acc1), [a] "=&x"(a), [t] "=&x"(t)
+          : [ap] "m"(*reinterpret_cast<const int32_t*>(ap)),
+            [b0] "m"(*reinterpret_cast<const __m256i*>(bg)),
+            [b1] "m"(*reinterpret_cast<const __m256i*>(bg + 32)), [ones] "x"(ones));
 }
 
 template <int MR>
-void micro_sat(const uint8_t* a, const int8_t* b, int64_t ng, int32_t* c,
-               int64_t ldc, int64_t ncols, bool first) {
+void micro_sat(const uint8_t* a, const int8_t* b, int64_t ng, int32_t* c, int64_t ldc,
+               int64_t ncols, bool first) {
   __m256i mask[2] = {tail_mask(ncols), tail_mask(ncols - 8)};
   __m256i acc[MR][2];
-  load_acc<MR>(acc, c, ldc, mask, first);
+  zero_acc<MR>(acc);
   const __m256i ones = _mm256_set1_epi16(1);
   for (int64_t g = 0; g < ng; ++g) {
-    const __m256i b0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(b + g * 64));
-    const __m256i b1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(b + g * 64 + 32));
-    unroll<MR>([&](auto r) {
-      const __m256i av = _mm256_set1_epi32(load4(a + (g * kMR + r) * 4));
-      acc[r][0] = _mm256_add_epi32(acc[r][0], _mm256_madd_epi16(_mm256_maddubs_epi16(av, b0), ones));
-      acc[r][1] = _mm256_add_epi32(acc[r][1], _mm256_madd_epi16(_mm256_maddubs_epi16(av, b1), ones));
-    });
+    const int8_t* bg = b + g * 64;
+    const uint8_t* ag = a + g * kMR * 4;
+    unroll<MR>([&](auto r) { sat_row(acc[r][0], acc[r][1], ag + r * 4, bg, ones); });
   }
-  store_acc<MR>(acc, c, ldc, mask);
+  store_acc<MR>(acc, c, ldc, mask, first);
 }
 
 template <int MR>
@@ -79,7 +98,7 @@ void micro_exact(const uint8_t* a, const int8_t* b, int64_t ng, int32_t* c,
                  int64_t ldc, int64_t ncols, bool first) {
   __m256i mask[2] = {tail_mask(ncols), tail_mask(ncols - 8)};
   __m256i acc[MR][2];
-  load_acc<MR>(acc, c, ldc, mask, first);
+  zero_acc<MR>(acc);
   const __m256i ones = _mm256_set1_epi16(1);
   const __m256i sixteens = _mm256_set1_epi16(16);
   constexpr int32_t kLo = 0x0F0F0F0F;
@@ -110,7 +129,7 @@ void micro_exact(const uint8_t* a, const int8_t* b, int64_t ng, int32_t* c,
       });
     });
   }
-  store_acc<MR>(acc, c, ldc, mask);
+  store_acc<MR>(acc, c, ldc, mask, first);
 }
 
 using MicroFn = void (*)(const uint8_t*, const int8_t*, int64_t, int32_t*, int64_t, int64_t,
