@@ -5,6 +5,7 @@ The compiled core is ``fastq._core``; this package re-exports the public API.
 """
 
 from . import _core, kernels
+from . import stats
 from .errors import (ConfigError, DataError, FastqError, IsaError, KernelError, ModelError,
                      UnsupportedOpError)
 
@@ -28,4 +29,5 @@ def get_num_threads() -> int:
 __all__ = [
     "ConfigError", "DataError", "FastqError", "IsaError", "KernelError", "ModelError",
     "UnsupportedOpError", "cpu_features", "get_num_threads", "kernels", "set_num_threads",
+    "stats",
 ]
