@@ -129,6 +129,9 @@ def numpy_edges(lo, hi, bins: int, like: np.ndarray) -> np.ndarray:
     if lo == hi:
         lo, hi = lo - 0.5, hi + 0.5
     edges = np.linspace(lo, hi, bins + 1, endpoint=True, dtype=np.result_type(lo, hi, like))
+    if np.any(edges[:-1] >= edges[1:]):
+        raise ConfigError(f"Too many bins for the range ({float(lo)}, {float(hi)}): {bins} "
+                          "float32 bins would not all have positive width (numpy refuses too)")
     return np.ascontiguousarray(edges, dtype=np.float32)
 
 
