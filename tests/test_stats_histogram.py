@@ -120,3 +120,30 @@ def test_rebin_is_exact_against_numpy_with_explicit_edges():
         assert np.array_equal(e2, edges[::f]) and np.array_equal(c2, want), f
     with pytest.raises(fastq.ConfigError, match="divide"):
         stats.rebin(counts, edges, 3)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_histogram_random_ranges_at_edges(impl):
+    """Many random ranges and bin counts; data concentrated at the edges (±1 ulp), where a
+    float bin index can be wrong: counts must still equal numpy's."""
+    g = np.random.default_rng(2024)
+    for trial in range(60):
+        scale = 10.0 ** g.uniform(-6, 6)
+        lo = float(g.uniform(-2, 2) * scale)
+        hi = lo + float(g.uniform(0.01, 3) * scale)
+        bins = int(g.choice([1, 2, 3, 100, 255, 1000, 2048, 4095]))
+        try:
+            _, edges = np.histogram(np.zeros(0, np.float32), bins, range=(lo, hi))
+        except ValueError:
+            continue  # numpy refuses: too many bins for this float32 range
+        x = np.concatenate([edge_probe(edges),
+                            g.uniform(lo - 0.1 * (hi - lo), hi + 0.1 * (hi - lo), 5000)
+                            .astype(np.float32)])
+        x = x[g.permutation(x.size)]
+        want, _ = np.histogram(x, bins, range=(lo, hi))
+        got, _ = stats.histogram(x, bins, range=(lo, hi), impl=impl)
+        assert np.array_equal(got, want), (trial, lo, hi, bins, np.nonzero(got != want))
+        # data-derived range (float32 min/max, float32 linspace) too
+        want, we = np.histogram(x, bins)
+        got, ge = stats.histogram(x, bins, impl=impl)
+        assert np.array_equal(ge, we) and np.array_equal(got, want), (trial, bins)

@@ -49,7 +49,7 @@ struct HistParams {
   int64_t bins;
   float lo;      // edges[0]
   float scale;   // bins / (edges[bins] - edges[0]), rounded to float
-  float eps;     // fast path trusts floor(t) only when frac(t) is in [eps, 1-eps]; 0 = never
+  float eps;     // fast paths trust floor(t) only when frac(t) is in [eps, 1-eps]; >= 0.5: never
 };
 
 // The exact bin of x: the spec every histogram kernel implements (bins = under, bins+1 =

@@ -1,6 +1,7 @@
-// AVX2 statistics kernels (built with -mavx2 -mfma; FMA is never used: results must equal
-// ref/stats_ref.cpp exactly). Same algorithms as the AVX-512 twin with 8 lanes; compress
-// for the quantile window is done by walking the movemask bits.
+// AVX2 statistics kernels (built with -mavx2 -mfma). Results equal ref/stats_ref.cpp exactly:
+// FMA appears only in the histogram's bin guess, which is trusted only away from bin edges
+// (HistParams::eps) and otherwise re-decided by edge comparisons. Same algorithms as the
+// AVX-512 twin with 8 lanes; the quantile window's compress walks the movemask bits.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -172,48 +173,57 @@ inline int64_t exact_bin(float x, const HistParams& hp) {
 }
 
 bool hist_avx2(const float* p, int64_t n, const HistParams& hp, uint32_t* counts) {
+  // Same scheme as hist_avx512: slots shifted by one (0 = below, bins+1 = above), slot of a
+  // block computed first, then counted into 2 L1-resident tables; near-edge lanes and
+  // non-finite t are decided exactly.
   const int64_t nb = hp.bins + 2;
-  std::vector<uint32_t> sub(4 * nb, 0u);
-  uint32_t* h0 = sub.data(); uint32_t* h1 = h0 + nb; uint32_t* h2 = h1 + nb; uint32_t* h3 = h2 + nb;
-  __m256 nfv = _mm256_setzero_ps();
+  const int64_t st = (nb + 15) / 16 * 16 + 16;
+  std::vector<uint32_t> sub(2 * st, 0u);
+  uint32_t* h = sub.data();
   bool nf = false;
   int64_t i = 0;
   if (hp.eps < 0.5f) {
-    const __m256 vlo = _mm256_set1_ps(hp.lo), vscale = _mm256_set1_ps(hp.scale);
-    const __m256 vbins = _mm256_set1_ps(static_cast<float>(hp.bins));
+    const __m256 vscale = _mm256_set1_ps(hp.scale);
+    const __m256 voff = _mm256_set1_ps(1.0f - hp.lo * hp.scale);
+    const __m256 vtop = _mm256_set1_ps(static_cast<float>(hp.bins + 1));
     const __m256 veps = _mm256_set1_ps(hp.eps), v1eps = _mm256_set1_ps(1.0f - hp.eps);
-    const __m256i vunder = _mm256_set1_epi32(static_cast<int32_t>(hp.bins));
-    const __m256i vover = _mm256_set1_epi32(static_cast<int32_t>(hp.bins + 1));
     const __m256 zero = _mm256_setzero_ps();
-    alignas(32) int32_t idx[8];
-    for (; i + 8 <= n; i += 8) {
-      const __m256 x = _mm256_loadu_ps(p + i);
-      nfv = _mm256_or_ps(nfv, nonfinite8(x));
-      const __m256 t = _mm256_mul_ps(_mm256_sub_ps(x, vlo), vscale);
-      const __m256 fl = _mm256_floor_ps(t);
-      const __m256 fr = _mm256_sub_ps(t, fl);
-      const __m256 inr = _mm256_and_ps(_mm256_cmp_ps(t, zero, _CMP_GE_OQ),
-                                       _mm256_cmp_ps(t, vbins, _CMP_LT_OQ));
-      const __m256 under = _mm256_cmp_ps(t, zero, _CMP_LT_OQ);
-      const int near = _mm256_movemask_ps(_mm256_or_ps(_mm256_cmp_ps(fr, veps, _CMP_LT_OQ),
-                                                       _mm256_cmp_ps(fr, v1eps, _CMP_GT_OQ)));
-      __m256i vi = _mm256_blendv_epi8(vover, vunder, _mm256_castps_si256(under));
-      vi = _mm256_blendv_epi8(vi, _mm256_cvttps_epi32(fl), _mm256_castps_si256(inr));
-      _mm256_store_si256(reinterpret_cast<__m256i*>(idx), vi);
-      for (unsigned m = static_cast<unsigned>(near); m; m &= m - 1) {
-        const int j = __builtin_ctz(m);
-        idx[j] = static_cast<int32_t>(exact_bin(p[i + j], hp));
+    constexpr int64_t kBlock = 1024;
+    alignas(32) int32_t idx[kBlock];
+    for (; i + kBlock <= n; i += kBlock) {
+      const float* pb = p + i;
+      for (int64_t k = 0; k < kBlock; k += 8) {
+        const __m256 x = _mm256_loadu_ps(pb + k);
+        const __m256 t = _mm256_fmadd_ps(x, vscale, voff);
+        const __m256 fl = _mm256_floor_ps(t);
+        const __m256 fr = _mm256_sub_ps(t, fl);
+        const __m256 cl = _mm256_min_ps(_mm256_max_ps(fl, zero), vtop);  // NaN -> 0
+        _mm256_store_si256(reinterpret_cast<__m256i*>(idx + k), _mm256_cvttps_epi32(cl));
+        const int slow = _mm256_movemask_ps(_mm256_or_ps(_mm256_cmp_ps(fr, veps, _CMP_NGE_UQ),
+                                                         _mm256_cmp_ps(fr, v1eps, _CMP_GT_OQ)));
+        for (unsigned m = static_cast<unsigned>(slow); m; m &= m - 1) {
+          const int j = __builtin_ctz(m);
+          const float xj = pb[k + j];
+          nf |= nonfinite1(xj);
+          const int64_t b = exact_bin(xj, hp);
+          idx[k + j] = static_cast<int32_t>(b == hp.bins ? 0 : (b == hp.bins + 1 ? b : b + 1));
+        }
       }
-      ++h0[idx[0]]; ++h1[idx[1]]; ++h2[idx[2]]; ++h3[idx[3]];
-      ++h0[idx[4]]; ++h1[idx[5]]; ++h2[idx[6]]; ++h3[idx[7]];
+      for (int64_t k = 0; k < kBlock; k += 4) {
+        if ((k & 15) == 0 && i + 2 * kBlock + k < n)
+          _mm_prefetch(reinterpret_cast<const char*>(pb + 2 * kBlock + k), _MM_HINT_T0);
+        ++h[idx[k]]; ++h[st + idx[k + 1]]; ++h[idx[k + 2]]; ++h[st + idx[k + 3]];
+      }
     }
-    nf = _mm256_movemask_ps(nfv) != 0;
   }
   for (; i < n; ++i) {
     nf |= nonfinite1(p[i]);
-    ++h0[exact_bin(p[i], hp)];
+    const int64_t b = exact_bin(p[i], hp);
+    ++h[b == hp.bins ? 0 : (b == hp.bins + 1 ? b : b + 1)];
   }
-  for (int64_t b = 0; b < nb; ++b) counts[b] += h0[b] + h1[b] + h2[b] + h3[b];
+  for (int64_t b = 0; b < hp.bins; ++b) counts[b] += h[b + 1] + h[st + b + 1];
+  counts[hp.bins] += h[0] + h[st];
+  counts[hp.bins + 1] += h[hp.bins + 1] + h[st + hp.bins + 1];
   return nf;
 }
 
