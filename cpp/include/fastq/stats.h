@@ -31,7 +31,8 @@ bool reduce_sum(const float* x, Layout3 s, double* sum, Impl impl);
 // channel's values (or their absolute values when absval): virtual index g = (n-1)*q in
 // double, neighbours a = v_(floor g), b = v_(floor g + 1) (both v_(n-1) when g >= n-1),
 // t = g - floor g; result = a + (b-a)*float(t), or b - (b-a)*float(1-t) when t >= 0.5, in
-// float32 arithmetic. Exact selection (not an approximation): see stats_quantile.cpp.
+// float32 arithmetic. Exact selection (not an approximation): see stats_quantile.cpp. (When
+// -0.0 and 0.0 both occur, which of the equal zeros is selected is unspecified, as in numpy.)
 bool quantile(const float* x, Layout3 s, double q, bool absval, float* out, Impl impl);
 
 // ---- histograms --------------------------------------------------------------------------
