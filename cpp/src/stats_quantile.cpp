@@ -14,8 +14,9 @@
 namespace fastq {
 namespace {
 
-constexpr int64_t kSampleBlocks = 512, kSampleBlock = 64;  // 32768 sampled values
-constexpr int64_t kLargeMin = 1 << 17;                      // below this: copy + select
+constexpr int64_t kSampleBlock = 64;     // values per sampled block (4 cache lines)
+constexpr int64_t kMaxBlocks = 512;      // at most 32768 sampled values
+constexpr int64_t kLargeMin = 1 << 14;   // below this: copy + select
 
 inline bool nonfinite(float x) { return !(std::fabs(x) <= FLT_MAX); }
 
@@ -43,11 +44,13 @@ bool select_copy(const float* p, int64_t n, bool absval, int64_t r0, int64_t r1,
 bool select_two(const float* p, int64_t n, bool absval, int64_t r0, int64_t r1, float* v0,
                 float* v1, const StatsKernels& k) {
   if (n < kLargeMin) return select_copy(p, n, absval, r0, r1, v0, v1);
-  // 1. An evenly spread sample of whole blocks (cache-friendly, deterministic).
+  // 1. An evenly spread sample of whole blocks (cache-friendly, deterministic), about 1/16
+  //    of the data up to 32768 values.
+  const int64_t blocks = std::min<int64_t>(kMaxBlocks, std::max<int64_t>(32, n / 1024));
   std::vector<float> sample;
-  sample.reserve(kSampleBlocks * kSampleBlock);
-  for (int64_t b = 0; b < kSampleBlocks; ++b) {
-    const int64_t s = (n - kSampleBlock) * b / (kSampleBlocks - 1);
+  sample.reserve(blocks * kSampleBlock);
+  for (int64_t b = 0; b < blocks; ++b) {
+    const int64_t s = (n - kSampleBlock) * b / (blocks - 1);
     for (int64_t i = 0; i < kSampleBlock; ++i) {
       const float v = absval ? std::fabs(p[s + i]) : p[s + i];
       if (nonfinite(v)) return true;
