@@ -4,8 +4,7 @@ ISA's int8 arithmetic (exact32 as VNNI computes, sat16pair as AVX2 vpmaddubsw co
 The compiled core is ``fastq._core``; this package re-exports the public API.
 """
 
-from . import _core, kernels
-from . import config
+from . import _core, config, kernels, stats
 from .errors import (ConfigError, DataError, FastqError, IsaError, KernelError, ModelError,
                      UnsupportedOpError)
 
@@ -29,4 +28,5 @@ def get_num_threads() -> int:
 __all__ = [
     "ConfigError", "DataError", "FastqError", "IsaError", "KernelError", "ModelError",
     "UnsupportedOpError", "config", "cpu_features", "get_num_threads", "kernels", "set_num_threads",
+    "stats",
 ]

@@ -1,0 +1,253 @@
+// AVX-512F statistics kernels (this object library is built with AVX-512 F/BW/VL/DQ flags;
+// stats only needs F + DQ, chosen through stats_kernels(Impl::Avx512Vnni)). Each kernel
+// computes exactly what its twin in ref/stats_ref.cpp computes: min/max are order free,
+// sums keep the 16-lane order of stats.h, histogram bins are trusted from floor(t) only
+// away from edges (HistParams::eps) and otherwise decided by hist_exact_bin.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cfloat>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "fastq/stats.h"
+
+namespace fastq {
+namespace {
+
+inline __mmask16 tail_mask(int64_t r) { return static_cast<__mmask16>((1u << r) - 1u); }
+inline __mmask16 nonfinite_mask(__m512 x) {  // NaN or +-Inf: !(|x| <= FLT_MAX)
+  return _mm512_cmp_ps_mask(_mm512_abs_ps(x), _mm512_set1_ps(FLT_MAX), _CMP_NLE_UQ);
+}
+
+bool minmax_avx512(const float* p, int64_t n, float* mn, float* mx) {
+  __m512 a0 = _mm512_set1_ps(*mn), a1 = a0, a2 = a0, a3 = a0;
+  __m512 b0 = _mm512_set1_ps(*mx), b1 = b0, b2 = b0, b3 = b0;
+  __mmask16 un = 0;  // NaN lanes; +-Inf shows up in the results themselves
+  int64_t i = 0;
+  for (; i + 64 <= n; i += 64) {
+    const __m512 x0 = _mm512_loadu_ps(p + i), x1 = _mm512_loadu_ps(p + i + 16);
+    const __m512 x2 = _mm512_loadu_ps(p + i + 32), x3 = _mm512_loadu_ps(p + i + 48);
+    a0 = _mm512_min_ps(a0, x0); b0 = _mm512_max_ps(b0, x0);
+    a1 = _mm512_min_ps(a1, x1); b1 = _mm512_max_ps(b1, x1);
+    a2 = _mm512_min_ps(a2, x2); b2 = _mm512_max_ps(b2, x2);
+    a3 = _mm512_min_ps(a3, x3); b3 = _mm512_max_ps(b3, x3);
+    un |= _mm512_cmp_ps_mask(x0, x1, _CMP_UNORD_Q) | _mm512_cmp_ps_mask(x2, x3, _CMP_UNORD_Q);
+  }
+  for (; i < n; i += 16) {
+    const __mmask16 m = n - i >= 16 ? static_cast<__mmask16>(0xFFFF) : tail_mask(n - i);
+    const __m512 x = _mm512_maskz_loadu_ps(m, p + i);
+    a0 = _mm512_mask_min_ps(a0, m, a0, x);
+    b0 = _mm512_mask_max_ps(b0, m, b0, x);
+    un |= _mm512_mask_cmp_ps_mask(m, x, x, _CMP_UNORD_Q);
+  }
+  const float lo = _mm512_reduce_min_ps(_mm512_min_ps(_mm512_min_ps(a0, a1), _mm512_min_ps(a2, a3)));
+  const float hi = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_max_ps(b0, b1), _mm512_max_ps(b2, b3)));
+  *mn = lo;
+  *mx = hi;
+  const float inf = std::numeric_limits<float>::infinity();
+  return un != 0 || lo == -inf || hi == inf;
+}
+
+bool absmax_avx512(const float* p, int64_t n, float* amax) {
+  __m512 a0 = _mm512_set1_ps(*amax), a1 = a0, a2 = a0, a3 = a0;
+  __mmask16 un = 0;
+  int64_t i = 0;
+  for (; i + 64 <= n; i += 64) {
+    const __m512 x0 = _mm512_loadu_ps(p + i), x1 = _mm512_loadu_ps(p + i + 16);
+    const __m512 x2 = _mm512_loadu_ps(p + i + 32), x3 = _mm512_loadu_ps(p + i + 48);
+    a0 = _mm512_max_ps(a0, _mm512_abs_ps(x0));
+    a1 = _mm512_max_ps(a1, _mm512_abs_ps(x1));
+    a2 = _mm512_max_ps(a2, _mm512_abs_ps(x2));
+    a3 = _mm512_max_ps(a3, _mm512_abs_ps(x3));
+    un |= _mm512_cmp_ps_mask(x0, x1, _CMP_UNORD_Q) | _mm512_cmp_ps_mask(x2, x3, _CMP_UNORD_Q);
+  }
+  for (; i < n; i += 16) {
+    const __mmask16 m = n - i >= 16 ? static_cast<__mmask16>(0xFFFF) : tail_mask(n - i);
+    const __m512 x = _mm512_maskz_loadu_ps(m, p + i);
+    a0 = _mm512_mask_max_ps(a0, m, a0, _mm512_abs_ps(x));
+    un |= _mm512_mask_cmp_ps_mask(m, x, x, _CMP_UNORD_Q);
+  }
+  const float r = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_max_ps(a0, a1), _mm512_max_ps(a2, a3)));
+  *amax = r;
+  return un != 0 || r == std::numeric_limits<float>::infinity();
+}
+
+bool sum_avx512(const float* p, int64_t n, double* s) {
+  __m512d lo = _mm512_setzero_pd(), hi = _mm512_setzero_pd();  // lanes 0..7, 8..15
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512 x = _mm512_loadu_ps(p + i);
+    lo = _mm512_add_pd(lo, _mm512_cvtps_pd(_mm512_castps512_ps256(x)));
+    hi = _mm512_add_pd(hi, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(x), 1))));
+  }
+  alignas(64) double lane[16];
+  _mm512_store_pd(lane, lo);
+  _mm512_store_pd(lane + 8, hi);
+  for (; i < n; ++i) lane[i & 15] += static_cast<double>(p[i]);
+  for (int w = 8; w >= 1; w /= 2)
+    for (int j = 0; j < w; ++j) lane[j] = lane[j] + lane[j + w];
+  *s += lane[0];
+  return !std::isfinite(lane[0]);  // a float sum in double cannot overflow: only NaN/Inf do
+}
+
+bool minmax_rows_avx512(const float* p, int64_t n, float* mn, float* mx) {
+  __mmask16 nf = 0;
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = n - i >= 16 ? static_cast<__mmask16>(0xFFFF) : tail_mask(n - i);
+    const __m512 x = _mm512_maskz_loadu_ps(m, p + i);
+    _mm512_mask_storeu_ps(mn + i, m, _mm512_min_ps(_mm512_maskz_loadu_ps(m, mn + i), x));
+    _mm512_mask_storeu_ps(mx + i, m, _mm512_max_ps(_mm512_maskz_loadu_ps(m, mx + i), x));
+    nf |= nonfinite_mask(x) & m;
+  }
+  return nf != 0;
+}
+
+bool absmax_rows_avx512(const float* p, int64_t n, float* amax) {
+  __mmask16 nf = 0;
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = n - i >= 16 ? static_cast<__mmask16>(0xFFFF) : tail_mask(n - i);
+    const __m512 x = _mm512_maskz_loadu_ps(m, p + i);
+    _mm512_mask_storeu_ps(amax + i, m,
+                          _mm512_max_ps(_mm512_maskz_loadu_ps(m, amax + i), _mm512_abs_ps(x)));
+    nf |= nonfinite_mask(x) & m;
+  }
+  return nf != 0;
+}
+
+bool sum_rows_avx512(const float* p, int64_t n, double* s) {
+  __mmask16 nf = 0;
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 x = _mm256_loadu_ps(p + i);
+    _mm512_storeu_pd(s + i, _mm512_add_pd(_mm512_loadu_pd(s + i), _mm512_cvtps_pd(x)));
+    nf |= nonfinite_mask(_mm512_castps256_ps512(x)) & 0xFF;
+  }
+  for (; i < n; ++i) {
+    s[i] += static_cast<double>(p[i]);
+    nf |= !(std::fabs(p[i]) <= FLT_MAX);
+  }
+  return nf != 0;
+}
+
+// Exact bin for one element (same as ref): used for the tail and for near-edge lanes.
+inline int64_t exact_bin(float x, const HistParams& hp) {
+  if (x < hp.edges[0]) return hp.bins;
+  if (!(x <= hp.edges[hp.bins])) return hp.bins + 1;
+  return hist_exact_bin(x, hp.edges, hp.bins, static_cast<int64_t>((x - hp.lo) * hp.scale));
+}
+
+bool hist_avx512(const float* p, int64_t n, const HistParams& hp, uint32_t* counts) {
+  // Internal slots are shifted by one: 0 = below e_0, 1..bins = the bins, bins+1 = above.
+  // 2 tables (alternating elements) so repeated bins chain less through store forwarding,
+  // while 2 x 2050 counters + the index block stay in a 32 KiB L1. The stride is offset by
+  // 64 bytes from a 4 KiB multiple so the tables do not 4K-alias each other.
+  const int64_t nb = hp.bins + 2;
+  const int64_t st = (nb + 15) / 16 * 16 + 16;
+  std::vector<uint32_t> sub(2 * st, 0u);
+  uint32_t* h = sub.data();
+  bool nf = false;
+  int64_t i = 0;
+  if (hp.eps < 0.5f) {
+    // t1 = (x - lo) * scale + 1 as one FMA (its error is inside eps): floor(t1) is the slot.
+    const __m512 vscale = _mm512_set1_ps(hp.scale);
+    const __m512 voff = _mm512_set1_ps(1.0f - hp.lo * hp.scale);
+    const __m512 vtop = _mm512_set1_ps(static_cast<float>(hp.bins + 1));
+    const __m512 veps = _mm512_set1_ps(hp.eps), v1eps = _mm512_set1_ps(1.0f - hp.eps);
+    const __m512 zero = _mm512_setzero_ps();
+    // Slots for a block are computed first and counted afterwards, so the scalar
+    // increments never wait on store forwarding from the vector stores.
+    constexpr int64_t kBlock = 1024;
+    alignas(64) int32_t idx[kBlock];
+    for (; i + kBlock <= n; i += kBlock) {
+      const float* pb = p + i;
+      for (int64_t k = 0; k < kBlock; k += 16) {
+        const __m512 x = _mm512_loadu_ps(pb + k);
+        const __m512 t = _mm512_fmadd_ps(x, vscale, voff);
+        const __m512 fl = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+        const __m512 fr = _mm512_sub_ps(t, fl);  // NaN exactly when t is NaN or +-Inf
+        // max(fl, 0) returns 0 for NaN: NaN lands below the range and is flagged below.
+        const __m512 cl = _mm512_min_ps(_mm512_max_ps(fl, zero), vtop);
+        _mm512_store_si512(idx + k, _mm512_cvttps_epi32(cl));
+        const __mmask16 slow = _mm512_cmp_ps_mask(fr, veps, _CMP_NGE_UQ) |
+                               _mm512_cmp_ps_mask(fr, v1eps, _CMP_GT_OQ);
+        // Near an edge, or t not finite (x NaN/Inf, or a huge finite x): decide exactly.
+        for (unsigned m = slow; m; m &= m - 1) {
+          const int j = __builtin_ctz(m);
+          const float xj = pb[k + j];
+          nf |= !(std::fabs(xj) <= FLT_MAX);
+          const int64_t b = exact_bin(xj, hp);
+          idx[k + j] = static_cast<int32_t>(b == hp.bins ? 0 : (b == hp.bins + 1 ? b : b + 1));
+        }
+      }
+      // The counting loop issues no loads from the input: prefetch two blocks ahead so the
+      // next index pass does not start on cold lines.
+      for (int64_t k = 0; k < kBlock; k += 4) {
+        if ((k & 15) == 0 && i + 2 * kBlock + k < n)
+          _mm_prefetch(reinterpret_cast<const char*>(pb + 2 * kBlock + k), _MM_HINT_T0);
+        ++h[idx[k]]; ++h[st + idx[k + 1]]; ++h[idx[k + 2]]; ++h[st + idx[k + 3]];
+      }
+    }
+  }
+  for (; i < n; ++i) {
+    nf |= !(std::fabs(p[i]) <= FLT_MAX);
+    const int64_t b = exact_bin(p[i], hp);
+    ++h[b == hp.bins ? 0 : (b == hp.bins + 1 ? b : b + 1)];
+  }
+  for (int64_t b = 0; b < hp.bins; ++b) counts[b] += h[b + 1] + h[st + b + 1];
+  counts[hp.bins] += h[0] + h[st];
+  counts[hp.bins + 1] += h[hp.bins + 1] + h[st + hp.bins + 1];
+  return nf;
+}
+
+bool window_avx512(const float* p, int64_t n, bool absval, float lo, float hi, WindowCounts* c,
+                   std::vector<float>* inside) {
+  const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
+  __mmask16 nf = 0;
+  int64_t lt = 0, gt = 0, el = 0, eh = 0;
+  size_t sz = inside->size();
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    __m512 x = _mm512_loadu_ps(p + i);
+    if (absval) x = _mm512_abs_ps(x);
+    nf |= nonfinite_mask(x);
+    const __mmask16 mlt = _mm512_cmp_ps_mask(x, vlo, _CMP_LT_OQ);
+    const __mmask16 mgt = _mm512_cmp_ps_mask(x, vhi, _CMP_GT_OQ);
+    const __mmask16 mel = _mm512_cmp_ps_mask(x, vlo, _CMP_EQ_OQ);
+    const __mmask16 meh = _mm512_cmp_ps_mask(x, vhi, _CMP_EQ_OQ) & ~mel;
+    const __mmask16 in = static_cast<__mmask16>(~(mlt | mgt | mel | meh));
+    lt += __builtin_popcount(mlt);
+    gt += __builtin_popcount(mgt);
+    el += __builtin_popcount(mel);
+    eh += __builtin_popcount(meh);
+    if (in) {
+      if (sz + 16 > inside->size()) inside->resize(std::max<size_t>(2 * inside->size(), sz + 1024));
+      _mm512_mask_compressstoreu_ps(inside->data() + sz, in, x);
+      sz += __builtin_popcount(in);
+    }
+  }
+  inside->resize(sz);
+  for (; i < n; ++i) {
+    const float x = absval ? std::fabs(p[i]) : p[i];
+    nf |= !(std::fabs(x) <= FLT_MAX);
+    if (x < lo) ++lt;
+    else if (x > hi) ++gt;
+    else if (x == lo) ++el;
+    else if (x == hi) ++eh;
+    else inside->push_back(x);
+  }
+  c->lt += lt; c->gt += gt; c->eq_lo += el; c->eq_hi += eh;
+  return nf != 0;
+}
+
+}  // namespace
+
+const StatsKernels& stats_kernels_avx512() {
+  static const StatsKernels k = {minmax_avx512,      absmax_avx512,   sum_avx512,
+                                 minmax_rows_avx512, absmax_rows_avx512, sum_rows_avx512,
+                                 hist_avx512,        window_avx512};
+  return k;
+}
+
+}  // namespace fastq

@@ -1,0 +1,139 @@
+// Statistics drivers: walk a tensor viewed as [outer, C, inner] and feed contiguous runs to
+// the ISA's kernels (stats.h). Long inner runs (NCHW per-channel) are reduced run by run, so
+// no transposition copy is made; short ones (channel-last) are folded row-wise into a
+// C*inner accumulator. The stats kernel table is chosen here and nowhere else.
+#include <algorithm>
+#include <cfloat>
+#include <cmath>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "fastq/cpu_features.h"
+#include "fastq/stats.h"
+
+namespace fastq {
+namespace {
+constexpr int64_t kRunMin = 16;          // inner runs shorter than this use the row kernels
+constexpr int64_t kHistChunk = 1LL << 30;  // uint32 sub-counts never overflow per chunk
+}  // namespace
+
+const StatsKernels& stats_kernels(Impl impl) {
+  const std::string missing = impl_missing_feature(impl);
+  if (!missing.empty())
+    throw std::invalid_argument(std::string("impl '") + impl_name(impl) +
+                                "' cannot run on this CPU: missing " + missing);
+  switch (impl) {
+    case Impl::Ref: return stats_kernels_ref();
+#if defined(FASTQ_HAVE_X86)
+    case Impl::Avx2: return stats_kernels_avx2();
+    case Impl::Avx512Vnni: return stats_kernels_avx512();
+#else
+    default: break;
+#endif
+  }
+  throw std::invalid_argument(std::string("impl '") + impl_name(impl) + "' is not built");
+}
+
+bool reduce_minmax(const float* x, Layout3 s, float* mn, float* mx, Impl impl) {
+  const StatsKernels& k = stats_kernels(impl);
+  const float inf = std::numeric_limits<float>::infinity();
+  std::fill(mn, mn + s.C, inf);
+  std::fill(mx, mx + s.C, -inf);
+  bool nf = false;
+  if (s.inner >= kRunMin) {
+    for (int64_t o = 0; o < s.outer; ++o)
+      for (int64_t c = 0; c < s.C; ++c)
+        nf |= k.minmax(x + (o * s.C + c) * s.inner, s.inner, &mn[c], &mx[c]);
+    return nf;
+  }
+  const int64_t row = s.C * s.inner;
+  std::vector<float> bmn(row, inf), bmx(row, -inf);
+  for (int64_t o = 0; o < s.outer; ++o)
+    nf |= k.minmax_rows(x + o * row, row, bmn.data(), bmx.data());
+  for (int64_t c = 0; c < s.C; ++c)
+    for (int64_t i = 0; i < s.inner; ++i) {
+      const float a = bmn[c * s.inner + i], b = bmx[c * s.inner + i];
+      mn[c] = a < mn[c] ? a : mn[c];
+      mx[c] = b > mx[c] ? b : mx[c];
+    }
+  return nf;
+}
+
+bool reduce_absmax(const float* x, Layout3 s, float* amax, Impl impl) {
+  const StatsKernels& k = stats_kernels(impl);
+  const float ninf = -std::numeric_limits<float>::infinity();
+  std::fill(amax, amax + s.C, ninf);
+  bool nf = false;
+  if (s.inner >= kRunMin) {
+    for (int64_t o = 0; o < s.outer; ++o)
+      for (int64_t c = 0; c < s.C; ++c)
+        nf |= k.absmax(x + (o * s.C + c) * s.inner, s.inner, &amax[c]);
+    return nf;
+  }
+  const int64_t row = s.C * s.inner;
+  std::vector<float> b(row, ninf);
+  for (int64_t o = 0; o < s.outer; ++o) nf |= k.absmax_rows(x + o * row, row, b.data());
+  for (int64_t c = 0; c < s.C; ++c)
+    for (int64_t i = 0; i < s.inner; ++i) {
+      const float v = b[c * s.inner + i];
+      amax[c] = v > amax[c] ? v : amax[c];
+    }
+  return nf;
+}
+
+bool reduce_sum(const float* x, Layout3 s, double* sum, Impl impl) {
+  const StatsKernels& k = stats_kernels(impl);
+  std::fill(sum, sum + s.C, 0.0);
+  bool nf = false;
+  if (s.inner >= kRunMin) {
+    for (int64_t o = 0; o < s.outer; ++o)
+      for (int64_t c = 0; c < s.C; ++c)
+        nf |= k.sum(x + (o * s.C + c) * s.inner, s.inner, &sum[c]);
+    return nf;
+  }
+  const int64_t row = s.C * s.inner;
+  std::vector<double> b(row, 0.0);
+  for (int64_t o = 0; o < s.outer; ++o) nf |= k.sum_rows(x + o * row, row, b.data());
+  for (int64_t c = 0; c < s.C; ++c)
+    for (int64_t i = 0; i < s.inner; ++i) sum[c] += b[c * s.inner + i];
+  return nf;
+}
+
+bool histogram(const float* x, int64_t n, const float* edges, int64_t bins, int64_t* counts,
+               Impl impl) {
+  if (bins < 1) throw std::invalid_argument("histogram needs bins >= 1");
+  for (int64_t i = 0; i < bins; ++i)
+    if (!(edges[i] <= edges[i + 1]))
+      throw std::invalid_argument("histogram edges must be finite and non-decreasing");
+  const StatsKernels& k = stats_kernels(impl);
+  HistParams hp;
+  hp.edges = edges;
+  hp.bins = bins;
+  hp.lo = edges[0];
+  const double lo = edges[0], hi = edges[bins];
+  const double w = (hi - lo) / static_cast<double>(bins);
+  hp.scale = w > 0 ? static_cast<float>(1.0 / w) : 0.0f;
+  // The fast path trusts floor((x - lo) * scale) only away from bin boundaries. Error budget
+  // in bin units: float32 edges (linspace, possibly computed in float32) sit within ~2 ulp of
+  // their ideal place, x - lo rounds by <= 1 ulp of max|edge|, and the scale and product
+  // roundings add ~bins * 2^-23. Take 4x that; past a quarter bin, trust nothing.
+  double eps = 1.0;
+  if (w > 0 && std::isfinite(w)) {
+    const double m = std::max(std::fabs(lo), std::fabs(hi));
+    const double ulp = m > 0 ? std::ldexp(1.0, std::ilogb(m) - 23) : 0.0;
+    eps = 4.0 * (3.0 * ulp / w + static_cast<double>(bins) * std::ldexp(1.0, -23)) + 1e-6;
+    if (eps > 0.25) eps = 1.0;
+  }
+  hp.eps = static_cast<float>(eps);
+  std::vector<uint32_t> part(bins + 2);
+  bool nf = false;
+  for (int64_t start = 0; start < n; start += kHistChunk) {
+    std::fill(part.begin(), part.end(), 0u);
+    nf |= k.hist(x + start, std::min(kHistChunk, n - start), hp, part.data());
+    for (int64_t i = 0; i < bins + 2; ++i) counts[i] += part[i];
+  }
+  return nf;
+}
+
+}  // namespace fastq
