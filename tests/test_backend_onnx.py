@@ -1,0 +1,133 @@
+"""The ONNX package's official backend node tests, run through fastq.InferenceSession.
+
+A case is included iff every op type in its model (subgraphs included) is in
+``fastq.supported_ops()`` and it uses no dtype fastq does not run (see EXOTIC) and it is not in
+KNOWN_EXCLUDED (each with its reason). The official runner compares outputs with the suite's
+own tolerances. ``python tests/test_backend_onnx.py --list`` prints the inclusion summary.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import unittest
+import warnings
+
+import onnx
+import onnx.backend.test
+from onnx import TensorProto
+from onnx.backend.base import Backend, BackendRep
+from onnx.backend.test.loader import load_node_model_tests
+
+import fastq
+
+
+# dtypes numpy has no native type for (or strings): excluded from the fidelity run
+EXOTIC = {TensorProto.FLOAT16, TensorProto.BFLOAT16, TensorProto.STRING,
+          TensorProto.COMPLEX64, TensorProto.COMPLEX128}
+for _n in ("FLOAT8E4M3FN", "FLOAT8E4M3FNUZ", "FLOAT8E5M2", "FLOAT8E5M2FNUZ", "INT4", "UINT4",
+           "FLOAT4E2M1", "FLOAT8E8M0", "INT2", "UINT2"):
+    if hasattr(TensorProto, _n):
+        EXOTIC.add(getattr(TensorProto, _n))
+
+# case name -> why it is excluded although its ops are supported
+KNOWN_EXCLUDED = {
+    "training_dropout": "training-mode Dropout draws random masks; fastq is an inference engine",
+}
+
+
+class FastqRep(BackendRep):
+    def __init__(self, sess: fastq.InferenceSession):
+        self.sess = sess
+        self.names = [i.name for i in sess.get_inputs()]
+
+    def run(self, inputs, **kwargs):
+        feeds = dict(inputs) if isinstance(inputs, dict) else dict(zip(self.names, inputs))
+        return self.sess.run(None, feeds)
+
+
+class FastqBackend(Backend):
+    @classmethod
+    def prepare(cls, model, device="CPU", **kwargs):
+        return FastqRep(fastq.InferenceSession(model))
+
+    @classmethod
+    def supports_device(cls, device: str) -> bool:
+        return device == "CPU"
+
+
+def _graph_facts(g: onnx.GraphProto, ops: set, types: set) -> None:
+    for vi in list(g.input) + list(g.output) + list(g.value_info):
+        w = vi.type.WhichOneof("value")
+        if w != "tensor_type":
+            types.add(-1)  # sequences/optionals/maps
+        else:
+            types.add(vi.type.tensor_type.elem_type)
+    for t in g.initializer:
+        types.add(t.data_type)
+    for n in g.node:
+        ops.add(n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}:{n.op_type}")
+        for a in n.attribute:
+            if a.name in ("to", "output_dtype", "dtype") and a.type == onnx.AttributeProto.INT:
+                types.add(a.i)
+            if a.type == onnx.AttributeProto.TENSOR:
+                types.add(a.t.data_type)
+            if a.type == onnx.AttributeProto.GRAPH:
+                _graph_facts(a.g, ops, types)
+            if a.type == onnx.AttributeProto.GRAPHS:
+                for sg in a.graphs:
+                    _graph_facts(sg, ops, types)
+
+
+def classify():
+    """(included names, {excluded name: reason}) over the node test directory."""
+    supported = set(fastq.supported_ops())
+    included, excluded = [], {}
+    with warnings.catch_warnings():  # the case generators warn about their own overflows
+        warnings.simplefilter("ignore")
+        cases = load_node_model_tests()
+    for tc in sorted(cases, key=lambda t: t.name):
+        name, m = tc.name, tc.model
+        case = name[len("test_"):]
+        ops, types = set(), set()
+        _graph_facts(m.graph, ops, types)
+        missing = sorted(ops - supported)
+        known = [k for k in KNOWN_EXCLUDED if case.startswith(k)]
+        if missing:
+            excluded[name] = "unsupported op: " + ", ".join(missing)
+        elif -1 in types:
+            excluded[name] = "non-tensor (sequence/optional) values"
+        elif types & EXOTIC:
+            excluded[name] = "exotic dtype: " + ", ".join(
+                sorted(TensorProto.DataType.Name(t) for t in types & EXOTIC))
+        elif known:
+            excluded[name] = KNOWN_EXCLUDED[known[0]]
+        else:
+            included.append(name)
+    return included, excluded
+
+
+INCLUDED, EXCLUDED = classify()
+
+backend_test = onnx.backend.test.BackendTest(FastqBackend, __name__)
+if INCLUDED:
+    backend_test.include("^(" + "|".join(re.escape(n) for n in INCLUDED) + ")_cpu$")
+else:  # pragma: no cover
+    backend_test.include("^$")
+backend_test.enable_report()
+globals().update(backend_test.test_cases)
+
+if __name__ == "__main__":
+    if "--list" in sys.argv:
+        from collections import Counter
+        print(f"included {len(INCLUDED)}, excluded {len(EXCLUDED)}")
+        reasons = Counter(r.split(":")[0] for r in EXCLUDED.values())
+        for r, c in reasons.most_common():
+            print(f"  {c:5d} {r}")
+        ops = Counter()
+        for r in EXCLUDED.values():
+            if r.startswith("unsupported op: "):
+                ops.update(r[len("unsupported op: "):].split(", "))
+        print("  unsupported ops:", ", ".join(f"{o}({c})" for o, c in ops.most_common()))
+    else:
+        unittest.main()
