@@ -19,7 +19,7 @@ import onnx
 from onnx import helper
 
 from .. import kernels
-from ..errors import DataError, ModelError
+from ..errors import ConfigError, DataError, ModelError
 from . import ops  # noqa: F401  (registers every op)
 from .graph import CompiledGraph, topo_order
 from .registry import OpContext
@@ -117,7 +117,7 @@ class InferenceSession:
 
     def __init__(self, model: Any, *, arith: Optional[str] = None, impl: str = "auto"):
         if arith not in ARITHS:
-            raise ModelError(f"unknown arith {arith!r}; valid: None, exact32, sat16pair")
+            raise ConfigError(f"unknown arith {arith!r}; valid: None, exact32, sat16pair")
         if impl != "auto":
             kernels._resolve_impl(impl, arith or "exact32")  # IsaError early if unusable
         self.arith = arith
