@@ -72,6 +72,10 @@ _REGISTRY: Dict[Tuple[str, str], OpFn] = {}
 _META: Dict[Tuple[str, str], Tuple[bool, Optional[Callable]]] = {}
 
 
+# Domains whose schemas the onnx package defines; ops elsewhere carry no onnx schema.
+_ONNX_DOMAINS = ("", "ai.onnx.ml", "ai.onnx.preview.training", "ai.onnx.preview")
+
+
 def _norm_domain(domain: str) -> str:
     return "" if domain in ("", "ai.onnx") else domain
 
@@ -127,7 +131,9 @@ def make_node(proto: onnx.NodeProto, opset_imports: Dict[str, int], index: int =
         schema = onnx.defs.get_schema(proto.op_type, opset, domain)
         version = schema.since_version
     except Exception as e:  # no schema at that opset: the op did not exist yet
-        raise UnsupportedOpError(f"{where}: no schema for this op at this opset") from e
+        if domain in _ONNX_DOMAINS:
+            raise UnsupportedOpError(f"{where}: no schema for this op at this opset") from e
+        version = opset  # a non-ONNX domain (fastq's own fused ops): its import is its version
     attrs = {a.name: decode_attribute(a) for a in proto.attribute}
     return Node(name=name, op_type=proto.op_type, domain=domain, version=version, opset=opset,
                 attrs=attrs, inputs=tuple(proto.input), outputs=tuple(proto.output),
