@@ -22,13 +22,11 @@ from onnx.backend.test.loader import load_node_model_tests
 import fastq
 
 
-# dtypes numpy has no native type for (or strings): excluded from the fidelity run
-EXOTIC = {TensorProto.FLOAT16, TensorProto.BFLOAT16, TensorProto.STRING,
-          TensorProto.COMPLEX64, TensorProto.COMPLEX128}
-for _n in ("FLOAT8E4M3FN", "FLOAT8E4M3FNUZ", "FLOAT8E5M2", "FLOAT8E5M2FNUZ", "INT4", "UINT4",
-           "FLOAT4E2M1", "FLOAT8E8M0", "INT2", "UINT2"):
-    if hasattr(TensorProto, _n):
-        EXOTIC.add(getattr(TensorProto, _n))
+# dtypes excluded from the fidelity run: FLOAT8E8M0 casts have their own rounding modes
+# (round_mode) that fastq does not implement; complex numbers have no ONNX op fastq needs.
+EXOTIC = {TensorProto.COMPLEX64, TensorProto.COMPLEX128}
+if hasattr(TensorProto, "FLOAT8E8M0"):
+    EXOTIC.add(TensorProto.FLOAT8E8M0)
 
 # case name -> why it is excluded although its ops are supported
 KNOWN_EXCLUDED = {

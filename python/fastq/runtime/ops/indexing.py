@@ -205,4 +205,7 @@ def reverse_sequence(node, x, lens):
 @register("Einsum")
 def einsum(node, *xs):
     eq = node.attr("equation").replace(" ", "")
-    return np.asarray(np.einsum(eq, *xs)).astype(xs[0].dtype, copy=False)
+    dt = xs[0].dtype
+    if dt.kind not in "biufc":  # ml_dtypes (bfloat16, ...): einsum has no loop for them
+        xs = [x.astype(np.float32) for x in xs]
+    return np.asarray(np.einsum(eq, *xs)).astype(dt, copy=False)

@@ -20,6 +20,7 @@ from onnx import helper
 from ... import kernels
 from ...errors import DataError
 from ..registry import register
+from .shape import cast_to
 
 _RANGE = {np.dtype(np.uint8): (0, 255), np.dtype(np.int8): (-128, 127),
           np.dtype(np.uint16): (0, 65535), np.dtype(np.int16): (-32768, 32767),
@@ -34,6 +35,10 @@ def _range(dt: np.dtype):
         return -8, 7
     if name == "uint4":
         return 0, 15
+    if name == "int2":
+        return -2, 1
+    if name == "uint2":
+        return 0, 3
     return None  # float types: saturate in the cast
 
 
@@ -68,10 +73,10 @@ def quantize_linear(node, x, scale, zp=None):
         s = s.astype(x.dtype)
     y = x / s
     lim = _range(dt)
-    if lim is None:  # float8 and friends: the cast rounds and saturates
+    if lim is None:  # float8 and friends: the cast rounds (and saturates if asked)
         if zp is not None:
             y = y + _expand(zp, x, axis, block).astype(np.float32)
-        return y.astype(dt)
+        return cast_to(y, dt, bool(node.attr("saturate", 1)))
     y = np.rint(y)
     if zp is not None:
         y = y + _expand(zp, x, axis, block).astype(np.float32)

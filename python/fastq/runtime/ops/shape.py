@@ -8,6 +8,7 @@ inputs after; Pad from attributes before 11; Shape slices (start/end) from 15; R
 
 from __future__ import annotations
 
+import ml_dtypes
 import numpy as np
 from onnx import helper
 
@@ -171,21 +172,33 @@ def _np_type(elem_type: int):
     return np.dtype(helper.tensor_dtype_to_np_dtype(elem_type))
 
 
-def _cast(x, dt):
+def is_float8(dt: np.dtype) -> bool:
+    return dt.name.startswith("float8")
+
+
+def cast_to(x, dt, saturate: bool = True):
+    """ONNX Cast: float -> int truncates; float -> float8 saturates to the largest finite
+    value when ``saturate`` (inf included), else out-of-range becomes NaN/inf."""
     if x.dtype.kind == "f" and dt.kind in "iu":
-        # float -> int: truncate; NaN/out-of-range are implementation defined (numpy's)
+        # NaN/out-of-range are implementation defined (numpy's)
         return np.trunc(x).astype(dt)
+    if is_float8(dt):
+        x32 = x.astype(np.float32)
+        if saturate:
+            big = float(ml_dtypes.finfo(dt).max)
+            x32 = np.clip(x32, -big, big)
+        return x32.astype(dt)
     return x.astype(dt)
 
 
 @register("Cast")
 def cast(node, x):
-    return _cast(x, _np_type(node.attr("to")))
+    return cast_to(x, _np_type(node.attr("to")), bool(node.attr("saturate", 1)))
 
 
 @register("CastLike")
 def cast_like(node, x, like):
-    return _cast(x, like.dtype)
+    return cast_to(x, like.dtype, bool(node.attr("saturate", 1)))
 
 
 @register("EyeLike")
