@@ -28,19 +28,15 @@ def _axes(node, x, axes_in):
 
 
 def _lowest(dt):
-    if dt.kind == "f":
-        return -np.inf
-    if dt.kind == "b":
-        return False
-    return np.iinfo(dt).min
+    if dt.kind in "iu":
+        return np.iinfo(dt).min
+    return False if dt.kind == "b" else -np.inf  # floats, ml_dtypes floats
 
 
 def _highest(dt):
-    if dt.kind == "f":
-        return np.inf
-    if dt.kind == "b":
-        return True
-    return np.iinfo(dt).max
+    if dt.kind in "iu":
+        return np.iinfo(dt).max
+    return True if dt.kind == "b" else np.inf
 
 
 def _reducer(fn):
