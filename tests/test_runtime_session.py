@@ -344,3 +344,16 @@ def test_undefined_input_is_model_error():
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
     with pytest.raises(fastq.ModelError, match="ghost"):
         fastq.InferenceSession(m)
+
+
+def test_outputs_do_not_alias_feeds_or_constants():
+    nodes = [helper.make_node("Identity", ["x"], ["y"]), helper.make_node("Identity", ["k"], ["z"])]
+    m = model(nodes, [vi("x", F, [3])], [vi("y", F, [3]), vi("z", F, [2])],
+              {"k": np.array([1, 2], np.float32)})
+    s = fastq.InferenceSession(m)
+    x = np.zeros(3, np.float32)
+    y, z = s.run(None, {"x": x})
+    y[:] = 5
+    z[:] = 7
+    assert np.all(x == 0)
+    np.testing.assert_array_equal(s.run(None, {"x": x})[1], [1, 2])

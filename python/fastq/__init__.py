@@ -28,6 +28,6 @@ def get_num_threads() -> int:
 
 __all__ = [
     "ConfigError", "DataError", "FastqError", "InferenceSession", "IsaError", "KernelError",
-    "ModelError", "UnsupportedOpError", "cpu_features", "get_num_threads", "kernels", "set_num_threads",
-    "supported_ops",
+    "ModelError", "UnsupportedOpError", "cpu_features", "get_num_threads", "kernels",
+    "set_num_threads", "supported_ops",
 ]

@@ -218,12 +218,15 @@ class InferenceSession:
         names = self._output_list(output_names)
         x = self._check_feeds(feeds, check_finite=False)
         extra = {n for n in names if n not in self._graph.output_names}
-        if not extra:
-            res = self._graph.run(x)
-            return [res[n] for n in names]
         got: Dict[str, np.ndarray] = {}
-        res = self._graph.run(x, want=extra, callback=got.__setitem__)
-        return [res[n] if n in res else got[n] for n in names]
+        res = self._graph.run(x, want=extra, callback=got.__setitem__ if extra else None)
+        return [self._own(res[n] if n in res else got[n], x) for n in names]
+
+    def _own(self, y: np.ndarray, feeds: Dict[str, np.ndarray]) -> np.ndarray:
+        """Outputs never alias a feed or a constant of the session (callers may write them)."""
+        shared = any(np.may_share_memory(y, f) for f in feeds.values()) or any(
+            np.may_share_memory(y, c) for c in self._graph.consts.values())
+        return y.copy() if shared else y
 
     def run_with_intermediates(self, feeds: Dict[str, Any], names: Iterable[str],
                                callback: Optional[Callable[[str, np.ndarray], None]] = None,
