@@ -14,6 +14,7 @@ import unittest
 import warnings
 
 import onnx
+import pytest
 import onnx.backend.test
 from onnx import TensorProto
 from onnx.backend.base import Backend, BackendRep
@@ -113,7 +114,9 @@ if INCLUDED:
     backend_test.include("^(" + "|".join(re.escape(n) for n in INCLUDED) + ")_cpu$")
 else:  # pragma: no cover
     backend_test.include("^$")
-backend_test.enable_report()
+with warnings.catch_warnings():  # the runner's coverage mark is registered by onnx's plugin
+    warnings.simplefilter("ignore", pytest.PytestUnknownMarkWarning)
+    backend_test.enable_report()
 globals().update(backend_test.test_cases)
 
 if __name__ == "__main__":

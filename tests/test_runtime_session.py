@@ -357,3 +357,29 @@ def test_outputs_do_not_alias_feeds_or_constants():
     z[:] = 7
     assert np.all(x == 0)
     np.testing.assert_array_equal(s.run(None, {"x": x})[1], [1, 2])
+
+
+def test_graph_rewrite_stage_replaces_nodes(monkeypatch):
+    """The extension point for fused int8 layers: a stage sees resolved nodes + constants."""
+    import dataclasses
+    seen = []
+
+    def stage(nodes, consts, ctx):
+        seen.append((ctx.arith, sorted(consts)))
+        return [dataclasses.replace(n, op_type="Count", domain=TEST_DOMAIN, proto=None)
+                if n.op_type == "Tanh" else n for n in nodes]
+
+    monkeypatch.setattr(rt_graph, "GRAPH_REWRITES", [stage])
+    s = fastq.InferenceSession(mlp_like(), arith="exact32")
+    assert seen == [("exact32", ["b", "c"])]
+    y = s.run(None, {"x": X})[0]
+    np.testing.assert_allclose(y, np.maximum(X, 0) * np.array([0.5, -1, 2, 1.5], np.float32)
+                               + np.array([0.1, 0.2, -0.3, 0], np.float32), rtol=1e-6)
+
+
+def test_index_error_inside_op_names_node_and_is_data_error():
+    nodes = [helper.make_node("Gather", ["x", "i"], ["y"], name="gather_tok")]
+    m = model(nodes, [vi("x", F, [4, 2]), vi("i", TensorProto.INT64, [1])], [vi("y", F, [1, 2])])
+    s = fastq.InferenceSession(m)
+    with pytest.raises(fastq.DataError, match="gather_tok.*out of range"):
+        s.run(None, {"x": np.zeros((4, 2), np.float32), "i": np.array([9], np.int64)})

@@ -292,8 +292,10 @@ class CompiledGraph:
                     fn = st.kernel
                 try:
                     outs = registry.as_outputs(fn(*args))
-                except FastqError:
-                    raise
+                except FastqError as e:
+                    if st.node.where() in str(e):
+                        raise
+                    raise type(e)(f"{st.node.where()}: {e}") from e
                 except Exception as e:
                     shapes = ", ".join(f"{x}{tuple(a.shape)}:{a.dtype}" if isinstance(
                         a, np.ndarray) else f"{x}" for x, a in zip(st.inputs, args))
