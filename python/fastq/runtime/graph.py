@@ -161,7 +161,10 @@ class CompiledGraph:
         nodes: List[Node] = []
         implicit: Dict[int, List[str]] = {}
         for k in order:
-            p = protos[k]
+            # A detached copy: a sub-message would keep the whole model (all initializer
+            # bytes) alive for the session's lifetime.
+            p = onnx.NodeProto()
+            p.CopyFrom(protos[k])
             node = registry.make_node(p, opsets, k)
             if node.domain == "" and node.opset < 7 and _changed_since_7(node):
                 raise UnsupportedOpError(f"{node.where()}: this op's schema before opset 7 "
