@@ -119,13 +119,17 @@ def decode_attribute(a: onnx.AttributeProto) -> Any:
     return v  # INT, FLOAT, GRAPH(S), SPARSE_TENSOR(S), TYPE_PROTO(S) as given
 
 
-def make_node(proto: onnx.NodeProto, opset_imports: Dict[str, int], index: int = 0) -> Node:
-    """Resolve a NodeProto against the model's opset imports; unknown ops raise here."""
+def make_node(proto: onnx.NodeProto, opset_imports: Dict[str, int], index: int = 0,
+              check: bool = True) -> Node:
+    """Resolve a NodeProto against the model's opset imports; unknown ops raise here.
+
+    ``check=False`` skips the registry lookup (graph rewrites may still replace the node).
+    """
     domain = _norm_domain(proto.domain)
     name = proto.name or f"{proto.op_type}_{index}"
     opset = opset_imports.get(domain, opset_imports.get("ai.onnx", 0))
     where = f"node {name!r} ({proto.op_type}, domain {domain or 'ai.onnx'!r}, opset {opset})"
-    if (domain, proto.op_type) not in _REGISTRY:
+    if check and (domain, proto.op_type) not in _REGISTRY:
         raise UnsupportedOpError(f"{where}: operator is not supported by fastq")
     try:
         schema = onnx.defs.get_schema(proto.op_type, opset, domain)
@@ -144,7 +148,9 @@ def lookup(node: Node) -> OpFn:
     try:
         return _REGISTRY[(node.domain, node.op_type)]
     except KeyError:
-        raise UnsupportedOpError(f"{node.where()}: operator is not supported by fastq") from None
+        dom = f" in domain {node.domain!r}" if node.domain else ""
+        raise UnsupportedOpError(f"{node.where()}: operator is not supported by fastq{dom}") \
+            from None
 
 
 def wants_context(node: Node) -> bool:
