@@ -383,3 +383,18 @@ def test_index_error_inside_op_names_node_and_is_data_error():
     s = fastq.InferenceSession(m)
     with pytest.raises(fastq.DataError, match="gather_tok.*out of range"):
         s.run(None, {"x": np.zeros((4, 2), np.float32), "i": np.array([9], np.int64)})
+
+
+def test_sequences_flow_between_ops():
+    nodes = [helper.make_node("SplitToSequence", ["x"], ["seq"], axis=1, keepdims=0),
+             helper.make_node("SequenceLength", ["seq"], ["n"]),
+             helper.make_node("SequenceAt", ["seq", "i"], ["col"]),
+             helper.make_node("ConcatFromSequence", ["seq"], ["y"], axis=0, new_axis=1)]
+    m = model(nodes, [vi("x", F, [2, 3])],
+              [vi("n", TensorProto.INT64, []), vi("col", F, [2]), vi("y", F, [3, 2])],
+              {"i": np.array(-1, np.int64)})
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    n, col, y = fastq.InferenceSession(m).run(None, {"x": x})
+    assert n == 3
+    np.testing.assert_array_equal(col, x[:, -1])
+    np.testing.assert_array_equal(y, x.T)

@@ -56,6 +56,14 @@ def _graphs_of(a: onnx.AttributeProto) -> Iterable[onnx.GraphProto]:
     return []
 
 
+def _nbytes(v: Any) -> int:
+    if isinstance(v, np.ndarray):
+        return v.nbytes
+    if isinstance(v, list):
+        return sum(_nbytes(x) for x in v)
+    return 0
+
+
 def _changed_since_7(node: Node) -> bool:
     """Pre-7 opsets are run only for ops whose schema is still the one in effect at 7."""
     try:
@@ -159,7 +167,6 @@ class CompiledGraph:
         available = set(self.input_names) | set(self.consts) | set(outer)
         order = topo_order(protos, available)
         nodes: List[Node] = []
-        implicit: Dict[int, List[str]] = {}
         for k in order:
             # A detached copy: a sub-message would keep the whole model (all initializer
             # bytes) alive for the session's lifetime.
@@ -224,7 +231,7 @@ class CompiledGraph:
                 except Exception:
                     foldable = False  # leave it to run time, where the error names the feed
                 else:
-                    if sum(o.nbytes for o in outs if o is not None) > FOLD_LIMIT_BYTES:
+                    if sum(_nbytes(o) for o in outs) > FOLD_LIMIT_BYTES:
                         foldable = False
                     else:
                         for name, o in zip(st.outputs, outs):

@@ -171,9 +171,12 @@ def bind(node: Node, ctx: Optional[OpContext] = None) -> Callable:
 
 
 def as_outputs(out: Any) -> list:
+    """One value per output. A list *inside* the returned tuple is a sequence value (kept);
+    None is an absent/empty optional; anything else becomes an ndarray."""
     if isinstance(out, np.ndarray) or np.isscalar(out):
         out = [out]
-    return [np.asarray(o) if o is not None else None for o in out]
+    return [o if o is None or isinstance(o, (np.ndarray, list)) else np.asarray(o)
+            for o in out]
 
 
 def run_node(node: Node, inputs: Sequence[Optional[np.ndarray]],

@@ -61,11 +61,24 @@ def _shape_of(tt: onnx.TypeProto.Tensor) -> Optional[list]:
     return dims
 
 
+def _type_name(t: onnx.TypeProto) -> str:
+    kind = t.WhichOneof("value")
+    if kind == "tensor_type":
+        return _type_string(t.tensor_type.elem_type)
+    if kind == "sequence_type":
+        return f"seq({_type_name(t.sequence_type.elem_type)})"
+    if kind == "optional_type":
+        return f"optional({_type_name(t.optional_type.elem_type)})"
+    raise ModelError(f"type {kind!r} is not supported (tensors, sequences and optionals are)")
+
+
 def _node_arg(vi: onnx.ValueInfoProto) -> NodeArg:
     t = vi.type
-    if t.WhichOneof("value") != "tensor_type":
-        raise ModelError(f"graph input/output {vi.name!r} has type {t.WhichOneof('value')}; "
-                         "fastq runs tensor inputs and outputs only")
+    if t.WhichOneof("value") != "tensor_type":  # sequences/optionals: no shape or dtype check
+        try:
+            return NodeArg(vi.name, None, _type_name(t), None)
+        except ModelError as e:
+            raise ModelError(f"graph input/output {vi.name!r}: {e}") from None
     tt = t.tensor_type
     return NodeArg(vi.name, _shape_of(tt), _type_string(tt.elem_type), _np_dtype(tt.elem_type))
 
@@ -176,6 +189,14 @@ class InferenceSession:
                 raise DataError(f"missing feed for input {name!r} ({arg.type}, shape "
                                 f"{arg.shape})")
             x = feeds[name]
+            if not arg.type.startswith("tensor("):
+                if arg.type.startswith("seq(") and x is not None:
+                    if not isinstance(x, (list, tuple)):
+                        raise DataError(f"input {name!r} is a sequence ({arg.type}); feed a "
+                                        f"list of arrays, got {type(x).__name__}")
+                    x = [np.asarray(v) for v in x]
+                out[name] = x
+                continue
             if not isinstance(x, np.ndarray):
                 x = np.asarray(x)
                 if arg.dtype is not None and x.dtype != arg.dtype and x.dtype.kind in "fiub" \
@@ -224,8 +245,12 @@ class InferenceSession:
 
     def _own(self, y: np.ndarray, feeds: Dict[str, np.ndarray]) -> np.ndarray:
         """Outputs never alias a feed or a constant of the session (callers may write them)."""
-        shared = any(np.may_share_memory(y, f) for f in feeds.values()) or any(
-            np.may_share_memory(y, c) for c in self._graph.consts.values())
+        if not isinstance(y, np.ndarray):
+            return list(y) if isinstance(y, list) else y
+        shared = any(np.may_share_memory(y, f) for f in feeds.values()
+                     if isinstance(f, np.ndarray)) or any(
+            np.may_share_memory(y, c) for c in self._graph.consts.values()
+            if isinstance(c, np.ndarray))
         return y.copy() if shared else y
 
     def run_with_intermediates(self, feeds: Dict[str, Any], names: Iterable[str],

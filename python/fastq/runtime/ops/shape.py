@@ -107,7 +107,7 @@ def tile(node, x, repeats):
 
 @register("Identity")
 def identity(node, x):
-    return x
+    return (x,)  # x may be a sequence (a list): the tuple keeps it one value
 
 
 @register("Dropout")
