@@ -18,7 +18,8 @@ FALLBACK_OPS = (
     "NonMaxSuppression", "Unique", "CumProd", "Det", "LpNormalization",
     "Col2Im", "CenterCropPad", "BlackmanWindow", "HammingWindow",
     "HannWindow", "MaxUnpool", "RoiAlign", "GridSample", "AffineGrid", "DFT", "STFT",
-    "MelWeightMatrix", "TensorScatter", "RotaryEmbedding", "SwiGLU", "BitCast",
+    "MelWeightMatrix", "TensorScatter", "RotaryEmbedding", "SwiGLU", "BitCast", "LSTM", "GRU",
+    "RNN",
 )
 
 
