@@ -98,6 +98,10 @@ def register(op_type: str, domain: str = "", *, context: bool = False,
     return deco
 
 
+def is_registered(op_type: str, domain: str = "") -> bool:
+    return (_norm_domain(domain), op_type) in _REGISTRY
+
+
 def supported_ops(domain: str = "") -> list:
     """Sorted op types with an implementation in ``domain``."""
     d = _norm_domain(domain)

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..registry import register
+from ..registry import is_registered, register
 
 
-@register("RMSNormalization")
 def rms_normalization(node, x, scale):
     axis = node.attr("axis", -1) % x.ndim
     eps = node.attr("epsilon", 1e-5)
@@ -25,9 +24,15 @@ def rms_normalization(node, x, scale):
     return y.astype(x.dtype, copy=False)
 
 
-@register("MeanVarianceNormalization")
 def mean_variance_normalization(node, x):
     axes = tuple(a % x.ndim for a in node.attr("axes", [0, 2, 3]))
     m = np.mean(x, axis=axes, keepdims=True)
     var = np.mean(np.square(x), axis=axes, keepdims=True) - np.square(m)
     return ((x - m) / (np.sqrt(var) + np.asarray(1e-9, x.dtype))).astype(x.dtype, copy=False)
+
+
+# Registered unless the nn modules (imported before this one) already implement them.
+for _op, _fn in (("RMSNormalization", rms_normalization),
+                 ("MeanVarianceNormalization", mean_variance_normalization)):
+    if not is_registered(_op):
+        register(_op)(_fn)

@@ -3,7 +3,9 @@
 Each op in FALLBACK_OPS is run by the onnx package's reference implementation of the schema
 version the model uses, instantiated once per node at session creation. Only ops that are off
 the hot path of CNNs/transformer encoders are listed, and each one passes the ONNX backend node
-cases (tests/test_backend_onnx.py) before it goes on the list.
+cases (tests/test_backend_onnx.py) before it goes on the list. An op some other module
+already registered natively is left alone (modules are imported in name order; this one
+sorts after nn*.py).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import numpy as np
 from onnx.reference import ReferenceEvaluator
 from onnx.reference.ops import load_op
 
-from ..registry import register
+from ..registry import is_registered, register
 
 FALLBACK_OPS = (
     "NonMaxSuppression", "Unique", "CumProd", "Det", "LpNormalization",
@@ -45,4 +47,5 @@ def _run(node, *xs):
 
 
 for _op in FALLBACK_OPS:
-    register(_op, prepare=_prepare)(_run)
+    if not is_registered(_op):  # a native implementation (imported earlier) wins
+        register(_op, prepare=_prepare)(_run)

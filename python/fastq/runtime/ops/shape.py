@@ -12,7 +12,7 @@ import ml_dtypes
 import numpy as np
 from onnx import helper
 
-from ...errors import DataError
+from ...errors import DataError, UnsupportedOpError
 from ..registry import register
 
 
@@ -230,7 +230,14 @@ def space_to_depth(node, x):
     return y.reshape(n, c * b * b, h // b, w // b)
 
 
-@register("Pad")
+def _prep_pad(node, consts, ctx):
+    mode = node.attr("mode", "constant")
+    if mode not in ("constant", "reflect", "edge", "wrap"):
+        raise UnsupportedOpError(f"{node.where()}: Pad mode {mode!r} is not supported")
+    return None
+
+
+@register("Pad", prepare=_prep_pad)
 def pad(node, x, pads=None, value=None, axes=None):
     mode = node.attr("mode", "constant")
     if node.version < 11:
