@@ -3,7 +3,8 @@
 A case is included iff every op type in its model (subgraphs included) is in
 ``fastq.supported_ops()`` and it uses no dtype fastq does not run (see EXOTIC) and it is not in
 KNOWN_EXCLUDED (each with its reason). The official runner compares outputs with the suite's
-own tolerances. ``python tests/test_backend_onnx.py --list`` prints the inclusion summary.
+own tolerances for floats and exactly for integer/bool outputs.
+``python tests/test_backend_onnx.py --list`` prints the inclusion summary.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import sys
 import unittest
 import warnings
 
+import numpy as np
 import onnx
 import pytest
 import onnx.backend.test
@@ -110,7 +112,24 @@ def classify():
 
 INCLUDED, EXCLUDED = classify()
 
-backend_test = onnx.backend.test.BackendTest(FastqBackend, __name__)
+def _exact_ints(ref, out) -> None:
+    """Integer and bool outputs must be equal, not just close (the runner uses allclose)."""
+    if isinstance(ref, (list, tuple)) and isinstance(out, (list, tuple)):
+        for r, o in zip(ref, out):
+            _exact_ints(r, o)
+    elif isinstance(ref, np.ndarray) and isinstance(out, np.ndarray) and ref.dtype.kind in "iub":
+        assert out.dtype == ref.dtype and np.array_equal(out, ref), (
+            f"integer output differs: got {out!r}, want {ref!r}")
+
+
+class ExactIntBackendTest(onnx.backend.test.BackendTest):
+    @classmethod
+    def assert_similar_outputs(cls, ref_outputs, outputs, rtol, atol, model_dir=None):
+        super().assert_similar_outputs(ref_outputs, outputs, rtol, atol, model_dir=model_dir)
+        _exact_ints(list(ref_outputs), list(outputs))
+
+
+backend_test = ExactIntBackendTest(FastqBackend, __name__)
 if INCLUDED:
     backend_test.include("^(" + "|".join(re.escape(n) for n in INCLUDED) + ")_cpu$")
 else:  # pragma: no cover

@@ -283,9 +283,11 @@ class CompiledGraph:
             want: Optional[Set[str]] = None,
             callback: Optional[Callable[[str, np.ndarray], None]] = None) -> Dict[str, Any]:
         """Execute; returns the env restricted to graph outputs (and inputs/consts they name)."""
-        env: Dict[str, Any] = dict(feeds)
-        scope = ChainMap(env, self.consts, outer) if outer is not None else \
-            ChainMap(env, self.consts)
+        # Top level: one flat dict (consts are references, never freed) for fast lookups;
+        # subgraphs chain to the outer scope instead of copying it on every iteration.
+        env: Dict[str, Any] = dict(self.consts)
+        env.update(feeds)
+        scope = ChainMap(env, outer) if outer is not None else env
         if want and callback is not None:
             for name in want:
                 if name in feeds or name in self.consts:
