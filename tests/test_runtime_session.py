@@ -9,7 +9,7 @@ import weakref
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
 
 import fastq
 from fastq.runtime import graph as rt_graph
