@@ -138,7 +138,8 @@ def _acc(a2: np.ndarray, azp, w: _Weights, bzp, arith: str, impl: str) -> np.nda
     return acc.astype(np.int32)
 
 
-def _zp(z: Optional[np.ndarray], shape_axis: str) -> np.ndarray:
+def _zp(z: Optional[np.ndarray]) -> np.ndarray:
+    """Zero point as int64: a scalar, or a vector (per row of a / per column of b)."""
     if z is None:
         return np.int64(0)
     z = np.asarray(z).astype(np.int64)
@@ -148,16 +149,16 @@ def _zp(z: Optional[np.ndarray], shape_axis: str) -> np.ndarray:
 
 
 def _matmul_int(a, b, azp, bzp, ctx, w: Optional[_Weights] = None) -> np.ndarray:
-    arith, impl = ctx.int_arith if ctx is not None else "exact32", \
-        ctx.impl if ctx is not None else "auto"
-    azp, bzp = _zp(azp, "rows"), _zp(bzp, "cols")
+    arith = ctx.int_arith if ctx is not None else "exact32"
+    impl = ctx.impl if ctx is not None else "auto"
+    azp, bzp = _zp(azp), _zp(bzp)
     a_vec, b_vec = a.ndim == 1, b.ndim == 1
     if a_vec:
         a = a[None, :]
     if b_vec:
         b = b[:, None]
     m, k = a.shape[-2:]
-    if b.ndim == 2 and (azp.ndim == 0 or a.ndim == 2):
+    if b.ndim == 2:  # one GEMM over all rows of a (batch dims folded into M)
         w = w or _Weights(b)
         a2 = a.reshape(-1, k)
         za = azp if azp.ndim == 0 else np.tile(azp, a2.shape[0] // m)[:, None]
@@ -177,16 +178,16 @@ def _matmul_int(a, b, azp, bzp, ctx, w: Optional[_Weights] = None) -> np.ndarray
     return out
 
 
-def _prepare_b(node, consts, ctx, b_index: int, bzp_index: int):
-    b = consts[b_index] if b_index < len(consts) else None
+def _const_weights(consts, index: int) -> Optional[_Weights]:
+    """Packed weights when input ``index`` (B) is a constant 2-D matrix, else None."""
+    b = consts[index] if index < len(consts) else None
     if b is None or b.ndim != 2:
         return None
-    w = _Weights(b)
-    return w
+    return _Weights(b)
 
 
 def _prep_matmul_integer(node, consts, ctx):
-    w = _prepare_b(node, consts, ctx, 1, 3)
+    w = _const_weights(consts, 1)
     if w is None:
         return None
     return lambda a, b, azp=None, bzp=None: _matmul_int(a, b, azp, bzp, ctx, w)
@@ -218,7 +219,7 @@ def _qlinear_matmul(a, a_scale, azp, b, b_scale, bzp, y_scale, y_zp, ctx, w=None
 
 
 def _prep_qlinear_matmul(node, consts, ctx):
-    w = _prepare_b(node, consts, ctx, 3, 5)
+    w = _const_weights(consts, 3)
     if w is None:
         return None
     return lambda *xs: _qlinear_matmul(*xs, ctx=ctx, w=w)
