@@ -7,6 +7,7 @@ The compiled core is ``fastq._core``; this package re-exports the public API.
 from . import _core, config, kernels, stats
 from .errors import (ConfigError, DataError, FastqError, IsaError, KernelError, ModelError,
                      UnsupportedOpError)
+from .runtime import InferenceSession, supported_ops
 
 __version__ = "0.1.0"
 
@@ -26,7 +27,7 @@ def get_num_threads() -> int:
 
 
 __all__ = [
-    "ConfigError", "DataError", "FastqError", "IsaError", "KernelError", "ModelError",
-    "UnsupportedOpError", "config", "cpu_features", "get_num_threads", "kernels", "set_num_threads",
-    "stats",
+    "ConfigError", "DataError", "FastqError", "InferenceSession", "IsaError", "KernelError",
+    "ModelError", "UnsupportedOpError", "config", "cpu_features", "get_num_threads", "kernels",
+    "set_num_threads", "stats", "supported_ops",
 ]

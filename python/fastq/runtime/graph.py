@@ -1,0 +1,333 @@
+"""A graph compiled once for execution: ordered steps, folded constants, planned lifetimes.
+
+Contract: ``CompiledGraph(graph, opsets, ctx)`` resolves every node against the registry (an
+unsupported op fails here, never mid-run), orders nodes topologically (a cycle is a
+``ModelError`` naming a node on it), runs the graph rewrites, folds constant subgraphs, lets
+ops prepare kernels, and plans when each intermediate dies (after its last consumer). ``run``
+executes the steps; subgraphs (If/Loop/Scan bodies) are CompiledGraphs run with outer values.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import ChainMap
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from ..errors import DataError, FastqError, ModelError, UnsupportedOpError
+from . import registry
+from .registry import Node, OpContext
+
+# A folded constant bigger than this stays a node executed per run (memory beats time).
+FOLD_LIMIT_BYTES = 64 << 20
+# Ops never folded: their output is not a function of their inputs.
+_NONDETERMINISTIC = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike",
+                     "Multinomial", "Bernoulli"}
+
+# Graph-rewrite stages, run in order on every compiled graph before constant folding:
+# ``stage(nodes: list[Node], consts: dict[str, ndarray], ctx: OpContext) -> list[Node]``.
+# A stage may replace node patterns by fused nodes (e.g. DequantizeLinear -> Conv <-
+# DequantizeLinear(w) by one int8 layer in a "fastq" domain op registered in the registry).
+GRAPH_REWRITES: List[Callable[[List[Node], Dict[str, np.ndarray], OpContext], List[Node]]] = []
+
+
+def subgraph_names(g: onnx.GraphProto) -> Set[str]:
+    """Names a graph reads from its enclosing scopes (implicit inputs), recursively."""
+    defined = {i.name for i in g.input} | {i.name for i in g.initializer}
+    defined |= {i.name for i in g.sparse_initializer}
+    used: Set[str] = set()
+    for n in g.node:
+        used.update(x for x in n.input if x)
+        for a in n.attribute:
+            for sg in _graphs_of(a):
+                used |= subgraph_names(sg)
+        defined.update(n.output)
+    return used - defined
+
+
+def _graphs_of(a: onnx.AttributeProto) -> Iterable[onnx.GraphProto]:
+    if a.type == onnx.AttributeProto.GRAPH:
+        return [a.g]
+    if a.type == onnx.AttributeProto.GRAPHS:
+        return list(a.graphs)
+    return []
+
+
+def _nbytes(v: Any) -> int:
+    if isinstance(v, np.ndarray):
+        return v.nbytes
+    if isinstance(v, list):
+        return sum(_nbytes(x) for x in v)
+    return 0
+
+
+def _changed_since_7(node: Node) -> bool:
+    """Pre-7 opsets are run only for ops whose schema is still the one in effect at 7."""
+    try:
+        return onnx.defs.get_schema(node.op_type, 7, "").since_version != node.version
+    except Exception:
+        return True
+
+
+def implicit_inputs(proto: onnx.NodeProto) -> List[str]:
+    names: Set[str] = set()
+    for a in proto.attribute:
+        for sg in _graphs_of(a):
+            names |= subgraph_names(sg)
+    return sorted(names)
+
+
+def topo_order(nodes: Sequence[onnx.NodeProto], available: Set[str]) -> List[int]:
+    """Indices of ``nodes`` in a topological order, stable w.r.t. the given order."""
+    producer: Dict[str, int] = {}
+    for i, n in enumerate(nodes):
+        for o in n.output:
+            if o:
+                producer[o] = i
+    deps: List[Set[int]] = []
+    for i, n in enumerate(nodes):
+        d = set()
+        for x in list(n.input) + implicit_inputs(n):
+            if x and x not in available and x in producer:
+                d.add(producer[x])
+        deps.append(d)
+    users: List[List[int]] = [[] for _ in nodes]
+    indeg = [0] * len(nodes)
+    for i, d in enumerate(deps):
+        indeg[i] = len(d)
+        for j in d:
+            users[j].append(i)
+    heap = [i for i in range(len(nodes)) if indeg[i] == 0]
+    heapq.heapify(heap)
+    order = []
+    while heap:
+        i = heapq.heappop(heap)
+        order.append(i)
+        for u in users[i]:
+            indeg[u] -= 1
+            if indeg[u] == 0:
+                heapq.heappush(heap, u)
+    if len(order) < len(nodes):
+        left = {i for i in range(len(nodes)) if indeg[i] > 0}
+        # Walk predecessors inside the leftover set until one repeats: that one is on a cycle.
+        i, seen = min(left), []
+        while i not in seen:
+            seen.append(i)
+            i = min(j for j in deps[i] if j in left)
+        cyc = seen[seen.index(i):]
+        names = [nodes[j].name or f"{nodes[j].op_type}_{j}" for j in cyc]
+        raise ModelError(f"the graph has a cycle through node {names[0]!r} "
+                         f"({nodes[i].op_type}); cycle: {' -> '.join(reversed(names))}")
+    return order
+
+
+class Step:
+    __slots__ = ("node", "kernel", "inputs", "implicit", "outputs", "free", "ctx")
+
+    def __init__(self, node: Node, implicit: List[str], ctx: Optional[OpContext]):
+        self.node = node
+        self.kernel: Callable = registry.bind(node, ctx)
+        self.inputs = node.inputs
+        self.implicit = implicit
+        self.outputs = node.outputs
+        self.free: Tuple[str, ...] = ()
+        self.ctx = ctx
+
+
+class CompiledGraph:
+    def __init__(self, graph: onnx.GraphProto, opsets: Dict[str, int], base: OpContext,
+                 outer: Set[str] = frozenset(), value_shapes: Optional[Dict[str, tuple]] = None):
+        self.graph_name = graph.name
+        self.opsets = opsets
+        self.base = base
+        init_names = {t.name for t in graph.initializer}
+        self.consts: Dict[str, np.ndarray] = {}
+        for t in graph.initializer:
+            try:
+                self.consts[t.name] = numpy_helper.to_array(t)
+            except Exception as e:
+                raise ModelError(f"initializer {t.name!r} cannot be read: {e}") from e
+        for st in graph.sparse_initializer:
+            dense = numpy_helper.to_array(st.values)
+            arr = np.zeros(tuple(st.dims), dtype=dense.dtype)
+            idx = numpy_helper.to_array(st.indices)
+            if idx.ndim == 1:
+                arr.reshape(-1)[idx] = dense
+            else:
+                arr[tuple(idx.T)] = dense
+            self.consts[st.values.name] = arr
+        self.input_names = [i.name for i in graph.input if i.name not in init_names]
+        self.output_names = [o.name for o in graph.output]
+        self.value_shapes = value_shapes or {}
+
+        protos = list(graph.node)
+        available = set(self.input_names) | set(self.consts) | set(outer)
+        order = topo_order(protos, available)
+        nodes: List[Node] = []
+        for k in order:
+            # A detached copy: a sub-message would keep the whole model (all initializer
+            # bytes) alive for the session's lifetime.
+            p = onnx.NodeProto()
+            p.CopyFrom(protos[k])
+            node = registry.make_node(p, opsets, k, check=False)
+            if node.domain == "" and node.opset < 7 and _changed_since_7(node):
+                raise UnsupportedOpError(f"{node.where()}: this op's schema before opset 7 "
+                                         "is not supported")
+            nodes.append(node)
+        for stage in GRAPH_REWRITES:
+            nodes = stage(nodes, self.consts, base)
+        for node in nodes:
+            registry.lookup(node)  # an op still unsupported after the rewrites fails here
+
+        # Check every input is defined somewhere before anything runs.
+        defined = set(available)
+        for node in nodes:
+            for x in node.inputs:
+                if x and x not in defined:
+                    raise ModelError(f"{node.where()}: input {x!r} is not produced by any node, "
+                                     "initializer or graph input")
+            defined.update(o for o in node.outputs if o)
+        for o in self.output_names:
+            if o not in defined:
+                raise ModelError(f"graph output {o!r} is not produced by any node")
+
+        self.steps: List[Step] = []
+        visible = defined
+        for node in nodes:
+            imp = implicit_inputs(node.proto) if node.proto is not None else []
+            ctx = None
+            if registry.wants_context(node) or registry.prepare_hook(node) is not None:
+                graphs = {}
+                if node.proto is not None:
+                    for a in node.proto.attribute:
+                        if a.type == onnx.AttributeProto.GRAPH:
+                            graphs[a.name] = CompiledGraph(a.g, opsets, base, visible,
+                                                           value_shapes).run_subgraph
+                ctx = OpContext(arith=base.arith, impl=base.impl, graphs=graphs)
+            elif imp:
+                raise UnsupportedOpError(f"{node.where()}: subgraphs are not supported here")
+            self.steps.append(Step(node, imp, ctx))
+        self._fold_constants()
+        self._prepare_kernels()
+        self._plan_lifetimes()
+
+    # -- preparation ---------------------------------------------------------------------
+    def _fold_constants(self) -> None:
+        kept = []
+        for st in self.steps:
+            node = st.node
+            ins = [x for x in st.inputs if x] + st.implicit
+            foldable = (node.op_type not in _NONDETERMINISTIC and not st.implicit
+                        and all(x in self.consts for x in ins)
+                        and all(not o or self._small(o) for o in st.outputs))
+            if foldable:
+                try:
+                    with np.errstate(all="ignore"):
+                        outs = registry.as_outputs(st.kernel(
+                            *[self.consts[x] if x else None for x in st.inputs]))
+                except Exception:
+                    foldable = False  # leave it to run time, where the error names the feed
+                else:
+                    if sum(_nbytes(o) for o in outs) > FOLD_LIMIT_BYTES:
+                        foldable = False
+                    else:
+                        for name, o in zip(st.outputs, outs):
+                            if name and o is not None:
+                                self.consts[name] = o
+            if not foldable:
+                kept.append(st)
+        self.steps = kept
+
+    def _small(self, name: str) -> bool:
+        shape = self.value_shapes.get(name)
+        if shape is None or any(not isinstance(d, int) for d in shape):
+            return True  # unknown: decide after running it
+        return int(np.prod(shape, dtype=np.int64)) * 4 <= FOLD_LIMIT_BYTES
+
+    def _prepare_kernels(self) -> None:
+        for st in self.steps:
+            hook = registry.prepare_hook(st.node)
+            if hook is None:
+                continue
+            consts = [self.consts.get(x) if x else None for x in st.inputs]
+            k = hook(st.node, consts, st.ctx)
+            if k is not None:
+                st.kernel = k
+
+    def _plan_lifetimes(self) -> None:
+        last: Dict[str, int] = {}
+        for i, st in enumerate(self.steps):
+            for x in list(st.inputs) + st.implicit:
+                if x:
+                    last[x] = i
+            for o in st.outputs:
+                if o and o not in last:
+                    last[o] = i  # produced, never read: dies right away
+        keep = set(self.output_names)
+        frees: List[List[str]] = [[] for _ in self.steps]
+        for name, i in last.items():
+            if name not in keep and name not in self.consts:
+                frees[i].append(name)
+        for st, f in zip(self.steps, frees):
+            st.free = tuple(f)
+        self.producers = {o: i for i, st in enumerate(self.steps) for o in st.outputs if o}
+
+    # -- execution -----------------------------------------------------------------------
+    def known_names(self) -> Set[str]:
+        return set(self.input_names) | set(self.consts) | set(self.producers)
+
+    def run(self, feeds: Dict[str, np.ndarray], outer: Optional[Dict[str, Any]] = None,
+            want: Optional[Set[str]] = None,
+            callback: Optional[Callable[[str, np.ndarray], None]] = None) -> Dict[str, Any]:
+        """Execute; returns the env restricted to graph outputs (and inputs/consts they name)."""
+        # Top level: one flat dict (consts are references, never freed) for fast lookups;
+        # subgraphs chain to the outer scope instead of copying it on every iteration.
+        env: Dict[str, Any] = dict(self.consts)
+        env.update(feeds)
+        scope = ChainMap(env, outer) if outer is not None else env
+        if want and callback is not None:
+            for name in want:
+                if name in feeds or name in self.consts:
+                    callback(name, scope[name])
+        with np.errstate(all="ignore"):
+            for st in self.steps:
+                try:
+                    args = [scope[x] if x else None for x in st.inputs]
+                except KeyError as e:  # an optional input that was not fed / produced
+                    raise ModelError(f"{st.node.where()}: input {e.args[0]!r} is not "
+                                     "available when the node runs") from None
+                if st.ctx is not None and st.ctx.graphs:
+                    fn = registry.bind(st.node, OpContext(arith=st.ctx.arith, impl=st.ctx.impl,
+                                                          graphs=st.ctx.graphs, outer=scope))
+                else:
+                    fn = st.kernel
+                try:
+                    outs = registry.as_outputs(fn(*args))
+                except FastqError as e:
+                    if st.node.where() in str(e):
+                        raise
+                    raise type(e)(f"{st.node.where()}: {e}") from e
+                except Exception as e:
+                    shapes = ", ".join(f"{x}{tuple(a.shape)}:{a.dtype}" if isinstance(
+                        a, np.ndarray) else f"{x}" for x, a in zip(st.inputs, args))
+                    raise DataError(f"{st.node.where()} failed on inputs [{shapes}]: "
+                                    f"{type(e).__name__}: {e}") from e
+                for name, o in zip(st.outputs, outs):
+                    if name:
+                        env[name] = o
+                        if callback is not None and want and name in want:
+                            callback(name, o)
+                for name in st.free:
+                    env.pop(name, None)
+        return {o: scope[o] for o in self.output_names}
+
+    def run_subgraph(self, inputs: Sequence[Any], outer: Optional[Dict[str, Any]]) -> list:
+        """Subgraph call: positional inputs, outer-scope values; returns outputs in order."""
+        if len(inputs) != len(self.input_names):
+            raise ModelError(f"subgraph {self.graph_name!r} takes {len(self.input_names)} "
+                             f"inputs, got {len(inputs)}")
+        res = self.run(dict(zip(self.input_names, inputs)), outer)
+        return [res[o] for o in self.output_names]
