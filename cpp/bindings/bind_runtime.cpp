@@ -9,6 +9,7 @@
 #include <pybind11/stl.h>
 
 #include "bindings.h"
+#include "fastq/cpu_features.h"
 #include "fastq/nn_f32.h"
 
 namespace fastq {
@@ -69,6 +70,19 @@ void require_float(const py::array& a, const char* what) {
   require(is_f32(a) || is_f64(a), std::string(what) + " must be float32 or float64");
 }
 
+// "ref", "avx2" or "avx512vnni" (the float kernels' AVX-512 build needs only the F/BW/VL/DQ
+// part of that impl, but shares its object library and so its CPU requirement).
+Impl float_impl(const std::string& name) {
+  const Impl impl = parse_impl(name);
+  const std::string missing = impl_missing_feature(impl);
+  if (!missing.empty())
+    throw std::invalid_argument("impl '" + name + "' needs CPU feature " + missing);
+#if !defined(FASTQ_HAVE_X86)
+  if (impl != Impl::Ref) throw std::invalid_argument("impl '" + name + "' is not built here");
+#endif
+  return impl;
+}
+
 py::array im2col(const py::array& x, const Ints& k, const Ints& s, const Ints& d,
                  const Ints& pad, const Ints& out) {
   require_float(x, "x");
@@ -103,7 +117,9 @@ py::array col2im(const py::array& col, int64_t C, const Ints& image, const Ints&
 }
 
 py::array conv_depthwise(const py::array& x, const py::array& w, const py::object& bias,
-                         const Ints& s, const Ints& d, const Ints& pad, const Ints& out) {
+                         const Ints& s, const Ints& d, const Ints& pad, const Ints& out,
+                         const std::string& impl_name) {
+  const Impl impl = float_impl(impl_name);
   require_float(x, "x");
   require_c_contiguous(x, "x");
   require_c_contiguous(w, "w");
@@ -125,23 +141,25 @@ py::array conv_depthwise(const py::array& x, const py::array& w, const py::objec
     py::gil_scoped_release nogil;
     if (is_f32(x))
       nn::depthwise_conv3(cptr<float>(x), cptr<float>(w), has_bias ? cptr<float>(b) : nullptr, N * C,
-                          C, g, mptr<float>(y));
+                          C, g, mptr<float>(y), impl);
     else
       nn::depthwise_conv3(cptr<double>(x), cptr<double>(w), has_bias ? cptr<double>(b) : nullptr,
-                          N * C, C, g, mptr<double>(y));
+                          N * C, C, g, mptr<double>(y), impl);
   }
   return y;
 }
 
 template <typename T>
 void run_pool(const py::array& x, int64_t planes, const nn::Geom3& g, const nn::PoolArgs& a,
-              py::array& y, int64_t* idx) {
-  nn::pool3(cptr<T>(x), planes, g, a, mptr<T>(y), idx);
+              py::array& y, int64_t* idx, Impl impl) {
+  nn::pool3(cptr<T>(x), planes, g, a, mptr<T>(y), idx, impl);
 }
 
 py::object pool(const py::array& x, const std::string& kind, const Ints& k, const Ints& s,
                 const Ints& d, const Ints& pad_begin, const Ints& pad_end, const Ints& out,
-                bool count_include_pad, int64_t p, bool want_indices, int64_t storage_order) {
+                bool count_include_pad, int64_t p, bool want_indices, int64_t storage_order,
+                const std::string& impl_name) {
+  const Impl impl = float_impl(impl_name);
   require_c_contiguous(x, "x");
   require(x.ndim() >= 3, "x must be (N, C, *spatial)");
   nn::PoolArgs a;
@@ -169,10 +187,10 @@ py::object pool(const py::array& x, const std::string& kind, const Ints& k, cons
   int64_t* ip = want_indices ? idx.mutable_data() : nullptr;
   {
     py::gil_scoped_release nogil;
-    if (is_f32(x)) run_pool<float>(x, planes, g, a, y, ip);
-    else if (is_f64(x)) run_pool<double>(x, planes, g, a, y, ip);
-    else if (is_i8) run_pool<int8_t>(x, planes, g, a, y, ip);
-    else run_pool<uint8_t>(x, planes, g, a, y, ip);
+    if (is_f32(x)) run_pool<float>(x, planes, g, a, y, ip, impl);
+    else if (is_f64(x)) run_pool<double>(x, planes, g, a, y, ip, impl);
+    else if (is_i8) run_pool<int8_t>(x, planes, g, a, y, ip, impl);
+    else run_pool<uint8_t>(x, planes, g, a, y, ip, impl);
   }
   if (want_indices) return py::make_tuple(y, idx);
   return std::move(y);
@@ -220,12 +238,12 @@ void bind_runtime(py::module_& m) {
         "Adjoint of nn_im2col: sums columns back into a (C, *image_shape) image.");
   m.def("nn_conv_depthwise", &conv_depthwise, py::arg("x").noconvert(),
         py::arg("w").noconvert(), py::arg("bias"), py::arg("strides"), py::arg("dilations"),
-        py::arg("pads"), py::arg("out_shape"),
+        py::arg("pads"), py::arg("out_shape"), py::arg("impl") = "ref",
         "Direct depthwise conv: x (N, C, *in), w (C, 1, *kernel), bias (C,) or None.");
   m.def("nn_pool", &pool, py::arg("x").noconvert(), py::arg("kind"), py::arg("kernel"),
         py::arg("strides"), py::arg("dilations"), py::arg("pads_begin"), py::arg("pads_end"),
         py::arg("out_shape"), py::arg("count_include_pad") = false, py::arg("p") = 2,
-        py::arg("want_indices") = false, py::arg("storage_order") = 0,
+        py::arg("want_indices") = false, py::arg("storage_order") = 0, py::arg("impl") = "ref",
         "Max/avg/Lp pooling of x (N, C, *in); max may also return int64 Indices.");
   m.def("nn_resize_axis", &resize_axis, py::arg("x").noconvert(), py::arg("idx").noconvert(),
         py::arg("w").noconvert(),

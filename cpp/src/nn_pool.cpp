@@ -1,45 +1,36 @@
-// Max / average / Lp pooling over N-D (canonical 3-D) windows, direct: each output walks
-// only the taps that fall inside the input, from per-axis tap ranges computed once per op.
-// Max keeps the first maximum in (kd, kh, kw) order (what ONNX Runtime reports as Indices);
-// average divides by the taps inside the input, or inside the padded input when
-// count_include_pad (taps a ceil_mode window hangs past the end pads never count).
+// Max / average / Lp pooling over N-D (canonical 3-D) windows. Without Indices: the
+// separable body in nn_body.h (portable or AVX2 build). With Indices: a direct walk where
+// each output visits only the taps inside the input and keeps the first maximum in
+// (kd, kh, kw) order (what ONNX Runtime reports). Average divides by the taps inside the
+// input, or inside the padded input with count_include_pad (taps a ceil_mode window hangs
+// past the end pads never count).
 #include <cmath>
 #include <limits>
 #include <type_traits>
 #include <vector>
 
+#include "fastq/nn_body.h"
 #include "fastq/nn_f32.h"
 
 namespace fastq {
 namespace nn {
-namespace {
-
-struct AxisTaps {
-  std::vector<int64_t> lo, hi, padded;  // per output index: valid tap range, padded count
-};
-
-AxisTaps axis_taps(const Geom3& g, const PoolArgs& a, int axis) {
-  AxisTaps t;
-  const int64_t n = g.out[axis];
-  t.lo.resize(n);
-  t.hi.resize(n);
-  t.padded.resize(n);
-  for (int64_t o = 0; o < n; ++o) {
-    const int64_t start = o * g.stride[axis] - g.pad[axis];
-    valid_range(start, g.dil[axis], g.in[axis], g.k[axis], &t.lo[o], &t.hi[o]);
-    int64_t plo, phi;
-    valid_range(start + g.pad[axis], g.dil[axis], g.in[axis] + g.pad[axis] + a.pad_end[axis],
-                g.k[axis], &plo, &phi);
-    t.padded[o] = phi - plo;
-  }
-  return t;
-}
-
-}  // namespace
-
 template <typename T>
-void pool3(const T* x, int64_t planes, const Geom3& g, const PoolArgs& a, T* y, int64_t* idx) {
-  const AxisTaps td = axis_taps(g, a, 0), th = axis_taps(g, a, 1), tw = axis_taps(g, a, 2);
+void pool3(const T* x, int64_t planes, const Geom3& g, const PoolArgs& a, T* y, int64_t* idx,
+           Impl impl) {
+  const AxisTaps td = axis_taps(g, a.pad_end, 0), th = axis_taps(g, a.pad_end, 1);
+  const AxisTaps tw = axis_taps(g, a.pad_end, 2);
+  if (!idx) {
+    parallel_chunks(planes, 1, [&](int64_t p0, int64_t p1) {
+#if defined(FASTQ_HAVE_X86)
+      if (impl == Impl::Avx512Vnni) return pool_planes_avx512(x, p0, p1, g, a, td, th, tw, y);
+      if (impl == Impl::Avx2) return pool_planes_avx2(x, p0, p1, g, a, td, th, tw, y);
+#endif
+      (void)impl;
+      pool_body(x, p0, p1, g, a, td, th, tw, y);
+    });
+    return;
+  }
+  // With Indices: the generic per-window walk (first maximum in (kd, kh, kw) order).
   const int64_t D = g.in[0], H = g.in[1], W = g.in[2], V = g.in_vol(), P = g.out_vol();
   parallel_chunks(planes, 1, [&](int64_t p0, int64_t p1) {
     for (int64_t p = p0; p < p1; ++p) {
@@ -115,13 +106,13 @@ void pool3(const T* x, int64_t planes, const Geom3& g, const PoolArgs& a, T* y, 
 }
 
 template void pool3<float>(const float*, int64_t, const Geom3&, const PoolArgs&, float*,
-                           int64_t*);
+                           int64_t*, Impl);
 template void pool3<double>(const double*, int64_t, const Geom3&, const PoolArgs&, double*,
-                            int64_t*);
+                            int64_t*, Impl);
 template void pool3<int8_t>(const int8_t*, int64_t, const Geom3&, const PoolArgs&, int8_t*,
-                            int64_t*);
+                            int64_t*, Impl);
 template void pool3<uint8_t>(const uint8_t*, int64_t, const Geom3&, const PoolArgs&,
-                             uint8_t*, int64_t*);
+                             uint8_t*, int64_t*, Impl);
 
 }  // namespace nn
 }  // namespace fastq

@@ -1,11 +1,11 @@
-// im2col / col2im and the direct depthwise convolution (see nn_f32.h for the contracts).
+// im2col / col2im and the depthwise convolution driver (see nn_f32.h for the contracts).
 // Conv = im2col + BLAS GEMM per group in Python; depthwise conv has K = kernel volume only,
-// far too short a reduction for GEMM to pay off, so it runs here directly, row by row: each
-// output row stays in L1 while the taps are added in, and the unit-stride inner loop
-// vectorizes on baseline SSE2.
+// far too short a reduction for GEMM to pay off, so it runs directly (nn_body.h), on
+// planes split across threads, in the portable or the AVX2 build of the same body.
 #include <algorithm>
 #include <cstring>
 
+#include "fastq/nn_body.h"
 #include "fastq/nn_f32.h"
 
 namespace fastq {
@@ -83,56 +83,15 @@ void col2im3(const T* col, int64_t C, const Geom3& g, T* img) {
 
 template <typename T>
 void depthwise_conv3(const T* x, const T* w, const T* bias, int64_t planes, int64_t C,
-                     const Geom3& g, T* y) {
-  const int64_t K = g.k_vol(), P = g.out_vol(), V = g.in_vol();
-  const int64_t oD = g.out[0], oH = g.out[1], oW = g.out[2];
-  const int64_t sw = g.stride[2];
-  // Valid output-column range per kw, shared by every row.
-  int64_t wlo[64], whi[64];
-  const bool small_kw = g.k[2] <= 64;
-  if (small_kw)
-    for (int64_t kw = 0; kw < g.k[2]; ++kw)
-      valid_range(kw * g.dil[2] - g.pad[2], sw, g.in[2], oW, &wlo[kw], &whi[kw]);
+                     const Geom3& g, T* y, Impl impl) {
   parallel_chunks(planes, 1, [&](int64_t p0, int64_t p1) {
-    for (int64_t p = p0; p < p1; ++p) {
-      const int64_t c = p % C;
-      const T* wc = w + c * K;
-      const T* src = x + p * V;
-      T* dst = y + p * P;
-      const T b = bias ? bias[c] : T(0);
-      for (int64_t od = 0; od < oD; ++od) {
-        for (int64_t oh = 0; oh < oH; ++oh) {
-          T* yrow = dst + (od * oH + oh) * oW;
-          std::fill(yrow, yrow + oW, b);
-          for (int64_t kd = 0; kd < g.k[0]; ++kd) {
-            const int64_t id = od * g.stride[0] + kd * g.dil[0] - g.pad[0];
-            if (id < 0 || id >= g.in[0]) continue;
-            for (int64_t kh = 0; kh < g.k[1]; ++kh) {
-              const int64_t ih = oh * g.stride[1] + kh * g.dil[1] - g.pad[1];
-              if (ih < 0 || ih >= g.in[1]) continue;
-              const T* wrow = wc + (kd * g.k[1] + kh) * g.k[2];
-              for (int64_t kw = 0; kw < g.k[2]; ++kw) {
-                const int64_t offw = kw * g.dil[2] - g.pad[2];
-                int64_t lo, hi;
-                if (small_kw) {
-                  lo = wlo[kw];
-                  hi = whi[kw];
-                } else {
-                  valid_range(offw, sw, g.in[2], oW, &lo, &hi);
-                }
-                const T wv = wrow[kw];
-                const T* srow = src + (id * g.in[1] + ih) * g.in[2] + offw;
-                if (sw == 1) {
-                  for (int64_t ow = lo; ow < hi; ++ow) yrow[ow] += wv * srow[ow];
-                } else {
-                  for (int64_t ow = lo; ow < hi; ++ow) yrow[ow] += wv * srow[ow * sw];
-                }
-              }
-            }
-          }
-        }
-      }
-    }
+#if defined(FASTQ_HAVE_X86)
+    if (impl == Impl::Avx512Vnni)
+      return depthwise_planes_avx512(x, w, bias, p0, p1, C, g, y);
+    if (impl == Impl::Avx2) return depthwise_planes_avx2(x, w, bias, p0, p1, C, g, y);
+#endif
+    (void)impl;
+    dw_body(x, w, bias, p0, p1, C, g, y);
   });
 }
 
@@ -141,9 +100,9 @@ template void im2col3<double>(const double*, int64_t, const Geom3&, double*);
 template void col2im3<float>(const float*, int64_t, const Geom3&, float*);
 template void col2im3<double>(const double*, int64_t, const Geom3&, double*);
 template void depthwise_conv3<float>(const float*, const float*, const float*, int64_t,
-                                     int64_t, const Geom3&, float*);
+                                     int64_t, const Geom3&, float*, Impl);
 template void depthwise_conv3<double>(const double*, const double*, const double*, int64_t,
-                                      int64_t, const Geom3&, double*);
+                                      int64_t, const Geom3&, double*, Impl);
 
 }  // namespace nn
 }  // namespace fastq

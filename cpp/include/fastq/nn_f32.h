@@ -8,7 +8,10 @@
 #include <algorithm>
 #include <cstdint>
 
+#include <vector>
+
 #include "fastq/threads.h"
+#include "fastq/types.h"
 
 namespace fastq {
 namespace nn {
@@ -64,9 +67,10 @@ void col2im3(const T* col, int64_t C, const Geom3& g, T* img);
 // Depthwise conv (group == C_in == C_out): y[n,c,o] = bias[c] + sum_kk w[c,kk] * x[n,c,...],
 // taps summed in (kd, kh, kw) order after the bias. x: (planes, in_vol) with channel
 // plane % C, w: (C, Kvol), bias: C values or nullptr, y: (planes, out_vol).
+// Every impl (Ref, Avx2, Avx512Vnni) builds the same source: bit-identical results.
 template <typename T>
 void depthwise_conv3(const T* x, const T* w, const T* bias, int64_t planes, int64_t C,
-                     const Geom3& g, T* y);
+                     const Geom3& g, T* y, Impl impl);
 
 enum class PoolKind { kMax, kAvg, kLp };
 
@@ -78,11 +82,55 @@ struct PoolArgs {
   bool col_major = false;          // MaxPool Indices storage_order = 1
 };
 
+// Per-axis tap ranges of a pooling window: for output o, taps [lo, hi) fall inside the input;
+// padded[o] counts the taps inside the input plus its pads (count_include_pad's divisor).
+struct AxisTaps {
+  std::vector<int64_t> lo, hi, padded;
+};
+
+inline AxisTaps axis_taps(const Geom3& g, const int64_t pad_end[3], int a) {
+  AxisTaps t;
+  const int64_t n = g.out[a];
+  t.lo.resize(n);
+  t.hi.resize(n);
+  t.padded.resize(n);
+  for (int64_t o = 0; o < n; ++o) {
+    const int64_t start = o * g.stride[a] - g.pad[a];
+    valid_range(start, g.dil[a], g.in[a], g.k[a], &t.lo[o], &t.hi[o]);
+    int64_t plo, phi;
+    valid_range(start + g.pad[a], g.dil[a], g.in[a] + g.pad[a] + pad_end[a], g.k[a], &plo,
+                &phi);
+    t.padded[o] = phi - plo;
+  }
+  return t;
+}
+
 // Pooling over each of `planes` planes. Taps outside the input are skipped (max, lp) or
 // count toward the average's divisor only with count_include_pad. idx (max only, may be
-// nullptr) gets the flat index plane*in_vol + spatial offset of the first maximum.
+// nullptr) gets the flat index plane*in_vol + spatial offset of the first maximum; that
+// path is one generic kernel, the others are separable (rows, then columns) with AVX2 and
+// AVX-512 builds of the same source (bit-identical).
 template <typename T>
-void pool3(const T* x, int64_t planes, const Geom3& g, const PoolArgs& a, T* y, int64_t* idx);
+void pool3(const T* x, int64_t planes, const Geom3& g, const PoolArgs& a, T* y, int64_t* idx,
+           Impl impl);
+
+#if defined(FASTQ_HAVE_X86)
+// AVX2 builds (cpp/src/avx2/nn_avx2.cpp) of the plane-range bodies in nn_body.h.
+template <typename T>
+void depthwise_planes_avx2(const T* x, const T* w, const T* bias, int64_t p0, int64_t p1,
+                           int64_t C, const Geom3& g, T* y);
+template <typename T>
+void pool_planes_avx2(const T* x, int64_t p0, int64_t p1, const Geom3& g, const PoolArgs& a,
+                      const AxisTaps& td, const AxisTaps& th, const AxisTaps& tw, T* y);
+// AVX-512 builds (cpp/src/avx512vnni/nn_avx512.cpp), run for Impl::Avx512Vnni.
+template <typename T>
+void depthwise_planes_avx512(const T* x, const T* w, const T* bias, int64_t p0, int64_t p1,
+                             int64_t C, const Geom3& g, T* y);
+template <typename T>
+void pool_planes_avx512(const T* x, int64_t p0, int64_t p1, const Geom3& g,
+                        const PoolArgs& a, const AxisTaps& td, const AxisTaps& th,
+                        const AxisTaps& tw, T* y);
+#endif
 
 // One separable resampling pass: y[o, j, i] = sum_t w[j, t] * x[o, idx[j, t], i], taps in
 // t order. x: (outer, n_in, inner); idx, w: (n_out, taps) with 0 <= idx < n_in.

@@ -120,3 +120,10 @@ def window_geometry(node: Node, in_shape: Sequence[int], kernel: Sequence[int],
 def channel_axis_shape(ndim: int, n: int) -> Tuple[int, ...]:
     """Shape that broadcasts a length-n per-channel vector along axis 1 of an ndim tensor."""
     return (1, n) + (1,) * (ndim - 2)
+
+
+def float_impl() -> str:
+    """Impl of the float kernels: the int8 default (best built impl this CPU runs, capped
+    by FASTQ_ISA / kernels.use_impl). Every impl computes identical bits; only speed varies."""
+    from ... import kernels
+    return kernels.default_impl()

@@ -13,7 +13,8 @@ import numpy as np
 
 from ... import _core
 from ..registry import Node, register
-from .nn_common import (fail, float_in, ints_attr, need, spatial_rank, window_geometry)
+from .nn_common import (fail, float_impl, float_in, ints_attr, need, spatial_rank,
+                        window_geometry)
 
 
 def _check_bias(node: Node, b, m: int, dtype) -> np.ndarray | None:
@@ -58,7 +59,7 @@ def conv(node: Node, x, w, b=None):
     b = _check_bias(node, b, m, x.dtype)
 
     if group == c == m and cg == 1:
-        y = _core.nn_conv_depthwise(x, w, b, strides, dil, pb, out)
+        y = _core.nn_conv_depthwise(x, w, b, strides, dil, pb, out, float_impl())
         return y.astype(out_dtype, copy=False)
 
     mg = m // group

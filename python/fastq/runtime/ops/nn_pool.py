@@ -13,7 +13,8 @@ import numpy as np
 from ... import _core
 from ...errors import UnsupportedOpError
 from ..registry import Node, register
-from .nn_common import fail, float_in, ints_attr, need, spatial_rank, window_geometry
+from .nn_common import (fail, float_impl, float_in, ints_attr, need, spatial_rank,
+                        window_geometry)
 
 
 def _pool(node: Node, x, kind: str, want_indices: bool = False):
@@ -45,7 +46,8 @@ def _pool(node: Node, x, kind: str, want_indices: bool = False):
     if storage_order not in (0, 1):
         raise fail(node, f"storage_order={storage_order} must be 0 or 1")
     res = _core.nn_pool(x, kind, kernel, strides, dil, pb, pe, out,
-                        bool(node.attr("count_include_pad", 0)), p, want_indices, storage_order)
+                        bool(node.attr("count_include_pad", 0)), p, want_indices, storage_order,
+                        float_impl())
     if want_indices:
         y, idx = res
         return y.astype(out_dtype, copy=False), idx
