@@ -42,12 +42,14 @@ def _source_coords(mode: str, n_in: int, n_out: int, scale: float,
         offset = n_in / 2.0 * (1.0 - adjustment)
         return offset + (y + 0.5) / scale - 0.5
     if mode == "align_corners":
-        return y * ((n_in - 1) / (length - 1)) if length != 1 else np.zeros(n_out)
-    # tf_crop_and_resize: roi gives the crop in normalized input coordinates
+        return y * (n_in - 1) / (length - 1) if length != 1 else np.zeros(n_out)
+    # tf_crop_and_resize: roi gives the crop in normalized input coordinates. The roi stays
+    # in its own dtype and the terms keep the spec's order, so coordinates that land on a
+    # nearest-rounding boundary round the way the ONNX reference does.
     lo, hi = roi
     if length != 1:
-        return lo * (n_in - 1) + y * ((hi - lo) * (n_in - 1) / (length - 1))
-    return np.full(n_out, 0.5 * (lo + hi) * (n_in - 1))
+        return y * (hi - lo) * (n_in - 1) / (length - 1) + lo * (n_in - 1)
+    return np.full(n_out, (hi - lo) * (n_in - 1) / 2 + lo * (n_in - 1))
 
 
 def _cubic(t: np.ndarray, a: float) -> np.ndarray:
@@ -109,9 +111,9 @@ def _resize(node: Node, x: np.ndarray, out_shape: List[int], scales: List[float]
     masks = []
     for axis in range(r):
         n_in, n_out, scale = x.shape[axis], out_shape[axis], scales[axis]
-        lohi = (0.0, 1.0) if roi is None else (float(roi[axis]), float(roi[r + axis]))
+        lohi = (0.0, 1.0) if roi is None else (roi[axis], roi[r + axis])
         if n_out == n_in and scale == 1.0 and (coord != "tf_crop_and_resize"
-                                               or lohi == (0.0, 1.0)):
+                                               or (lohi[0] == 0 and lohi[1] == 1)):
             continue
         if n_in == 0 or n_out == 0:
             shape = list(cur.shape)
@@ -177,10 +179,10 @@ def resize(node: Node, x, roi=None, scales=None, sizes=None):
     if coord == "tf_crop_and_resize":
         if not _given(roi):
             raise fail(node, "tf_crop_and_resize needs the roi input")
-        roi = np.asarray(roi, dtype=np.float64).ravel()
+        roi = np.asarray(roi).ravel()
         if roi.size != 2 * k:
             raise fail(node, f"roi has {roi.size} values, expected {2 * k}")
-        full_roi = np.array([0.0] * r + [1.0] * r)
+        full_roi = np.array([0] * r + [1] * r, dtype=roi.dtype)
         for i, a in enumerate(axes):
             full_roi[a], full_roi[r + a] = roi[i], roi[k + i]
     in_shape = list(x.shape)
