@@ -109,7 +109,10 @@ def _resize(node: Node, x: np.ndarray, out_shape: List[int], scales: List[float]
         raise UnsupportedOpError(f"{node.where()}: Resize of dtype {x.dtype} is not supported")
     r = x.ndim
     masks = []
-    for axis in range(r):
+    # Pass order: shrinking axes first and growing ones last, so the passes touch the least
+    # data; on ties the last axis (the gather-like pass with inner == 1) goes first.
+    order = sorted(range(r), key=lambda a: (out_shape[a] / max(x.shape[a], 1), -a))
+    for axis in order:
         n_in, n_out, scale = x.shape[axis], out_shape[axis], scales[axis]
         lohi = (0.0, 1.0) if roi is None else (roi[axis], roi[r + axis])
         if n_out == n_in and scale == 1.0 and (coord != "tf_crop_and_resize"
