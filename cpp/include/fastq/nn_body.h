@@ -33,30 +33,26 @@ constexpr int64_t dw_block() {
   return FASTQ_NN_VEC_BYTES / sizeof(T) > 8 ? FASTQ_NN_VEC_BYTES / sizeof(T) : 8;
 }
 
-// kBlocks consecutive blocks of dw_block<T>() outputs: acc = b, then acc += w[t] * tap t for t in
-// order. Several blocks at once give independent add chains, hiding the add latency.
-template <typename T, int SW, int kBlocks>
-inline void dw_blocks(const T* const* rows, const T* wts, int64_t K, T b, int64_t blk,
-                      int64_t sw_rt, T* out) {
-  constexpr int64_t kDwBlock = dw_block<T>();
-  constexpr int64_t n = kBlocks * kDwBlock;
-  const int64_t sw = SW ? SW : sw_rt;
+// One block of dw_block<T>() outputs, portable form: acc = b, then acc += w[t] * tap t.
+template <typename T>
+inline void dw_block_plain(const T* const* rows, const T* wts, int64_t K, T b, int64_t o0,
+                           T* out) {
+  constexpr int64_t n = dw_block<T>();
   T acc[n];
   for (int64_t j = 0; j < n; ++j) acc[j] = b;
-  const int64_t base = blk * kDwBlock * sw;
   for (int64_t t = 0; t < K; ++t) {
-    const T* s = rows[t] + base;
+    const T* s = rows[t] + o0;
     const T wt = wts[t];
-    for (int64_t j = 0; j < n; ++j) acc[j] += wt * s[j * sw];
+    for (int64_t j = 0; j < n; ++j) acc[j] += wt * s[j];
   }
-  for (int64_t j = 0; j < n; ++j) out[blk * kDwBlock + j] = acc[j];
+  for (int64_t j = 0; j < n; ++j) out[o0 + j] = acc[j];
 }
 
 #if defined(__GNUC__)
-// Unit-stride rows with GCC/Clang vector types (not intrinsics; each build picks the width
-// its registers hold): NV vectors of accumulators at once give independent add chains and
-// stay in registers, where a plain array would spill. Lane-wise the sequence is the one of
-// dw_blocks (b, then += w*tap in t order), so every build and block width gives the same bits.
+// GCC/Clang vector types (not intrinsics; each build picks the width its registers hold):
+// NV vectors of accumulators at once give independent add chains and stay in registers,
+// where a plain array would spill. Lane-wise the sequence is dw_block_plain's (b, then
+// += w*tap in t order), so every build and block width gives the same bits.
 template <typename T, int NV>
 inline void dw_vecs(const T* const* rows, const T* wts, int64_t K, T b, int64_t o0, T* out) {
   typedef T V __attribute__((vector_size(FASTQ_NN_VEC_BYTES)));
@@ -77,9 +73,13 @@ inline void dw_vecs(const T* const* rows, const T* wts, int64_t K, T b, int64_t 
 #pragma GCC unroll 8
   for (int v = 0; v < NV; ++v) __builtin_memcpy(out + o0 + v * L, &acc[v], sizeof(V));
 }
+#endif
 
+// One output row of n_out (a multiple of dw_block<T>()) outputs; rows[t] points at tap t's
+// input for output 0, and consecutive outputs read consecutive inputs.
 template <typename T>
-void dw_row_unit(const T* const* rows, const T* wts, int64_t K, T b, int64_t n_out, T* out) {
+void dw_row(const T* const* rows, const T* wts, int64_t K, T b, int64_t n_out, T* out) {
+#if defined(__GNUC__)
   constexpr int64_t L = FASTQ_NN_VEC_BYTES / sizeof(T);
   int64_t o = 0;
   for (; o + 4 * L <= n_out; o += 4 * L) dw_vecs<T, 4>(rows, wts, K, b, o, out);
@@ -88,44 +88,59 @@ void dw_row_unit(const T* const* rows, const T* wts, int64_t K, T b, int64_t n_o
     o += 2 * L;
   }
   for (; o < n_out; o += L) dw_vecs<T, 1>(rows, wts, K, b, o, out);
+#else
+  for (int64_t o = 0; o < n_out; o += dw_block<T>()) dw_block_plain(rows, wts, K, b, o, out);
+#endif
 }
-#endif
 
-// One output row of depthwise conv; SW is the W stride when known at compile time (1 or 2),
-// else 0. Every output gets the same operation sequence whichever block it falls in.
+// Scatters input row s (n values) into stride phases: column iw + pad goes to phase
+// (iw + pad) % sw at position (iw + pad) / sw. One unit-stride store stream per phase, and
+// with SW fixed at compile time the strided loads vectorize.
 template <typename T, int SW>
-void dw_row(const T* const* rows, const T* wts, int64_t K, T b, int64_t nblk, int64_t sw_rt,
-            T* out) {
-#if defined(__GNUC__)
-  if (SW == 1) return dw_row_unit(rows, wts, K, b, nblk * dw_block<T>(), out);
-#endif
-  for (int64_t blk = 0; blk < nblk; ++blk) dw_blocks<T, SW, 1>(rows, wts, K, b, blk, sw_rt, out);
+inline void split_phases(const T* s, int64_t n, int64_t pad, int64_t sw_rt, T* row,
+                         int64_t phase_vol) {
+  const int64_t sw = SW ? SW : sw_rt;
+  for (int64_t ph = 0; ph < sw; ++ph) {
+    const int64_t iw0 = ((ph - pad) % sw + sw) % sw;  // first column landing in phase ph
+    if (iw0 >= n) continue;
+    const int64_t cnt = (n - iw0 + sw - 1) / sw;
+    T* d = row + ph * phase_vol + (iw0 + pad) / sw;
+    const T* src = s + iw0;
+    for (int64_t i = 0; i < cnt; ++i) d[i] = src[i * sw];
+  }
 }
 
 // Depthwise conv of planes [p0, p1). Each plane is first copied into a zero-padded buffer
-// wide enough for whole blocks, so the tap loops have no bounds checks and no scalar tail:
-// every output is computed by the same instruction sequence, in (kd, kh, kw) tap order.
+// split by W stride phase (padded column c at phase c % sw, position c / sw), so every tap
+// reads unit-stride whatever the stride, with no bounds checks; rows are padded to whole
+// blocks, so no scalar tail either: every output gets the same instruction sequence, taps
+// in (kd, kh, kw) order.
 template <typename T>
 void dw_body(const T* x, const T* w, const T* bias, int64_t p0, int64_t p1, int64_t C,
              const Geom3& g, T* y) {
-  constexpr int64_t kDwBlock = dw_block<T>();
+  constexpr int64_t kBlock = dw_block<T>();
   const int64_t oD = g.out[0], oH = g.out[1], oW = g.out[2];
-  const int64_t nblk = (oW + kDwBlock - 1) / kDwBlock;
+  const int64_t n_row = (oW + kBlock - 1) / kBlock * kBlock;
   const int64_t sw = g.stride[2], dw = g.dil[2];
   const int64_t Dp = padded_extent(g, 0), Hp = padded_extent(g, 1);
-  const int64_t Wp = std::max(padded_extent(g, 2), (nblk * kDwBlock - 1) * sw +
-                                                       (g.k[2] - 1) * dw + 1);
+  const int64_t Wq = std::max(n_row + ((g.k[2] - 1) * dw) / sw,
+                              (g.pad[2] + g.in[2] + sw - 1) / sw);
+  const int64_t phase_vol = Dp * Hp * Wq;
   const int64_t K = g.k_vol(), V = g.in_vol(), P = g.out_vol();
-  std::vector<T> buf(static_cast<size_t>(Dp * Hp * Wp), T(0));
-  std::vector<T> orow(static_cast<size_t>(nblk * kDwBlock));
+  std::vector<T> buf(static_cast<size_t>(sw * phase_vol), T(0));
+  std::vector<T> orow(static_cast<size_t>(n_row));
   std::vector<const T*> rows(static_cast<size_t>(K));
   for (int64_t p = p0; p < p1; ++p) {
     const int64_t c = p % C;
     const T* src = x + p * V;
     for (int64_t d = 0; d < g.in[0]; ++d)
-      for (int64_t h = 0; h < g.in[1]; ++h)
-        std::copy(src + (d * g.in[1] + h) * g.in[2], src + (d * g.in[1] + h + 1) * g.in[2],
-                  buf.data() + ((d + g.pad[0]) * Hp + h + g.pad[1]) * Wp + g.pad[2]);
+      for (int64_t h = 0; h < g.in[1]; ++h) {
+        const T* s = src + (d * g.in[1] + h) * g.in[2];
+        T* row = buf.data() + ((d + g.pad[0]) * Hp + h + g.pad[1]) * Wq;
+        if (sw == 1) std::copy(s, s + g.in[2], row + g.pad[2]);
+        else if (sw == 2) split_phases<T, 2>(s, g.in[2], g.pad[2], sw, row, phase_vol);
+        else split_phases<T, 0>(s, g.in[2], g.pad[2], sw, row, phase_vol);
+      }
     const T* wc = w + c * K;
     const T b = bias ? bias[c] : T(0);
     T* dst = y + p * P;
@@ -134,15 +149,16 @@ void dw_body(const T* x, const T* w, const T* bias, int64_t p0, int64_t p1, int6
         int64_t t = 0;
         for (int64_t kd = 0; kd < g.k[0]; ++kd)
           for (int64_t kh = 0; kh < g.k[1]; ++kh)
-            for (int64_t kw = 0; kw < g.k[2]; ++kw)
-              rows[t++] = buf.data() + ((od * g.stride[0] + kd * g.dil[0]) * Hp +
-                                        oh * g.stride[1] + kh * g.dil[1]) * Wp + kw * dw;
+            for (int64_t kw = 0; kw < g.k[2]; ++kw) {
+              const int64_t col = kw * dw;  // + ow * sw: same phase, position + ow
+              rows[t++] = buf.data() + (col % sw) * phase_vol +
+                          ((od * g.stride[0] + kd * g.dil[0]) * Hp + oh * g.stride[1] +
+                           kh * g.dil[1]) * Wq + col / sw;
+            }
         T* yrow = dst + (od * oH + oh) * oW;
-        const bool whole = oW == nblk * kDwBlock;
+        const bool whole = oW == n_row;
         T* out = whole ? yrow : orow.data();
-        if (sw == 1) dw_row<T, 1>(rows.data(), wc, K, b, nblk, sw, out);
-        else if (sw == 2) dw_row<T, 2>(rows.data(), wc, K, b, nblk, sw, out);
-        else dw_row<T, 0>(rows.data(), wc, K, b, nblk, sw, out);
+        dw_row(rows.data(), wc, K, b, n_row, out);
         if (!whole) std::copy(orow.begin(), orow.begin() + oW, yrow);
       }
     }
