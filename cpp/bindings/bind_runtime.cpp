@@ -1,5 +1,253 @@
-// Op kernels for the executor (filled in by the runtime).
+// Float op kernels for the executor: im2col / col2im (Conv, ConvTranspose), direct depthwise
+// conv, N-D pooling and one separable Resize pass. Spatial lists have 1..3 entries and are
+// padded to the kernels' canonical 3-D geometry here; the Python ops compute output extents
+// and pads (auto_pad, ceil_mode) and validate shapes first, so errors here are internal.
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include <pybind11/stl.h>
+
 #include "bindings.h"
+#include "fastq/cpu_features.h"
+#include "fastq/nn_f32.h"
+
 namespace fastq {
-void bind_runtime(py::module_&) {}
+namespace {
+
+using Ints = std::vector<int64_t>;
+
+void require(bool ok, const std::string& msg) {
+  if (!ok) throw std::invalid_argument(msg);
+}
+
+// Pads each list to 3 entries with leading `fill` values.
+void put3(int64_t dst[3], const Ints& v, int64_t fill, const char* what, size_t nd) {
+  require(v.size() == nd, std::string(what) + " must have " + std::to_string(nd) +
+                              " entries, got " + std::to_string(v.size()));
+  const size_t lead = 3 - nd;
+  for (size_t i = 0; i < 3; ++i) dst[i] = i < lead ? fill : v[i - lead];
+}
+
+nn::Geom3 make_geom(const Ints& in, const Ints& out, const Ints& k, const Ints& s,
+                    const Ints& d, const Ints& pad) {
+  const size_t nd = in.size();
+  require(nd >= 1 && nd <= 3, "1 to 3 spatial dims are supported, got " + std::to_string(nd));
+  nn::Geom3 g;
+  put3(g.in, in, 1, "input extent", nd);
+  put3(g.out, out, 1, "output extent", nd);
+  put3(g.k, k, 1, "kernel_shape", nd);
+  put3(g.stride, s, 1, "strides", nd);
+  put3(g.dil, d, 1, "dilations", nd);
+  put3(g.pad, pad, 0, "pads", nd);
+  for (int i = 0; i < 3; ++i) {
+    require(g.in[i] >= 0 && g.out[i] >= 0 && g.k[i] >= 1 && g.stride[i] >= 1 && g.dil[i] >= 1,
+            "bad window geometry (kernel, strides, dilations must be >= 1)");
+  }
+  return g;
+}
+
+Ints spatial(const py::array& a, int from) {
+  Ints v;
+  for (int i = from; i < a.ndim(); ++i) v.push_back(a.shape(i));
+  return v;
+}
+
+Ints with_prefix(Ints lead, const Ints& tail) {
+  lead.insert(lead.end(), tail.begin(), tail.end());
+  return lead;
+}
+
+template <typename T>
+const T* cptr(const py::array& a) { return static_cast<const T*>(a.data()); }
+template <typename T>
+T* mptr(py::array& a) { return static_cast<T*>(a.mutable_data()); }
+
+bool is_f32(const py::array& a) { return a.dtype().is(py::dtype::of<float>()); }
+bool is_f64(const py::array& a) { return a.dtype().is(py::dtype::of<double>()); }
+
+void require_float(const py::array& a, const char* what) {
+  require(is_f32(a) || is_f64(a), std::string(what) + " must be float32 or float64");
+}
+
+// "ref", "avx2" or "avx512vnni" (the float kernels' AVX-512 build needs only the F/BW/VL/DQ
+// part of that impl, but shares its object library and so its CPU requirement).
+Impl float_impl(const std::string& name) {
+  const Impl impl = parse_impl(name);
+  const std::string missing = impl_missing_feature(impl);
+  if (!missing.empty())
+    throw std::invalid_argument("impl '" + name + "' needs CPU feature " + missing);
+#if !defined(FASTQ_HAVE_X86)
+  if (impl != Impl::Ref) throw std::invalid_argument("impl '" + name + "' is not built here");
+#endif
+  return impl;
+}
+
+py::array im2col(const py::array& x, const Ints& k, const Ints& s, const Ints& d,
+                 const Ints& pad, const Ints& out) {
+  require_float(x, "x");
+  require_c_contiguous(x, "x");
+  require(x.ndim() >= 2, "x must be (C, *spatial)");
+  const nn::Geom3 g = make_geom(spatial(x, 1), out, k, s, d, pad);
+  const int64_t C = x.shape(0);
+  py::array col(x.dtype(), Ints{C * g.k_vol(), g.out_vol()});
+  {
+    py::gil_scoped_release nogil;
+    if (is_f32(x)) nn::im2col3(cptr<float>(x), C, g, mptr<float>(col));
+    else nn::im2col3(cptr<double>(x), C, g, mptr<double>(col));
+  }
+  return col;
+}
+
+py::array col2im(const py::array& col, int64_t C, const Ints& image, const Ints& k,
+                 const Ints& s, const Ints& d, const Ints& pad, const Ints& cols) {
+  require_float(col, "col");
+  require_c_contiguous(col, "col");
+  require_ndim(col, 2, "col");
+  const nn::Geom3 g = make_geom(image, cols, k, s, d, pad);
+  require(col.shape(0) == C * g.k_vol() && col.shape(1) == g.out_vol(),
+          "col must be (C*kernel volume, column positions)");
+  py::array img(col.dtype(), with_prefix(Ints{C}, image));
+  {
+    py::gil_scoped_release nogil;
+    if (is_f32(col)) nn::col2im3(cptr<float>(col), C, g, mptr<float>(img));
+    else nn::col2im3(cptr<double>(col), C, g, mptr<double>(img));
+  }
+  return img;
+}
+
+py::array conv_depthwise(const py::array& x, const py::array& w, const py::object& bias,
+                         const Ints& s, const Ints& d, const Ints& pad, const Ints& out,
+                         const std::string& impl_name) {
+  const Impl impl = float_impl(impl_name);
+  require_float(x, "x");
+  require_c_contiguous(x, "x");
+  require_c_contiguous(w, "w");
+  require(x.ndim() >= 3, "x must be (N, C, *spatial)");
+  require(w.dtype().is(x.dtype()) && w.ndim() == x.ndim(), "w must match x's dtype and rank");
+  const int64_t N = x.shape(0), C = x.shape(1);
+  require(w.shape(0) == C && w.shape(1) == 1, "w must be (C, 1, *kernel)");
+  const nn::Geom3 g = make_geom(spatial(x, 2), out, spatial(w, 2), s, d, pad);
+  py::array b;  // default-constructed py::array is an empty array, not null: track presence
+  const bool has_bias = !bias.is_none();
+  if (has_bias) {
+    b = bias.cast<py::array>();
+    require(b.dtype().is(x.dtype()) && b.ndim() == 1 && b.shape(0) == C,
+            "bias must be (C,) of x's dtype");
+    require_c_contiguous(b, "bias");
+  }
+  py::array y(x.dtype(), with_prefix(Ints{N, C}, out));
+  {
+    py::gil_scoped_release nogil;
+    if (is_f32(x))
+      nn::depthwise_conv3(cptr<float>(x), cptr<float>(w), has_bias ? cptr<float>(b) : nullptr, N * C,
+                          C, g, mptr<float>(y), impl);
+    else
+      nn::depthwise_conv3(cptr<double>(x), cptr<double>(w), has_bias ? cptr<double>(b) : nullptr,
+                          N * C, C, g, mptr<double>(y), impl);
+  }
+  return y;
+}
+
+template <typename T>
+void run_pool(const py::array& x, int64_t planes, const nn::Geom3& g, const nn::PoolArgs& a,
+              py::array& y, int64_t* idx, Impl impl) {
+  nn::pool3(cptr<T>(x), planes, g, a, mptr<T>(y), idx, impl);
+}
+
+py::object pool(const py::array& x, const std::string& kind, const Ints& k, const Ints& s,
+                const Ints& d, const Ints& pad_begin, const Ints& pad_end, const Ints& out,
+                bool count_include_pad, int64_t p, bool want_indices, int64_t storage_order,
+                const std::string& impl_name) {
+  const Impl impl = float_impl(impl_name);
+  require_c_contiguous(x, "x");
+  require(x.ndim() >= 3, "x must be (N, C, *spatial)");
+  nn::PoolArgs a;
+  if (kind == "max") a.kind = nn::PoolKind::kMax;
+  else if (kind == "avg") a.kind = nn::PoolKind::kAvg;
+  else if (kind == "lp") a.kind = nn::PoolKind::kLp;
+  else throw std::invalid_argument("pool kind must be max, avg or lp, got " + kind);
+  const bool is_i8 = x.dtype().is(py::dtype::of<int8_t>());
+  const bool is_u8 = x.dtype().is(py::dtype::of<uint8_t>());
+  require(is_f32(x) || is_f64(x) || ((is_i8 || is_u8) && a.kind == nn::PoolKind::kMax),
+          "x must be float32/float64 (or int8/uint8 for max pooling)");
+  require(!want_indices || a.kind == nn::PoolKind::kMax, "indices exist for max pooling only");
+  require(p >= 1, "p must be >= 1");
+  const Ints sp = spatial(x, 2);
+  const nn::Geom3 g = make_geom(sp, out, k, s, d, pad_begin);
+  put3(a.pad_end, pad_end, 0, "pads (end)", sp.size());
+  a.count_include_pad = count_include_pad;
+  a.p = p;
+  a.col_major = storage_order == 1;
+  const int64_t planes = x.shape(0) * x.shape(1);
+  const Ints yshape = with_prefix(Ints{x.shape(0), x.shape(1)}, out);
+  py::array y(x.dtype(), yshape);
+  py::array_t<int64_t> idx;
+  if (want_indices) idx = py::array_t<int64_t>(yshape);
+  int64_t* ip = want_indices ? idx.mutable_data() : nullptr;
+  {
+    py::gil_scoped_release nogil;
+    if (is_f32(x)) run_pool<float>(x, planes, g, a, y, ip, impl);
+    else if (is_f64(x)) run_pool<double>(x, planes, g, a, y, ip, impl);
+    else if (is_i8) run_pool<int8_t>(x, planes, g, a, y, ip, impl);
+    else run_pool<uint8_t>(x, planes, g, a, y, ip, impl);
+  }
+  if (want_indices) return py::make_tuple(y, idx);
+  return std::move(y);
+}
+
+py::array resize_axis(const py::array& x, const py::array& idx, const py::array& w) {
+  require_float(x, "x");
+  require_c_contiguous(x, "x");
+  require_ndim(x, 3, "x");
+  require_ndim(idx, 2, "idx");
+  require_ndim(w, 2, "w");
+  require_c_contiguous(idx, "idx");
+  require_c_contiguous(w, "w");
+  require(idx.dtype().is(py::dtype::of<int64_t>()), "idx must be int64");
+  require(w.dtype().is(x.dtype()), "w must have x's dtype");
+  require(idx.shape(0) == w.shape(0) && idx.shape(1) == w.shape(1) && idx.shape(1) >= 1,
+          "idx and w must both be (n_out, taps)");
+  const int64_t outer = x.shape(0), n_in = x.shape(1), inner = x.shape(2);
+  const int64_t n_out = idx.shape(0), taps = idx.shape(1);
+  const int64_t* ip = cptr<int64_t>(idx);
+  for (int64_t i = 0; i < n_out * taps; ++i)
+    require(ip[i] >= 0 && ip[i] < n_in, "tap index out of range");
+  py::array y(x.dtype(), Ints{outer, n_out, inner});
+  {
+    py::gil_scoped_release nogil;
+    if (is_f32(x))
+      nn::resize_axis(cptr<float>(x), outer, n_in, inner, ip, cptr<float>(w), n_out, taps,
+                      mptr<float>(y));
+    else
+      nn::resize_axis(cptr<double>(x), outer, n_in, inner, ip, cptr<double>(w), n_out, taps,
+                      mptr<double>(y));
+  }
+  return y;
+}
+
+}  // namespace
+
+void bind_runtime(py::module_& m) {
+  m.def("nn_im2col", &im2col, py::arg("x").noconvert(), py::arg("kernel"), py::arg("strides"),
+        py::arg("dilations"), py::arg("pads"), py::arg("out_shape"),
+        "(C, *in) -> (C*prod(kernel), prod(out_shape)) columns; zeros outside the input.");
+  m.def("nn_col2im", &col2im, py::arg("col").noconvert(), py::arg("channels"),
+        py::arg("image_shape"), py::arg("kernel"), py::arg("strides"), py::arg("dilations"),
+        py::arg("pads"), py::arg("col_shape"),
+        "Adjoint of nn_im2col: sums columns back into a (C, *image_shape) image.");
+  m.def("nn_conv_depthwise", &conv_depthwise, py::arg("x").noconvert(),
+        py::arg("w").noconvert(), py::arg("bias"), py::arg("strides"), py::arg("dilations"),
+        py::arg("pads"), py::arg("out_shape"), py::arg("impl") = "ref",
+        "Direct depthwise conv: x (N, C, *in), w (C, 1, *kernel), bias (C,) or None.");
+  m.def("nn_pool", &pool, py::arg("x").noconvert(), py::arg("kind"), py::arg("kernel"),
+        py::arg("strides"), py::arg("dilations"), py::arg("pads_begin"), py::arg("pads_end"),
+        py::arg("out_shape"), py::arg("count_include_pad") = false, py::arg("p") = 2,
+        py::arg("want_indices") = false, py::arg("storage_order") = 0, py::arg("impl") = "ref",
+        "Max/avg/Lp pooling of x (N, C, *in); max may also return int64 Indices.");
+  m.def("nn_resize_axis", &resize_axis, py::arg("x").noconvert(), py::arg("idx").noconvert(),
+        py::arg("w").noconvert(),
+        "y[o, j, i] = sum_t w[j, t] * x[o, idx[j, t], i] for x (outer, n_in, inner).");
+}
+
 }  // namespace fastq

@@ -1,0 +1,259 @@
+// Kernel bodies shared by the portable and the AVX2 builds of the depthwise conv and the
+// pooling kernels (nn_window.cpp / nn_pool.cpp and avx2/nn_avx2.cpp). Plain C++, no
+// intrinsics: each build compiles the same source with its own flags, and since every build
+// has -ffp-contract=off (no FMA contraction) and the same operation order, the AVX2 build
+// returns bit-identical results. Internal linkage (anonymous namespace) keeps the per-ISA
+// copies apart, so including this from two object libraries breaks no one-definition rule.
+#pragma once
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <type_traits>
+#include <vector>
+
+#include "fastq/nn_f32.h"
+
+namespace fastq {
+namespace nn {
+namespace {  // NOLINT: deliberate, see above
+
+// Extent of a zero/identity-padded copy along one axis: room for every tap of every window.
+inline int64_t padded_extent(const Geom3& g, int a) {
+  const int64_t need = (g.out[a] - 1) * g.stride[a] + (g.k[a] - 1) * g.dil[a] + 1;
+  return std::max(need, g.pad[a] + g.in[a]);
+}
+
+#ifndef FASTQ_NN_VEC_BYTES
+#define FASTQ_NN_VEC_BYTES 16  // portable build: one SSE2 register
+#endif
+// Outputs per block: rows are computed in whole blocks (the output row is padded up to one),
+// at least 8 and at least one vector register of T.
+template <typename T>
+constexpr int64_t dw_block() {
+  return FASTQ_NN_VEC_BYTES / sizeof(T) > 8 ? FASTQ_NN_VEC_BYTES / sizeof(T) : 8;
+}
+
+// One block of dw_block<T>() outputs, portable form: acc = b, then acc += w[t] * tap t.
+template <typename T>
+inline void dw_block_plain(const T* const* rows, const T* wts, int64_t K, T b, int64_t o0,
+                           T* out) {
+  constexpr int64_t n = dw_block<T>();
+  T acc[n];
+  for (int64_t j = 0; j < n; ++j) acc[j] = b;
+  for (int64_t t = 0; t < K; ++t) {
+    const T* s = rows[t] + o0;
+    const T wt = wts[t];
+    for (int64_t j = 0; j < n; ++j) acc[j] += wt * s[j];
+  }
+  for (int64_t j = 0; j < n; ++j) out[o0 + j] = acc[j];
+}
+
+#if defined(__GNUC__)
+// GCC/Clang vector types (not intrinsics; each build picks the width its registers hold):
+// NV vectors of accumulators at once give independent add chains and stay in registers,
+// where a plain array would spill. Lane-wise the sequence is dw_block_plain's (b, then
+// += w*tap in t order), so every build and block width gives the same bits.
+template <typename T, int NV>
+inline void dw_vecs(const T* const* rows, const T* wts, int64_t K, T b, int64_t o0, T* out) {
+  typedef T V __attribute__((vector_size(FASTQ_NN_VEC_BYTES)));
+  constexpr int64_t L = FASTQ_NN_VEC_BYTES / sizeof(T);
+  V acc[NV];
+#pragma GCC unroll 8
+  for (int v = 0; v < NV; ++v) acc[v] = V{} + b;
+  for (int64_t t = 0; t < K; ++t) {
+    const T* s = rows[t] + o0;
+    const T wt = wts[t];
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) {
+      V x;
+      __builtin_memcpy(&x, s + v * L, sizeof(V));
+      acc[v] += wt * x;
+    }
+  }
+#pragma GCC unroll 8
+  for (int v = 0; v < NV; ++v) __builtin_memcpy(out + o0 + v * L, &acc[v], sizeof(V));
+}
+#endif
+
+// One output row of n_out (a multiple of dw_block<T>()) outputs; rows[t] points at tap t's
+// input for output 0, and consecutive outputs read consecutive inputs.
+template <typename T>
+void dw_row(const T* const* rows, const T* wts, int64_t K, T b, int64_t n_out, T* out) {
+#if defined(__GNUC__)
+  constexpr int64_t L = FASTQ_NN_VEC_BYTES / sizeof(T);
+  int64_t o = 0;
+  for (; o + 4 * L <= n_out; o += 4 * L) dw_vecs<T, 4>(rows, wts, K, b, o, out);
+  if (o + 2 * L <= n_out) {
+    dw_vecs<T, 2>(rows, wts, K, b, o, out);
+    o += 2 * L;
+  }
+  for (; o < n_out; o += L) dw_vecs<T, 1>(rows, wts, K, b, o, out);
+#else
+  for (int64_t o = 0; o < n_out; o += dw_block<T>()) dw_block_plain(rows, wts, K, b, o, out);
+#endif
+}
+
+// Scatters input row s (n values) into stride phases: column iw + pad goes to phase
+// (iw + pad) % sw at position (iw + pad) / sw. One unit-stride store stream per phase, and
+// with SW fixed at compile time the strided loads vectorize.
+template <typename T, int SW>
+inline void split_phases(const T* s, int64_t n, int64_t pad, int64_t sw_rt, T* row,
+                         int64_t phase_vol) {
+  const int64_t sw = SW ? SW : sw_rt;
+  for (int64_t ph = 0; ph < sw; ++ph) {
+    const int64_t iw0 = ((ph - pad) % sw + sw) % sw;  // first column landing in phase ph
+    if (iw0 >= n) continue;
+    const int64_t cnt = (n - iw0 + sw - 1) / sw;
+    T* d = row + ph * phase_vol + (iw0 + pad) / sw;
+    const T* src = s + iw0;
+    for (int64_t i = 0; i < cnt; ++i) d[i] = src[i * sw];
+  }
+}
+
+// Depthwise conv of planes [p0, p1). Each plane is first copied into a zero-padded buffer
+// split by W stride phase (padded column c at phase c % sw, position c / sw), so every tap
+// reads unit-stride whatever the stride, with no bounds checks; rows are padded to whole
+// blocks, so no scalar tail either: every output gets the same instruction sequence, taps
+// in (kd, kh, kw) order.
+template <typename T>
+void dw_body(const T* x, const T* w, const T* bias, int64_t p0, int64_t p1, int64_t C,
+             const Geom3& g, T* y) {
+  constexpr int64_t kBlock = dw_block<T>();
+  const int64_t oD = g.out[0], oH = g.out[1], oW = g.out[2];
+  const int64_t n_row = (oW + kBlock - 1) / kBlock * kBlock;
+  const int64_t sw = g.stride[2], dw = g.dil[2];
+  const int64_t Dp = padded_extent(g, 0), Hp = padded_extent(g, 1);
+  const int64_t Wq = std::max(n_row + ((g.k[2] - 1) * dw) / sw,
+                              (g.pad[2] + g.in[2] + sw - 1) / sw);
+  const int64_t phase_vol = Dp * Hp * Wq;
+  const int64_t K = g.k_vol(), V = g.in_vol(), P = g.out_vol();
+  std::vector<T> buf(static_cast<size_t>(sw * phase_vol), T(0));
+  std::vector<T> orow(static_cast<size_t>(n_row));
+  std::vector<const T*> rows(static_cast<size_t>(K));
+  for (int64_t p = p0; p < p1; ++p) {
+    const int64_t c = p % C;
+    const T* src = x + p * V;
+    for (int64_t d = 0; d < g.in[0]; ++d)
+      for (int64_t h = 0; h < g.in[1]; ++h) {
+        const T* s = src + (d * g.in[1] + h) * g.in[2];
+        T* row = buf.data() + ((d + g.pad[0]) * Hp + h + g.pad[1]) * Wq;
+        if (sw == 1) std::copy(s, s + g.in[2], row + g.pad[2]);
+        else if (sw == 2) split_phases<T, 2>(s, g.in[2], g.pad[2], sw, row, phase_vol);
+        else split_phases<T, 0>(s, g.in[2], g.pad[2], sw, row, phase_vol);
+      }
+    const T* wc = w + c * K;
+    const T b = bias ? bias[c] : T(0);
+    T* dst = y + p * P;
+    for (int64_t od = 0; od < oD; ++od) {
+      for (int64_t oh = 0; oh < oH; ++oh) {
+        int64_t t = 0;
+        for (int64_t kd = 0; kd < g.k[0]; ++kd)
+          for (int64_t kh = 0; kh < g.k[1]; ++kh)
+            for (int64_t kw = 0; kw < g.k[2]; ++kw) {
+              const int64_t col = kw * dw;  // + ow * sw: same phase, position + ow
+              rows[t++] = buf.data() + (col % sw) * phase_vol +
+                          ((od * g.stride[0] + kd * g.dil[0]) * Hp + oh * g.stride[1] +
+                           kh * g.dil[1]) * Wq + col / sw;
+            }
+        T* yrow = dst + (od * oH + oh) * oW;
+        const bool whole = oW == n_row;
+        T* out = whole ? yrow : orow.data();
+        dw_row(rows.data(), wc, K, b, n_row, out);
+        if (!whole) std::copy(orow.begin(), orow.begin() + oW, yrow);
+      }
+    }
+  }
+}
+
+template <typename T>
+T max_identity() {
+  return std::numeric_limits<T>::has_infinity ? -std::numeric_limits<T>::infinity()
+                                              : std::numeric_limits<T>::lowest();
+}
+
+// Max / average / Lp pooling (no Indices) of planes [p0, p1), separably: for each output
+// row the valid input rows (over kd, kh) are first combined into one identity-padded row,
+// then each output combines kW taps of that row. Max is order-free; sums run over rows in
+// (kd, kh) order, then over kw.
+template <typename T>
+void pool_body(const T* x, int64_t p0, int64_t p1, const Geom3& g, const PoolArgs& a,
+               const AxisTaps& td, const AxisTaps& th, const AxisTaps& tw, T* y) {
+  const int64_t W = g.in[2], V = g.in_vol(), P = g.out_vol();
+  const int64_t Wp = padded_extent(g, 2), pw = g.pad[2], sw = g.stride[2], dw = g.dil[2];
+  const int64_t oW = g.out[2], kW = g.k[2];
+  const bool is_max = a.kind == PoolKind::kMax;
+  const T ident = is_max ? max_identity<T>() : T(0);
+  std::vector<T> row(static_cast<size_t>(Wp), ident);
+  T* rp = row.data();
+  T* rin = rp + pw;  // input column iw lives at rin[iw]
+  for (int64_t p = p0; p < p1; ++p) {
+    const T* src = x + p * V;
+    T* dst = y + p * P;
+    for (int64_t od = 0; od < g.out[0]; ++od) {
+      for (int64_t oh = 0; oh < g.out[1]; ++oh) {
+        bool first = true;
+        for (int64_t kd = td.lo[od]; kd < td.hi[od]; ++kd) {
+          const int64_t id = od * g.stride[0] - g.pad[0] + kd * g.dil[0];
+          for (int64_t kh = th.lo[oh]; kh < th.hi[oh]; ++kh) {
+            const int64_t ih = oh * g.stride[1] - g.pad[1] + kh * g.dil[1];
+            const T* s = src + (id * g.in[1] + ih) * W;
+            if (is_max) {
+              if (first) {
+                for (int64_t i = 0; i < W; ++i) rin[i] = s[i];
+              } else {
+                for (int64_t i = 0; i < W; ++i) rin[i] = s[i] > rin[i] ? s[i] : rin[i];
+              }
+            } else if constexpr (std::is_floating_point<T>::value) {
+              if (first) std::fill(rin, rin + W, T(0));
+              if (a.kind == PoolKind::kAvg || a.p == 1) {
+                if (a.kind == PoolKind::kAvg) {
+                  for (int64_t i = 0; i < W; ++i) rin[i] += s[i];
+                } else {
+                  for (int64_t i = 0; i < W; ++i) rin[i] += std::fabs(s[i]);
+                }
+              } else if (a.p == 2) {
+                for (int64_t i = 0; i < W; ++i) rin[i] += s[i] * s[i];
+              } else {
+                for (int64_t i = 0; i < W; ++i) rin[i] += std::pow(std::fabs(s[i]), T(a.p));
+              }
+            }
+            first = false;
+          }
+        }
+        if (first) std::fill(rin, rin + W, ident);  // window rows all in padding
+        T* yrow = dst + (od * g.out[1] + oh) * oW;
+        for (int64_t ow = 0; ow < oW; ++ow) yrow[ow] = rp[ow * sw];
+        for (int64_t kw = 1; kw < kW; ++kw) {
+          const T* r = rp + kw * dw;
+          if (is_max) {
+            for (int64_t ow = 0; ow < oW; ++ow) {
+              const T v = r[ow * sw];
+              yrow[ow] = v > yrow[ow] ? v : yrow[ow];
+            }
+          } else {
+            for (int64_t ow = 0; ow < oW; ++ow) yrow[ow] += r[ow * sw];
+          }
+        }
+        if constexpr (std::is_floating_point<T>::value) {
+          if (a.kind == PoolKind::kAvg) {
+            const int64_t rows = a.count_include_pad ? td.padded[od] * th.padded[oh]
+                                                     : (td.hi[od] - td.lo[od]) *
+                                                           (th.hi[oh] - th.lo[oh]);
+            for (int64_t ow = 0; ow < oW; ++ow) {
+              const int64_t n = rows * (a.count_include_pad ? tw.padded[ow]
+                                                            : tw.hi[ow] - tw.lo[ow]);
+              yrow[ow] = n > 0 ? yrow[ow] / T(n) : T(0);
+            }
+          } else if (a.kind == PoolKind::kLp && a.p != 1) {
+            for (int64_t ow = 0; ow < oW; ++ow)
+              yrow[ow] = a.p == 2 ? std::sqrt(yrow[ow]) : std::pow(yrow[ow], T(1) / T(a.p));
+          }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace nn
+}  // namespace fastq

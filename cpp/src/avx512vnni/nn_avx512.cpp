@@ -1,0 +1,40 @@
+// AVX-512 builds of the depthwise-conv and pooling bodies (nn_body.h): the same source compiled
+// with AVX-512 flags so the compiler vectorizes 16 floats wide. -ffp-contract=off holds here
+// too, so no multiply-add is fused and the results equal the portable build bit for bit.
+#ifndef FASTQ_HAVE_X86
+#define FASTQ_HAVE_X86 1  // this directory is only built on x86; expose the declarations
+#endif
+#define FASTQ_NN_VEC_BYTES 64  // one AVX-512 register
+#include "fastq/nn_body.h"
+#include "fastq/nn_f32.h"
+
+namespace fastq {
+namespace nn {
+
+template <typename T>
+void depthwise_planes_avx512(const T* x, const T* w, const T* bias, int64_t p0, int64_t p1,
+                           int64_t C, const Geom3& g, T* y) {
+  dw_body(x, w, bias, p0, p1, C, g, y);
+}
+
+template <typename T>
+void pool_planes_avx512(const T* x, int64_t p0, int64_t p1, const Geom3& g, const PoolArgs& a,
+                      const AxisTaps& td, const AxisTaps& th, const AxisTaps& tw, T* y) {
+  pool_body(x, p0, p1, g, a, td, th, tw, y);
+}
+
+template void depthwise_planes_avx512<float>(const float*, const float*, const float*, int64_t,
+                                           int64_t, int64_t, const Geom3&, float*);
+template void depthwise_planes_avx512<double>(const double*, const double*, const double*,
+                                            int64_t, int64_t, int64_t, const Geom3&, double*);
+#define FASTQ_POOL_AVX512(T)                                                                   \
+  template void pool_planes_avx512<T>(const T*, int64_t, int64_t, const Geom3&, const PoolArgs&, \
+                                    const AxisTaps&, const AxisTaps&, const AxisTaps&, T*);
+FASTQ_POOL_AVX512(float)
+FASTQ_POOL_AVX512(double)
+FASTQ_POOL_AVX512(int8_t)
+FASTQ_POOL_AVX512(uint8_t)
+#undef FASTQ_POOL_AVX512
+
+}  // namespace nn
+}  // namespace fastq

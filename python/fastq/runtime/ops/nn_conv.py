@@ -1,0 +1,156 @@
+"""Conv and ConvTranspose (float), every attribute: auto_pad, pads, strides, dilations,
+group (incl. depthwise), kernel_shape, output_padding/output_shape; 1-D, 2-D and 3-D.
+
+Paths, chosen per node: depthwise (group == C == M) runs the direct C++ kernel (the tap
+count is far too small a reduction for GEMM); 1x1 stride-1 unpadded conv is a plain BLAS
+matmul; everything else is C++ im2col + one batched BLAS matmul over the groups.
+ConvTranspose is the adjoint: BLAS matmul to columns, then C++ col2im.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ... import _core
+from ..registry import Node, register
+from .nn_common import (fail, float_impl, float_in, ints_attr, need, spatial_rank,
+                        window_geometry)
+
+
+def _check_bias(node: Node, b, m: int, dtype) -> np.ndarray | None:
+    if b is None or b.size == 0 and m != 0:
+        return None
+    b = np.asarray(b)
+    if b.shape != (m,):
+        raise fail(node, f"bias B has shape {b.shape}, expected ({m},)")
+    return np.ascontiguousarray(b, dtype=dtype)
+
+
+def _kernel_shape(node: Node, w: np.ndarray, nd: int):
+    ks = node.attr("kernel_shape")
+    if ks is not None and [int(k) for k in ks] != list(w.shape[2:]):
+        raise fail(node, f"kernel_shape={list(ks)} does not match the weight's spatial shape "
+                         f"{list(w.shape[2:])}")
+    return list(w.shape[2:])
+
+
+@register("Conv")
+def conv(node: Node, x, w, b=None):
+    x, w = need(node, x, "X"), need(node, w, "W")
+    out_dtype = x.dtype
+    nd = spatial_rank(node, x)
+    if w.ndim != x.ndim:
+        raise fail(node, f"weight W has rank {w.ndim} ({w.shape}) but X has rank {x.ndim} "
+                         f"({x.shape})")
+    x = float_in(node, x)
+    w = np.ascontiguousarray(w, dtype=x.dtype)
+    group = int(node.attr("group", 1))
+    n, c = x.shape[:2]
+    m, cg = w.shape[:2]
+    if group < 1 or c % group or m % group:
+        raise fail(node, f"group={group} must divide input channels {c} and output channels {m}")
+    if cg * group != c:
+        raise fail(node, f"input channel mismatch: X has {c} channels, W expects "
+                         f"{cg} x group {group} = {cg * group}")
+    kernel = _kernel_shape(node, w, nd)
+    strides = ints_attr(node, "strides", nd, 1)
+    dil = ints_attr(node, "dilations", nd, 1)
+    out, pb, pe = window_geometry(node, list(x.shape[2:]), kernel, strides, dil)
+    b = _check_bias(node, b, m, x.dtype)
+
+    if group == c == m and cg == 1:
+        y = _core.nn_conv_depthwise(x, w, b, strides, dil, pb, out, float_impl())
+        return y.astype(out_dtype, copy=False)
+
+    mg = m // group
+    kvol = int(np.prod(kernel))
+    p_out = int(np.prod(out))
+    wg = w.reshape(group, mg, cg * kvol)
+    if kvol == 1 and all(s == 1 for s in strides) and not any(pb) and not any(pe):
+        y = np.matmul(wg, x.reshape(n, group, cg, p_out))           # (N, G, Mg, P)
+    else:
+        y = np.empty((n, group, mg, p_out), dtype=x.dtype)
+        for i in range(n):   # per image: bounds the column buffer to one image
+            col = _core.nn_im2col(x[i], kernel, strides, dil, pb, out)
+            np.matmul(wg, col.reshape(group, cg * kvol, p_out), out=y[i])
+    y = y.reshape((n, m) + tuple(out))
+    if b is not None:
+        y += b.reshape((1, m) + (1,) * nd)
+    return y.astype(out_dtype, copy=False)
+
+
+def _transpose_geometry(node: Node, in_shape, kernel, strides, dil, out_pad):
+    """(output extent, begin pads) of ConvTranspose per the ONNX spec."""
+    nd = len(in_shape)
+    full = [s * (i - 1) + op + (k - 1) * d + 1
+            for s, i, op, k, d in zip(strides, in_shape, out_pad, kernel, dil)]
+    ap = node.attr("auto_pad", "NOTSET")
+    if ap not in ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"):
+        raise fail(node, f"auto_pad={ap!r} is not one of NOTSET, SAME_UPPER, SAME_LOWER, VALID")
+    out_shape = node.attr("output_shape")
+    pads = node.attr("pads")
+    if out_shape is not None:
+        out_shape = [int(v) for v in out_shape][-nd:]
+        if len(out_shape) != nd:
+            raise fail(node, f"output_shape={list(node.attr('output_shape'))} needs {nd} "
+                             "spatial entries")
+    if pads is not None and ap in ("NOTSET", "VALID") or ap == "VALID":
+        p = [int(v) for v in pads] if (pads is not None and ap == "NOTSET") else [0] * 2 * nd
+        if len(p) != 2 * nd:
+            raise fail(node, f"attribute pads={p} must have {2 * nd} entries")
+        if out_shape is None:
+            out_shape = [f - p[a] - p[nd + a] for a, f in enumerate(full)]
+        return out_shape, p[:nd]
+    if out_shape is None:
+        if ap in ("SAME_UPPER", "SAME_LOWER"):
+            out_shape = [i * s for i, s in zip(in_shape, strides)]
+        else:
+            return full, [0] * nd
+    total = [f - o for f, o in zip(full, out_shape)]
+    if ap == "SAME_UPPER":
+        begin = [t // 2 for t in total]
+    else:
+        begin = [t - t // 2 for t in total]
+    return out_shape, begin
+
+
+@register("ConvTranspose")
+def conv_transpose(node: Node, x, w, b=None):
+    x, w = need(node, x, "X"), need(node, w, "W")
+    out_dtype = x.dtype
+    nd = spatial_rank(node, x)
+    if w.ndim != x.ndim:
+        raise fail(node, f"weight W has rank {w.ndim} ({w.shape}) but X has rank {x.ndim} "
+                         f"({x.shape})")
+    x = float_in(node, x)
+    w = np.ascontiguousarray(w, dtype=x.dtype)
+    group = int(node.attr("group", 1))
+    n, c = x.shape[:2]
+    if w.shape[0] != c:
+        raise fail(node, f"input channel mismatch: X has {c} channels, W has {w.shape[0]}")
+    if group < 1 or c % group:
+        raise fail(node, f"group={group} must divide the input channels {c}")
+    mg = w.shape[1]
+    m = mg * group
+    cg = c // group
+    kernel = _kernel_shape(node, w, nd)
+    strides = ints_attr(node, "strides", nd, 1)
+    dil = ints_attr(node, "dilations", nd, 1)
+    out_pad = ints_attr(node, "output_padding", nd, 0)
+    in_sp = list(x.shape[2:])
+    out, pb = _transpose_geometry(node, in_sp, kernel, strides, dil, out_pad)
+    if any(o <= 0 for o in out):
+        raise fail(node, f"output spatial shape {out} is empty")
+    b = _check_bias(node, b, m, x.dtype)
+    kvol = int(np.prod(kernel))
+    p_in = int(np.prod(in_sp))
+    wt = np.ascontiguousarray(
+        w.reshape(group, cg, mg * kvol).transpose(0, 2, 1))          # (G, Mg*K, Cg)
+    y = np.empty((n, m) + tuple(out), dtype=x.dtype)
+    for i in range(n):
+        col = np.matmul(wt, x[i].reshape(group, cg, p_in))          # (G, Mg*K, P_in)
+        y[i] = _core.nn_col2im(col.reshape(m * kvol, p_in), m, out, kernel, strides, dil, pb,
+                               in_sp)
+    if b is not None:
+        y += b.reshape((1, m) + (1,) * nd)
+    return y.astype(out_dtype, copy=False)

@@ -1,0 +1,220 @@
+"""Conv and ConvTranspose against independent float64 numpy oracles (direct tap-by-tap
+sums) over attribute sweeps: groups and depthwise, dilations, strides, asymmetric pads,
+auto_pad, 1-D/2-D/3-D, batch > 1, odd sizes; plus every impl of the depthwise kernel
+giving the same bits, and float64 inputs."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from fastq import _core
+from test_nn_ops_util import impls, run_fastq
+
+RNG = np.random.default_rng(1234)
+
+
+def _taps(k):
+    return itertools.product(*[range(e) for e in k])
+
+
+def conv_oracle(x, w, b, strides, dil, pb, pe, group):
+    """y[n, m, o] = b[m] + sum_{c in group(m), tap} w[m, c, tap] * xpad[n, c, o*s + tap*d]."""
+    nd = x.ndim - 2
+    xp = np.pad(x.astype(np.float64), [(0, 0), (0, 0)] + list(zip(pb, pe)))
+    k = w.shape[2:]
+    out = [(xp.shape[2 + a] - (k[a] - 1) * dil[a] - 1) // strides[a] + 1 for a in range(nd)]
+    n, c = x.shape[:2]
+    m = w.shape[0]
+    cg, mg = c // group, m // group
+    y = np.zeros((n, m, *out))
+    for tap in _taps(k):
+        sl = tuple(slice(tap[a] * dil[a], tap[a] * dil[a] + (out[a] - 1) * strides[a] + 1,
+                         strides[a]) for a in range(nd))
+        patch = xp[(slice(None), slice(None)) + sl]
+        for g in range(group):
+            wt = w[(slice(g * mg, (g + 1) * mg), slice(None)) + tap].astype(np.float64)
+            y[:, g * mg:(g + 1) * mg] += np.einsum("nc...,mc->nm...",
+                                                   patch[:, g * cg:(g + 1) * cg], wt)
+    if b is not None:
+        y += b.reshape((1, m) + (1,) * nd)
+    return y
+
+
+def same_pads(in_sp, k, s, d, upper):
+    out = [-(-i // st) for i, st in zip(in_sp, s)]
+    tot = [max(0, (o - 1) * st + (kk - 1) * dd + 1 - i)
+           for o, st, kk, dd, i in zip(out, s, k, d, in_sp)]
+    pb = [t // 2 if upper else t - t // 2 for t in tot]
+    return pb, [t - p for t, p in zip(tot, pb)], out
+
+
+CONV_SWEEP = [
+    # (x shape, M, kernel, strides, dilations, pads or auto_pad, group)
+    ((1, 3, 7, 9), 4, (3, 3), (1, 1), (1, 1), [1, 1, 1, 1], 1),
+    ((2, 4, 8, 6), 6, (3, 2), (2, 1), (1, 2), [0, 2, 1, 0], 2),
+    ((1, 6, 11, 5), 6, (3, 3), (1, 1), (1, 1), [1, 1, 1, 1], 6),       # depthwise
+    ((2, 8, 13, 17), 8, (3, 3), (2, 2), (1, 1), [1, 0, 2, 1], 8),      # depthwise strided
+    ((1, 5, 12, 10), 5, (5, 3), (3, 2), (2, 3), [2, 1, 0, 3], 5),      # depthwise odd
+    ((1, 4, 9, 33), 4, (3, 3), (1, 1), (1, 1), "SAME_UPPER", 4),       # depthwise long rows
+    ((1, 4, 9, 9), 8, (3, 3), (1, 1), (1, 1), "SAME_UPPER", 4),        # multiplier 2
+    ((1, 3, 10, 7), 5, (4, 4), (2, 3), (1, 1), "SAME_UPPER", 1),
+    ((1, 3, 10, 7), 5, (4, 4), (2, 3), (1, 1), "SAME_LOWER", 1),
+    ((1, 3, 10, 7), 5, (2, 3), (2, 2), (2, 1), "VALID", 1),
+    ((3, 8, 5, 5), 16, (1, 1), (1, 1), (1, 1), [0, 0, 0, 0], 1),       # 1x1 -> matmul
+    ((2, 8, 5, 5), 16, (1, 1), (1, 1), (1, 1), [0, 0, 0, 0], 4),       # grouped 1x1
+    ((1, 8, 7, 7), 4, (1, 1), (2, 2), (1, 1), [1, 0, 0, 1], 1),        # 1x1 strided, padded
+    ((2, 3, 17), 4, (5,), (2,), (2,), [3, 1], 1),                      # 1-D
+    ((1, 6, 15), 6, (3,), (1,), (1,), [1, 1], 6),                      # 1-D depthwise
+    ((1, 2, 5, 6, 7), 4, (3, 2, 3), (1, 2, 1), (1, 1, 2), [1, 0, 1, 1, 1, 0], 1),  # 3-D
+    ((2, 4, 5, 4, 6), 4, (2, 3, 3), (2, 1, 1), (1, 1, 1), "SAME_LOWER", 4),        # 3-D dw
+    ((1, 1, 1, 1), 1, (1, 1), (1, 1), (1, 1), [0, 0, 0, 0], 1),        # 1x1 image
+    ((1, 2, 3, 3), 3, (3, 3), (5, 5), (1, 1), [2, 2, 2, 2], 1),        # stride > size
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", range(len(CONV_SWEEP)))
+def test_conv_matches_oracle(case, dtype):
+    xs, m, k, s, d, pads, group = CONV_SWEEP[case]
+    nd = len(xs) - 2
+    x = RNG.standard_normal(xs).astype(dtype)
+    w = RNG.standard_normal((m, xs[1] // group) + k).astype(dtype)
+    b = RNG.standard_normal(m).astype(dtype)
+    attrs = dict(kernel_shape=list(k), strides=list(s), dilations=list(d), group=group)
+    if isinstance(pads, str):
+        attrs["auto_pad"] = pads
+        if pads == "VALID":
+            pb = pe = [0] * nd
+        else:
+            pb, pe, out = same_pads(xs[2:], k, s, d, pads == "SAME_UPPER")
+    else:
+        attrs["pads"] = pads
+        pb, pe = pads[:nd], pads[nd:]
+    (y,) = run_fastq("Conv", [x, w, b], 22, **attrs)
+    want = conv_oracle(x, w, b, s, d, pb, pe, group)
+    if isinstance(pads, str) and pads != "VALID":
+        assert list(y.shape[2:]) == out
+    assert y.dtype == dtype and y.shape == want.shape
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(y, want, rtol=tol, atol=tol * 10)
+
+
+def test_conv_without_bias_and_batch():
+    x = RNG.standard_normal((3, 4, 6, 6)).astype(np.float32)
+    w = RNG.standard_normal((2, 4, 3, 3)).astype(np.float32)
+    (y,) = run_fastq("Conv", [x, w], 11, pads=[1, 1, 1, 1])
+    np.testing.assert_allclose(y, conv_oracle(x, w, None, (1, 1), (1, 1), (1, 1), (1, 1), 1),
+                               rtol=1e-5, atol=1e-5)
+
+
+DW_SHAPES = [  # (x shape, kernel, strides, dilations, pads_begin, out)
+    ((1, 3, 9, 9), (3, 3), (1, 1), (1, 1), (1, 1), (9, 9)),
+    ((2, 5, 17, 31), (3, 3), (2, 2), (1, 1), (1, 1), (9, 16)),
+    ((1, 4, 8, 65), (5, 5), (1, 1), (2, 2), (4, 4), (8, 65)),
+    ((1, 2, 6, 7), (3, 2), (3, 1), (1, 3), (0, 2), (2, 7)),
+    ((1, 3, 40), (7,), (1,), (1,), (3,), (40,)),
+    ((1, 2, 4, 5, 19), (3, 3, 3), (1, 1, 1), (1, 1, 1), (1, 1, 1), (4, 5, 19)),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", range(len(DW_SHAPES)))
+def test_depthwise_impls_bit_identical(case, dtype):
+    xs, k, s, d, pb, out = DW_SHAPES[case]
+    x = RNG.standard_normal(xs).astype(dtype)
+    w = RNG.standard_normal((xs[1], 1) + k).astype(dtype)
+    b = RNG.standard_normal(xs[1]).astype(dtype)
+    ref = _core.nn_conv_depthwise(x, w, b, list(s), list(d), list(pb), list(out), "ref")
+    nd = len(k)
+    pe = [(o - 1) * st + (kk - 1) * dd + 1 - i - p
+          for o, st, kk, dd, i, p in zip(out, s, k, d, xs[2:], pb)]
+    np.testing.assert_allclose(ref, conv_oracle(x, w, b, s, d, pb, [max(0, e) for e in pe],
+                                                xs[1])[(...,) + tuple(slice(0, o) for o in out)],
+                               rtol=1e-5, atol=1e-5)
+    assert nd == len(out)
+    for impl in impls():
+        got = _core.nn_conv_depthwise(x, w, b, list(s), list(d), list(pb), list(out), impl)
+        assert np.array_equal(got, ref), impl
+
+
+def convt_oracle(x, w, b, strides, dil, pb, out, group):
+    """Scatter form: y[n, m, i*s + tap*d - pb] += x[n, c, i] * w[c, m, tap]."""
+    nd = x.ndim - 2
+    n, c = x.shape[:2]
+    mg = w.shape[1]
+    cg = c // group
+    k = w.shape[2:]
+    in_sp = x.shape[2:]
+    full = [(in_sp[a] - 1) * strides[a] + (k[a] - 1) * dil[a] + 1 for a in range(nd)]
+    big = [max(full[a], pb[a] + out[a]) for a in range(nd)]
+    yf = np.zeros((n, mg * group, *big))
+    for tap in _taps(k):
+        sl = tuple(slice(tap[a] * dil[a], tap[a] * dil[a] + (in_sp[a] - 1) * strides[a] + 1,
+                         strides[a]) for a in range(nd))
+        for g in range(group):
+            wt = w[(slice(g * cg, (g + 1) * cg), slice(None)) + tap].astype(np.float64)
+            yf[(slice(None), slice(g * mg, (g + 1) * mg)) + sl] += np.einsum(
+                "nc...,cm->nm...", x[:, g * cg:(g + 1) * cg].astype(np.float64), wt)
+    y = yf[(slice(None), slice(None)) + tuple(slice(p, p + o) for p, o in zip(pb, out))]
+    if b is not None:
+        y = y + b.reshape((1, -1) + (1,) * nd)
+    return y
+
+
+CONVT_SWEEP = [
+    # (x shape, Mg, kernel, strides, dilations, group, attrs)
+    ((1, 3, 4, 5), 2, (3, 3), (1, 1), (1, 1), 1, {}),
+    ((2, 4, 3, 3), 3, (3, 3), (2, 2), (1, 1), 2, {"pads": [1, 0, 0, 1]}),
+    ((1, 2, 5, 4), 2, (2, 3), (3, 2), (2, 1), 1, {"output_padding": [1, 1]}),
+    ((1, 2, 3, 4), 3, (3, 3), (2, 2), (1, 1), 1, {"output_shape": [7, 9]}),
+    ((1, 2, 3, 4), 3, (3, 3), (2, 2), (1, 1), 1, {"output_shape": [6, 8],
+                                                  "auto_pad": "SAME_UPPER"}),
+    ((1, 2, 3, 4), 3, (3, 3), (2, 2), (1, 1), 1, {"auto_pad": "SAME_LOWER"}),
+    ((1, 4, 6), 1, (3,), (2,), (1,), 4, {"pads": [1, 2]}),                # 1-D, group=C
+    ((1, 2, 2, 3, 2), 2, (2, 2, 3), (2, 1, 2), (1, 2, 1), 1, {}),          # 3-D
+]
+
+
+def _convt_geometry(xs, k, s, d, attrs):
+    nd = len(k)
+    op = attrs.get("output_padding", [0] * nd)
+    full = [s[a] * (xs[2 + a] - 1) + op[a] + (k[a] - 1) * d[a] + 1 for a in range(nd)]
+    ap = attrs.get("auto_pad", "NOTSET")
+    if "pads" in attrs:
+        p = attrs["pads"]
+        return [full[a] - p[a] - p[nd + a] for a in range(nd)], p[:nd]
+    if "output_shape" in attrs or ap.startswith("SAME"):
+        out = attrs.get("output_shape", [xs[2 + a] * s[a] for a in range(nd)])
+        tot = [full[a] - out[a] for a in range(nd)]
+        pb = [t // 2 if ap == "SAME_UPPER" else t - t // 2 for t in tot]
+        return out, pb
+    return full, [0] * nd
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", range(len(CONVT_SWEEP)))
+def test_conv_transpose_matches_oracle(case, dtype):
+    xs, mg, k, s, d, group, attrs = CONVT_SWEEP[case]
+    x = RNG.standard_normal(xs).astype(dtype)
+    w = RNG.standard_normal((xs[1], mg) + k).astype(dtype)
+    b = RNG.standard_normal(mg * group).astype(dtype)
+    (y,) = run_fastq("ConvTranspose", [x, w, b], 22, strides=list(s), dilations=list(d),
+                     group=group, **attrs)
+    out, pb = _convt_geometry(xs, k, s, d, attrs)
+    want = convt_oracle(x, w, b, s, d, pb, out, group)
+    assert y.shape == want.shape and y.dtype == dtype
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(y, want, rtol=tol, atol=tol * 10)
+
+
+def test_im2col_col2im_adjoint():
+    """<im2col(x), c> == <x, col2im(c)>: col2im is exactly im2col's transpose."""
+    x = RNG.standard_normal((3, 5, 7)).astype(np.float64)
+    args = ([3, 2], [2, 1], [1, 2], [1, 1], [3, 6])
+    col = _core.nn_im2col(x, *args)
+    c = RNG.standard_normal(col.shape)
+    img = _core.nn_col2im(c, 3, [5, 7], *args[:4], args[4])
+    assert np.isclose(np.sum(col * c), np.sum(x * img), rtol=1e-12)
