@@ -149,21 +149,9 @@ void bind_conv(py::module_& m) {
                                   std::to_string(w.Cg * w.group));
     const int32_t lo = is_signed ? -128 : 0, hi = is_signed ? 127 : 255;
     if (x_zp < lo || x_zp > hi) throw std::invalid_argument("x_zero_point out of range");
-    require_dtype<float>(w_scales, "w_scales", "float32");
-    require_ndim(w_scales, 1, "w_scales");
-    require_c_contiguous(w_scales, "w_scales");
-    if (w_scales.shape(0) != 1 && w_scales.shape(0) != w.OC)
-      throw std::invalid_argument("w_scales must have 1 or OC entries");
-    const float* bp = nullptr;
+    check_scales(w_scales, w.OC);
     py::array bias_arr;
-    if (!bias.is_none()) {
-      bias_arr = py::array(bias);
-      require_dtype<float>(bias_arr, "bias", "float32");
-      require_ndim(bias_arr, 1, "bias");
-      require_c_contiguous(bias_arr, "bias");
-      if (bias_arr.shape(0) != w.OC) throw std::invalid_argument("bias must have OC entries");
-      bp = static_cast<const float*>(bias_arr.data());
-    }
+    const float* bp = optional_bias(bias, w.OC, bias_arr);
     Arith ar = parse_arith(arith);
     Impl im = parse_impl(impl);
     py::array_t<float> out({s.N, s.OC, s.OH(), s.OW()});

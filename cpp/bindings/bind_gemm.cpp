@@ -68,24 +68,9 @@ void bind_gemm(py::module_& m) {
     const bool is_signed = a.dtype().is(py::dtype::of<int8_t>());
     if (!is_signed) require_dtype<uint8_t>(a, "a", "uint8 or int8");
     check_a(a, b);
-    require_dtype<float>(w_scales, "w_scales", "float32");
-    require_ndim(w_scales, 1, "w_scales");
-    require_c_contiguous(w_scales, "w_scales");
-    if (w_scales.shape(0) != 1 && w_scales.shape(0) != b.N)
-      throw std::invalid_argument("w_scales has " + std::to_string(w_scales.shape(0)) +
-                                  " entries; expected 1 or N=" + std::to_string(b.N));
-    const float* bp = nullptr;
+    check_scales(w_scales, b.N);
     py::array bias_arr;
-    if (!bias.is_none()) {
-      bias_arr = py::array(bias);
-      require_dtype<float>(bias_arr, "bias", "float32");
-      require_ndim(bias_arr, 1, "bias");
-      require_c_contiguous(bias_arr, "bias");
-      if (bias_arr.shape(0) != b.N)
-        throw std::invalid_argument("bias has " + std::to_string(bias_arr.shape(0)) +
-                                    " entries; expected N=" + std::to_string(b.N));
-      bp = static_cast<const float*>(bias_arr.data());
-    }
+    const float* bp = optional_bias(bias, b.N, bias_arr);
     Arith ar = parse_arith(arith);
     Impl im = parse_impl(impl);
     const int64_t M = a.shape(0);

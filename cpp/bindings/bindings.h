@@ -21,6 +21,11 @@ void require_ndim(const py::array& a, int ndim, const char* what);
 void require_c_contiguous(const py::array& a, const char* what);
 std::string shape_str(const py::array& a);
 
+// Per-output-channel epilogue arguments shared by qlinear and qconv: w_scales (1 or n
+// float32 entries) and an optional float32 bias of n entries (nullptr when None).
+void check_scales(const py::array& w_scales, int64_t n);
+const float* optional_bias(const py::object& bias, int64_t n, py::array& keep_alive);
+
 template <class T>
 void require_dtype(const py::array& a, const char* what, const char* dtype_name) {
   if (!a.dtype().is(py::dtype::of<T>()))

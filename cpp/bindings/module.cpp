@@ -22,6 +22,27 @@ std::string shape_str(const py::array& a) {
   return s + ")";
 }
 
+void check_scales(const py::array& w_scales, int64_t n) {
+  require_dtype<float>(w_scales, "w_scales", "float32");
+  require_ndim(w_scales, 1, "w_scales");
+  require_c_contiguous(w_scales, "w_scales");
+  if (w_scales.shape(0) != 1 && w_scales.shape(0) != n)
+    throw std::invalid_argument("w_scales has " + std::to_string(w_scales.shape(0)) +
+                                " entries; expected 1 or " + std::to_string(n));
+}
+
+const float* optional_bias(const py::object& bias, int64_t n, py::array& keep_alive) {
+  if (bias.is_none()) return nullptr;
+  keep_alive = py::array(bias);
+  require_dtype<float>(keep_alive, "bias", "float32");
+  require_ndim(keep_alive, 1, "bias");
+  require_c_contiguous(keep_alive, "bias");
+  if (keep_alive.shape(0) != n)
+    throw std::invalid_argument("bias has " + std::to_string(keep_alive.shape(0)) +
+                                " entries; expected " + std::to_string(n));
+  return static_cast<const float*>(keep_alive.data());
+}
+
 }  // namespace fastq
 
 PYBIND11_MODULE(_core, m) {

@@ -80,21 +80,6 @@ constexpr auto make_table(std::integer_sequence<int, R...>) {
   return std::array<MicroFn<NV, kExact>, sizeof...(R)>{&micro<R + 1, NV, kExact>...};
 }
 
-// Packs rows [0, m) x k [k0, k0 + 4*ng) of A into [m / kMR][ng][kMR][4], zero rows past m.
-void pack_a(const uint8_t* a, int64_t lda, int64_t m, int64_t k0, int64_t ng, uint8_t* out) {
-  for (int64_t mb = 0; mb < m; mb += kMR) {
-    uint8_t* blk = out + (mb / kMR) * ng * kMR * 4;
-    for (int r = 0; r < kMR; ++r) {
-      if (mb + r < m) {
-        const uint8_t* row = a + (mb + r) * lda + k0;
-        for (int64_t g = 0; g < ng; ++g) std::memcpy(blk + (g * kMR + r) * 4, row + g * 4, 4);
-      } else {
-        for (int64_t g = 0; g < ng; ++g) std::memset(blk + (g * kMR + r) * 4, 0, 4);
-      }
-    }
-  }
-}
-
 template <bool kExact>
 void gemm_tile(const GemmTile& t) {
   static constexpr auto t2 = make_table<2, kExact>(std::make_integer_sequence<int, kMR>{});
@@ -107,7 +92,7 @@ void gemm_tile(const GemmTile& t) {
   for (int64_t k0 = 0; k0 < Kp; k0 += kKc) {
     const int64_t ng = std::min(kKc, Kp - k0) / kGroup;
     const bool first = k0 == 0;
-    pack_a(t.a, t.lda, t.m, k0, ng, apack.get());
+    pack_a_tiles(t.a, t.lda, t.m, k0, ng, kMR, apack.get());
     for (int64_t p = t.p0; p < t.p1; p += 2) {
       const int nv = p + 1 < t.p1 ? 2 : 1;
       const int8_t* bp = b.panel(p) + k0 * kPanel;
