@@ -9,6 +9,7 @@ own tolerances for floats and exactly for integer/bool outputs.
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 import unittest
@@ -20,9 +21,10 @@ import pytest
 import onnx.backend.test
 from onnx import TensorProto
 from onnx.backend.base import Backend, BackendRep
-from onnx.backend.test.loader import load_node_model_tests
+from onnx.backend.test.loader import load_model_tests, load_node_model_tests
 
 import fastq
+from fastq.runtime.graph import pre7_unsupported
 
 
 # dtypes excluded from the fidelity run: FLOAT8E8M0 casts have their own rounding modes
@@ -30,6 +32,11 @@ import fastq
 EXOTIC = {TensorProto.COMPLEX64, TensorProto.COMPLEX128}
 if hasattr(TensorProto, "FLOAT8E8M0"):
     EXOTIC.add(TensorProto.FLOAT8E8M0)
+
+# Besides the node cases: whole models stored with the onnx package (PyTorch exports of single
+# operators and small networks, and simple models). The "real" kind downloads full models
+# from the internet; their light versions run offline in test_runtime_light_models.py.
+MODEL_KINDS = ("simple", "pytorch-converted", "pytorch-operator")
 
 # case name -> why it is excluded although its ops are supported
 KNOWN_EXCLUDED = {
@@ -90,16 +97,25 @@ def classify():
     included, excluded = [], {}
     with warnings.catch_warnings():  # the case generators warn about their own overflows
         warnings.simplefilter("ignore")
-        cases = load_node_model_tests()
+        cases = list(load_node_model_tests())
+    for kind in MODEL_KINDS:
+        cases += load_model_tests(kind=kind)
     for tc in sorted(cases, key=lambda t: t.name):
-        name, m = tc.name, tc.model
+        name = tc.name
+        m = tc.model if tc.model is not None else onnx.load(
+            os.path.join(tc.model_dir, "model.onnx"))
         case = name[len("test_"):]
         ops, types = set(), set()
         _graph_facts(m.graph, ops, types)
         missing = sorted(ops - supported)
+        opset = next((o.version for o in m.opset_import if o.domain in ("", "ai.onnx")), 99)
+        old = sorted(o for o in ops if ":" not in o and pre7_unsupported(o, opset))
         known = [k for k in KNOWN_EXCLUDED if case.startswith(k)]
         if missing:
             excluded[name] = "unsupported op: " + ", ".join(missing)
+        elif old:
+            excluded[name] = (f"opset {opset} schema of {', '.join(old)} (fastq runs opset 7+; "
+                              "older schemas only for ops whose semantics did not change)")
         elif types & EXOTIC:
             excluded[name] = "exotic dtype: " + ", ".join(
                 sorted(TensorProto.DataType.Name(t) for t in types & EXOTIC))

@@ -64,10 +64,18 @@ def _nbytes(v: Any) -> int:
     return 0
 
 
-def _changed_since_7(node: Node) -> bool:
-    """Pre-7 opsets are run only for ops whose schema is still the one in effect at 7."""
+# Ops whose pre-opset-7 schemas (legacy ``broadcast``/``axis``) the implementations handle.
+_PRE7_HANDLED = {"Add", "Sub", "Mul", "Div", "Pow", "PRelu"}
+
+
+def pre7_unsupported(op_type: str, opset: int) -> bool:
+    """True if ``op_type`` at a pre-7 ``opset`` has a schema fastq does not run: only schemas
+    still in effect at opset 7 (or older ones the implementation handles) are run."""
+    if opset >= 7 or op_type in _PRE7_HANDLED:
+        return False
     try:
-        return onnx.defs.get_schema(node.op_type, 7, "").since_version != node.version
+        return (onnx.defs.get_schema(op_type, 7, "").since_version
+                != onnx.defs.get_schema(op_type, opset, "").since_version)
     except Exception:
         return True
 
@@ -173,7 +181,7 @@ class CompiledGraph:
             p = onnx.NodeProto()
             p.CopyFrom(protos[k])
             node = registry.make_node(p, opsets, k, check=False)
-            if node.domain == "" and node.opset < 7 and _changed_since_7(node):
+            if node.domain == "" and pre7_unsupported(node.op_type, node.opset):
                 raise UnsupportedOpError(f"{node.where()}: this op's schema before opset 7 "
                                          "is not supported")
             nodes.append(node)

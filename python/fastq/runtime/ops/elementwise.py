@@ -69,6 +69,8 @@ def leaky_relu(node, x):
 
 @register("PRelu")
 def prelu(node, x, slope):
+    if node.version < 7 and slope.ndim == 1 and x.ndim > 2 and slope.size == x.shape[1]:
+        slope = slope.reshape((-1,) + (1,) * (x.ndim - 2))  # one slope per channel
     return np.where(x >= 0, x, x * slope).astype(x.dtype, copy=False)
 
 
@@ -159,23 +161,33 @@ def clip(node, x, lo=None, hi=None):
 
 # -- binary --------------------------------------------------------------------------------
 
+def legacy_b(node, a, b):
+    """Before opset 7, ``broadcast=1`` with ``axis`` aligns b with a starting at ``axis``
+    (numpy aligns at the end, which is the no-axis case)."""
+    if node.version < 7 and node.attr("broadcast", 0) and node.attr("axis") is not None:
+        axis = node.attr("axis") % a.ndim
+        return b.reshape(b.shape + (1,) * (a.ndim - axis - b.ndim))
+    return b
+
+
 @register("Add")
 def add(node, a, b):
-    return np.add(a, b).astype(a.dtype, copy=False)
+    return np.add(a, legacy_b(node, a, b)).astype(a.dtype, copy=False)
 
 
 @register("Sub")
 def sub(node, a, b):
-    return np.subtract(a, b).astype(a.dtype, copy=False)
+    return np.subtract(a, legacy_b(node, a, b)).astype(a.dtype, copy=False)
 
 
 @register("Mul")
 def mul(node, a, b):
-    return np.multiply(a, b).astype(a.dtype, copy=False)
+    return np.multiply(a, legacy_b(node, a, b)).astype(a.dtype, copy=False)
 
 
 @register("Div")
 def div(node, a, b):
+    b = legacy_b(node, a, b)
     if a.dtype.kind in "iu":
         # C semantics: the quotient truncates toward zero; x/0 is undefined (we give 0).
         with np.errstate(all="ignore"):
@@ -188,6 +200,7 @@ def div(node, a, b):
 
 @register("Pow")
 def pow_(node, a, b):
+    b = legacy_b(node, a, b)
     if a.dtype.kind in "iu" and b.dtype.kind in "iu":
         return np.power(a.astype(np.int64), b.astype(np.int64)).astype(a.dtype)
     if a.dtype.kind == "f" and b.dtype.kind == "f" and a.dtype != b.dtype:
