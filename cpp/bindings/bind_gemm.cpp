@@ -4,6 +4,7 @@
 
 #include "bindings.h"
 #include "fastq/gemm.h"
+#include "fastq/satcount.h"
 
 namespace fastq {
 namespace {
@@ -86,6 +87,26 @@ void bind_gemm(py::module_& m) {
     return out;
   }, py::arg("a"), py::arg("b"), py::arg("a_zero_point"), py::arg("a_scale"),
      py::arg("w_scales"), py::arg("bias"), py::arg("arith"), py::arg("impl"));
+
+  m.def("gemm_u8s8_satcount", [](py::array a, const PackedB& b, const std::string& impl) {
+    require_dtype<uint8_t>(a, "a", "uint8");
+    check_a(a, b);
+    Impl im = parse_impl(impl);
+    const int64_t M = a.shape(0);
+    py::array_t<int32_t> c_sat({static_cast<py::ssize_t>(M), static_cast<py::ssize_t>(b.N)});
+    py::array_t<int32_t> c_exact({static_cast<py::ssize_t>(M), static_cast<py::ssize_t>(b.N)});
+    py::array_t<int64_t> counts(static_cast<py::ssize_t>(b.N));
+    const uint8_t* ap = static_cast<const uint8_t*>(a.data());
+    int32_t* sp = c_sat.mutable_data();
+    int32_t* ep = c_exact.mutable_data();
+    int64_t* np_ = counts.mutable_data();
+    {
+      py::gil_scoped_release nogil;
+      gemm_u8s8_satcount(ap, M, b.K, b, sp, ep, np_, im);
+    }
+    return py::make_tuple(c_sat, c_exact, counts);
+  }, py::arg("a"), py::arg("b"), py::arg("impl"),
+     "(sat16pair sums, exact32 sums, per-column count of pair sums at an int16 limit)");
 }
 
 }  // namespace fastq

@@ -3,14 +3,31 @@
 // silent fallback.
 #include "fastq/cpu_features.h"
 #include "fastq/gemm.h"
+#include "fastq/satcount.h"
 
 namespace fastq {
 
-GemmKernel gemm_kernel(Impl impl, Arith arith) {
+namespace {
+void require_runnable(Impl impl) {
   const std::string missing = impl_missing_feature(impl);
   if (!missing.empty())
     throw std::invalid_argument(std::string("impl '") + impl_name(impl) +
                                 "' cannot run on this CPU: missing " + missing);
+}
+}  // namespace
+
+SatCountKernel satcount_kernel(Impl impl) {
+  require_runnable(impl);
+  if (impl == Impl::Ref) return gemm_u8s8_satcount_ref;
+#if defined(FASTQ_HAVE_X86)
+  if (impl == Impl::Avx512Vnni) return gemm_u8s8_satcount_avx512vnni;
+#endif
+  throw std::invalid_argument(std::string("the saturation-counting GEMM has no '") +
+                              impl_name(impl) + "' kernel; valid: ref, avx512vnni");
+}
+
+GemmKernel gemm_kernel(Impl impl, Arith arith) {
+  require_runnable(impl);
   const bool exact = arith == Arith::Exact32;
   switch (impl) {
     case Impl::Ref: return exact ? gemm_u8s8_exact32_ref : gemm_u8s8_sat16pair_ref;

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 
 #include "fastq/threads.h"
 
@@ -68,9 +69,10 @@ constexpr int64_t kRowBlock = 96;
 
 }  // namespace
 
-void gemm_u8s8(const uint8_t* a, int64_t M, int64_t lda, const PackedB& b, int32_t* c,
-               int64_t ldc, Impl impl, Arith arith) {
-  GemmKernel kernel = gemm_kernel(impl, arith);
+int64_t gemm_row_blocks(int64_t M) { return (M + kRowBlock - 1) / kRowBlock; }
+
+void for_each_gemm_tile(const uint8_t* a, int64_t M, int64_t lda, const PackedB& b,
+                        const std::function<void(const TileRange&)>& fn) {
   if (M == 0 || b.N == 0) return;
   const int64_t Kp = b.Kp;
   // A must be rows of Kp bytes with a zero tail; copy when the caller's rows are not.
@@ -86,7 +88,7 @@ void gemm_u8s8(const uint8_t* a, int64_t M, int64_t lda, const PackedB& b, int32
   const int64_t panels = b.Np / kPanel;
   const int64_t threads = num_threads();
   const double work = 2.0 * double(M) * double(b.N) * double(b.K);
-  const int64_t row_blocks = (M + kRowBlock - 1) / kRowBlock;
+  const int64_t row_blocks = gemm_row_blocks(M);
   int64_t panel_block = panels;
   if (threads > 1 && work > 2e6) {
     // Split panels so that row_blocks * panel_blocks >= 4 * threads where possible;
@@ -98,21 +100,28 @@ void gemm_u8s8(const uint8_t* a, int64_t M, int64_t lda, const PackedB& b, int32
   const int64_t tiles = row_blocks * panel_blocks;
   auto run_tile = [&](int64_t t) {
     const int64_t rb = t / panel_blocks, pb = t % panel_blocks;
-    GemmTile tile;
-    tile.a = ap + rb * kRowBlock * alda;
-    tile.lda = alda;
-    tile.m = std::min(kRowBlock, M - rb * kRowBlock);
-    tile.b = &b;
-    tile.p0 = pb * panel_block;
-    tile.p1 = std::min(panels, tile.p0 + panel_block);
-    tile.c = c + rb * kRowBlock * ldc;
-    tile.ldc = ldc;
-    kernel(tile);
+    TileRange r;
+    r.row_block = rb;
+    r.row0 = rb * kRowBlock;
+    r.m = std::min(kRowBlock, M - r.row0);
+    r.a = ap + r.row0 * alda;
+    r.lda = alda;
+    r.p0 = pb * panel_block;
+    r.p1 = std::min(panels, r.p0 + panel_block);
+    fn(r);
   };
   if (threads > 1 && work > 2e6 && tiles > 1)
     parallel_for(tiles, run_tile);
   else
     for (int64_t t = 0; t < tiles; ++t) run_tile(t);
+}
+
+void gemm_u8s8(const uint8_t* a, int64_t M, int64_t lda, const PackedB& b, int32_t* c,
+               int64_t ldc, Impl impl, Arith arith) {
+  GemmKernel kernel = gemm_kernel(impl, arith);
+  for_each_gemm_tile(a, M, lda, b, [&](const TileRange& r) {
+    kernel(GemmTile{r.a, r.lda, r.m, &b, r.p0, r.p1, c + r.row0 * ldc, ldc});
+  });
 }
 
 void qlinear_epilogue(const int32_t* acc, int64_t M, int64_t N, const int32_t* colsum,

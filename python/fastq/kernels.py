@@ -263,3 +263,33 @@ def qconv(x: np.ndarray, w, *, x_zero_point: int, x_scale: float, w_scales, bias
             raise KernelError(f"bias must have shape ({oc},), got {bias.shape}")
     out = _core.qconv(x4, pw, st, pd, dl, int(x_zero_point), scale, ws, bias, arith, impl)
     return out[:, :, 0, :] if nd == 1 else out
+
+
+# ------------------------------------------------------------------- saturation analysis
+SATCOUNT_IMPLS = ("ref", "avx512vnni")
+
+
+def gemm_u8s8_satcount(a: np.ndarray, b, *, impl: str = "auto"):
+    """One pass computing ``(c_sat, c_exact, limit_counts)`` for ``a @ b``:
+
+    ``c_sat`` equals ``gemm_u8s8(a, b, arith="sat16pair")``, ``c_exact`` equals
+    ``gemm_u8s8(a, b, arith="exact32")``, and ``limit_counts[n]`` (int64) is how many pair
+    sums of column n, over all rows, ``vpmaddubsw`` returned at an int16 limit (32767 or
+    -32768): every clipped pair, plus any pair whose exact sum equals a limit. The error
+    itself is ``c_exact - c_sat``. Kernels exist for ``ref`` and ``avx512vnni``; ``auto``
+    picks the fastest of those this CPU runs.
+    """
+    if impl == "auto":
+        cap = default_impl("sat16pair")
+        impl = "avx512vnni" if cap == "avx512vnni" else "ref"
+    elif impl not in SATCOUNT_IMPLS:
+        _check_name(impl, IMPLS, "impl")
+        raise KernelError(f"the saturation-counting GEMM has no {impl!r} kernel; valid: "
+                          f"{', '.join(SATCOUNT_IMPLS)}")
+    impl = _resolve_impl(impl, "sat16pair")
+    a = _as_2d(a, "a", (np.uint8,))
+    pb = _packed(b)
+    if a.shape[1] != pb.k:
+        raise KernelError(f"a has K={a.shape[1]} (shape {a.shape}) but b has K={pb.k} "
+                          f"(shape {pb.shape})")
+    return _core.gemm_u8s8_satcount(a, pb, impl)

@@ -12,6 +12,7 @@
 // into such a buffer when the caller's A is not already padded.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -79,6 +80,20 @@ void pack_a_tiles(const uint8_t* a, int64_t lda, int64_t m, int64_t k0, int64_t 
 // The dispatch table (dispatch.cpp). Throws std::invalid_argument naming the missing CPU
 // feature when this host cannot run `impl`.
 GemmKernel gemm_kernel(Impl impl, Arith arith);
+
+// The driver's work split, shared by every GEMM-shaped kernel family: pads A (rows of Kp
+// bytes, zero tail) when needed, cuts rows into blocks and panels into ranges, and calls
+// fn once per tile, on up to num_threads() threads. Tiles cover disjoint rows x columns.
+struct TileRange {
+  const uint8_t* a;  // first row of the block (padded copy when needed)
+  int64_t lda;
+  int64_t row0, m;   // rows [row0, row0 + m)
+  int64_t p0, p1;    // panels [p0, p1)
+  int64_t row_block; // row0 / row block size, in [0, gemm_row_blocks(M))
+};
+int64_t gemm_row_blocks(int64_t M);
+void for_each_gemm_tile(const uint8_t* a, int64_t M, int64_t lda, const PackedB& b,
+                        const std::function<void(const TileRange&)>& fn);
 
 // Driver: pads A when needed, splits into tiles across threads, calls the kernel.
 // a: M rows of K bytes with row stride lda (elements). c: M x N, row stride ldc.

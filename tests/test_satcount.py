@@ -1,0 +1,110 @@
+"""Saturation-analysis GEMM: its sat16pair and exact32 outputs equal the plain GEMM's, and its
+per-column count of pair sums at an int16 limit equals an independent numpy oracle, for
+every impl that has the kernel, over the shape and fill sweep."""
+
+import numpy as np
+import pytest
+
+import fastq
+from fastq import kernels
+
+IMPLS = [i for i in kernels.available_impls() if i in kernels.SATCOUNT_IMPLS]
+
+
+def oracle_counts(a, b):
+    a64, b64 = a.astype(np.int64), b.astype(np.int64)
+    if a.shape[1] % 2:
+        a64 = np.pad(a64, ((0, 0), (0, 1)))
+        b64 = np.pad(b64, ((0, 1), (0, 0)))
+    counts = np.zeros(b.shape[1], np.int64)
+    for j in range(0, a64.shape[1], 2):
+        pair = np.clip(np.outer(a64[:, j], b64[j]) + np.outer(a64[:, j + 1], b64[j + 1]),
+                       -32768, 32767)
+        counts += ((pair == 32767) | (pair == -32768)).sum(axis=0)
+    return counts
+
+
+SHAPES = [(1, 1, 1), (3, 17, 5), (8, 16, 64), (9, 33, 129), (37, 45, 101), (5, 3, 8193),
+          (100, 50, 600), (4, 31, 1027)]
+
+
+def fills(M, K, N, rng):
+    yield "random", rng.integers(0, 256, (M, K), dtype=np.uint8), rng.integers(-128, 128, (K, N), dtype=np.int8)
+    yield "high", rng.integers(200, 256, (M, K), dtype=np.uint8), rng.integers(-128, 128, (K, N), dtype=np.int8)
+    yield "255x127", np.full((M, K), 255, np.uint8), np.full((K, N), 127, np.int8)
+    yield "255x-128", np.full((M, K), 255, np.uint8), np.full((K, N), -128, np.int8)
+    yield "small", rng.integers(0, 16, (M, K), dtype=np.uint8), rng.integers(-8, 8, (K, N), dtype=np.int8)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_satcount_equals_gemm_and_oracle(impl):
+    rng = np.random.default_rng(11)
+    for (M, N, K) in SHAPES:
+        for name, a, b in fills(M, K, N, rng):
+            sat, exact, counts = kernels.gemm_u8s8_satcount(a, b, impl=impl)
+            where = f"impl={impl} shape(M,N,K)={(M, N, K)} fill={name}"
+            assert np.array_equal(sat, kernels.gemm_u8s8(a, b, arith="sat16pair", impl="ref")), where
+            assert np.array_equal(exact, kernels.gemm_u8s8(a, b, arith="exact32", impl="ref")), where
+            assert counts.dtype == np.int64
+            assert np.array_equal(counts, oracle_counts(a, b)), where
+
+
+def test_counts_what_it_says():
+    # 255*127 + 255*127 clips: one pair per output; a lone odd product never does.
+    a = np.full((3, 3), 255, np.uint8)
+    b = np.full((3, 2), 127, np.int8)
+    for impl in IMPLS:
+        sat, exact, counts = kernels.gemm_u8s8_satcount(a, b, impl=impl)
+        assert counts.tolist() == [3, 3]
+        assert (exact - sat).tolist() == [[64770 - 32767] * 2] * 3
+    # a pair exactly at the limit is counted though it loses nothing
+    a = np.array([[255, 191]], np.uint8)
+    b = np.array([[127], [2]], np.int8)  # 32385 + 382 = 32767
+    for impl in IMPLS:
+        sat, exact, counts = kernels.gemm_u8s8_satcount(a, b, impl=impl)
+        assert counts.tolist() == [1] and sat[0, 0] == exact[0, 0] == 32767
+    # one step inside a limit is not counted; exactly on -32768 is
+    cases = [((255, 1), (-128, -127), -32767, 0),   # -32640 - 127
+             ((255, 1), (-128, -128), -32768, 1),   # -32640 - 128
+             ((255, 1), (127, 126), 32511, 0),
+             ((255, 191), (127, 1), 32576, 0),
+             ((254, 191), (127, 2), 32640, 0)]
+    for impl in IMPLS:
+        for av, bv, value, count in cases:
+            a = np.array([av], np.uint8)
+            b = np.array([[bv[0]], [bv[1]]], np.int8)
+            sat, exact, counts = kernels.gemm_u8s8_satcount(a, b, impl=impl)
+            assert exact[0, 0] == value and counts.tolist() == [count], (impl, av, bv)
+    # a small-valued ReLU-like layer reports zero
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 40, (20, 64), dtype=np.uint8)
+    b = rng.integers(-127, 128, (64, 10), dtype=np.int8)
+    for impl in IMPLS:
+        assert kernels.gemm_u8s8_satcount(a, b, impl=impl)[2].sum() == 0
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_satcount_thread_invariance(impl):
+    rng = np.random.default_rng(12)
+    a = rng.integers(150, 256, (400, 300), dtype=np.uint8)
+    b = rng.integers(-128, 128, (300, 80), dtype=np.int8)
+    old = fastq.get_num_threads()
+    try:
+        outs = []
+        for n in (1, 2, 4):
+            fastq.set_num_threads(n)
+            outs.append(kernels.gemm_u8s8_satcount(a, b, impl=impl))
+    finally:
+        fastq.set_num_threads(old)
+    for o in outs[1:]:
+        assert all(np.array_equal(x, y) for x, y in zip(o, outs[0]))
+
+
+def test_satcount_errors():
+    a, b = np.zeros((2, 3), np.uint8), np.zeros((3, 2), np.int8)
+    with pytest.raises(fastq.KernelError, match="no 'avx2' kernel; valid: ref, avx512vnni"):
+        kernels.gemm_u8s8_satcount(a, b, impl="avx2")
+    with pytest.raises(fastq.KernelError, match="K=4"):
+        kernels.gemm_u8s8_satcount(np.zeros((2, 4), np.uint8), b)
+    with pytest.raises(fastq.KernelError, match="uint8"):
+        kernels.gemm_u8s8_satcount(a.astype(np.int8), b)
