@@ -8,7 +8,9 @@
 #include <cstring>
 #include <functional>
 
+#include "fastq/scratch.h"
 #include "fastq/threads.h"
+#include "fastq/transpose.h"
 
 namespace fastq {
 
@@ -58,35 +60,49 @@ void run_groups(const uint8_t* x, const ConvShape& s, const PackedConv& w, uint8
   const int64_t OH = s.OH(), OW = s.OW(), Cg = w.Cg, Cp = w.Cpad, K = w.K();
   const int64_t HW = s.H * s.W, M = s.N * OH * OW;
   // NHWC copy of the input so every tap's channels are one contiguous run.
-  AlignedPtr<uint8_t> nhwc = make_aligned<uint8_t>(static_cast<size_t>(s.N * HW * s.C));
+  uint8_t* nhwc = scratch_as<uint8_t>(Scratch::ConvNhwc, static_cast<size_t>(s.N * HW * s.C));
   parallel_for(s.N, [&](int64_t n) {
-    const uint8_t* src = x + n * s.C * HW;
-    uint8_t* dst = nhwc.get() + n * HW * s.C;
-    for (int64_t c = 0; c < s.C; ++c)
-      for (int64_t p = 0; p < HW; ++p) dst[p * s.C + c] = src[c * HW + p];
+    transpose2d(x + n * s.C * HW, s.C, HW, HW, nhwc + n * HW * s.C, s.C);
   });
-  AlignedPtr<uint8_t> cols = make_aligned<uint8_t>(static_cast<size_t>(M * K));
-  AlignedPtr<int32_t> acc = make_aligned<int32_t>(static_cast<size_t>(M * s.OCg()));
+  // A 1x1, stride-1, unpadded, ungrouped conv over even (or flat-paired) channels reads the
+  // NHWC input as its im2col matrix as is.
+  const bool direct = s.group == 1 && s.KH == 1 && s.KW == 1 && s.stride_h == 1 &&
+                      s.stride_w == 1 && s.pad_top == 0 && s.pad_left == 0 &&
+                      s.pad_bottom == 0 && s.pad_right == 0 && Cp == Cg;
+  uint8_t* cols = direct ? nullptr
+                         : scratch_as<uint8_t>(Scratch::ConvCols, static_cast<size_t>(M * K));
+  int32_t* acc = scratch_as<int32_t>(Scratch::ConvAcc, static_cast<size_t>(M * s.OCg()));
   for (int64_t g = 0; g < s.group; ++g) {
+    if (direct) {
+      gemm_u8s8(nhwc, M, K, *w.groups[g], acc, s.OCg(), impl, arith);
+      sink(g, acc, M);
+      continue;
+    }
     parallel_for(s.N * OH, [&](int64_t row) {
       const int64_t n = row / OH, oh = row % OH;
       for (int64_t ow = 0; ow < OW; ++ow) {
-        uint8_t* dst = cols.get() + ((n * OH + oh) * OW + ow) * K;
+        uint8_t* dst = cols + ((n * OH + oh) * OW + ow) * K;
         for (int64_t kh = 0; kh < s.KH; ++kh) {
           const int64_t ih = oh * s.stride_h - s.pad_top + kh * s.dil_h;
           for (int64_t kw = 0; kw < s.KW; ++kw, dst += Cp) {
             const int64_t iw = ow * s.stride_w - s.pad_left + kw * s.dil_w;
-            if (ih >= 0 && ih < s.H && iw >= 0 && iw < s.W)
-              std::memcpy(dst, nhwc.get() + ((n * s.H + ih) * s.W + iw) * s.C + g * Cg, Cg);
-            else
+            if (ih >= 0 && ih < s.H && iw >= 0 && iw < s.W) {
+              const uint8_t* src = nhwc + ((n * s.H + ih) * s.W + iw) * s.C + g * Cg;
+              if (Cg < 16) {  // a call per few bytes costs more than the copy
+                for (int64_t c = 0; c < Cg; ++c) dst[c] = src[c];
+              } else {
+                std::memcpy(dst, src, Cg);
+              }
+            } else {
               std::memset(dst, x_zp, Cg);
+            }
             if (Cp > Cg) dst[Cg] = 0;
           }
         }
       }
     });
-    gemm_u8s8(cols.get(), M, K, *w.groups[g], acc.get(), s.OCg(), impl, arith);
-    sink(g, acc.get(), M);
+    gemm_u8s8(cols, M, K, *w.groups[g], acc, s.OCg(), impl, arith);
+    sink(g, acc, M);
   }
 }
 
@@ -95,11 +111,7 @@ template <class T>
 void scatter_nchw(const T* src, int64_t g, const ConvShape& s, T* out) {
   const int64_t OHW = s.OH() * s.OW(), OCg = s.OCg();
   parallel_for(s.N, [&](int64_t n) {
-    for (int64_t p = 0; p < OHW; ++p) {
-      const T* row = src + (n * OHW + p) * OCg;
-      T* o = out + (n * s.OC + g * OCg) * OHW + p;
-      for (int64_t j = 0; j < OCg; ++j) o[j * OHW] = row[j];
-    }
+    transpose2d(src + n * OHW * OCg, OHW, OCg, OCg, out + (n * s.OC + g * OCg) * OHW, OHW);
   });
 }
 
@@ -116,25 +128,32 @@ void qconv(const void* x, bool x_signed, const ConvShape& s, const PackedConv& w
            float x_scale, const float* w_scales, int64_t n_scales, const float* bias,
            float* out, Impl impl, Arith arith) {
   const uint8_t* xu = static_cast<const uint8_t*>(x);
-  AlignedPtr<uint8_t> shifted;
   const int64_t count = s.N * s.C * s.H * s.W;
   if (x_signed) {  // s8 -> u8 by +128; the zero point moves with it
-    shifted = make_aligned<uint8_t>(static_cast<size_t>(count));
+    uint8_t* shifted = scratch_as<uint8_t>(Scratch::QlinearA, static_cast<size_t>(count));
     for (int64_t i = 0; i < count; ++i) shifted[i] = xu[i] ^ 0x80;
-    xu = shifted.get();
+    xu = shifted;
     x_zp += 128;
   }
-  const int64_t OCg = s.OCg();
-  std::vector<float> tile;
+  const int64_t OCg = s.OCg(), OHW = s.OH() * s.OW();
+  // The epilogue runs on blocks of output pixels into a small tile that is transposed into
+  // the NCHW planes at once, so no layer-sized float buffer is written and read back.
+  constexpr int64_t kRows = 64;
+  std::vector<float> tile(static_cast<size_t>(kRows * OCg));
   run_groups(xu, s, w, static_cast<uint8_t>(x_zp), impl, arith,
              [&](int64_t g, const int32_t* acc, int64_t M) {
-               tile.resize(static_cast<size_t>(M * OCg));
                const bool per_channel = n_scales != 1;
-               qlinear_epilogue(acc, M, OCg, w.colsum.data() + g * OCg, x_zp, x_scale,
-                                per_channel ? w_scales + g * OCg : w_scales,
-                                per_channel ? OCg : 1, bias ? bias + g * OCg : nullptr,
-                                tile.data());
-               scatter_nchw(tile.data(), g, s, out);
+               for (int64_t m0 = 0; m0 < M; m0 += kRows) {
+                 const int64_t n = m0 / OHW, p0 = m0 % OHW;
+                 const int64_t rows = std::min(kRows, OHW - p0);  // stay inside one image
+                 qlinear_epilogue(acc + m0 * OCg, rows, OCg, w.colsum.data() + g * OCg, x_zp,
+                                  x_scale, per_channel ? w_scales + g * OCg : w_scales,
+                                  per_channel ? OCg : 1, bias ? bias + g * OCg : nullptr,
+                                  tile.data());
+                 transpose2d(tile.data(), rows, OCg, OCg,
+                             out + (n * s.OC + g * OCg) * OHW + p0, OHW);
+                 m0 -= kRows - rows;  // next block starts right after this one
+               }
              });
 }
 

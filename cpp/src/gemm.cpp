@@ -8,6 +8,7 @@
 #include <cstring>
 #include <functional>
 
+#include "fastq/scratch.h"
 #include "fastq/threads.h"
 
 namespace fastq {
@@ -76,13 +77,15 @@ void for_each_gemm_tile(const uint8_t* a, int64_t M, int64_t lda, const PackedB&
   if (M == 0 || b.N == 0) return;
   const int64_t Kp = b.Kp;
   // A must be rows of Kp bytes with a zero tail; copy when the caller's rows are not.
-  AlignedPtr<uint8_t> apad;
   const uint8_t* ap = a;
   int64_t alda = lda;
   if (b.K != Kp || b.K == 0) {
-    apad = make_aligned<uint8_t>(static_cast<size_t>(M * Kp));
-    for (int64_t m = 0; m < M; ++m) std::memcpy(apad.get() + m * Kp, a + m * lda, b.K);
-    ap = apad.get();
+    uint8_t* apad = scratch_as<uint8_t>(Scratch::GemmA, static_cast<size_t>(M * Kp));
+    for (int64_t m = 0; m < M; ++m) {
+      std::memcpy(apad + m * Kp, a + m * lda, b.K);
+      std::memset(apad + m * Kp + b.K, 0, Kp - b.K);
+    }
+    ap = apad;
     alda = Kp;
   }
   const int64_t panels = b.Np / kPanel;
@@ -130,14 +133,31 @@ void qlinear_epilogue(const int32_t* acc, int64_t M, int64_t N, const int32_t* c
   std::vector<float> scale(static_cast<size_t>(N));
   for (int64_t n = 0; n < N; ++n) scale[n] = a_scale * w_scales[n_scales == 1 ? 0 : n];
   std::vector<int64_t> zcomp(static_cast<size_t>(N));
-  for (int64_t n = 0; n < N; ++n) zcomp[n] = int64_t(a_zp) * colsum[n];
+  int64_t zmax = 0;
+  for (int64_t n = 0; n < N; ++n) {
+    zcomp[n] = int64_t(a_zp) * colsum[n];
+    zmax = std::max<int64_t>(zmax, zcomp[n] < 0 ? -zcomp[n] : zcomp[n]);
+  }
+  // |acc| < 2^31 always; when |zp * colsum| < 2^30 too, the difference is computed in
+  // int32 for every acc with |acc| < 2^30 -- checked per row -- which vectorizes (int64 ->
+  // float does not on baseline x86-64). Same values either way, so same floats.
+  const bool narrow = zmax < (int64_t(1) << 30);
+  std::vector<int32_t> zc32(static_cast<size_t>(narrow ? N : 0));
+  for (int64_t n = 0; narrow && n < N; ++n) zc32[n] = static_cast<int32_t>(zcomp[n]);
   auto rows = [&](int64_t m) {
     const int32_t* ar = acc + m * N;
     float* o = out + m * N;
-    for (int64_t n = 0; n < N; ++n) {
-      float v = static_cast<float>(int64_t(ar[n]) - zcomp[n]) * scale[n];
-      o[n] = bias ? v + bias[n] : v;
+    bool small = narrow;
+    for (int64_t n = 0; small && n < N; ++n)
+      small = ar[n] < (int32_t(1) << 30) && ar[n] > -(int32_t(1) << 30);
+    if (small) {
+      for (int64_t n = 0; n < N; ++n) o[n] = static_cast<float>(ar[n] - zc32[n]) * scale[n];
+    } else {
+      for (int64_t n = 0; n < N; ++n)
+        o[n] = static_cast<float>(int64_t(ar[n]) - zcomp[n]) * scale[n];
     }
+    if (bias)
+      for (int64_t n = 0; n < N; ++n) o[n] = o[n] + bias[n];
   };
   if (M * N > (1 << 16))
     parallel_for(M, rows);
@@ -149,20 +169,18 @@ void qlinear(const void* a, bool a_signed, int64_t M, int64_t lda, const PackedB
              int32_t a_zp, float a_scale, const float* w_scales, int64_t n_scales,
              const float* bias, float* out, Impl impl, Arith arith) {
   const uint8_t* au = static_cast<const uint8_t*>(a);
-  AlignedPtr<uint8_t> shifted;
   int64_t alda = lda;
   if (a_signed) {
-    shifted = make_aligned<uint8_t>(static_cast<size_t>(M * b.K));
+    uint8_t* shifted = scratch_as<uint8_t>(Scratch::QlinearA, static_cast<size_t>(M * b.K));
     for (int64_t m = 0; m < M; ++m)
       for (int64_t k = 0; k < b.K; ++k) shifted[m * b.K + k] = au[m * lda + k] ^ 0x80;
-    au = shifted.get();
+    au = shifted;
     alda = b.K;
     a_zp += 128;
   }
-  AlignedPtr<int32_t> acc = make_aligned<int32_t>(static_cast<size_t>(M * b.N));
-  gemm_u8s8(au, M, alda, b, acc.get(), b.N, impl, arith);
-  qlinear_epilogue(acc.get(), M, b.N, b.colsum.data(), a_zp, a_scale, w_scales, n_scales, bias,
-                   out);
+  int32_t* acc = scratch_as<int32_t>(Scratch::QlinearAcc, static_cast<size_t>(M * b.N));
+  gemm_u8s8(au, M, alda, b, acc, b.N, impl, arith);
+  qlinear_epilogue(acc, M, b.N, b.colsum.data(), a_zp, a_scale, w_scales, n_scales, bias, out);
 }
 
 }  // namespace fastq
