@@ -156,10 +156,12 @@ void dw_body(const T* x, const T* w, const T* bias, int64_t p0, int64_t p1, int6
                            kh * g.dil[1]) * Wq + col / sw;
             }
         T* yrow = dst + (od * oH + oh) * oW;
-        const bool whole = oW == n_row;
-        T* out = whole ? yrow : orow.data();
+        // A padded row may spill into the following output rows of this plane (rewritten
+        // right after, by this same task); rows near the plane's end use a scratch row.
+        const bool spill_ok = (od * oH + oh) * oW + n_row <= P;
+        T* out = spill_ok ? yrow : orow.data();
         dw_row(rows.data(), wc, K, b, n_row, out);
-        if (!whole) std::copy(orow.begin(), orow.begin() + oW, yrow);
+        if (!spill_ok) std::copy(orow.begin(), orow.begin() + oW, yrow);
       }
     }
   }
