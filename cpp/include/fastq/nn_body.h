@@ -173,10 +173,59 @@ T max_identity() {
                                               : std::numeric_limits<T>::lowest();
 }
 
+// Element-wise combinations for the pooling row pass: first(v) starts, step(acc, v) adds.
+struct MaxOp {
+  template <typename T> static T first(T v) { return v; }
+  template <typename T> static T step(T acc, T v) { return v > acc ? v : acc; }
+};
+struct SumOp {
+  template <typename T> static T first(T v) { return v; }
+  template <typename T> static T step(T acc, T v) { return acc + v; }
+};
+struct AbsSumOp {
+  template <typename T> static T first(T v) { return std::fabs(v); }
+  template <typename T> static T step(T acc, T v) { return acc + std::fabs(v); }
+};
+struct SqSumOp {
+  template <typename T> static T first(T v) { return v * v; }
+  template <typename T> static T step(T acc, T v) { return acc + v * v; }
+};
+
+// out[i] = rows[0][i] (+) rows[1][i] (+) ... in row order, one pass over out; the common
+// row counts are unrolled so the loop over i vectorizes. nr == 0 leaves out untouched.
+template <typename T, class Op>
+void combine_rows(const T* const* rows, int64_t nr, int64_t n, T* out) {
+  if (nr == 0) return;
+  const T* r0 = rows[0];
+  if (nr == 1) {
+    for (int64_t i = 0; i < n; ++i) out[i] = Op::first(r0[i]);
+  } else if (nr == 2) {
+    const T* r1 = rows[1];
+    for (int64_t i = 0; i < n; ++i) out[i] = Op::step(Op::first(r0[i]), r1[i]);
+  } else {
+    const T* r1 = rows[1];
+    const T* r2 = rows[2];
+    for (int64_t i = 0; i < n; ++i) out[i] = Op::step(Op::step(Op::first(r0[i]), r1[i]), r2[i]);
+    for (int64_t r = 3; r < nr; ++r) {
+      const T* rr = rows[r];
+      for (int64_t i = 0; i < n; ++i) out[i] = Op::step(out[i], rr[i]);
+    }
+  }
+}
+
+template <typename T>
+void combine_rows_pow(const T* const* rows, int64_t nr, int64_t n, T p, T* out) {
+  for (int64_t r = 0; r < nr; ++r)
+    for (int64_t i = 0; i < n; ++i) {
+      const T v = std::pow(std::fabs(rows[r][i]), p);
+      out[i] = r == 0 ? v : out[i] + v;
+    }
+}
+
 // Max / average / Lp pooling (no Indices) of planes [p0, p1), separably: for each output
 // row the valid input rows (over kd, kh) are first combined into one identity-padded row,
 // then each output combines kW taps of that row. Max is order-free; sums run over rows in
-// (kd, kh) order, then over kw.
+// (kd, kh) order, then over kw; the average divides once by rows x columns counted.
 template <typename T>
 void pool_body(const T* x, int64_t p0, int64_t p1, const Geom3& g, const PoolArgs& a,
                const AxisTaps& td, const AxisTaps& th, const AxisTaps& tw, T* y) {
@@ -188,64 +237,67 @@ void pool_body(const T* x, int64_t p0, int64_t p1, const Geom3& g, const PoolArg
   std::vector<T> row(static_cast<size_t>(Wp), ident);
   T* rp = row.data();
   T* rin = rp + pw;  // input column iw lives at rin[iw]
+  const int64_t Wq = std::max((Wp + sw - 1) / sw, oW + ((kW - 1) * dw) / sw);
+  std::vector<T> phases(static_cast<size_t>(sw > 1 ? sw * Wq : 0), ident);
+  std::vector<const T*> srows(static_cast<size_t>(g.k[0] * g.k[1]));
+  std::vector<T> colcnt(static_cast<size_t>(oW));  // the average's column count per output
+  for (int64_t ow = 0; ow < oW; ++ow)
+    colcnt[ow] = T(std::max<int64_t>(a.count_include_pad ? tw.padded[ow]
+                                                         : tw.hi[ow] - tw.lo[ow], 1));
   for (int64_t p = p0; p < p1; ++p) {
     const T* src = x + p * V;
     T* dst = y + p * P;
     for (int64_t od = 0; od < g.out[0]; ++od) {
       for (int64_t oh = 0; oh < g.out[1]; ++oh) {
-        bool first = true;
+        // Rows: the valid input rows of the window, combined element-wise in (kd, kh) order.
+        int64_t nr = 0;
         for (int64_t kd = td.lo[od]; kd < td.hi[od]; ++kd) {
           const int64_t id = od * g.stride[0] - g.pad[0] + kd * g.dil[0];
           for (int64_t kh = th.lo[oh]; kh < th.hi[oh]; ++kh) {
             const int64_t ih = oh * g.stride[1] - g.pad[1] + kh * g.dil[1];
-            const T* s = src + (id * g.in[1] + ih) * W;
-            if (is_max) {
-              if (first) {
-                for (int64_t i = 0; i < W; ++i) rin[i] = s[i];
-              } else {
-                for (int64_t i = 0; i < W; ++i) rin[i] = s[i] > rin[i] ? s[i] : rin[i];
-              }
-            } else if constexpr (std::is_floating_point<T>::value) {
-              if (first) std::fill(rin, rin + W, T(0));
-              if (a.kind == PoolKind::kAvg || a.p == 1) {
-                if (a.kind == PoolKind::kAvg) {
-                  for (int64_t i = 0; i < W; ++i) rin[i] += s[i];
-                } else {
-                  for (int64_t i = 0; i < W; ++i) rin[i] += std::fabs(s[i]);
-                }
-              } else if (a.p == 2) {
-                for (int64_t i = 0; i < W; ++i) rin[i] += s[i] * s[i];
-              } else {
-                for (int64_t i = 0; i < W; ++i) rin[i] += std::pow(std::fabs(s[i]), T(a.p));
-              }
-            }
-            first = false;
+            srows[nr++] = src + (id * g.in[1] + ih) * W;
           }
         }
+        if (is_max) {
+          combine_rows<T, MaxOp>(srows.data(), nr, W, rin);
+        } else if constexpr (std::is_floating_point<T>::value) {
+          if (a.kind == PoolKind::kAvg) combine_rows<T, SumOp>(srows.data(), nr, W, rin);
+          else if (a.p == 1) combine_rows<T, AbsSumOp>(srows.data(), nr, W, rin);
+          else if (a.p == 2) combine_rows<T, SqSumOp>(srows.data(), nr, W, rin);
+          else combine_rows_pow(srows.data(), nr, W, T(a.p), rin);
+        }
+        const bool first = nr == 0;
         if (first) std::fill(rin, rin + W, ident);  // window rows all in padding
+        // Columns: stride phases make every kw tap a unit-stride read (see dw_body).
+        const T* base = rp;
+        int64_t pitch = 0;
+        if (sw > 1) {
+          if (sw == 2) split_phases<T, 2>(rp, Wp, 0, sw, phases.data(), Wq);
+          else split_phases<T, 0>(rp, Wp, 0, sw, phases.data(), Wq);
+          base = phases.data();
+          pitch = Wq;
+        }
         T* yrow = dst + (od * g.out[1] + oh) * oW;
-        for (int64_t ow = 0; ow < oW; ++ow) yrow[ow] = rp[ow * sw];
-        for (int64_t kw = 1; kw < kW; ++kw) {
-          const T* r = rp + kw * dw;
-          if (is_max) {
-            for (int64_t ow = 0; ow < oW; ++ow) {
-              const T v = r[ow * sw];
-              yrow[ow] = v > yrow[ow] ? v : yrow[ow];
-            }
+        for (int64_t kw = 0; kw < kW; ++kw) {
+          const int64_t col = kw * dw;
+          const T* r = sw > 1 ? base + (col % sw) * pitch + col / sw : base + col;
+          if (kw == 0) {
+            for (int64_t ow = 0; ow < oW; ++ow) yrow[ow] = r[ow];
+          } else if (is_max) {
+            for (int64_t ow = 0; ow < oW; ++ow) yrow[ow] = r[ow] > yrow[ow] ? r[ow] : yrow[ow];
           } else {
-            for (int64_t ow = 0; ow < oW; ++ow) yrow[ow] += r[ow * sw];
+            for (int64_t ow = 0; ow < oW; ++ow) yrow[ow] += r[ow];
           }
         }
         if constexpr (std::is_floating_point<T>::value) {
           if (a.kind == PoolKind::kAvg) {
+            // Divisor = rows x columns in the window (never 0: an empty window sums to 0).
             const int64_t rows = a.count_include_pad ? td.padded[od] * th.padded[oh]
                                                      : (td.hi[od] - td.lo[od]) *
                                                            (th.hi[oh] - th.lo[oh]);
-            for (int64_t ow = 0; ow < oW; ++ow) {
-              const int64_t n = rows * (a.count_include_pad ? tw.padded[ow]
-                                                            : tw.hi[ow] - tw.lo[ow]);
-              yrow[ow] = n > 0 ? yrow[ow] / T(n) : T(0);
-            }
+            const T rt = T(std::max<int64_t>(rows, 1));
+            const T* cc = colcnt.data();
+            for (int64_t ow = 0; ow < oW; ++ow) yrow[ow] = yrow[ow] / (rt * cc[ow]);
           } else if (a.kind == PoolKind::kLp && a.p != 1) {
             for (int64_t ow = 0; ow < oW; ++ow)
               yrow[ow] = a.p == 2 ? std::sqrt(yrow[ow]) : std::pow(yrow[ow], T(1) / T(a.p));
