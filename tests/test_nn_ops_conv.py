@@ -218,3 +218,36 @@ def test_im2col_col2im_adjoint():
     c = RNG.standard_normal(col.shape)
     img = _core.nn_col2im(c, 3, [5, 7], *args[:4], args[4])
     assert np.isclose(np.sum(col * c), np.sum(x * img), rtol=1e-12)
+
+
+def test_kernels_do_not_depend_on_thread_count():
+    """Contract of parallel_for users: results are the same bits on 1 and on 2 threads."""
+    import fastq
+    x = RNG.standard_normal((2, 6, 13, 17)).astype(np.float32)
+    w = RNG.standard_normal((6, 1, 3, 3)).astype(np.float32)
+    idx = np.array([[0, 1], [2, 3], [4, 4]], np.int64)
+    wt = np.array([[0.3, 0.7], [0.5, 0.5], [1.0, 0.0]], np.float32)
+
+    def run_all():
+        return [
+            _core.nn_conv_depthwise(x, w, None, [2, 1], [1, 2], [1, 2], [7, 17]),
+            _core.nn_im2col(x[0], [3, 3], [1, 2], [1, 1], [1, 1], [13, 9]),
+            _core.nn_col2im(_core.nn_im2col(x[0], [3, 3], [1, 1], [1, 1], [1, 1], [13, 17]),
+                            6, [13, 17], [3, 3], [1, 1], [1, 1], [1, 1], [13, 17]),
+            _core.nn_pool(x, "avg", [3, 2], [2, 2], [1, 1], [1, 0], [1, 1], [7, 9], True),
+            _core.nn_pool(x, "max", [3, 3], [2, 2], [1, 1], [1, 1], [1, 1], [7, 9], False, 2,
+                          True)[1],
+            _core.nn_resize_axis(x.reshape(12, 13, 17), idx, wt),
+            _core.nn_resize_axis(x.reshape(12 * 13, 17, 1), idx, wt),
+        ]
+
+    old = fastq.get_num_threads()
+    try:
+        fastq.set_num_threads(1)
+        one = run_all()
+        fastq.set_num_threads(2)
+        two = run_all()
+    finally:
+        fastq.set_num_threads(old)
+    for a, b in zip(one, two):
+        assert np.array_equal(a, b)

@@ -130,6 +130,16 @@ void dw_body(const T* x, const T* w, const T* bias, int64_t p0, int64_t p1, int6
   std::vector<T> buf(static_cast<size_t>(sw * phase_vol), T(0));
   std::vector<T> orow(static_cast<size_t>(n_row));
   std::vector<const T*> rows(static_cast<size_t>(K));
+  // Offset of tap t from output (od, oh, 0)'s window corner: its phase plane, row and
+  // column (column kw*dw + ow*sw is phase (kw*dw) % sw, position (kw*dw) / sw + ow).
+  std::vector<int64_t> tap_off(static_cast<size_t>(K));
+  for (int64_t kd = 0, t = 0; kd < g.k[0]; ++kd)
+    for (int64_t kh = 0; kh < g.k[1]; ++kh)
+      for (int64_t kw = 0; kw < g.k[2]; ++kw, ++t) {
+        const int64_t col = kw * dw;
+        tap_off[t] = (col % sw) * phase_vol + (kd * g.dil[0] * Hp + kh * g.dil[1]) * Wq +
+                     col / sw;
+      }
   for (int64_t p = p0; p < p1; ++p) {
     const int64_t c = p % C;
     const T* src = x + p * V;
@@ -146,15 +156,8 @@ void dw_body(const T* x, const T* w, const T* bias, int64_t p0, int64_t p1, int6
     T* dst = y + p * P;
     for (int64_t od = 0; od < oD; ++od) {
       for (int64_t oh = 0; oh < oH; ++oh) {
-        int64_t t = 0;
-        for (int64_t kd = 0; kd < g.k[0]; ++kd)
-          for (int64_t kh = 0; kh < g.k[1]; ++kh)
-            for (int64_t kw = 0; kw < g.k[2]; ++kw) {
-              const int64_t col = kw * dw;  // + ow * sw: same phase, position + ow
-              rows[t++] = buf.data() + (col % sw) * phase_vol +
-                          ((od * g.stride[0] + kd * g.dil[0]) * Hp + oh * g.stride[1] +
-                           kh * g.dil[1]) * Wq + col / sw;
-            }
+        const T* base = buf.data() + (od * g.stride[0] * Hp + oh * g.stride[1]) * Wq;
+        for (int64_t t = 0; t < K; ++t) rows[t] = base + tap_off[t];
         T* yrow = dst + (od * oH + oh) * oW;
         // A padded row may spill into the following output rows of this plane (rewritten
         // right after, by this same task); rows near the plane's end use a scratch row.
