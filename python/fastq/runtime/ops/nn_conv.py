@@ -1,9 +1,10 @@
 """Conv and ConvTranspose (float), every attribute: auto_pad, pads, strides, dilations,
 group (incl. depthwise), kernel_shape, output_padding/output_shape; 1-D, 2-D and 3-D.
 
-Paths, chosen per node: depthwise (group == C == M) runs the direct C++ kernel (the tap
-count is far too small a reduction for GEMM); 1x1 stride-1 unpadded conv is a plain BLAS
-matmul; everything else is C++ im2col + one batched BLAS matmul over the groups.
+Paths, chosen per node: depthwise (group == C, any channel multiplier) runs the direct C++
+kernel (the tap count is far too small a reduction for GEMM); unpadded 1x1 conv is a plain
+BLAS matmul on the (strided) input; everything else is C++ im2col + one batched BLAS matmul
+over the groups.
 ConvTranspose is the adjoint: BLAS matmul to columns, then C++ col2im.
 """
 
@@ -58,16 +59,22 @@ def conv(node: Node, x, w, b=None):
     out, pb, pe = window_geometry(node, list(x.shape[2:]), kernel, strides, dil)
     b = _check_bias(node, b, m, x.dtype)
 
-    if group == c == m and cg == 1:
-        y = _core.nn_conv_depthwise(x, w, b, strides, dil, pb, out, float_impl())
+    if group == c and cg == 1:
+        # Depthwise, also with a channel multiplier: output m reads input channel m // mult,
+        # so repeating the input channels makes it a plain depthwise conv.
+        xd = x if m == c else np.repeat(x, m // c, axis=1)
+        y = _core.nn_conv_depthwise(xd, w, b, strides, dil, pb, out, float_impl())
         return y.astype(out_dtype, copy=False)
 
     mg = m // group
     kvol = int(np.prod(kernel))
     p_out = int(np.prod(out))
     wg = w.reshape(group, mg, cg * kvol)
-    if kvol == 1 and all(s == 1 for s in strides) and not any(pb) and not any(pe):
-        y = np.matmul(wg, x.reshape(n, group, cg, p_out))           # (N, G, Mg, P)
+    if kvol == 1 and not any(pb) and not any(pe):
+        # 1x1 unpadded: a strided view of the input is the column matrix already.
+        xs = x[(slice(None), slice(None)) +
+               tuple(slice(0, (o - 1) * s + 1, s) for o, s in zip(out, strides))]
+        y = np.matmul(wg, np.ascontiguousarray(xs).reshape(n, group, cg, p_out))  # (N,G,Mg,P)
     else:
         y = np.empty((n, group, mg, p_out), dtype=x.dtype)
         for i in range(n):   # per image: bounds the column buffer to one image
