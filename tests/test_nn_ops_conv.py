@@ -224,24 +224,26 @@ def test_im2col_col2im_adjoint():
 
 
 def test_kernels_do_not_depend_on_thread_count():
-    """Contract of parallel_for users: results are the same bits on 1 and on 2 threads."""
+    """Contract of parallel_for users: results are the same bits on 1 and on 2 threads.
+    Shapes are large enough that every kernel splits into several tasks."""
     import fastq
-    x = RNG.standard_normal((2, 6, 13, 17)).astype(np.float32)
-    w = RNG.standard_normal((6, 1, 3, 3)).astype(np.float32)
-    idx = np.array([[0, 1], [2, 3], [4, 4]], np.int64)
-    wt = np.array([[0.3, 0.7], [0.5, 0.5], [1.0, 0.0]], np.float32)
+    x = RNG.standard_normal((2, 16, 64, 61)).astype(np.float32)
+    w = RNG.standard_normal((16, 1, 3, 3)).astype(np.float32)
+    idx = np.stack([np.arange(122) // 2, np.minimum(np.arange(122) // 2 + 1, 60)], 1)
+    wt = RNG.random((122, 2)).astype(np.float32)
 
     def run_all():
         return [
-            _core.nn_conv_depthwise(x, w, None, [2, 1], [1, 2], [1, 2], [7, 17]),
-            _core.nn_im2col(x[0], [3, 3], [1, 2], [1, 1], [1, 1], [13, 9]),
-            _core.nn_col2im(_core.nn_im2col(x[0], [3, 3], [1, 1], [1, 1], [1, 1], [13, 17]),
-                            6, [13, 17], [3, 3], [1, 1], [1, 1], [1, 1], [13, 17]),
-            _core.nn_pool(x, "avg", [3, 2], [2, 2], [1, 1], [1, 0], [1, 1], [7, 9], True),
-            _core.nn_pool(x, "max", [3, 3], [2, 2], [1, 1], [1, 1], [1, 1], [7, 9], False, 2,
+            _core.nn_conv_depthwise(x, w, None, [2, 1], [1, 2], [1, 2], [32, 61]),
+            _core.nn_im2col(x[0], [3, 3], [1, 2], [1, 1], [1, 1], [64, 31]),
+            _core.nn_col2im(_core.nn_im2col(x[0], [3, 3], [1, 1], [1, 1], [1, 1], [64, 61]),
+                            16, [64, 61], [3, 3], [1, 1], [1, 1], [1, 1], [64, 61]),
+            _core.nn_pool(x, "avg", [3, 2], [2, 2], [1, 1], [1, 0], [1, 1], [32, 31], True),
+            _core.nn_pool(x, "max", [3, 3], [2, 2], [1, 1], [1, 1], [1, 1], [32, 31], False, 2,
                           True)[1],
-            _core.nn_resize_axis(x.reshape(12, 13, 17), idx, wt),
-            _core.nn_resize_axis(x.reshape(12 * 13, 17, 1), idx, wt),
+            _core.nn_resize_axis(x.reshape(2 * 16 * 64, 61, 1), idx.astype(np.int64), wt),
+            _core.nn_resize_axis(x.reshape(32, 64, 61), idx[:64].astype(np.int64) % 64,
+                                 wt[:64]),
         ]
 
     old = fastq.get_num_threads()

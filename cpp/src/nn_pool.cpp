@@ -15,8 +15,9 @@ void pool3(const T* x, int64_t planes, const Geom3& g, const PoolArgs& a, T* y, 
            Impl impl) {
   const AxisTaps td = axis_taps(g, a.pad_end, 0), th = axis_taps(g, a.pad_end, 1);
   const AxisTaps tw = axis_taps(g, a.pad_end, 2);
+  const int64_t D = g.in[0], H = g.in[1], W = g.in[2], V = g.in_vol(), P = g.out_vol();
   if (!idx) {
-    parallel_chunks(planes, 1, [&](int64_t p0, int64_t p1) {
+    parallel_chunks(planes, min_items(V + P), [&](int64_t p0, int64_t p1) {
 #if defined(FASTQ_HAVE_X86)
       if (impl == Impl::Avx512Vnni) return pool_planes_avx512(x, p0, p1, g, a, td, th, tw, y);
       if (impl == Impl::Avx2) return pool_planes_avx2(x, p0, p1, g, a, td, th, tw, y);
@@ -28,8 +29,7 @@ void pool3(const T* x, int64_t planes, const Geom3& g, const PoolArgs& a, T* y, 
   }
   // With Indices (max only, checked by the binding): a direct per-window walk keeping the
   // first maximum in (kd, kh, kw) order.
-  const int64_t D = g.in[0], H = g.in[1], W = g.in[2], V = g.in_vol(), P = g.out_vol();
-  parallel_chunks(planes, 1, [&](int64_t p0, int64_t p1) {
+  parallel_chunks(planes, min_items(V + P), [&](int64_t p0, int64_t p1) {
     for (int64_t p = p0; p < p1; ++p) {
       const T* src = x + p * V;
       T* dst = y + p * P;

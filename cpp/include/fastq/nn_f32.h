@@ -16,6 +16,14 @@
 namespace fastq {
 namespace nn {
 
+// Work (elements touched) below which waking the pool costs more than it saves.
+constexpr int64_t kMinTaskWork = 1 << 15;
+
+// Chunk length so one chunk of items, each touching `work_per_item` elements, is worth a task.
+inline int64_t min_items(int64_t work_per_item) {
+  return std::max<int64_t>(1, kMinTaskWork / std::max<int64_t>(work_per_item, 1));
+}
+
 // Runs f(begin, end) over [0, n) in at most 4 chunks per thread, each at least min_chunk long.
 template <class F>
 void parallel_chunks(int64_t n, int64_t min_chunk, const F& f) {
