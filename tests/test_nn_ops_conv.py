@@ -256,3 +256,46 @@ def test_kernels_do_not_depend_on_thread_count():
         fastq.set_num_threads(old)
     for a, b in zip(one, two):
         assert np.array_equal(a, b)
+
+
+WINOGRAD = [  # 3x3 stride-1 group-1 convs with >= 16 channels take the Winograd path
+    ((1, 16, 8, 8), 16, [1, 1, 1, 1]),
+    ((2, 17, 9, 7), 19, [0, 0, 0, 0]),          # odd outputs: last tile cropped
+    ((1, 32, 5, 11), 16, [2, 0, 1, 3]),         # asymmetric pads
+    ((1, 16, 1, 1), 24, [1, 1, 1, 1]),          # one output, one tile
+    ((1, 20, 2, 3), 16, [1, 2, 2, 1]),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", range(len(WINOGRAD)))
+@pytest.mark.parametrize("bias", [True, False])
+def test_winograd_conv_matches_oracle(case, dtype, bias):
+    xs, m, pads = WINOGRAD[case]
+    x = RNG.standard_normal(xs).astype(dtype)
+    w = RNG.standard_normal((m, xs[1], 3, 3)).astype(dtype)
+    b = RNG.standard_normal(m).astype(dtype) if bias else None
+    (y,) = run_fastq("Conv", [x, w, b], 22, pads=pads)
+    want = conv_oracle(x, w, b, (1, 1), (1, 1), pads[:2], pads[2:], 1)
+    assert y.shape == want.shape and y.dtype == dtype
+    # Winograd's transforms add rounding of the order of the products' magnitude.
+    tol = 2e-4 if dtype == np.float32 else 1e-11
+    np.testing.assert_allclose(y, want, rtol=tol, atol=tol * np.abs(want).max())
+
+
+def test_winograd_transforms_match_direct_formulas():
+    """The C++ tile transforms against B^T d B / A^T m A written out in numpy."""
+    bt = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], np.float64)
+    at = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], np.float64)
+    x = RNG.standard_normal((3, 5, 6))
+    v = _core.nn_winograd_input(x, 1, 0, 3, 3)           # 5+1 rows -> 3 tiles, 6 cols -> 3
+    xp = np.pad(x, [(0, 0), (1, 2), (0, 2)])
+    for c, i, j in itertools.product(range(3), range(3), range(3)):
+        d = xp[c, 2 * i:2 * i + 4, 2 * j:2 * j + 4]
+        np.testing.assert_allclose(v[:, c, i * 3 + j].reshape(4, 4), bt @ d @ bt.T, atol=1e-12)
+    mm = RNG.standard_normal((16, 2, 6))
+    y = _core.nn_winograd_output(mm, 2, 3, 3, 5, np.array([0.5, -1.0]))
+    for k, i, j in itertools.product(range(2), range(2), range(3)):
+        tile = at @ mm[:, k, i * 3 + j].reshape(4, 4) @ at.T + [0.5, -1.0][k]
+        np.testing.assert_allclose(y[k, 2 * i:2 * i + 2, 2 * j:2 * j + 2],
+                                   tile[:3 - 2 * i, :5 - 2 * j][:2, :2], atol=1e-12)
