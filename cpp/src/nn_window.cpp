@@ -1,7 +1,7 @@
 // im2col / col2im and the depthwise convolution driver (see nn_f32.h for the contracts).
 // Conv = im2col + BLAS GEMM per group in Python; depthwise conv has K = kernel volume only,
 // far too short a reduction for GEMM to pay off, so it runs directly (nn_body.h), on
-// planes split across threads, in the portable or the AVX2 build of the same body.
+// planes split across threads, in the portable, AVX2 or AVX-512 build of the same body.
 #include <algorithm>
 #include <cstring>
 

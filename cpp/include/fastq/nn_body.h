@@ -1,9 +1,10 @@
-// Kernel bodies shared by the portable and the AVX2 builds of the depthwise conv and the
-// pooling kernels (nn_window.cpp / nn_pool.cpp and avx2/nn_avx2.cpp). Plain C++, no
-// intrinsics: each build compiles the same source with its own flags, and since every build
-// has -ffp-contract=off (no FMA contraction) and the same operation order, the AVX2 build
-// returns bit-identical results. Internal linkage (anonymous namespace) keeps the per-ISA
-// copies apart, so including this from two object libraries breaks no one-definition rule.
+// Kernel bodies shared by the portable, AVX2 and AVX-512 builds of the depthwise conv and
+// the pooling kernels (nn_window.cpp / nn_pool.cpp, avx2/nn_avx2.cpp,
+// avx512vnni/nn_avx512.cpp). Plain C++, no intrinsics: each build compiles the same source
+// with its own flags (FASTQ_NN_VEC_BYTES sets the vector width), and since every build has
+// -ffp-contract=off (no FMA contraction) and the same per-element operation order, all
+// builds return bit-identical results. Internal linkage (anonymous namespace) keeps the
+// per-ISA copies apart, so including this from several object libraries breaks no ODR.
 #pragma once
 #include <algorithm>
 #include <cmath>
