@@ -51,46 +51,61 @@ inline void dw_block_plain(const T* const* rows, const T* wts, int64_t K, T b, i
 
 #if defined(__GNUC__)
 // GCC/Clang vector types (not intrinsics; each build picks the width its registers hold):
-// NV vectors of accumulators at once give independent add chains and stay in registers,
-// where a plain array would spill. Lane-wise the sequence is dw_block_plain's (b, then
-// += w*tap in t order), so every build and block width gives the same bits.
-template <typename T, int NV>
-inline void dw_vecs(const T* const* rows, const T* wts, int64_t K, T b, int64_t o0, T* out) {
+// NR output rows x NV vectors of accumulators at once give independent add chains and stay
+// in registers, where a plain array would spill. Row r's taps are rows[t] + r*drow.
+// Lane-wise the sequence is dw_block_plain's (b, then += w*tap in t order), so every build,
+// block width and row pairing gives the same bits.
+template <typename T, int NV, int NR>
+inline void dw_vecs(const T* const* rows, int64_t drow, const T* wts, int64_t K, T b,
+                    int64_t o0, T* const* outs) {
   typedef T V __attribute__((vector_size(FASTQ_NN_VEC_BYTES)));
   constexpr int64_t L = FASTQ_NN_VEC_BYTES / sizeof(T);
-  V acc[NV];
+  V acc[NR][NV];
 #pragma GCC unroll 8
-  for (int v = 0; v < NV; ++v) acc[v] = V{} + b;
+  for (int r = 0; r < NR; ++r)
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) acc[r][v] = V{} + b;
   for (int64_t t = 0; t < K; ++t) {
     const T* s = rows[t] + o0;
     const T wt = wts[t];
 #pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v) {
-      V x;
-      __builtin_memcpy(&x, s + v * L, sizeof(V));
-      acc[v] += wt * x;
-    }
+    for (int r = 0; r < NR; ++r)
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v) {
+        V x;
+        __builtin_memcpy(&x, s + r * drow + v * L, sizeof(V));
+        acc[r][v] += wt * x;
+      }
   }
 #pragma GCC unroll 8
-  for (int v = 0; v < NV; ++v) __builtin_memcpy(out + o0 + v * L, &acc[v], sizeof(V));
+  for (int r = 0; r < NR; ++r)
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) __builtin_memcpy(outs[r] + o0 + v * L, &acc[r][v], sizeof(V));
 }
 #endif
 
-// One output row of n_out (a multiple of dw_block<T>()) outputs; rows[t] points at tap t's
-// input for output 0, and consecutive outputs read consecutive inputs.
-template <typename T>
-void dw_row(const T* const* rows, const T* wts, int64_t K, T b, int64_t n_out, T* out) {
+// NR (1 or 2) output rows of n_out (a multiple of dw_block<T>()) outputs each; rows[t]
+// points at tap t's input for output 0 of the first row, the second row's inputs are drow
+// further, and consecutive outputs read consecutive inputs.
+template <typename T, int NR>
+void dw_row(const T* const* rows, int64_t drow, const T* wts, int64_t K, T b, int64_t n_out,
+            T* const* outs) {
 #if defined(__GNUC__)
   constexpr int64_t L = FASTQ_NN_VEC_BYTES / sizeof(T);
   int64_t o = 0;
-  for (; o + 4 * L <= n_out; o += 4 * L) dw_vecs<T, 4>(rows, wts, K, b, o, out);
+  for (; o + 4 * L <= n_out; o += 4 * L) dw_vecs<T, 4, NR>(rows, drow, wts, K, b, o, outs);
   if (o + 2 * L <= n_out) {
-    dw_vecs<T, 2>(rows, wts, K, b, o, out);
+    dw_vecs<T, 2, NR>(rows, drow, wts, K, b, o, outs);
     o += 2 * L;
   }
-  for (; o < n_out; o += L) dw_vecs<T, 1>(rows, wts, K, b, o, out);
+  for (; o < n_out; o += L) dw_vecs<T, 1, NR>(rows, drow, wts, K, b, o, outs);
 #else
-  for (int64_t o = 0; o < n_out; o += dw_block<T>()) dw_block_plain(rows, wts, K, b, o, out);
+  std::vector<const T*> shifted(rows, rows + K);
+  for (int r = 0; r < NR; ++r) {
+    for (int64_t o = 0; o < n_out; o += dw_block<T>())
+      dw_block_plain(shifted.data(), wts, K, b, o, outs[r]);
+    for (auto& p : shifted) p += drow;
+  }
 #endif
 }
 
@@ -129,7 +144,7 @@ void dw_body(const T* x, const T* w, const T* bias, int64_t p0, int64_t p1, int6
   const int64_t phase_vol = Dp * Hp * Wq;
   const int64_t K = g.k_vol(), V = g.in_vol(), P = g.out_vol();
   std::vector<T> buf(static_cast<size_t>(sw * phase_vol), T(0));
-  std::vector<T> orow(static_cast<size_t>(n_row));
+  std::vector<T> orow(static_cast<size_t>(2 * n_row));
   std::vector<const T*> rows(static_cast<size_t>(K));
   // Offset of tap t from output (od, oh, 0)'s window corner: its phase plane, row and
   // column (column kw*dw + ow*sw is phase (kw*dw) % sw, position (kw*dw) / sw + ow).
@@ -155,17 +170,27 @@ void dw_body(const T* x, const T* w, const T* bias, int64_t p0, int64_t p1, int6
     const T* wc = w + c * K;
     const T b = bias ? bias[c] : T(0);
     T* dst = y + p * P;
+    const int64_t drow = g.stride[1] * Wq;  // input offset between consecutive output rows
     for (int64_t od = 0; od < oD; ++od) {
-      for (int64_t oh = 0; oh < oH; ++oh) {
+      for (int64_t oh = 0; oh < oH; oh += 2) {
+        const int nr = oh + 1 < oH ? 2 : 1;  // output rows in pairs: twice the add chains
         const T* base = buf.data() + (od * g.stride[0] * Hp + oh * g.stride[1]) * Wq;
         for (int64_t t = 0; t < K; ++t) rows[t] = base + tap_off[t];
-        T* yrow = dst + (od * oH + oh) * oW;
-        // A padded row may spill into the following output rows of this plane (rewritten
-        // right after, by this same task); rows near the plane's end use a scratch row.
-        const bool spill_ok = (od * oH + oh) * oW + n_row <= P;
-        T* out = spill_ok ? yrow : orow.data();
-        dw_row(rows.data(), wc, K, b, n_row, out);
-        if (!spill_ok) std::copy(orow.begin(), orow.begin() + oW, yrow);
+        T* yrows[2];
+        T* outs[2];
+        for (int r = 0; r < nr; ++r) {
+          const int64_t ro = od * oH + oh + r;
+          yrows[r] = dst + ro * oW;
+          // A padded row may spill into the following output rows of this plane, which are
+          // rewritten later by this task; not so the first row of a pair (its spill lands
+          // in the second, stored after it) nor rows near the plane's end: scratch rows.
+          const bool direct = oW == n_row || (r == nr - 1 && ro * oW + n_row <= P);
+          outs[r] = direct ? yrows[r] : orow.data() + r * n_row;
+        }
+        if (nr == 2) dw_row<T, 2>(rows.data(), drow, wc, K, b, n_row, outs);
+        else dw_row<T, 1>(rows.data(), drow, wc, K, b, n_row, outs);
+        for (int r = 0; r < nr; ++r)
+          if (outs[r] != yrows[r]) std::copy(outs[r], outs[r] + oW, yrows[r]);
       }
     }
   }
