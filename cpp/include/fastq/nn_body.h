@@ -91,14 +91,17 @@ template <typename T, int NR>
 void dw_row(const T* const* rows, int64_t drow, const T* wts, int64_t K, T b, int64_t n_out,
             T* const* outs) {
 #if defined(__GNUC__)
+  // Groups of 4, then 2, then 1 vectors, stored from the last group to the first: a first
+  // row's padding spill (< one vector, in its last group) lands on the second row's first
+  // outputs, which its first group, stored last, then overwrites.
   constexpr int64_t L = FASTQ_NN_VEC_BYTES / sizeof(T);
-  int64_t o = 0;
-  for (; o + 4 * L <= n_out; o += 4 * L) dw_vecs<T, 4, NR>(rows, drow, wts, K, b, o, outs);
-  if (o + 2 * L <= n_out) {
-    dw_vecs<T, 2, NR>(rows, drow, wts, K, b, o, outs);
-    o += 2 * L;
-  }
-  for (; o < n_out; o += L) dw_vecs<T, 1, NR>(rows, drow, wts, K, b, o, outs);
+  const int64_t n4 = n_out / (4 * L) * (4 * L);
+  const bool has2 = n_out - n4 >= 2 * L;
+  const int64_t o1 = n4 + (has2 ? 2 * L : 0);  // start of the single vectors
+  for (int64_t o = n_out - L; o >= o1; o -= L) dw_vecs<T, 1, NR>(rows, drow, wts, K, b, o, outs);
+  if (has2) dw_vecs<T, 2, NR>(rows, drow, wts, K, b, n4, outs);
+  for (int64_t o = n4 - 4 * L; o >= 0; o -= 4 * L)
+    dw_vecs<T, 4, NR>(rows, drow, wts, K, b, o, outs);
 #else
   std::vector<const T*> shifted(rows, rows + K);
   for (int r = 0; r < NR; ++r) {
@@ -181,10 +184,10 @@ void dw_body(const T* x, const T* w, const T* bias, int64_t p0, int64_t p1, int6
         for (int r = 0; r < nr; ++r) {
           const int64_t ro = od * oH + oh + r;
           yrows[r] = dst + ro * oW;
-          // A padded row may spill into the following output rows of this plane, which are
-          // rewritten later by this task; not so the first row of a pair (its spill lands
-          // in the second, stored after it) nor rows near the plane's end: scratch rows.
-          const bool direct = oW == n_row || (r == nr - 1 && ro * oW + n_row <= P);
+          // A padded row may spill past its end into the following output rows of this
+          // plane: a pair's first row into the second (see dw_row), the second into the next
+          // pair, computed later by this task. Rows near the plane's end use scratch rows.
+          const bool direct = oW == n_row || ro * oW + n_row <= P;
           outs[r] = direct ? yrows[r] : orow.data() + r * n_row;
         }
         if (nr == 2) dw_row<T, 2>(rows.data(), drow, wc, K, b, n_row, outs);
