@@ -63,9 +63,14 @@ CONV_SWEEP = [
     ((1, 3, 10, 7), 5, (4, 4), (2, 3), (1, 1), "SAME_UPPER", 1),
     ((1, 3, 10, 7), 5, (4, 4), (2, 3), (1, 1), "SAME_LOWER", 1),
     ((1, 3, 10, 7), 5, (2, 3), (2, 2), (2, 1), "VALID", 1),
+    ((1, 3, 10, 7), 4, (3, 2), (2, 1), (2, 3), "SAME_UPPER", 1),       # SAME + dilation
+    ((2, 4, 9, 8), 4, (3, 3), (1, 2), (2, 2), "SAME_LOWER", 4),        # (ORT rejects these)
     ((3, 8, 5, 5), 16, (1, 1), (1, 1), (1, 1), [0, 0, 0, 0], 1),       # 1x1 -> matmul
     ((2, 8, 5, 5), 16, (1, 1), (1, 1), (1, 1), [0, 0, 0, 0], 4),       # grouped 1x1
     ((1, 8, 7, 7), 4, (1, 1), (2, 2), (1, 1), [1, 0, 0, 1], 1),        # 1x1 strided, padded
+    ((2, 8, 7, 8), 4, (1, 1), (2, 3), (1, 1), [0, 0, 0, 0], 2),        # 1x1 strided
+    ((2, 3, 8, 7), 6, (3, 3), (2, 1), (1, 2), [1, 2, 0, 1], 3),        # depthwise x2 mult
+    ((1, 2, 9), 6, (3,), (1,), (1,), "SAME_UPPER", 2),                 # 1-D multiplier 3
     ((2, 3, 17), 4, (5,), (2,), (2,), [3, 1], 1),                      # 1-D
     ((1, 6, 15), 6, (3,), (1,), (1,), [1, 1], 6),                      # 1-D depthwise
     ((1, 2, 5, 6, 7), 4, (3, 2, 3), (1, 2, 1), (1, 1, 2), [1, 0, 1, 1, 1, 0], 1),  # 3-D
@@ -218,3 +223,81 @@ def test_im2col_col2im_adjoint():
     c = RNG.standard_normal(col.shape)
     img = _core.nn_col2im(c, 3, [5, 7], *args[:4], args[4])
     assert np.isclose(np.sum(col * c), np.sum(x * img), rtol=1e-12)
+
+
+def test_kernels_do_not_depend_on_thread_count():
+    """Contract of parallel_for users: results are the same bits on 1 and on 2 threads.
+    Shapes are large enough that every kernel splits into several tasks."""
+    import fastq
+    x = RNG.standard_normal((2, 16, 64, 61)).astype(np.float32)
+    w = RNG.standard_normal((16, 1, 3, 3)).astype(np.float32)
+    idx = np.stack([np.arange(122) // 2, np.minimum(np.arange(122) // 2 + 1, 60)], 1)
+    wt = RNG.random((122, 2)).astype(np.float32)
+
+    def run_all():
+        return [
+            _core.nn_conv_depthwise(x, w, None, [2, 1], [1, 2], [1, 2], [32, 61]),
+            _core.nn_im2col(x[0], [3, 3], [1, 2], [1, 1], [1, 1], [64, 31]),
+            _core.nn_col2im(_core.nn_im2col(x[0], [3, 3], [1, 1], [1, 1], [1, 1], [64, 61]),
+                            16, [64, 61], [3, 3], [1, 1], [1, 1], [1, 1], [64, 61]),
+            _core.nn_pool(x, "avg", [3, 2], [2, 2], [1, 1], [1, 0], [1, 1], [32, 31], True),
+            _core.nn_pool(x, "max", [3, 3], [2, 2], [1, 1], [1, 1], [1, 1], [32, 31], False, 2,
+                          True)[1],
+            _core.nn_resize_axis(x.reshape(2 * 16 * 64, 61, 1), idx.astype(np.int64), wt),
+            _core.nn_resize_axis(x.reshape(32, 64, 61), idx[:64].astype(np.int64) % 64,
+                                 wt[:64]),
+        ]
+
+    old = fastq.get_num_threads()
+    try:
+        fastq.set_num_threads(1)
+        one = run_all()
+        fastq.set_num_threads(2)
+        two = run_all()
+    finally:
+        fastq.set_num_threads(old)
+    for a, b in zip(one, two):
+        assert np.array_equal(a, b)
+
+
+WINOGRAD = [  # 3x3 stride-1 group-1 convs with >= 16 channels take the Winograd path
+    ((1, 16, 8, 8), 16, [1, 1, 1, 1]),
+    ((2, 17, 9, 7), 19, [0, 0, 0, 0]),          # odd outputs: last tile cropped
+    ((1, 32, 5, 11), 16, [2, 0, 1, 3]),         # asymmetric pads
+    ((1, 16, 1, 1), 24, [1, 1, 1, 1]),          # one output, one tile
+    ((1, 20, 2, 3), 16, [1, 2, 2, 1]),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", range(len(WINOGRAD)))
+@pytest.mark.parametrize("bias", [True, False])
+def test_winograd_conv_matches_oracle(case, dtype, bias):
+    xs, m, pads = WINOGRAD[case]
+    x = RNG.standard_normal(xs).astype(dtype)
+    w = RNG.standard_normal((m, xs[1], 3, 3)).astype(dtype)
+    b = RNG.standard_normal(m).astype(dtype) if bias else None
+    (y,) = run_fastq("Conv", [x, w, b], 22, pads=pads)
+    want = conv_oracle(x, w, b, (1, 1), (1, 1), pads[:2], pads[2:], 1)
+    assert y.shape == want.shape and y.dtype == dtype
+    # Winograd's transforms add rounding of the order of the products' magnitude.
+    tol = 2e-4 if dtype == np.float32 else 1e-11
+    np.testing.assert_allclose(y, want, rtol=tol, atol=tol * np.abs(want).max())
+
+
+def test_winograd_transforms_match_direct_formulas():
+    """The C++ tile transforms against B^T d B / A^T m A written out in numpy."""
+    bt = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], np.float64)
+    at = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], np.float64)
+    x = RNG.standard_normal((3, 5, 6))
+    v = _core.nn_winograd_input(x, 1, 0, 3, 3)           # 5+1 rows -> 3 tiles, 6 cols -> 3
+    xp = np.pad(x, [(0, 0), (1, 2), (0, 2)])
+    for c, i, j in itertools.product(range(3), range(3), range(3)):
+        d = xp[c, 2 * i:2 * i + 4, 2 * j:2 * j + 4]
+        np.testing.assert_allclose(v[:, c, i * 3 + j].reshape(4, 4), bt @ d @ bt.T, atol=1e-12)
+    mm = RNG.standard_normal((16, 2, 6))
+    y = _core.nn_winograd_output(mm, 2, 3, 3, 5, np.array([0.5, -1.0]))
+    for k, i, j in itertools.product(range(2), range(2), range(3)):
+        tile = at @ mm[:, k, i * 3 + j].reshape(4, 4) @ at.T + [0.5, -1.0][k]
+        np.testing.assert_allclose(y[k, 2 * i:2 * i + 2, 2 * j:2 * j + 2],
+                                   tile[:3 - 2 * i, :5 - 2 * j][:2, :2], atol=1e-12)

@@ -226,6 +226,52 @@ py::array resize_axis(const py::array& x, const py::array& idx, const py::array&
   return y;
 }
 
+py::array winograd_input(const py::array& x, int64_t ph, int64_t pw, int64_t th, int64_t tw) {
+  require_float(x, "x");
+  require_c_contiguous(x, "x");
+  require_ndim(x, 3, "x");
+  require(ph >= 0 && pw >= 0 && th >= 1 && tw >= 1, "pads >= 0 and tile counts >= 1");
+  const int64_t C = x.shape(0), H = x.shape(1), W = x.shape(2);
+  py::array v(x.dtype(), Ints{16, C, th * tw});
+  {
+    py::gil_scoped_release nogil;
+    if (is_f32(x))
+      nn::winograd_f23_input(cptr<float>(x), C, H, W, ph, pw, th, tw, mptr<float>(v));
+    else
+      nn::winograd_f23_input(cptr<double>(x), C, H, W, ph, pw, th, tw, mptr<double>(v));
+  }
+  return v;
+}
+
+py::array winograd_output(const py::array& m, int64_t th, int64_t tw, int64_t oH, int64_t oW,
+                          const py::object& bias) {
+  require_float(m, "m");
+  require_c_contiguous(m, "m");
+  require_ndim(m, 3, "m");
+  require(m.shape(0) == 16 && m.shape(2) == th * tw, "m must be (16, M, th*tw)");
+  require(oH >= 1 && oW >= 1 && oH <= 2 * th && oW <= 2 * tw, "output must fit the tiles");
+  const int64_t M = m.shape(1);
+  py::array b;
+  const bool has_bias = !bias.is_none();
+  if (has_bias) {
+    b = bias.cast<py::array>();
+    require(b.dtype().is(m.dtype()) && b.ndim() == 1 && b.shape(0) == M,
+            "bias must be (M,) of m's dtype");
+    require_c_contiguous(b, "bias");
+  }
+  py::array y(m.dtype(), Ints{M, oH, oW});
+  {
+    py::gil_scoped_release nogil;
+    if (is_f32(m))
+      nn::winograd_f23_output(cptr<float>(m), M, th, tw, oH, oW,
+                              has_bias ? cptr<float>(b) : nullptr, mptr<float>(y));
+    else
+      nn::winograd_f23_output(cptr<double>(m), M, th, tw, oH, oW,
+                              has_bias ? cptr<double>(b) : nullptr, mptr<double>(y));
+  }
+  return y;
+}
+
 }  // namespace
 
 void bind_runtime(py::module_& m) {
@@ -245,6 +291,12 @@ void bind_runtime(py::module_& m) {
         py::arg("out_shape"), py::arg("count_include_pad") = false, py::arg("p") = 2,
         py::arg("want_indices") = false, py::arg("storage_order") = 0, py::arg("impl") = "ref",
         "Max/avg/Lp pooling of x (N, C, *in); max may also return int64 Indices.");
+  m.def("nn_winograd_input", &winograd_input, py::arg("x").noconvert(), py::arg("pad_h"),
+        py::arg("pad_w"), py::arg("tiles_h"), py::arg("tiles_w"),
+        "Winograd F(2x2,3x3) input transform: x (C, H, W) -> (16, C, tiles_h*tiles_w).");
+  m.def("nn_winograd_output", &winograd_output, py::arg("m").noconvert(), py::arg("tiles_h"),
+        py::arg("tiles_w"), py::arg("out_h"), py::arg("out_w"), py::arg("bias"),
+        "Winograd F(2x2,3x3) output transform: (16, M, tiles) -> (M, out_h, out_w) + bias.");
   m.def("nn_resize_axis", &resize_axis, py::arg("x").noconvert(), py::arg("idx").noconvert(),
         py::arg("w").noconvert(),
         "y[o, j, i] = sum_t w[j, t] * x[o, idx[j, t], i] for x (outer, n_in, inner).");

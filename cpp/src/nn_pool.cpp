@@ -1,26 +1,23 @@
 // Max / average / Lp pooling over N-D (canonical 3-D) windows. Without Indices: the
-// separable body in nn_body.h (portable or AVX2 build). With Indices: a direct walk where
-// each output visits only the taps inside the input and keeps the first maximum in
+// separable body in nn_body.h (portable, AVX2 or AVX-512 build). With Indices: a direct walk
+// where each output visits only the taps inside the input and keeps the first maximum in
 // (kd, kh, kw) order (what ONNX Runtime reports). Average divides by the taps inside the
 // input, or inside the padded input with count_include_pad (taps a ceil_mode window hangs
 // past the end pads never count).
-#include <cmath>
-#include <limits>
-#include <type_traits>
-#include <vector>
-
 #include "fastq/nn_body.h"
 #include "fastq/nn_f32.h"
 
 namespace fastq {
 namespace nn {
+
 template <typename T>
 void pool3(const T* x, int64_t planes, const Geom3& g, const PoolArgs& a, T* y, int64_t* idx,
            Impl impl) {
   const AxisTaps td = axis_taps(g, a.pad_end, 0), th = axis_taps(g, a.pad_end, 1);
   const AxisTaps tw = axis_taps(g, a.pad_end, 2);
+  const int64_t D = g.in[0], H = g.in[1], W = g.in[2], V = g.in_vol(), P = g.out_vol();
   if (!idx) {
-    parallel_chunks(planes, 1, [&](int64_t p0, int64_t p1) {
+    parallel_chunks(planes, min_items(V + P), [&](int64_t p0, int64_t p1) {
 #if defined(FASTQ_HAVE_X86)
       if (impl == Impl::Avx512Vnni) return pool_planes_avx512(x, p0, p1, g, a, td, th, tw, y);
       if (impl == Impl::Avx2) return pool_planes_avx2(x, p0, p1, g, a, td, th, tw, y);
@@ -30,13 +27,13 @@ void pool3(const T* x, int64_t planes, const Geom3& g, const PoolArgs& a, T* y, 
     });
     return;
   }
-  // With Indices: the generic per-window walk (first maximum in (kd, kh, kw) order).
-  const int64_t D = g.in[0], H = g.in[1], W = g.in[2], V = g.in_vol(), P = g.out_vol();
-  parallel_chunks(planes, 1, [&](int64_t p0, int64_t p1) {
+  // With Indices (max only, checked by the binding): a direct per-window walk keeping the
+  // first maximum in (kd, kh, kw) order.
+  parallel_chunks(planes, min_items(V + P), [&](int64_t p0, int64_t p1) {
     for (int64_t p = p0; p < p1; ++p) {
       const T* src = x + p * V;
       T* dst = y + p * P;
-      int64_t* idst = idx ? idx + p * P : nullptr;
+      int64_t* idst = idx + p * P;
       int64_t o = 0;
       for (int64_t od = 0; od < g.out[0]; ++od) {
         const int64_t d0 = od * g.stride[0] - g.pad[0];
@@ -44,60 +41,24 @@ void pool3(const T* x, int64_t planes, const Geom3& g, const PoolArgs& a, T* y, 
           const int64_t h0 = oh * g.stride[1] - g.pad[1];
           for (int64_t ow = 0; ow < g.out[2]; ++ow, ++o) {
             const int64_t w0 = ow * g.stride[2] - g.pad[2];
-            if (a.kind == PoolKind::kMax) {
-              T best = std::numeric_limits<T>::lowest();
-              int64_t bi = -1;
-              for (int64_t kd = td.lo[od]; kd < td.hi[od]; ++kd) {
-                const int64_t id = d0 + kd * g.dil[0];
-                for (int64_t kh = th.lo[oh]; kh < th.hi[oh]; ++kh) {
-                  const int64_t ih = h0 + kh * g.dil[1];
-                  const T* row = src + (id * H + ih) * W;
-                  for (int64_t kw = tw.lo[ow]; kw < tw.hi[ow]; ++kw) {
-                    const int64_t iw = w0 + kw * g.dil[2];
-                    if (bi < 0 || row[iw] > best) {
-                      best = row[iw];
-                      bi = a.col_major ? id + ih * D + iw * D * H : (id * H + ih) * W + iw;
-                    }
+            T best = max_identity<T>();  // an all-padding window: -inf, index -1
+            int64_t bi = -1;
+            for (int64_t kd = td.lo[od]; kd < td.hi[od]; ++kd) {
+              const int64_t id = d0 + kd * g.dil[0];
+              for (int64_t kh = th.lo[oh]; kh < th.hi[oh]; ++kh) {
+                const int64_t ih = h0 + kh * g.dil[1];
+                const T* row = src + (id * H + ih) * W;
+                for (int64_t kw = tw.lo[ow]; kw < tw.hi[ow]; ++kw) {
+                  const int64_t iw = w0 + kw * g.dil[2];
+                  if (bi < 0 || row[iw] > best) {
+                    best = row[iw];
+                    bi = a.col_major ? id + ih * D + iw * D * H : (id * H + ih) * W + iw;
                   }
                 }
-              }
-              dst[o] = best;
-              if (idst) idst[o] = bi < 0 ? -1 : p * V + bi;
-            } else if constexpr (std::is_floating_point<T>::value) {
-              T acc = 0;
-              const bool lp = a.kind == PoolKind::kLp;
-              for (int64_t kd = td.lo[od]; kd < td.hi[od]; ++kd) {
-                const int64_t id = d0 + kd * g.dil[0];
-                for (int64_t kh = th.lo[oh]; kh < th.hi[oh]; ++kh) {
-                  const int64_t ih = h0 + kh * g.dil[1];
-                  const T* row = src + (id * H + ih) * W;
-                  for (int64_t kw = tw.lo[ow]; kw < tw.hi[ow]; ++kw) {
-                    const T v = row[w0 + kw * g.dil[2]];
-                    if (!lp)
-                      acc += v;
-                    else if (a.p == 1)
-                      acc += std::fabs(v);
-                    else if (a.p == 2)
-                      acc += v * v;
-                    else
-                      acc += std::pow(std::fabs(v), T(a.p));
-                  }
-                }
-              }
-              if (!lp) {
-                const int64_t n = a.count_include_pad
-                                      ? td.padded[od] * th.padded[oh] * tw.padded[ow]
-                                      : (td.hi[od] - td.lo[od]) * (th.hi[oh] - th.lo[oh]) *
-                                            (tw.hi[ow] - tw.lo[ow]);
-                dst[o] = n > 0 ? acc / T(n) : T(0);
-              } else if (a.p == 1) {
-                dst[o] = acc;
-              } else if (a.p == 2) {
-                dst[o] = std::sqrt(acc);
-              } else {
-                dst[o] = std::pow(acc, T(1) / T(a.p));
               }
             }
+            dst[o] = best;
+            idst[o] = bi < 0 ? -1 : p * V + bi;
           }
         }
       }

@@ -36,7 +36,7 @@ template <typename T>
 void resize_axis(const T* x, int64_t outer, int64_t n_in, int64_t inner, const int64_t* idx,
                  const T* w, int64_t n_out, int64_t taps, T* y) {
   if (inner == 1) {
-    parallel_chunks(outer * n_out, 4096, [&](int64_t u0, int64_t u1) {
+    parallel_chunks(outer * n_out, min_items(taps), [&](int64_t u0, int64_t u1) {
       if (taps == 1) last_axis<T, 1>(x, n_in, idx, w, n_out, taps, u0, u1, y);
       else if (taps == 2) last_axis<T, 2>(x, n_in, idx, w, n_out, taps, u0, u1, y);
       else if (taps == 4) last_axis<T, 4>(x, n_in, idx, w, n_out, taps, u0, u1, y);
@@ -44,8 +44,7 @@ void resize_axis(const T* x, int64_t outer, int64_t n_in, int64_t inner, const i
     });
     return;
   }
-  const int64_t min_chunk = inner >= 256 ? 1 : 256 / inner + 1;
-  parallel_chunks(outer * n_out, min_chunk, [&](int64_t u0, int64_t u1) {
+  parallel_chunks(outer * n_out, min_items(taps * inner), [&](int64_t u0, int64_t u1) {
     int64_t o = u0 / n_out, j = u0 % n_out;
     for (int64_t u = u0; u < u1; ++u) {
       const T* src = x + o * n_in * inner;

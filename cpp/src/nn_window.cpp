@@ -1,7 +1,7 @@
 // im2col / col2im and the depthwise convolution driver (see nn_f32.h for the contracts).
 // Conv = im2col + BLAS GEMM per group in Python; depthwise conv has K = kernel volume only,
 // far too short a reduction for GEMM to pay off, so it runs directly (nn_body.h), on
-// planes split across threads, in the portable or the AVX2 build of the same body.
+// planes split across threads, in the portable, AVX2 or AVX-512 build of the same body.
 #include <algorithm>
 #include <cstring>
 
@@ -15,7 +15,7 @@ template <typename T>
 void im2col3(const T* x, int64_t C, const Geom3& g, T* col) {
   const int64_t K = g.k_vol(), P = g.out_vol(), V = g.in_vol();
   const int64_t oD = g.out[0], oH = g.out[1], oW = g.out[2];
-  parallel_chunks(C * K, 4, [&](int64_t r0, int64_t r1) {
+  parallel_chunks(C * K, min_items(P), [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t c = r / K, kk = r % K;
       const int64_t kd = kk / (g.k[1] * g.k[2]), kh = (kk / g.k[2]) % g.k[1], kw = kk % g.k[2];
@@ -53,7 +53,7 @@ void col2im3(const T* col, int64_t C, const Geom3& g, T* img) {
   const int64_t K = g.k_vol(), P = g.out_vol(), V = g.in_vol();
   const int64_t oD = g.out[0], oH = g.out[1], oW = g.out[2];
   // One task per channel: every write of channel c lands in its own image plane.
-  parallel_chunks(C, 1, [&](int64_t c0, int64_t c1) {
+  parallel_chunks(C, min_items(K * P), [&](int64_t c0, int64_t c1) {
     for (int64_t c = c0; c < c1; ++c) {
       T* dst = img + c * V;
       std::fill(dst, dst + V, T(0));
@@ -84,7 +84,8 @@ void col2im3(const T* col, int64_t C, const Geom3& g, T* img) {
 template <typename T>
 void depthwise_conv3(const T* x, const T* w, const T* bias, int64_t planes, int64_t C,
                      const Geom3& g, T* y, Impl impl) {
-  parallel_chunks(planes, 1, [&](int64_t p0, int64_t p1) {
+  const int64_t work = g.in_vol() + g.out_vol() * g.k_vol();
+  parallel_chunks(planes, min_items(work), [&](int64_t p0, int64_t p1) {
 #if defined(FASTQ_HAVE_X86)
     if (impl == Impl::Avx512Vnni)
       return depthwise_planes_avx512(x, w, bias, p0, p1, C, g, y);

@@ -1,9 +1,10 @@
-// Kernel bodies shared by the portable and the AVX2 builds of the depthwise conv and the
-// pooling kernels (nn_window.cpp / nn_pool.cpp and avx2/nn_avx2.cpp). Plain C++, no
-// intrinsics: each build compiles the same source with its own flags, and since every build
-// has -ffp-contract=off (no FMA contraction) and the same operation order, the AVX2 build
-// returns bit-identical results. Internal linkage (anonymous namespace) keeps the per-ISA
-// copies apart, so including this from two object libraries breaks no one-definition rule.
+// Kernel bodies shared by the portable, AVX2 and AVX-512 builds of the depthwise conv and
+// the pooling kernels (nn_window.cpp / nn_pool.cpp, avx2/nn_avx2.cpp,
+// avx512vnni/nn_avx512.cpp). Plain C++, no intrinsics: each build compiles the same source
+// with its own flags (FASTQ_NN_VEC_BYTES sets the vector width), and since every build has
+// -ffp-contract=off (no FMA contraction) and the same per-element operation order, all
+// builds return bit-identical results. Internal linkage (anonymous namespace) keeps the
+// per-ISA copies apart, so including this from several object libraries breaks no ODR.
 #pragma once
 #include <algorithm>
 #include <cmath>
@@ -50,46 +51,64 @@ inline void dw_block_plain(const T* const* rows, const T* wts, int64_t K, T b, i
 
 #if defined(__GNUC__)
 // GCC/Clang vector types (not intrinsics; each build picks the width its registers hold):
-// NV vectors of accumulators at once give independent add chains and stay in registers,
-// where a plain array would spill. Lane-wise the sequence is dw_block_plain's (b, then
-// += w*tap in t order), so every build and block width gives the same bits.
-template <typename T, int NV>
-inline void dw_vecs(const T* const* rows, const T* wts, int64_t K, T b, int64_t o0, T* out) {
+// NR output rows x NV vectors of accumulators at once give independent add chains and stay
+// in registers, where a plain array would spill. Row r's taps are rows[t] + r*drow.
+// Lane-wise the sequence is dw_block_plain's (b, then += w*tap in t order), so every build,
+// block width and row pairing gives the same bits.
+template <typename T, int NV, int NR>
+inline void dw_vecs(const T* const* rows, int64_t drow, const T* wts, int64_t K, T b,
+                    int64_t o0, T* const* outs) {
   typedef T V __attribute__((vector_size(FASTQ_NN_VEC_BYTES)));
   constexpr int64_t L = FASTQ_NN_VEC_BYTES / sizeof(T);
-  V acc[NV];
+  V acc[NR][NV];
 #pragma GCC unroll 8
-  for (int v = 0; v < NV; ++v) acc[v] = V{} + b;
+  for (int r = 0; r < NR; ++r)
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) acc[r][v] = V{} + b;
   for (int64_t t = 0; t < K; ++t) {
     const T* s = rows[t] + o0;
     const T wt = wts[t];
 #pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v) {
-      V x;
-      __builtin_memcpy(&x, s + v * L, sizeof(V));
-      acc[v] += wt * x;
-    }
+    for (int r = 0; r < NR; ++r)
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v) {
+        V x;
+        __builtin_memcpy(&x, s + r * drow + v * L, sizeof(V));
+        acc[r][v] += wt * x;
+      }
   }
 #pragma GCC unroll 8
-  for (int v = 0; v < NV; ++v) __builtin_memcpy(out + o0 + v * L, &acc[v], sizeof(V));
+  for (int r = 0; r < NR; ++r)
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) __builtin_memcpy(outs[r] + o0 + v * L, &acc[r][v], sizeof(V));
 }
 #endif
 
-// One output row of n_out (a multiple of dw_block<T>()) outputs; rows[t] points at tap t's
-// input for output 0, and consecutive outputs read consecutive inputs.
-template <typename T>
-void dw_row(const T* const* rows, const T* wts, int64_t K, T b, int64_t n_out, T* out) {
+// NR (1 or 2) output rows of n_out (a multiple of dw_block<T>()) outputs each; rows[t]
+// points at tap t's input for output 0 of the first row, the second row's inputs are drow
+// further, and consecutive outputs read consecutive inputs.
+template <typename T, int NR>
+void dw_row(const T* const* rows, int64_t drow, const T* wts, int64_t K, T b, int64_t n_out,
+            T* const* outs) {
 #if defined(__GNUC__)
+  // Groups of 4, then 2, then 1 vectors, stored from the last group to the first: a first
+  // row's padding spill (< one vector, in its last group) lands on the second row's first
+  // outputs, which its first group, stored last, then overwrites.
   constexpr int64_t L = FASTQ_NN_VEC_BYTES / sizeof(T);
-  int64_t o = 0;
-  for (; o + 4 * L <= n_out; o += 4 * L) dw_vecs<T, 4>(rows, wts, K, b, o, out);
-  if (o + 2 * L <= n_out) {
-    dw_vecs<T, 2>(rows, wts, K, b, o, out);
-    o += 2 * L;
-  }
-  for (; o < n_out; o += L) dw_vecs<T, 1>(rows, wts, K, b, o, out);
+  const int64_t n4 = n_out / (4 * L) * (4 * L);
+  const bool has2 = n_out - n4 >= 2 * L;
+  const int64_t o1 = n4 + (has2 ? 2 * L : 0);  // start of the single vectors
+  for (int64_t o = n_out - L; o >= o1; o -= L) dw_vecs<T, 1, NR>(rows, drow, wts, K, b, o, outs);
+  if (has2) dw_vecs<T, 2, NR>(rows, drow, wts, K, b, n4, outs);
+  for (int64_t o = n4 - 4 * L; o >= 0; o -= 4 * L)
+    dw_vecs<T, 4, NR>(rows, drow, wts, K, b, o, outs);
 #else
-  for (int64_t o = 0; o < n_out; o += dw_block<T>()) dw_block_plain(rows, wts, K, b, o, out);
+  std::vector<const T*> shifted(rows, rows + K);
+  for (int r = 0; r < NR; ++r) {
+    for (int64_t o = 0; o < n_out; o += dw_block<T>())
+      dw_block_plain(shifted.data(), wts, K, b, o, outs[r]);
+    for (auto& p : shifted) p += drow;
+  }
 #endif
 }
 
@@ -128,8 +147,18 @@ void dw_body(const T* x, const T* w, const T* bias, int64_t p0, int64_t p1, int6
   const int64_t phase_vol = Dp * Hp * Wq;
   const int64_t K = g.k_vol(), V = g.in_vol(), P = g.out_vol();
   std::vector<T> buf(static_cast<size_t>(sw * phase_vol), T(0));
-  std::vector<T> orow(static_cast<size_t>(n_row));
+  std::vector<T> orow(static_cast<size_t>(2 * n_row));
   std::vector<const T*> rows(static_cast<size_t>(K));
+  // Offset of tap t from output (od, oh, 0)'s window corner: its phase plane, row and
+  // column (column kw*dw + ow*sw is phase (kw*dw) % sw, position (kw*dw) / sw + ow).
+  std::vector<int64_t> tap_off(static_cast<size_t>(K));
+  for (int64_t kd = 0, t = 0; kd < g.k[0]; ++kd)
+    for (int64_t kh = 0; kh < g.k[1]; ++kh)
+      for (int64_t kw = 0; kw < g.k[2]; ++kw, ++t) {
+        const int64_t col = kw * dw;
+        tap_off[t] = (col % sw) * phase_vol + (kd * g.dil[0] * Hp + kh * g.dil[1]) * Wq +
+                     col / sw;
+      }
   for (int64_t p = p0; p < p1; ++p) {
     const int64_t c = p % C;
     const T* src = x + p * V;
@@ -144,22 +173,27 @@ void dw_body(const T* x, const T* w, const T* bias, int64_t p0, int64_t p1, int6
     const T* wc = w + c * K;
     const T b = bias ? bias[c] : T(0);
     T* dst = y + p * P;
+    const int64_t drow = g.stride[1] * Wq;  // input offset between consecutive output rows
     for (int64_t od = 0; od < oD; ++od) {
-      for (int64_t oh = 0; oh < oH; ++oh) {
-        int64_t t = 0;
-        for (int64_t kd = 0; kd < g.k[0]; ++kd)
-          for (int64_t kh = 0; kh < g.k[1]; ++kh)
-            for (int64_t kw = 0; kw < g.k[2]; ++kw) {
-              const int64_t col = kw * dw;  // + ow * sw: same phase, position + ow
-              rows[t++] = buf.data() + (col % sw) * phase_vol +
-                          ((od * g.stride[0] + kd * g.dil[0]) * Hp + oh * g.stride[1] +
-                           kh * g.dil[1]) * Wq + col / sw;
-            }
-        T* yrow = dst + (od * oH + oh) * oW;
-        const bool whole = oW == n_row;
-        T* out = whole ? yrow : orow.data();
-        dw_row(rows.data(), wc, K, b, n_row, out);
-        if (!whole) std::copy(orow.begin(), orow.begin() + oW, yrow);
+      for (int64_t oh = 0; oh < oH; oh += 2) {
+        const int nr = oh + 1 < oH ? 2 : 1;  // output rows in pairs: twice the add chains
+        const T* base = buf.data() + (od * g.stride[0] * Hp + oh * g.stride[1]) * Wq;
+        for (int64_t t = 0; t < K; ++t) rows[t] = base + tap_off[t];
+        T* yrows[2];
+        T* outs[2];
+        for (int r = 0; r < nr; ++r) {
+          const int64_t ro = od * oH + oh + r;
+          yrows[r] = dst + ro * oW;
+          // A padded row may spill past its end into the following output rows of this
+          // plane: a pair's first row into the second (see dw_row), the second into the next
+          // pair, computed later by this task. Rows near the plane's end use scratch rows.
+          const bool direct = oW == n_row || ro * oW + n_row <= P;
+          outs[r] = direct ? yrows[r] : orow.data() + r * n_row;
+        }
+        if (nr == 2) dw_row<T, 2>(rows.data(), drow, wc, K, b, n_row, outs);
+        else dw_row<T, 1>(rows.data(), drow, wc, K, b, n_row, outs);
+        for (int r = 0; r < nr; ++r)
+          if (outs[r] != yrows[r]) std::copy(outs[r], outs[r] + oW, yrows[r]);
       }
     }
   }
@@ -171,10 +205,59 @@ T max_identity() {
                                               : std::numeric_limits<T>::lowest();
 }
 
+// Element-wise combinations for the pooling row pass: first(v) starts, step(acc, v) adds.
+struct MaxOp {
+  template <typename T> static T first(T v) { return v; }
+  template <typename T> static T step(T acc, T v) { return v > acc ? v : acc; }
+};
+struct SumOp {
+  template <typename T> static T first(T v) { return v; }
+  template <typename T> static T step(T acc, T v) { return acc + v; }
+};
+struct AbsSumOp {
+  template <typename T> static T first(T v) { return std::fabs(v); }
+  template <typename T> static T step(T acc, T v) { return acc + std::fabs(v); }
+};
+struct SqSumOp {
+  template <typename T> static T first(T v) { return v * v; }
+  template <typename T> static T step(T acc, T v) { return acc + v * v; }
+};
+
+// out[i] = rows[0][i] (+) rows[1][i] (+) ... in row order, one pass over out; the common
+// row counts are unrolled so the loop over i vectorizes. nr == 0 leaves out untouched.
+template <typename T, class Op>
+void combine_rows(const T* const* rows, int64_t nr, int64_t n, T* out) {
+  if (nr == 0) return;
+  const T* r0 = rows[0];
+  if (nr == 1) {
+    for (int64_t i = 0; i < n; ++i) out[i] = Op::first(r0[i]);
+  } else if (nr == 2) {
+    const T* r1 = rows[1];
+    for (int64_t i = 0; i < n; ++i) out[i] = Op::step(Op::first(r0[i]), r1[i]);
+  } else {
+    const T* r1 = rows[1];
+    const T* r2 = rows[2];
+    for (int64_t i = 0; i < n; ++i) out[i] = Op::step(Op::step(Op::first(r0[i]), r1[i]), r2[i]);
+    for (int64_t r = 3; r < nr; ++r) {
+      const T* rr = rows[r];
+      for (int64_t i = 0; i < n; ++i) out[i] = Op::step(out[i], rr[i]);
+    }
+  }
+}
+
+template <typename T>
+void combine_rows_pow(const T* const* rows, int64_t nr, int64_t n, T p, T* out) {
+  for (int64_t r = 0; r < nr; ++r)
+    for (int64_t i = 0; i < n; ++i) {
+      const T v = std::pow(std::fabs(rows[r][i]), p);
+      out[i] = r == 0 ? v : out[i] + v;
+    }
+}
+
 // Max / average / Lp pooling (no Indices) of planes [p0, p1), separably: for each output
 // row the valid input rows (over kd, kh) are first combined into one identity-padded row,
 // then each output combines kW taps of that row. Max is order-free; sums run over rows in
-// (kd, kh) order, then over kw.
+// (kd, kh) order, then over kw; the average divides once by rows x columns counted.
 template <typename T>
 void pool_body(const T* x, int64_t p0, int64_t p1, const Geom3& g, const PoolArgs& a,
                const AxisTaps& td, const AxisTaps& th, const AxisTaps& tw, T* y) {
@@ -186,64 +269,67 @@ void pool_body(const T* x, int64_t p0, int64_t p1, const Geom3& g, const PoolArg
   std::vector<T> row(static_cast<size_t>(Wp), ident);
   T* rp = row.data();
   T* rin = rp + pw;  // input column iw lives at rin[iw]
+  const int64_t Wq = std::max((Wp + sw - 1) / sw, oW + ((kW - 1) * dw) / sw);
+  std::vector<T> phases(static_cast<size_t>(sw > 1 ? sw * Wq : 0), ident);
+  std::vector<const T*> srows(static_cast<size_t>(g.k[0] * g.k[1]));
+  std::vector<T> colcnt(static_cast<size_t>(oW));  // the average's column count per output
+  for (int64_t ow = 0; ow < oW; ++ow)
+    colcnt[ow] = T(std::max<int64_t>(a.count_include_pad ? tw.padded[ow]
+                                                         : tw.hi[ow] - tw.lo[ow], 1));
   for (int64_t p = p0; p < p1; ++p) {
     const T* src = x + p * V;
     T* dst = y + p * P;
     for (int64_t od = 0; od < g.out[0]; ++od) {
       for (int64_t oh = 0; oh < g.out[1]; ++oh) {
-        bool first = true;
+        // Rows: the valid input rows of the window, combined element-wise in (kd, kh) order.
+        int64_t nr = 0;
         for (int64_t kd = td.lo[od]; kd < td.hi[od]; ++kd) {
           const int64_t id = od * g.stride[0] - g.pad[0] + kd * g.dil[0];
           for (int64_t kh = th.lo[oh]; kh < th.hi[oh]; ++kh) {
             const int64_t ih = oh * g.stride[1] - g.pad[1] + kh * g.dil[1];
-            const T* s = src + (id * g.in[1] + ih) * W;
-            if (is_max) {
-              if (first) {
-                for (int64_t i = 0; i < W; ++i) rin[i] = s[i];
-              } else {
-                for (int64_t i = 0; i < W; ++i) rin[i] = s[i] > rin[i] ? s[i] : rin[i];
-              }
-            } else if constexpr (std::is_floating_point<T>::value) {
-              if (first) std::fill(rin, rin + W, T(0));
-              if (a.kind == PoolKind::kAvg || a.p == 1) {
-                if (a.kind == PoolKind::kAvg) {
-                  for (int64_t i = 0; i < W; ++i) rin[i] += s[i];
-                } else {
-                  for (int64_t i = 0; i < W; ++i) rin[i] += std::fabs(s[i]);
-                }
-              } else if (a.p == 2) {
-                for (int64_t i = 0; i < W; ++i) rin[i] += s[i] * s[i];
-              } else {
-                for (int64_t i = 0; i < W; ++i) rin[i] += std::pow(std::fabs(s[i]), T(a.p));
-              }
-            }
-            first = false;
+            srows[nr++] = src + (id * g.in[1] + ih) * W;
           }
         }
+        if (is_max) {
+          combine_rows<T, MaxOp>(srows.data(), nr, W, rin);
+        } else if constexpr (std::is_floating_point<T>::value) {
+          if (a.kind == PoolKind::kAvg) combine_rows<T, SumOp>(srows.data(), nr, W, rin);
+          else if (a.p == 1) combine_rows<T, AbsSumOp>(srows.data(), nr, W, rin);
+          else if (a.p == 2) combine_rows<T, SqSumOp>(srows.data(), nr, W, rin);
+          else combine_rows_pow(srows.data(), nr, W, T(a.p), rin);
+        }
+        const bool first = nr == 0;
         if (first) std::fill(rin, rin + W, ident);  // window rows all in padding
+        // Columns: stride phases make every kw tap a unit-stride read (see dw_body).
+        const T* base = rp;
+        int64_t pitch = 0;
+        if (sw > 1) {
+          if (sw == 2) split_phases<T, 2>(rp, Wp, 0, sw, phases.data(), Wq);
+          else split_phases<T, 0>(rp, Wp, 0, sw, phases.data(), Wq);
+          base = phases.data();
+          pitch = Wq;
+        }
         T* yrow = dst + (od * g.out[1] + oh) * oW;
-        for (int64_t ow = 0; ow < oW; ++ow) yrow[ow] = rp[ow * sw];
-        for (int64_t kw = 1; kw < kW; ++kw) {
-          const T* r = rp + kw * dw;
-          if (is_max) {
-            for (int64_t ow = 0; ow < oW; ++ow) {
-              const T v = r[ow * sw];
-              yrow[ow] = v > yrow[ow] ? v : yrow[ow];
-            }
+        for (int64_t kw = 0; kw < kW; ++kw) {
+          const int64_t col = kw * dw;
+          const T* r = sw > 1 ? base + (col % sw) * pitch + col / sw : base + col;
+          if (kw == 0) {
+            for (int64_t ow = 0; ow < oW; ++ow) yrow[ow] = r[ow];
+          } else if (is_max) {
+            for (int64_t ow = 0; ow < oW; ++ow) yrow[ow] = r[ow] > yrow[ow] ? r[ow] : yrow[ow];
           } else {
-            for (int64_t ow = 0; ow < oW; ++ow) yrow[ow] += r[ow * sw];
+            for (int64_t ow = 0; ow < oW; ++ow) yrow[ow] += r[ow];
           }
         }
         if constexpr (std::is_floating_point<T>::value) {
           if (a.kind == PoolKind::kAvg) {
+            // Divisor = rows x columns in the window (never 0: an empty window sums to 0).
             const int64_t rows = a.count_include_pad ? td.padded[od] * th.padded[oh]
                                                      : (td.hi[od] - td.lo[od]) *
                                                            (th.hi[oh] - th.lo[oh]);
-            for (int64_t ow = 0; ow < oW; ++ow) {
-              const int64_t n = rows * (a.count_include_pad ? tw.padded[ow]
-                                                            : tw.hi[ow] - tw.lo[ow]);
-              yrow[ow] = n > 0 ? yrow[ow] / T(n) : T(0);
-            }
+            const T rt = T(std::max<int64_t>(rows, 1));
+            const T* cc = colcnt.data();
+            for (int64_t ow = 0; ow < oW; ++ow) yrow[ow] = yrow[ow] / (rt * cc[ow]);
           } else if (a.kind == PoolKind::kLp && a.p != 1) {
             for (int64_t ow = 0; ow < oW; ++ow)
               yrow[ow] = a.p == 2 ? std::sqrt(yrow[ow]) : std::pow(yrow[ow], T(1) / T(a.p));

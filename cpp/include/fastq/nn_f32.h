@@ -16,6 +16,14 @@
 namespace fastq {
 namespace nn {
 
+// Work (elements touched) below which waking the pool costs more than it saves.
+constexpr int64_t kMinTaskWork = 1 << 15;
+
+// Chunk length so one chunk of items, each touching `work_per_item` elements, is worth a task.
+inline int64_t min_items(int64_t work_per_item) {
+  return std::max<int64_t>(1, kMinTaskWork / std::max<int64_t>(work_per_item, 1));
+}
+
 // Runs f(begin, end) over [0, n) in at most 4 chunks per thread, each at least min_chunk long.
 template <class F>
 void parallel_chunks(int64_t n, int64_t min_chunk, const F& f) {
@@ -81,6 +89,17 @@ struct PoolArgs {
   int64_t p = 2;                   // Lp norm order
   bool col_major = false;          // MaxPool Indices storage_order = 1
 };
+
+// Winograd F(2x2, 3x3) for 3x3 stride-1 undilated 2-D conv (nn_winograd.cpp). Input:
+// x (C, H, W) with begin pads (ph, pw) -> v (16, C, th*tw), tile (i, j) reading padded rows
+// 2i..2i+3 and cols 2j..2j+3 (zeros outside the input). Output: m (16, M, th*tw) ->
+// y (M, oH, oW) = A^T m A per 2x2 tile, cropped, plus bias[M] (or nullptr).
+template <typename T>
+void winograd_f23_input(const T* x, int64_t C, int64_t H, int64_t W, int64_t ph, int64_t pw,
+                        int64_t th, int64_t tw, T* v);
+template <typename T>
+void winograd_f23_output(const T* m, int64_t M, int64_t th, int64_t tw, int64_t oH, int64_t oW,
+                         const T* bias, T* y);
 
 // Per-axis tap ranges of a pooling window: for output o, taps [lo, hi) fall inside the input;
 // padded[o] counts the taps inside the input plus its pads (count_include_pad's divisor).

@@ -3,8 +3,9 @@ at opset 14+, and the pre-9 ``spatial=0`` per-activation form), InstanceNormaliz
 LayerNormalization (with Mean / InvStdDev outputs), GroupNormalization (18: per-group
 scale/bias, 21: per-channel) and LRN.
 
-Statistics of float16/bfloat16-free float32 inputs are computed in float32, as ONNX Runtime
-does (stash_type 1); float64 inputs stay float64.
+Statistics are computed in the input's float dtype (float32 for float32, as ONNX Runtime's
+stash_type 1 does; float64 stays float64). Ops with optional extra outputs return as many
+values as the node declares outputs.
 """
 
 from __future__ import annotations
@@ -63,8 +64,9 @@ def batch_normalization(node: Node, x, scale, b, mean, var):
     mom = np.asarray(node.attr("momentum", 0.9), dtype=x.dtype)
     run_mean = (m_ * mom + bm * (1 - mom)).reshape(c)
     run_var = (v_ * mom + bv * (1 - mom)).reshape(c)
-    return (y.astype(x.dtype, copy=False), run_mean.astype(x.dtype, copy=False),
+    outs = (y.astype(x.dtype, copy=False), run_mean.astype(x.dtype, copy=False),
             run_var.astype(x.dtype, copy=False))
+    return outs[:max(1, len(node.outputs))]
 
 
 def _standardize(x: np.ndarray, axes: tuple, eps: float):
@@ -106,7 +108,7 @@ def layer_normalization(node: Node, x, scale, b=None):
     y = z * scale.astype(x.dtype, copy=False)
     if b is not None and b.size:
         y = y + b.astype(x.dtype, copy=False)
-    return y.astype(x.dtype, copy=False), mean, inv
+    return (y.astype(x.dtype, copy=False), mean, inv)[:max(1, len(node.outputs))]
 
 
 @register("GroupNormalization")
