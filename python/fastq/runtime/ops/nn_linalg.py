@@ -7,6 +7,7 @@ on they normalize along the single ``axis`` (default -1).
 
 from __future__ import annotations
 
+import ml_dtypes
 import numpy as np
 
 from ..registry import Node, register
@@ -23,9 +24,11 @@ def matmul(node: Node, a, b):
     if ka != kb:
         raise fail(node, f"inner dimensions differ: A {a.shape} x B {b.shape}")
     try:
-        return np.matmul(a, b)
+        y = np.matmul(a, b)
     except ValueError as e:
         raise fail(node, f"cannot broadcast A {a.shape} with B {b.shape}: {e}") from None
+    # numpy's matmul of ml_dtypes floats (bfloat16) returns float32; ONNX keeps T
+    return y if y.dtype == a.dtype else y.astype(a.dtype)
 
 
 @register("Gemm")
@@ -41,6 +44,8 @@ def gemm(node: Node, a, b, c=None):
         raise fail(node, f"inner dimensions differ: A' {a.shape} x B' {b.shape}")
     alpha, beta = node.attr("alpha", 1.0), node.attr("beta", 1.0)
     y = np.matmul(a, b)
+    if y.dtype != a.dtype:  # ml_dtypes floats: numpy computes in float32; ONNX keeps T
+        y = y.astype(a.dtype)
     if alpha != 1.0:
         y *= np.asarray(alpha, dtype=y.dtype)
     if c is not None and c.size and beta != 0.0:
@@ -73,10 +78,20 @@ def _axis_view(node: Node, x: np.ndarray):
 
 
 def _float(node: Node, x) -> np.ndarray:
+    """numpy floats, and ml_dtypes floats (bfloat16, float8) whose ufuncs numpy runs as the
+    ONNX reference does."""
     x = need(node, x, "input")
-    if not np.issubdtype(x.dtype, np.floating):
+    if not (np.issubdtype(x.dtype, np.floating) or _is_ml_float(x.dtype)):
         raise fail(node, f"input has dtype {x.dtype}; a float tensor is required")
     return x
+
+
+def _is_ml_float(dt: np.dtype) -> bool:
+    try:
+        ml_dtypes.finfo(dt)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 @register("Softmax")
