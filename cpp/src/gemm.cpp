@@ -46,21 +46,6 @@ std::shared_ptr<PackedB> pack_b(const int8_t* b, int64_t K, int64_t N, int64_t s
   return pb;
 }
 
-void pack_a_tiles(const uint8_t* a, int64_t lda, int64_t m, int64_t k0, int64_t ng, int mr,
-                  uint8_t* out) {
-  for (int64_t mb = 0; mb < m; mb += mr) {
-    uint8_t* blk = out + (mb / mr) * ng * mr * 4;
-    for (int r = 0; r < mr; ++r) {
-      if (mb + r < m) {
-        const uint8_t* row = a + (mb + r) * lda + k0;
-        for (int64_t g = 0; g < ng; ++g) std::memcpy(blk + (g * mr + r) * 4, row + g * 4, 4);
-      } else {
-        for (int64_t g = 0; g < ng; ++g) std::memset(blk + (g * mr + r) * 4, 0, 4);
-      }
-    }
-  }
-}
-
 namespace {
 
 // Work split: enough tiles to keep every thread busy, big enough to amortize the call.

@@ -71,12 +71,6 @@ void gemm_u8s8_sat16pair_avx2(const GemmTile& t);
 void gemm_u8s8_exact32_avx512vnni(const GemmTile& t);
 void gemm_u8s8_sat16pair_avx512vnni(const GemmTile& t);
 
-// Packs rows [0, m) x k [k0, k0 + 4*ng) of A (row stride lda) into micro-tile order
-// [m / mr][ng][mr][4], rows past m zero-filled, so a kernel reads every row's 4-byte k group
-// from one pointer plus a constant offset. Portable; called by the ISA kernels per K block.
-void pack_a_tiles(const uint8_t* a, int64_t lda, int64_t m, int64_t k0, int64_t ng, int mr,
-                  uint8_t* out);
-
 // The dispatch table (dispatch.cpp). Throws std::invalid_argument naming the missing CPU
 // feature when this host cannot run `impl`.
 GemmKernel gemm_kernel(Impl impl, Arith arith);

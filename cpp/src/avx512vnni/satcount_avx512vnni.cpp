@@ -22,8 +22,8 @@ constexpr int64_t kKc = 512;
 constexpr int kMR = 4;  // 4 rows x 2 vectors x (sat + exact) = 16 accumulators + 2 counters
 
 template <int MR>
-void micro(const uint8_t* ap, const int8_t* b, int64_t panel_stride, int64_t ng, int32_t* c,
-           int32_t* ce, int64_t ldc, int64_t ncols, bool first, int64_t* counts) {
+void micro(const uint8_t* ap, int64_t lda, const int8_t* b, int64_t panel_stride, int64_t ng,
+           int32_t* c, int32_t* ce, int64_t ldc, int64_t ncols, bool first, int64_t* counts) {
   __m512i sat[MR][2], ex[MR][2], cnt[2];
   __mmask16 mask[2];
   unroll<2>([&](auto v) {
@@ -41,10 +41,10 @@ void micro(const uint8_t* ap, const int8_t* b, int64_t panel_stride, int64_t ng,
     unroll<2>([&](auto v) {
       bv[v] = _mm512_load_si512(reinterpret_cast<const void*>(b + v * panel_stride + g * 64));
     });
-    const uint8_t* ag = ap + g * (kMR * 4);
+    const uint8_t* ag = ap + g * 4;
     unroll<MR>([&](auto r) {
       int32_t a4;
-      std::memcpy(&a4, ag + r * 4, 4);
+      std::memcpy(&a4, ag + r * lda, 4);
       const __m512i av = _mm512_set1_epi32(a4);
       unroll<2>([&](auto v) {
         ex[r][v] = _mm512_dpbusd_epi32(ex[r][v], av, bv[v]);
@@ -76,8 +76,8 @@ void micro(const uint8_t* ap, const int8_t* b, int64_t panel_stride, int64_t ng,
   });
 }
 
-using MicroFn = void (*)(const uint8_t*, const int8_t*, int64_t, int64_t, int32_t*, int32_t*,
-                         int64_t, int64_t, bool, int64_t*);
+using MicroFn = void (*)(const uint8_t*, int64_t, const int8_t*, int64_t, int64_t, int32_t*,
+                         int32_t*, int64_t, int64_t, bool, int64_t*);
 
 template <int... R>
 constexpr std::array<MicroFn, sizeof...(R)> make_table(std::integer_sequence<int, R...>) {
@@ -90,20 +90,17 @@ void gemm_u8s8_satcount_avx512vnni(const GemmTile& t, int32_t* c_exact, int64_t*
   static constexpr auto table = make_table(std::make_integer_sequence<int, kMR>{});
   const PackedB& b = *t.b;
   const int64_t Kp = b.Kp, panel_stride = Kp * kPanel;
-  const int64_t mblocks = (t.m + kMR - 1) / kMR;
-  AlignedPtr<uint8_t> apack = make_aligned<uint8_t>(static_cast<size_t>(mblocks * kMR * kKc));
   // A lone last panel runs as a 2-vector tile whose second vector re-reads the same panel
   // (stride 0) and has no columns: its stores are masked off and its count is not added.
   for (int64_t k0 = 0; k0 < Kp; k0 += kKc) {
     const int64_t ng = std::min(kKc, Kp - k0) / kGroup;
-    pack_a_tiles(t.a, t.lda, t.m, k0, ng, kMR, apack.get());
     for (int64_t p = t.p0; p < t.p1; p += 2) {
       const bool two = p + 1 < t.p1;
       const int8_t* bp = b.panel(p) + k0 * kPanel;
       const int64_t ncols = std::min<int64_t>((two ? 2 : 1) * kPanel, b.N - p * kPanel);
       for (int64_t m = 0; m < t.m; m += kMR) {
         const int mr = static_cast<int>(std::min<int64_t>(kMR, t.m - m));
-        table[mr - 1](apack.get() + (m / kMR) * ng * kMR * 4, bp, two ? panel_stride : 0, ng,
+        table[mr - 1](t.a + m * t.lda + k0, t.lda, bp, two ? panel_stride : 0, ng,
                       t.c + m * t.ldc + p * kPanel, c_exact + m * t.ldc + p * kPanel, t.ldc,
                       ncols, k0 == 0, counts + p * kPanel);
       }
