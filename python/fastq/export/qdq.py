@@ -43,9 +43,21 @@ def bias_scale_guard(b: np.ndarray, x_scale: np.float32, w_scale: np.ndarray
     return w_scale, big
 
 
-def build(g: Graph, plan, act_qp: Dict[str, QParams], w_qp: Dict[str, QParams]
-          ) -> Tuple[onnx.ModelProto, Dict[str, dict]]:
-    """The QDQ model; and per layer what the export decided (bias quantized, scales enlarged)."""
+def as_u8(qp: QParams) -> QParams:
+    """A signed activation grid written as uint8 with the zero point shifted by 128: the same
+    levels and the same dequantized values (x86 int8 kernels take u8 activations; ONNX
+    Runtime converts s8 Q/DQ to u8 itself, but not when one DQ feeds several nodes, which
+    would leave those layers unfused)."""
+    if not qp.signed:
+        return qp
+    return replace(qp, zero_point=(qp.zero_point + 128).astype(np.int32), dtype=np.uint8,
+                   qmin=qp.qmin + 128, qmax=qp.qmax + 128, signed=False)
+
+
+def build(g: Graph, plan, act_qp: Dict[str, QParams], w_qp: Dict[str, QParams],
+          u8_activations: bool = True) -> Tuple[onnx.ModelProto, Dict[str, dict]]:
+    """The QDQ model; and per layer what the export decided (bias quantized, scales enlarged).
+    ``u8_activations``: signed activation grids are written as u8 with zero point + 128."""
     e = Graph(g.to_model())
     nodes = {n.name: n for n in e.nodes}
     new: List[onnx.NodeProto] = []
@@ -55,6 +67,8 @@ def build(g: Graph, plan, act_qp: Dict[str, QParams], w_qp: Dict[str, QParams]
         qp = act_qp.get(t)
         if qp is None:
             continue
+        if u8_activations:
+            qp = as_u8(qp)
         s, z = e.fresh(t + "_scale"), e.fresh(t + "_zero_point")
         e.inits[s] = qp.scale
         e.inits[z] = qp.zero_point_typed
