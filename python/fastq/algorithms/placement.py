@@ -223,7 +223,8 @@ def _mark_saturation_fix(g: Graph, plan: Plan, sat: SaturationFix) -> None:
         for w in plan.weights.values():
             w.saturation_fix = True
         return
-    # first_layer: weighted layers reached from each model input without passing another one
+    # first_layer: on every path from a model input, the first Conv/ConvTranspose/MatMul/Gemm
+    # (a MatMul of two activations ends the path too, as POT's traversal stops at MatMul)
     cons = g.consumers()
     for inp in g.input_names:
         seen, stack = set(), [inp]
@@ -235,5 +236,5 @@ def _mark_saturation_fix(g: Graph, plan: Plan, sat: SaturationFix) -> None:
                 seen.add(c.name)
                 if c.name in plan.weights:
                     plan.weights[c.name].saturation_fix = True
-                else:
+                elif c.op_type not in WEIGHTED:
                     stack.extend(o for o in c.output if o)
