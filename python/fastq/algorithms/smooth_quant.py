@@ -55,8 +55,14 @@ def smooth_quant(g: Graph, samples, alpha: float, ignored) -> Dict[str, dict]:
 
     def cb(name, a):
         cols[name].update(np.asarray(a, np.float32), name=name)
-    for feeds in samples:
-        sess.run_with_intermediates(feeds, cols.keys(), cb)
+    from .statistics import batches
+    try:
+        for feeds in batches(sess, samples):     # abs-max over any batching is the same
+            sess.run_with_intermediates(feeds, cols.keys(), cb)
+    except Exception:
+        cols = {x: fstats.AbsMaxCollector(channel_axis=-1) for x in cands}
+        for feeds in samples:
+            sess.run_with_intermediates(feeds, cols.keys(), cb)
     prods = g.producers()
     done: Dict[str, dict] = {}
     for x, users in cands.items():
