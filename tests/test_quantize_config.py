@@ -211,3 +211,18 @@ def test_mode_enum_in_plan(resnet):
     assert all(w["mode"] == Mode.SYMMETRIC.value for w in summary["weights"].values())
     assert all(a["range_estimator"]["max"]["aggregator"] == "mean"
                for a in summary["activations"].values())
+
+
+def test_attention_mask_add_not_quantized_without_model_type():
+    # no model_type: the Add of scores and mask is an Add of two activations, but the mask's
+    # calibrated range holds -3.4e38 sentinels, so neither input is quantized (rule+statistics)
+    m, make = B.bert_like()
+    res = fastq.quantize(m, make(20, 1), progress=False)
+    add = next(n for n in m.graph.node if n.name.startswith("maskadd"))
+    assert not any(t in res.report.activations for t in add.input)
+    assert any("mask" in d and "sentinel" in d and add.input[0] in d
+               for d in res.report.decisions)
+    dqs = dq_params(res.model)
+    assert not any(x in dqs for x in node(res.model, add.name).input)
+    ref = run_all(ort_session(m), make(10, seed=7))
+    assert sqnr_db(ref, run_all(ort_session(res.model), make(10, seed=7))) > 20

@@ -79,6 +79,8 @@ class Graph:
                 used.add(name)
             seen.add(n.name)
         self._uniq = 0
+        self._reserved: set = set()
+        self._names_cache = None
 
     from_model = classmethod(lambda cls, m: cls(m))
 
@@ -95,20 +97,26 @@ class Graph:
                 o.version = version
 
     def fresh(self, base: str) -> str:
-        """A tensor/node name not used anywhere in the graph."""
+        """A tensor/node name not used anywhere in the graph (nor handed out before: new
+        names are meant to be added to the graph, so they are reserved at once)."""
         taken = self._names()
         name = base
-        while name in taken:
+        while name in taken or name in self._reserved:
             self._uniq += 1
             name = f"{base}_{self._uniq}"
+        self._reserved.add(name)
         return name
 
     def _names(self) -> set:
+        key = (len(self.nodes), len(self.inits), id(self.nodes))
+        if self._names_cache is not None and self._names_cache[0] == key:
+            return self._names_cache[1]
         s = set(self.inits) | {vi.name for vi in self.inputs} | {n.name for n in self.nodes}
         for n in self.nodes:
             s.update(n.input)
             s.update(n.output)
-        return s
+        self._names_cache = (key, frozenset(s))
+        return self._names_cache[1]
 
     def producers(self) -> Dict[str, onnx.NodeProto]:
         return {o: n for n in self.nodes for o in n.output if o}
