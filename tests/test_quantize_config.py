@@ -226,3 +226,33 @@ def test_attention_mask_add_not_quantized_without_model_type():
     assert not any(x in dqs for x in node(res.model, add.name).input)
     ref = run_all(ort_session(m), make(10, seed=7))
     assert sqnr_db(ref, run_all(ort_session(res.model), make(10, seed=7))) > 20
+
+
+@pytest.mark.parametrize("params", [
+    {"weights": {"mode": "asymmetric"}},
+    {"activations": {"bits": 7}, "weights": {"bits": 7}},
+    {"range_estimator": {"preset": "quantile"}},
+    {"activations": {"range_estimator": {"max": {"aggregator": "hl_estimator"},
+                                         "min": {"aggregator": "mean_no_outliers"}}}},
+    {"stat_subset_size": 5, "shuffle_data": True, "seed": 3},
+    {"target_device": "CPU_SPR"},
+], ids=["w_asym", "bits7", "quantile", "hl_est", "subset", "cpu_spr"])
+def test_config_keys_export_runs(resnet, params):
+    res = q(resnet, **params)
+    onnx.checker.check_model(res.model)
+    m, make = B.resnet_like()
+    ev = make(8, seed=9)
+    assert sqnr_db(run_all(ort_session(m), ev), run_all(ort_session(res.model), ev)) > 25
+    if "stat_subset_size" in params:
+        assert res.report.samples == 5
+    if "weights" in params and params["weights"].get("bits") == 7:
+        for w in int_weights(res).values():
+            assert np.abs(w.astype(int)).max() <= 63
+    if params.get("weights", {}).get("mode") == "asymmetric":
+        assert any(np.any(dq_params(res.model)[node(res.model, k).input[1]][2])
+                   for k in res.report.layers)
+
+
+def test_perchannel_activations_rejected(resnet):
+    with pytest.raises(fastq.ConfigError, match="activations.granularity"):
+        q(resnet, activations={"granularity": "perchannel"})

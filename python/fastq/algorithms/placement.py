@@ -127,6 +127,12 @@ def build_plan(g: Graph, params) -> Plan:
     w_layer = resolve_layer(params, Role.WEIGHTS)
     act_layers = {m: resolve_layer(params, Role.ACTIVATIONS, mode=m) for m in Mode}
     act_default = resolve_layer(params, Role.ACTIVATIONS)
+    if act_default.granularity is Granularity.PERCHANNEL:
+        # ONNX Runtime's int8 ops (QLinearConv, QLinearAdd, QLinearGlobalAveragePool, ...)
+        # take one activation scale; a per-axis activation Q/DQ would fuse and then fail.
+        raise ConfigError("activations.granularity: 'perchannel' is not supported by the QDQ "
+                          "export (ONNX Runtime's int8 ops take per-tensor activation "
+                          "scales); use 'pertensor'")
 
     alias: Dict[str, str] = {}
 
