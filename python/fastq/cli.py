@@ -6,7 +6,6 @@ Bad input exits with status 2 and one line ``fastq: error: ...`` on stderr.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 

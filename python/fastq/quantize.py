@@ -99,7 +99,6 @@ def quantize(model: Any, calibration_data: Any, config: Any = None, *,
     g = Graph(proto)
     check_scope(params, [n.name for n in g.nodes])
     transforms = prepare(g)
-    float_model = g.to_model()
     specs = input_specs(g.inputs)
     samples = read_samples(calibration_data, specs, params.stat_subset_size,
                            params.shuffle_data, params.seed)
@@ -117,10 +116,7 @@ def quantize(model: Any, calibration_data: Any, config: Any = None, *,
     plan = build_plan(g, params)
     use_bc = algo.name is AlgorithmName.DEFAULT_QUANTIZATION
     sites = bc.find_sites(g, plan, params.apply_for_all_nodes) if use_bc else {}
-    try:
-        session = InferenceSession(g.to_model())
-    except ModelError:
-        raise
+    session = InferenceSession(g.to_model())      # an unsupported op fails here, by name
     requests = [RangeRequest(t, q.layer.range_estimator, q.channel_axis)
                 for t, q in plan.activations.items()]
     means = {}
@@ -165,7 +161,6 @@ def quantize(model: Any, calibration_data: Any, config: Any = None, *,
     qdq, export_info = build(g, plan, act_qp, final_w)
     _fill_report(report, g, plan, act_qp, final_w, w_qp, stats, bc_result, export_info)
     timings["total"] = time.perf_counter() - t_start
-    del float_model
     return QuantizationResult(qdq, report, plan)
 
 

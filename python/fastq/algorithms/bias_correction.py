@@ -12,7 +12,7 @@ max |new - old| / |old| < threshold (POT: never when some old bias is 0, unless
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict
 
 import numpy as np
 import onnx

@@ -15,7 +15,7 @@ import onnx
 from onnx import helper
 
 from .. import qparams as qp_mod
-from ..graph.ir import Graph, attrs
+from ..graph.ir import Graph
 from ..qparams import QParams
 
 INT32_MAX = 2**31 - 1
@@ -122,7 +122,3 @@ def build(g: Graph, plan, act_qp: Dict[str, QParams], w_qp: Dict[str, QParams],
     if e.opset < 13:
         e.set_opset(13)
     return e.to_model(), info
-
-
-def layer_attrs(n: onnx.NodeProto) -> dict:
-    return attrs(n)
