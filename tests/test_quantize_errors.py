@@ -179,11 +179,15 @@ def test_cli_errors_one_line(small, tmp_path, capsys, problem):
     assert not out.exists() and _leftovers(tmp_path) == []
 
 
-def test_demo_accuracy(tmp_path):
-    from fastq import demo
-    lines = []
-    res = demo.run(str(tmp_path / "demo.onnx"), progress=False, echo=lines.append)
-    assert res["float"] > 0.95
-    assert res["int8 exact32"] >= res["float"] - 0.01
-    assert res["int8 sat16pair"] >= res["float"] - 0.01
-    assert (tmp_path / "demo.onnx").exists() and any("written to" in s for s in lines)
+def test_demo_accuracy(tmp_path, capsys):
+    out = tmp_path / "demo.onnx"
+    assert main(["demo", "-o", str(out), "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    acc = {line.split("accuracy")[1].rsplit(None, 2)[0].strip():
+           float(line.rsplit(None, 2)[1]) / 100 for line in text.splitlines()
+           if "accuracy" in line}
+    assert set(acc) == {"float", "int8 exact32", "int8 sat16pair"}, text
+    assert acc["float"] > 0.95
+    assert acc["int8 exact32"] >= acc["float"] - 0.01
+    assert acc["int8 sat16pair"] >= acc["float"] - 0.01
+    assert out.exists() and f"written to {out}" in text and "quantization took" in text

@@ -26,6 +26,7 @@ from .config.types import AlgorithmName, ModelType
 from .data import input_specs, read_samples
 from .errors import ConfigError, ModelError
 from .export import build, save_model
+from .export.qdq import as_u8
 from .graph.ir import Graph, load_model
 from .graph.transforms import prepare, upgrade_opset
 from .report import Report
@@ -189,9 +190,12 @@ def _fill_report(report, g, plan, act_qp, final_w, w_qp, stats, bc_result, expor
         if qp is None:
             continue
         lo, hi = stats.ranges[t]
+        stored = as_u8(qp)                 # what the QDQ file holds (same levels)
         report.activations[t] = {"min": -np.abs(hi) if lo is None else lo, "max": hi,
                                  "scale": qp.scale, "zero_point": qp.zero_point,
                                  "dtype": np.dtype(qp.dtype).name, "mode": str(qp.mode),
+                                 "stored_dtype": np.dtype(stored.dtype).name,
+                                 "stored_zero_point": stored.zero_point,
                                  "group": q.group, "consumers": [n for n, _ in q.consumers],
                                  "why": q.reasons}
     report.ignored = dict(plan.ignored)

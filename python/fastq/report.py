@@ -62,12 +62,14 @@ class Report:
                          f"{s.min():.3g}..{s.max():.3g} | {v['saturation_fix']} | "
                          f"{'-' if shift is None else f'{np.max(np.abs(shift)):.3g}'} | "
                          f"{v.get('bias_corrected', False)} |")
-        lines += ["", "## Activations", "", "| tensor | range | scale | zero point | dtype |",
-                  "|---|---|---|---|---|"]
+        lines += ["", "## Activations", "",
+                  "| tensor | range | scale | zero point | grid | stored as |",
+                  "|---|---|---|---|---|---|"]
         for k, v in self.activations.items():
             lines.append(f"| {k} | [{np.min(v['min']):.4g}, {np.max(v['max']):.4g}] | "
                          f"{np.max(v['scale']):.4g} | {np.max(v['zero_point'])} | "
-                         f"{v['dtype']} |")
+                         f"{v['dtype']} | {v.get('stored_dtype', v['dtype'])} zp "
+                         f"{np.max(v.get('stored_zero_point', v['zero_point']))} |")
         if self.ignored:
             lines += ["", "## Left in float", ""]
             lines += [f"- {k}: {v}" for k, v in self.ignored.items()]
