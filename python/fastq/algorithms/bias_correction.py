@@ -87,38 +87,40 @@ def _decide(old: np.ndarray, new: np.ndarray, threshold: float, created: bool) -
     return mag < threshold, mag
 
 
-def _layer_model(g: Graph, n: onnx.NodeProto, x_shape, act_qp, w_qp, wq, axis_x) -> onnx.ModelProto:
-    """Q/DQ(x) -> layer(x, DQ(w_int8)) with no bias, as a one-node model."""
+def _layer_parts(g: Graph, n: onnx.NodeProto, k: int, x_shape, act_qp, w_qp, wq, axis_x):
+    """Q/DQ(x) -> layer(x, DQ(w_int8)) with no bias, names prefixed ``l{k}_``: the nodes,
+    initializers, input and output of one layer's correction subgraph. Fresh inputs, so
+    no graph input is ever duplicated."""
     from .. import qparams as qp_mod
-    inits = []
-    nodes = []
-    xs = numpy_helper.from_array(np.asarray(act_qp.scale, np.float32), "xs")
-    xz = numpy_helper.from_array(act_qp.zero_point_typed, "xz")
+    p = f"l{k}_"
     kw = {"axis": axis_x} if act_qp.per_channel else {}
-    nodes += [helper.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"], **kw),
-              helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"], **kw)]
-    w = g.inits[wq.tensor]
-    inits += [xs, xz, numpy_helper.from_array(qp_mod.quantize(w, w_qp, wq.axis), "wq"),
-              numpy_helper.from_array(np.asarray(w_qp.scale, np.float32), "ws"),
-              numpy_helper.from_array(w_qp.zero_point_typed, "wz")]
     wkw = {"axis": wq.axis} if w_qp.per_channel else {}
-    nodes.append(helper.make_node("DequantizeLinear", ["wq", "ws", "wz"], ["wd"], **wkw))
-    layer = helper.make_node(n.op_type, ["xd", "wd"], ["y"], name=n.name)
+    nodes = [helper.make_node("QuantizeLinear", [p + "x", p + "xs", p + "xz"], [p + "xq"], **kw),
+             helper.make_node("DequantizeLinear", [p + "xq", p + "xs", p + "xz"], [p + "xd"],
+                              **kw),
+             helper.make_node("DequantizeLinear", [p + "wq", p + "ws", p + "wz"], [p + "wd"],
+                              **wkw)]
+    layer = helper.make_node(n.op_type, [p + "xd", p + "wd"], [p + "y"], name=p + n.name)
     layer.attribute.extend(n.attribute)
     nodes.append(layer)
-    graph = helper.make_graph(nodes, "bias_correction", [helper.make_tensor_value_info(
-        "x", onnx.TensorProto.FLOAT, list(x_shape))],
-        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [f"d{i}" for i in range(len(x_shape))])], inits)
-    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", max(g.opset, 13))])
-    m.ir_version = 8
-    return m
+    w = g.inits[wq.tensor]
+    inits = [numpy_helper.from_array(np.asarray(act_qp.scale, np.float32), p + "xs"),
+             numpy_helper.from_array(act_qp.zero_point_typed, p + "xz"),
+             numpy_helper.from_array(qp_mod.quantize(w, w_qp, wq.axis), p + "wq"),
+             numpy_helper.from_array(np.asarray(w_qp.scale, np.float32), p + "ws"),
+             numpy_helper.from_array(w_qp.zero_point_typed, p + "wz")]
+    vin = helper.make_tensor_value_info(p + "x", onnx.TensorProto.FLOAT, list(x_shape))
+    vout = helper.make_tensor_value_info(p + "y", onnx.TensorProto.FLOAT,
+                                         [f"{p}d{i}" for i in range(len(x_shape))])
+    return nodes, inits, vin, vout
 
 
 def fast_bias_correction(g: Graph, plan, sites: Dict[str, BiasSite], stats, act_qp, w_qp,
                          threshold: float, progress=None) -> Dict[str, dict]:
+    """All layers' subgraphs side by side in one model, run once in exact32."""
     nodes = {n.name: n for n in g.nodes}
-    out: Dict[str, dict] = {}
-    for name, s in sites.items():
+    parts, feeds, todo = [], {}, []
+    for k, (name, s) in enumerate(sites.items()):
         n = nodes[name]
         x = n.input[0]
         qp = act_qp.get(x)
@@ -128,10 +130,21 @@ def fast_bias_correction(g: Graph, plan, sites: Dict[str, BiasSite], stats, act_
         xm = stats.means[x].astype(np.float32)
         bshape = [1] * len(shape)
         bshape[s.in_axis] = -1
-        feed = np.ascontiguousarray(np.broadcast_to(xm.reshape(bshape), shape), np.float32)
-        sess = InferenceSession(_layer_model(g, n, shape, qp, w_qp[name], plan.weights[name],
-                                             s.in_axis), arith="exact32")
-        y = sess.run(None, {"x": feed})[0]
+        feeds[f"l{k}_x"] = np.ascontiguousarray(np.broadcast_to(xm.reshape(bshape), shape),
+                                                np.float32)
+        parts.append(_layer_parts(g, n, k, shape, qp, w_qp[name], plan.weights[name],
+                                  s.in_axis))
+        todo.append((k, name, s))
+    if not todo:
+        return {}
+    graph = helper.make_graph([x for p in parts for x in p[0]], "fast_bias_correction",
+                              [p[2] for p in parts], [p[3] for p in parts],
+                              [x for p in parts for x in p[1]])
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", max(g.opset, 13))])
+    m.ir_version = 8
+    ys = InferenceSession(m, arith="exact32").run(None, feeds)
+    out: Dict[str, dict] = {}
+    for (k, name, s), y in zip(todo, ys):
         q_mean = np.asarray(fstats.mean(np.ascontiguousarray(y, np.float32),
                                         channel_axis=s.out_axis), np.float64)
         old = g.inits[s.bias].astype(np.float64)
