@@ -4,7 +4,7 @@ Fast: per layer, the per-channel mean of its float input is fed through the quan
 (QDQ input, int8 weights, no bias) in the fastq executor with ``arith="exact32"``; new bias =
 float output mean - that output's per-channel mean. Full: layer by layer in topological levels
 on 20% of the samples, the quantized model (upstream layers already corrected) is run and each
-layer's bias is moved by float mean - quantized mean. A change is applied only if
+layer's bias is moved by float mean - quantized mean (both means over that same subset). A change is applied only if
 max |new - old| / |old| < threshold (POT: never when some old bias is 0, unless
 ``apply_for_all_nodes`` created the bias).
 """
@@ -166,6 +166,15 @@ def full_bias_correction(g: Graph, plan, sites: Dict[str, BiasSite], stats, samp
     layers of one level can be measured in one run after the levels before are corrected."""
     level = _levels(g, sites)
     out: Dict[str, dict] = {}
+    # float means over the same subset the quantized runs see (POT: one subset for both)
+    fsess = InferenceSession(g.to_model())
+    fcols = {s.out: fstats.MeanCollector(channel_axis=s.out_axis) for s in sites.values()}
+
+    def fcb(name, x):
+        fcols[name].update(np.asarray(x, np.float32), name=name)
+    for feeds in samples:
+        fsess.run_with_intermediates(feeds, fcols.keys(), fcb)
+    fp_mean = {t: np.asarray(c.result(), np.float64) for t, c in fcols.items()}
     for lv in sorted(set(level.values())):
         todo = [k for k, v in level.items() if v == lv]
         sess = InferenceSession(export(), arith="exact32")
@@ -179,7 +188,7 @@ def full_bias_correction(g: Graph, plan, sites: Dict[str, BiasSite], stats, samp
         for k in todo:
             s = sites[k]
             old = g.inits[s.bias].astype(np.float64)
-            new = old + stats.means[s.out] - np.asarray(cols[s.out].result(), np.float64)
+            new = old + fp_mean[s.out] - np.asarray(cols[s.out].result(), np.float64)
             ok, mag = _decide(old, new, threshold, s.created)
             if ok:
                 g.inits[s.bias] = new.astype(np.float32)
