@@ -58,3 +58,18 @@ def test_fixed_batch_reshape_falls_back():
     np.testing.assert_allclose(hi, np.mean([np.maximum(d["x"], 0).max() for d in data]))
     res = fastq.quantize(m, data, progress=False)
     assert "mm" in res.report.layers
+
+
+def test_dynamic_sequence_lengths():
+    # samples of different sequence lengths: batched runs group equal shapes; the export keeps
+    # the symbolic axes and runs at a length never seen in calibration
+    m, make = B.bert_like()
+    data = make(10, seed=1, seq=8) + make(7, seed=2, seq=12) + make(5, seed=3, seq=8)
+    res = fastq.quantize(m, data, {"name": "DefaultQuantization",
+                                   "params": {"model_type": "transformer"}}, progress=False)
+    assert res.report.samples == 22
+    dims = [d.dim_param for d in res.model.graph.input[0].type.tensor_type.shape.dim]
+    assert dims[:2] == ["B", "S"]
+    from models.util import ort_session, run_all, sqnr_db
+    ev = make(4, seed=5, seq=16)
+    assert sqnr_db(run_all(ort_session(m), ev), run_all(ort_session(res.model), ev)) > 20
