@@ -69,6 +69,12 @@ def test_ort_fuses_int8_ops(case, tmp_path):
     ops = fused_ops(case["result"].model, tmp_path)
     missing = case["ops"] - set(ops)
     assert not missing, f"{case['name']}: ORT did not fuse {missing}; optimized graph: {ops}"
+    if case["name"] == "resnet":
+        # every Conv fused with its Relu (the Relu's output carries the quantizer), the
+        # residual Adds, the Concat and the pooling stay int8: no float compute is left
+        n_conv = sum(n.op_type == "Conv" for n in case["model"].graph.node)
+        assert ops["QLinearConv"] == n_conv
+        assert not {"Conv", "Relu", "Add", "Concat", "DequantizeLinear"} & set(ops), ops
 
 
 def test_ort_agrees_with_fastq_exact32(case):
