@@ -18,31 +18,27 @@ from ..graph.ir import Graph, attrs
 from ..runtime import InferenceSession
 
 S_MIN = 1e-5
+# An activation with other consumers (e.g. a residual Add) is smoothed on the MatMul branch
+# only, by a Mul; folding into a LayerNormalization needs the MatMuls to be its only readers.
 
 
 def _candidates(g: Graph, ignored) -> Dict[str, List]:
+    """activation -> the MatMuls reading it as input 0 with a constant float [K, N] weight
+    (one K). Other consumers of the activation keep the unsmoothed tensor."""
     cons = g.consumers()
     out = {}
     for x, users in cons.items():
-        if g.is_const(x) or not users:
+        if g.is_const(x):
             continue
-        ok = True
-        k = None
+        mm = []
         for n, i in users:
-            if n.op_type != "MatMul" or i != 0 or ignored.is_ignored(n.name, n.op_type,
-                                                                      attrs(n)):
-                ok = False
-                break
-            w = n.input[1]
-            if not g.is_const(w) or g.inits[w].ndim != 2 or g.inits[w].dtype != np.float32:
-                ok = False
-                break
-            if k is not None and g.inits[w].shape[0] != k:
-                ok = False
-                break
-            k = g.inits[w].shape[0]
-        if ok:
-            out[x] = [n for n, _ in users]
+            w = n.input[1] if len(n.input) > 1 else ""
+            if n.op_type == "MatMul" and i == 0 and g.is_const(w) and \
+                    g.inits[w].ndim == 2 and g.inits[w].dtype == np.float32 and \
+                    not ignored.is_ignored(n.name, n.op_type, attrs(n)):
+                mm.append(n)
+        if mm and len({g.inits[n.input[1]].shape[0] for n in mm}) == 1:
+            out[x] = mm
     return out
 
 
