@@ -271,3 +271,19 @@ def test_full_bias_correction_removes_output_bias():
         got = np.stack([ort_session(r.model).run(None, e)[0][0] for e in ev])
         return np.abs((got - ref).mean(axis=0)).mean()
     assert mean_err({"use_fast_bias": False}) < 0.6 * mean_err({"threshold": 1e-12})
+
+
+def test_ignored_reasons_and_algorithm_choice(resnet):
+    layer = q(resnet).plan.layers[0]
+    res = q(resnet, ignored={"scope": [layer], "operations": [{"type": "Concat"}],
+                             "patterns": ["gemm.*"]})
+    why = res.report.ignored
+    assert why[layer] == "ignored.scope"
+    assert next(v for k, v in why.items() if k.startswith("concat")) == "ignored.operations"
+    assert next(v for k, v in why.items() if k.startswith("gemm")) == "ignored.patterns"
+    mm = fastq.quantize(resnet[0], resnet[1], {"name": "MinMaxQuantization", "params": {}},
+                        progress=False)
+    assert not any(v["bias_corrected"] for v in mm.report.layers.values())
+    with pytest.raises(fastq.ConfigError, match="DefaultQuantization"):
+        fastq.quantize(resnet[0], resnet[1], {"name": "AccuracyAwareQuantization",
+                                              "params": {}}, progress=False)
