@@ -110,7 +110,8 @@ def quantize(model: Any, calibration_data: Any, config: Any = None, *,
     if params.model_type is ModelType.TRANSFORMER and params.smooth_quant_alpha is not None:
         from .algorithms.smooth_quant import smooth_quant
         t0 = time.perf_counter()
-        sq = smooth_quant(g, samples, params.smooth_quant_alpha, config_mod.effective_ignored(params))
+        sq = smooth_quant(g, samples, params.smooth_quant_alpha,
+                          config_mod.effective_ignored(params))
         timings["smooth_quant"] = time.perf_counter() - t0
         report.transforms["smooth_quant"] = sq
 

@@ -4,9 +4,9 @@ Fast: per layer, the per-channel mean of its float input is fed through the quan
 (QDQ input, int8 weights, no bias) in the fastq executor with ``arith="exact32"``; new bias =
 float output mean - that output's per-channel mean. Full: layer by layer in topological levels
 on 20% of the samples, the quantized model (upstream layers already corrected) is run and each
-layer's bias is moved by float mean - quantized mean (both means over that same subset). A change is applied only if
-max |new - old| / |old| < threshold (POT: never when some old bias is 0, unless
-``apply_for_all_nodes`` created the bias).
+layer's bias is moved by float mean - quantized mean (both means over that same subset). A
+change is applied only if max |new - old| / |old| < threshold (POT: never when some old bias
+is 0, unless ``apply_for_all_nodes`` created the bias).
 """
 
 from __future__ import annotations
