@@ -73,3 +73,38 @@ def test_dynamic_sequence_lengths():
     from models.util import ort_session, run_all, sqnr_db
     ev = make(4, seed=5, seq=16)
     assert sqnr_db(run_all(ort_session(m), ev), run_all(ort_session(res.model), ev)) > 20
+
+
+def test_pytorch_style_shape_chain():
+    # Shape -> Gather -> Unsqueeze -> Concat -> Reshape (a traced flatten), Constant nodes,
+    # a Transpose/Reshape chain: int64 shape tensors are never quantized, the model runs
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.standard_normal((4, 3, 3, 3)).astype(np.float32), "w")
+    fc = numpy_helper.from_array(rng.standard_normal((64, 5)).astype(np.float32), "fc")
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c"], ["r"], name="relu"),
+        helper.make_node("Transpose", ["r"], ["t"], name="tr", perm=[0, 2, 3, 1]),
+        helper.make_node("Shape", ["t"], ["s"], name="shape"),
+        helper.make_node("Constant", [], ["zero"], name="k0",
+                         value=numpy_helper.from_array(np.array(0, np.int64))),
+        helper.make_node("Gather", ["s", "zero"], ["n"], name="gather", axis=0),
+        helper.make_node("Unsqueeze", ["n", "ax"], ["n1"], name="unsq"),
+        helper.make_node("Concat", ["n1", "minus1"], ["shp"], name="cat", axis=0),
+        helper.make_node("Reshape", ["t", "shp"], ["f"], name="reshape"),
+        helper.make_node("MatMul", ["f", "fc"], ["y"], name="mm")]
+    inits = [w, fc, numpy_helper.from_array(np.array([0], np.int64), "ax"),
+             numpy_helper.from_array(np.array([-1], np.int64), "minus1")]
+    g = helper.make_graph(nodes, "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 4, 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 5])],
+                          inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    data = [rng.standard_normal((1, 3, 4, 4)).astype(np.float32) for _ in range(20)]
+    res = fastq.quantize(m, data, progress=False)
+    assert set(res.report.layers) == {"conv", "mm"}
+    assert "shp" not in res.report.activations and "n1" not in res.report.activations
+    from models.util import ort_session, sqnr_db
+    x = np.concatenate(data[:5])
+    assert sqnr_db(ort_session(m).run(None, {"x": x})[0],
+                   ort_session(res.model).run(None, {"x": x})[0]) > 15

@@ -28,7 +28,7 @@ from .errors import ConfigError, ModelError
 from .export import build, save_model
 from .export.qdq import as_u8
 from .graph.ir import Graph, load_model
-from .graph.transforms import prepare, upgrade_opset
+from .graph.transforms import infer_shapes, prepare, upgrade_opset
 from .report import Report
 from .runtime import InferenceSession
 
@@ -114,6 +114,8 @@ def quantize(model: Any, calibration_data: Any, config: Any = None, *,
                           config_mod.effective_ignored(params))
         timings["smooth_quant"] = time.perf_counter() - t0
         report.transforms["smooth_quant"] = sq
+        if sq:
+            infer_shapes(g)                       # types of the inserted tensors
 
     plan = build_plan(g, params)
     use_bc = algo.name is AlgorithmName.DEFAULT_QUANTIZATION

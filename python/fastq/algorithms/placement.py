@@ -23,7 +23,7 @@ from ..graph.ir import Graph, attrs
 
 WEIGHTED = ("Conv", "ConvTranspose", "MatMul", "Gemm")
 POOLS = ("MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool")
-_FLOAT = (onnx.TensorProto.FLOAT, None)
+_FLOAT = (onnx.TensorProto.FLOAT,)     # unknown types are never quantized
 
 
 @dataclass
@@ -135,9 +135,17 @@ def build_plan(g: Graph, params) -> Plan:
                           "scales); use 'pertensor'")
 
     alias: Dict[str, str] = {}
+    unknown: set = set()
 
     def is_float_act(t: str) -> bool:
-        return bool(t) and not g.is_const(t) and g.elem_type(t) in _FLOAT
+        if not t or g.is_const(t):
+            return False
+        et = g.elem_type(t)
+        if et is None and t not in unknown:
+            unknown.add(t)
+            plan.decisions.append(f"not quantized: {t} (its type is unknown: ONNX shape "
+                                  "inference could not type it)")
+        return et in _FLOAT
 
     def want(t: str, node: onnx.NodeProto, idx: int, why: str, mode: Optional[Mode] = None,
              group: Optional[str] = None) -> ActivationQuantizer:
