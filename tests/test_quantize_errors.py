@@ -74,8 +74,10 @@ def test_sample_forms(small):
     a = fastq.quantize(m, data, progress=False)
     b = fastq.quantize(m, [d["input"] for d in data], progress=False)       # one array
     c = fastq.quantize(m, iter([(d["input"],) for d in data]), progress=False)  # tuples
+    stacked = np.concatenate([d["input"] for d in data])                    # (N, 3, 16, 16)
+    d_ = fastq.quantize(m, stacked, progress=False)
     assert a.model.SerializeToString() == b.model.SerializeToString() == \
-        c.model.SerializeToString()
+        c.model.SerializeToString() == d_.model.SerializeToString()
     one = fastq.quantize(m, data, {"name": "DefaultQuantization",
                                    "params": {"stat_subset_size": 2}}, progress=False)
     assert one.report.samples == 2

@@ -2,7 +2,8 @@
 model (usually batch 1): a dict input-name -> array, a tuple/list in input order, or one array
 for a one-input model. Shapes must match the model's fixed dims, dtypes its input types (same
 kind casts such as float64 -> float32 are made); NaN/Inf and an empty dataset are DataErrors
-naming the sample index.
+naming the sample index. One numpy array of the input's rank for a one-input model is read
+as samples along axis 0 (each ``x[i:i+1]``).
 """
 
 from __future__ import annotations
@@ -91,8 +92,10 @@ def read_samples(data: Iterable, specs: List[InputSpec], limit: Optional[int] = 
     random subset of ``limit`` of them."""
     if data is None:
         raise DataError("calibration_data is None; give an iterable of samples")
-    if isinstance(data, np.ndarray) and len(specs) == 1:
-        data = list(data)           # an array of samples along axis 0
+    if isinstance(data, np.ndarray) and len(specs) == 1 and specs[0].shape is not None \
+            and data.ndim == len(specs[0].shape):
+        arr = data                  # one array, samples along the (batch) axis 0: x[i:i+1]
+        data = (arr[i:i + 1] for i in range(len(arr)))
     try:
         it = iter(data)
     except TypeError:
