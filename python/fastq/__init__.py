@@ -8,6 +8,7 @@ from . import _core, config, kernels, stats
 from .errors import (ConfigError, DataError, FastqError, IsaError, KernelError, ModelError,
                      UnsupportedOpError)
 from .runtime import InferenceSession, supported_ops
+from .quantize import QuantizationResult, quantize
 
 __version__ = "0.1.0"
 
@@ -28,6 +29,6 @@ def get_num_threads() -> int:
 
 __all__ = [
     "ConfigError", "DataError", "FastqError", "InferenceSession", "IsaError", "KernelError",
-    "ModelError", "UnsupportedOpError", "config", "cpu_features", "get_num_threads", "kernels",
-    "set_num_threads", "stats", "supported_ops",
+    "ModelError", "QuantizationResult", "UnsupportedOpError", "config", "cpu_features",
+    "get_num_threads", "kernels", "quantize", "set_num_threads", "stats", "supported_ops",
 ]

@@ -1,9 +1,15 @@
-"""The ``fastq`` command line. ``fastq info`` prints the CPU features and kernels."""
+"""The ``fastq`` command line: ``info`` (CPU features and kernels), ``quantize`` (float ONNX +
+calibration .npz -> int8 QDQ ONNX, optional JSON report), ``demo`` (the packaged digits CNN).
+Bad input exits with status 2 and one line ``fastq: error: ...`` on stderr.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+
+import numpy as np
 
 
 def _info(_args) -> int:
@@ -20,11 +26,90 @@ def _info(_args) -> int:
     return 0
 
 
+def npz_samples(path: str, inputs):
+    """A .npz with one array per input name, first axis = samples. An array with the
+    input's rank is sliced [i:i+1] (batch of one); one with rank + 1 gives x[i]."""
+    from fastq.errors import DataError
+    try:
+        z = np.load(path)
+    except (OSError, ValueError) as e:
+        raise DataError(f"cannot read calibration data {path!r}: {e}") from None
+    names = [i.name for i in inputs]
+    missing = [n for n in names if n not in z.files]
+    if missing:
+        raise DataError(f"{path}: no array for input(s) {missing}; it holds {z.files}")
+    arrays = {n: z[n] for n in names}
+    counts = {n: len(a) for n, a in arrays.items()}
+    if len(set(counts.values())) != 1:
+        raise DataError(f"{path}: arrays have different sample counts {counts}")
+    n = next(iter(counts.values()))
+
+    def gen():
+        for i in range(n):
+            s = {}
+            for vi in inputs:
+                a = arrays[vi.name]
+                rank = len(vi.type.tensor_type.shape.dim)
+                s[vi.name] = a[i:i + 1] if a.ndim == rank else a[i]
+            yield s
+    return gen()
+
+
+def _quantize(args) -> int:
+    import fastq
+    from fastq.graph.ir import load_model
+
+    model = load_model(args.model)
+    init = {t.name for t in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in init]
+    data = npz_samples(args.data, inputs)
+    result = fastq.quantize(model, data, args.config, progress=not args.no_progress)
+    if args.report:
+        _atomic_text(args.report, result.report.to_json())
+    result.save(args.output)
+    print(f"wrote {args.output} ({len(result.report.layers)} quantized layers, "
+          f"{result.report.samples} samples, statistics "
+          f"{result.report.timings.get('statistics', 0):.2f} s)", file=sys.stderr)
+    return 0
+
+
+def _atomic_text(path: str, text: str) -> None:
+    import tempfile
+    from fastq.errors import FastqError
+    d = os.path.dirname(os.path.abspath(path))
+    try:
+        fd, tmp = tempfile.mkstemp(dir=d, prefix=".fastq-")
+    except OSError as e:
+        raise FastqError(f"cannot write {path!r}: {e.strerror or e}") from None
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def _demo(args) -> int:
+    from fastq import demo
+    demo.run(args.output, progress=not args.no_progress)
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="fastq", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("info", help="print CPU features and the kernels this CPU can run")
     p.set_defaults(func=_info)
+    p = sub.add_parser("quantize", help="quantize a float ONNX model to int8 QDQ ONNX")
+    p.add_argument("model", help="float ONNX model")
+    p.add_argument("-o", "--output", required=True, help="where to write the int8 model")
+    p.add_argument("--data", required=True,
+                   help=".npz with one array per input name, first axis = samples")
+    p.add_argument("--config", help="POT-style JSON config (default: DefaultQuantization)")
+    p.add_argument("--report", help="write the JSON report here")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.set_defaults(func=_quantize)
+    p = sub.add_parser("demo", help="quantize the packaged digits CNN and compare accuracy")
+    p.add_argument("-o", "--output", help="where to write the int8 model (default: temp dir)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_demo)
     args = parser.parse_args(argv)
     try:
         return args.func(args)
@@ -32,10 +117,10 @@ def main(argv=None) -> int:
         from fastq.errors import FastqError
 
         if isinstance(e, FastqError):
-            print(f"fastq: error: {e}", file=sys.stderr)
+            msg = " ".join(str(e).split())
+            print(f"fastq: error: {msg}", file=sys.stderr)
             return 2
         raise
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,0 +1,181 @@
+"""The one statistics pass: run the float model over the calibration samples and reduce exactly
+the planned tensors in C++ (``fastq.stats``): per-sample min/max/abs-max/quantiles (kept, a few
+floats per sample) aggregated across samples as POT does, per-channel means for bias
+correction, and each tensor's per-sample shape. Activations are never kept.
+
+Batching: when every input's batch axis is dynamic and consecutive samples are batch-1 feeds
+of one shape, up to ``batch`` samples run as one feed and each tensor is reduced per sample
+with one C++ call over axis 0 (channel_axis=0). A probe run of one sample decides whether
+every planned tensor carries the batch on axis 0; if not, samples run one at a time.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+
+from .. import stats as fstats
+from ..config.types import Granularity
+
+BATCH_BYTES = 8 << 20          # input bytes per batched run (bounds live activations)
+MAX_BATCH = 64
+
+
+@dataclass
+class RangeRequest:
+    """Per-sample min and max reductions of one tensor, aggregated over samples."""
+    tensor: str
+    estimator: object            # RangeEstimatorConfig (resolved)
+    channel_axis: Optional[int]
+
+
+@dataclass
+class Stats:
+    ranges: Dict[str, Tuple[Optional[np.ndarray], np.ndarray]] = field(default_factory=dict)
+    means: Dict[str, np.ndarray] = field(default_factory=dict)
+    shapes: Dict[str, tuple] = field(default_factory=dict)      # one sample's shape
+    samples: int = 0
+    seconds: float = 0.0
+    batched: bool = False
+
+
+class _Side:
+    """One side of a range estimator for one tensor: per-sample values, then the aggregator."""
+
+    def __init__(self, side, side_name: str, axis: Optional[int]):
+        self.reducer = side.type.value
+        self.aggregator = side.aggregator.value
+        self.q = None
+        if self.reducer in ("quantile", "abs_quantile"):
+            p = side.outlier_prob
+            self.q = p if side_name == "min" else 1.0 - p
+        self.axis = (axis if axis is not None else 1) \
+            if side.granularity is Granularity.PERCHANNEL else None
+        self.values: List[np.ndarray] = []
+
+    def add_sample(self, x, name):
+        self.values.append(np.atleast_1d(np.asarray(fstats.reduce(
+            x, self.reducer, self.axis, self.q, name=name)))[None] if self.axis is not None
+            else np.asarray(fstats.reduce(x, self.reducer, None, self.q, name=name)).reshape(1))
+
+    def add_batch(self, x, name):
+        if self.axis is not None:                      # per-channel: one sample at a time
+            for i in range(x.shape[0]):
+                self.add_sample(x[i:i + 1], name)
+            return
+        self.values.append(np.asarray(fstats.reduce(x, self.reducer, 0, self.q, name=name))
+                           .reshape(-1))
+
+    def result(self) -> np.ndarray:
+        v = np.concatenate(self.values, axis=0)
+        return np.asarray(fstats.aggregate(v, self.aggregator), np.float64)
+
+
+def _batchable(session, samples) -> bool:
+    for arg in session.get_inputs():
+        if arg.shape is None or not arg.shape or isinstance(arg.shape[0], int):
+            return False
+    return all(np.shape(x)[:1] == (1,) for x in samples[0].values())
+
+
+def batches(session, samples, limit: int = MAX_BATCH) -> List[dict]:
+    """Feeds of up to ``limit`` concatenated batch-1 samples when the model's batch axes are
+    dynamic (for reductions that do not care which sample a value came from), else the
+    samples themselves."""
+    if len(samples) < 2 or not _batchable(session, samples):
+        return list(samples)
+    return [{k: np.concatenate([samples[i][k] for i in idx]) for k in samples[0]}
+            for idx in _groups(samples, limit)]
+
+
+def _groups(samples, limit) -> List[List[int]]:
+    """Consecutive runs of samples with identical shapes, at most ``limit`` long."""
+    out: List[List[int]] = []
+    key_prev = None
+    for i, s in enumerate(samples):
+        key = tuple((k, np.shape(v)) for k, v in s.items())
+        if out and key == key_prev and len(out[-1]) < limit:
+            out[-1].append(i)
+        else:
+            out.append([i])
+        key_prev = key
+    return out
+
+
+def collect(session, samples: List[dict], ranges: List[RangeRequest],
+            means: Dict[str, int], progress=None, batch: Optional[int] = None) -> Stats:
+    """Run ``session`` (a float fastq.InferenceSession) once over ``samples``."""
+    t0 = time.perf_counter()
+    sides: Dict[str, list] = {}
+    for r in ranges:
+        sides[r.tensor] = [None if getattr(r.estimator, s) is None else
+                           _Side(getattr(r.estimator, s), s, r.channel_axis)
+                           for s in ("min", "max")]
+    mean_cols = {t: fstats.MeanCollector(channel_axis=ax) for t, ax in means.items()}
+    names = set(sides) | set(mean_cols)
+    out = Stats()
+    n_in_batch = [1]
+
+    def callback(name, x):
+        x32 = x if x.dtype == np.float32 else np.asarray(x, np.float32)
+        b = n_in_batch[0]
+        if name not in out.shapes:
+            out.shapes[name] = (1,) + tuple(x.shape[1:]) if b > 1 else tuple(x.shape)
+        for s in sides.get(name, ()):
+            if s is not None:
+                (s.add_batch if b > 1 else s.add_sample)(x32, name)
+        mc = mean_cols.get(name)
+        if mc is not None:
+            mc.update(x32, name=name)
+
+    start = 0
+    if batch is None:
+        per = max(1, sum(np.asarray(v).nbytes for v in samples[0].values()))
+        batch = int(min(MAX_BATCH, max(1, BATCH_BYTES // per)))
+    if batch > 1 and len(samples) > 1 and _batchable(session, samples):
+        probe = session.run_with_intermediates(samples[0], names)
+        if all(np.ndim(v) >= 1 and np.shape(v)[0] == 1 for v in probe.values()):
+            callback_probe = [(k, v) for k, v in probe.items()]
+            for k, v in callback_probe:
+                callback(k, v)
+            start = 1
+            out.batched = True
+            if progress is not None:
+                progress.update(1)
+    if out.batched:
+        for idx in _groups(samples[start:], batch):
+            idx = [i + start for i in idx]
+            feeds = {k: np.concatenate([samples[i][k] for i in idx]) for k in samples[0]}
+            n_in_batch[0] = len(idx)
+            got = {}
+
+            def check(name, x, _got=got, _n=len(idx)):
+                if np.ndim(x) < 1 or np.shape(x)[0] != _n:
+                    raise _NotBatched(name)
+                callback(name, x)
+            try:
+                session.run_with_intermediates(feeds, names, check if len(idx) > 1
+                                               else callback)
+            except _NotBatched:                     # e.g. a Reshape with a fixed batch:
+                return collect(session, samples, ranges, means, progress, batch=1)
+            if progress is not None:
+                progress.update(len(idx))
+    else:
+        for feeds in samples:
+            session.run_with_intermediates(feeds, names, callback)
+            if progress is not None:
+                progress.update(1)
+    out.samples = len(samples)
+    for t, (lo, hi) in sides.items():
+        out.ranges[t] = (None if lo is None else lo.result(), hi.result())
+    for t, c in mean_cols.items():
+        out.means[t] = np.asarray(c.result(), np.float64)
+    out.seconds = time.perf_counter() - t0
+    return out
+
+
+class _NotBatched(Exception):
+    pass

@@ -1,0 +1,230 @@
+"""``Graph``: the top-level ONNX graph as mutable node protos plus initializers as numpy arrays.
+
+Contract: ``Graph.from_model`` copies (the caller's model is never mutated), names every node
+uniquely (``{op_type}_{i}`` for unnamed ones) and keeps model metadata; ``to_model`` rebuilds
+a ModelProto. ``producers``/``consumers`` are recomputed on demand (graphs are edited in place).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from ..errors import ModelError
+
+
+def load_model(model: Any) -> onnx.ModelProto:
+    """Path, bytes or ModelProto -> ModelProto (a path's external data is loaded)."""
+    if isinstance(model, onnx.ModelProto):
+        return model
+    if isinstance(model, (bytes, bytearray)):
+        try:
+            m = onnx.load_from_string(bytes(model))
+        except Exception as e:
+            raise ModelError(f"the bytes are not an ONNX model: {e}") from None
+    elif isinstance(model, (str, os.PathLike)):
+        path = os.fspath(model)
+        if not os.path.isfile(path):
+            raise ModelError(f"model file {path!r} does not exist")
+        try:
+            m = onnx.load(path)
+        except Exception as e:
+            raise ModelError(f"cannot load ONNX model {path!r}: {e}") from None
+    else:
+        raise ModelError("model must be a path, bytes or onnx.ModelProto, got "
+                         f"{type(model).__name__}")
+    if not m.graph.node:
+        raise ModelError("the model has no nodes (is it an ONNX model?)")
+    return m
+
+
+def attrs(node: onnx.NodeProto) -> Dict[str, Any]:
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+
+def set_attr(node: onnx.NodeProto, name: str, value: Any) -> None:
+    for i, a in enumerate(node.attribute):
+        if a.name == name:
+            del node.attribute[i]
+            break
+    node.attribute.append(helper.make_attribute(name, value))
+
+
+class Graph:
+    def __init__(self, model: onnx.ModelProto):
+        model = _copy(model)
+        g = model.graph
+        self.inits: Dict[str, np.ndarray] = {t.name: numpy_helper.to_array(t)
+                                             for t in g.initializer}
+        self.nodes: List[onnx.NodeProto] = [_cp(n) for n in g.node]
+        self.inputs = [_cp(vi) for vi in g.input if vi.name not in self.inits]
+        self.outputs = [_cp(vi) for vi in g.output]
+        self.value_info: Dict[str, onnx.ValueInfoProto] = {vi.name: _cp(vi)
+                                                           for vi in g.value_info}
+        del g.node[:], g.initializer[:], g.value_info[:], g.input[:], g.output[:]
+        self._meta = model
+        used = {n.name for n in self.nodes if n.name}
+        seen: set = set()
+        for i, n in enumerate(self.nodes):
+            if not n.name or n.name in seen:
+                base = f"{n.op_type}_{i}"
+                name = base
+                while name in used:
+                    name += "_"
+                n.name = name
+                used.add(name)
+            seen.add(n.name)
+        self._uniq = 0
+        self._reserved: set = set()
+        self._names_cache = None
+
+    from_model = classmethod(lambda cls, m: cls(m))
+
+    @property
+    def opset(self) -> int:
+        for o in self._meta.opset_import:
+            if o.domain in ("", "ai.onnx"):
+                return o.version
+        return 1
+
+    def set_opset(self, version: int) -> None:
+        for o in self._meta.opset_import:
+            if o.domain in ("", "ai.onnx"):
+                o.version = version
+
+    def fresh(self, base: str) -> str:
+        """A tensor/node name not used anywhere in the graph (nor handed out before: new
+        names are meant to be added to the graph, so they are reserved at once)."""
+        taken = self._names()
+        name = base
+        while name in taken or name in self._reserved:
+            self._uniq += 1
+            name = f"{base}_{self._uniq}"
+        self._reserved.add(name)
+        return name
+
+    def _names(self) -> set:
+        key = (len(self.nodes), len(self.inits), id(self.nodes))
+        if self._names_cache is not None and self._names_cache[0] == key:
+            return self._names_cache[1]
+        s = set(self.inits) | {vi.name for vi in self.inputs} | {n.name for n in self.nodes}
+        for n in self.nodes:
+            s.update(n.input)
+            s.update(n.output)
+        self._names_cache = (key, frozenset(s))
+        return self._names_cache[1]
+
+    def producers(self) -> Dict[str, onnx.NodeProto]:
+        return {o: n for n in self.nodes for o in n.output if o}
+
+    def consumers(self) -> Dict[str, List[Tuple[onnx.NodeProto, int]]]:
+        c: Dict[str, List[Tuple[onnx.NodeProto, int]]] = {}
+        for n in self.nodes:
+            for i, x in enumerate(n.input):
+                if x:
+                    c.setdefault(x, []).append((n, i))
+        return c
+
+    def node(self, name: str) -> onnx.NodeProto:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise KeyError(name)
+
+    def is_const(self, name: str) -> bool:
+        return name in self.inits
+
+    @property
+    def output_names(self) -> List[str]:
+        return [o.name for o in self.outputs]
+
+    @property
+    def input_names(self) -> List[str]:
+        return [i.name for i in self.inputs]
+
+    def elem_type(self, name: str) -> Optional[int]:
+        if name in self.inits:
+            return helper.np_dtype_to_tensor_dtype(self.inits[name].dtype)
+        for vi in list(self.inputs) + list(self.outputs) + list(self.value_info.values()):
+            if vi.name == name and vi.type.HasField("tensor_type"):
+                return vi.type.tensor_type.elem_type
+        return None
+
+    def shape(self, name: str) -> Optional[Tuple]:
+        if name in self.inits:
+            return self.inits[name].shape
+        for vi in list(self.inputs) + list(self.outputs) + list(self.value_info.values()):
+            if vi.name == name and vi.type.tensor_type.HasField("shape"):
+                return tuple(d.dim_value if d.HasField("dim_value") else None
+                             for d in vi.type.tensor_type.shape.dim)
+        return None
+
+    def topo_sort(self) -> None:
+        avail = set(self.inits) | set(self.input_names) | {""}
+        pending, done = list(self.nodes), []
+        while pending:
+            rest = []
+            for n in pending:
+                need = set(n.input) | _outer_names(n)
+                if need <= avail:
+                    done.append(n)
+                    avail.update(n.output)
+                else:
+                    rest.append(n)
+            if len(rest) == len(pending):
+                raise ModelError(f"the graph has a cycle or a missing input at node "
+                                 f"{rest[0].name!r} ({rest[0].op_type})")
+            pending = rest
+        self.nodes = done
+
+    def remove_unused(self) -> None:
+        """Drop nodes whose outputs nobody reads and initializers nobody reads."""
+        while True:
+            used = set(self.output_names)
+            for n in self.nodes:
+                used.update(n.input)
+                used |= _outer_names(n)
+            keep = [n for n in self.nodes if any(o in used for o in n.output if o)]
+            if len(keep) == len(self.nodes):
+                break
+            self.nodes = keep
+        for k in [k for k in self.inits if k not in used]:
+            del self.inits[k]
+
+    def to_model(self, value_info: bool = True) -> onnx.ModelProto:
+        m = onnx.ModelProto()
+        m.CopyFrom(self._meta)
+        g = m.graph
+        del g.input[:], g.output[:]
+        g.input.extend(self.inputs)
+        g.output.extend(self.outputs)
+        g.node.extend(self.nodes)
+        g.initializer.extend(numpy_helper.from_array(np.asarray(v), k)
+                             for k, v in self.inits.items())
+        if value_info:
+            known = set(self.producers())
+            g.value_info.extend(v for k, v in self.value_info.items() if k in known)
+        return m
+
+
+def _outer_names(n: onnx.NodeProto) -> set:
+    from ..runtime.graph import implicit_inputs
+    return set(implicit_inputs(n)) if any(a.type in (onnx.AttributeProto.GRAPH,
+                                                     onnx.AttributeProto.GRAPHS)
+                                          for a in n.attribute) else set()
+
+
+def _cp(p):
+    c = type(p)()
+    c.CopyFrom(p)
+    return c
+
+
+def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    return m

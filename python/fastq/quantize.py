@@ -1,0 +1,205 @@
+"""``fastq.quantize``: DefaultQuantization end to end — float ONNX in, int8 QDQ ONNX out.
+
+Contract: ``quantize(model, calibration_data, config=None, *, progress=True)`` ->
+``QuantizationResult`` with ``.model`` (ModelProto), ``.report``, ``.plan``, ``.save(path)``
+(atomic). The caller's model is never mutated. Stages: load/check -> float transforms ->
+(SmoothQuant) -> placement -> one statistics pass -> QParams (+ saturation fix) -> bias
+correction (exact32 executor) -> QDQ export -> report.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import numpy as np
+import onnx
+
+from . import config as config_mod
+from .algorithms import bias_correction as bc
+from .algorithms.placement import Plan, build_plan, check_scope
+from .algorithms.ranges import activation_qparams, weight_qparams
+from .algorithms.statistics import RangeRequest, collect
+from .config.types import AlgorithmName, ModelType
+from .data import input_specs, read_samples
+from .errors import ConfigError, ModelError
+from .export import build, save_model
+from .export.qdq import as_u8
+from .graph.ir import Graph, load_model
+from .graph.transforms import infer_shapes, prepare, upgrade_opset
+from .report import Report
+from .runtime import InferenceSession
+
+FULL_BC_FRACTION = 0.2      # POT BiasCorrection: 20% of the calibration samples
+
+
+@dataclass
+class QuantizationResult:
+    model: onnx.ModelProto
+    report: Report
+    plan: Plan
+
+    def save(self, path, *, external_threshold: Optional[int] = None) -> list:
+        """Write the model atomically (temp file in the same directory, then os.replace);
+        initializers past ``external_threshold`` bytes (default 2e9) go to external data."""
+        kw = {} if external_threshold is None else {"external_threshold": external_threshold}
+        return save_model(self.model, path, **kw)
+
+
+class _Progress:
+    def __init__(self, enabled: bool, total: int, desc: str):
+        self.bar = None
+        if enabled:
+            try:
+                from tqdm import tqdm
+                self.bar = tqdm(total=total, desc=desc, file=sys.stderr, leave=False)
+            except ImportError:
+                self.bar = None
+
+    def update(self, n: int = 1) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _check(proto: onnx.ModelProto) -> None:
+    try:
+        onnx.checker.check_model(proto)
+    except onnx.checker.ValidationError as e:
+        raise ModelError(f"the model fails the ONNX checker: {str(e).splitlines()[0]}") from None
+    except ValueError as e:
+        if "2GB" not in str(e) and "2 GB" not in str(e):
+            raise ModelError(f"the model fails the ONNX checker: {e}") from None
+
+
+def quantize(model: Any, calibration_data: Any, config: Any = None, *,
+             progress: bool = True) -> QuantizationResult:
+    """Quantize ``model`` (path, bytes or ModelProto) with POT's DefaultQuantization.
+
+    ``calibration_data``: an iterable of samples; each sample is one feed of the model (a
+    dict input-name -> array, a tuple in input order, or one array for a one-input model),
+    with the batch dimension the model expects (usually 1). ``config``: anything
+    ``fastq.config.load`` accepts; None is DefaultQuantization with POT's defaults.
+    """
+    t_start = time.perf_counter()
+    cfg = config_mod.load(config)
+    algo = cfg.main
+    if algo.name not in (AlgorithmName.DEFAULT_QUANTIZATION,
+                         AlgorithmName.MIN_MAX_QUANTIZATION):
+        raise ConfigError(f"algorithms[0].name: fastq.quantize runs DefaultQuantization or "
+                          f"MinMaxQuantization, got {algo.name.value!r}")
+    params = algo.params
+    proto = load_model(model)
+    _check(proto)
+    proto = upgrade_opset(proto)
+    g = Graph(proto)
+    check_scope(params, [n.name for n in g.nodes])
+    transforms = prepare(g)
+    specs = input_specs(g.inputs)
+    samples = read_samples(calibration_data, specs, params.stat_subset_size,
+                           params.shuffle_data, params.seed)
+    report = Report(samples=len(samples), transforms=transforms,
+                    config=config_mod.to_dict(cfg))
+    timings = report.timings
+
+    if params.model_type is ModelType.TRANSFORMER and params.smooth_quant_alpha is not None:
+        from .algorithms.smooth_quant import smooth_quant
+        t0 = time.perf_counter()
+        sq = smooth_quant(g, samples, params.smooth_quant_alpha,
+                          config_mod.effective_ignored(params))
+        timings["smooth_quant"] = time.perf_counter() - t0
+        report.transforms["smooth_quant"] = sq
+        if sq:
+            infer_shapes(g)                       # types of the inserted tensors
+
+    plan = build_plan(g, params)
+    use_bc = algo.name is AlgorithmName.DEFAULT_QUANTIZATION
+    sites = bc.find_sites(g, plan, params.apply_for_all_nodes) if use_bc else {}
+    session = InferenceSession(g.to_model())      # an unsupported op fails here, by name
+    requests = [RangeRequest(t, q.layer.range_estimator, q.channel_axis)
+                for t, q in plan.activations.items()]
+    means = {}
+    nodes = {n.name: n for n in g.nodes}
+    if use_bc and params.use_fast_bias:
+        for k, s in sites.items():
+            means[nodes[k].input[0]] = s.in_axis
+    for s in sites.values():
+        means[s.out] = s.out_axis
+    bar = _Progress(progress, len(samples), "fastq statistics")
+    try:
+        stats = collect(session, samples, requests, means, bar)
+    finally:
+        bar.close()
+    timings["statistics"] = stats.seconds
+    act_qp, decisions = activation_qparams(plan, stats)
+    plan.decisions.extend(decisions)
+    w_qp = weight_qparams(g.inits, plan)
+
+    bc_result = {}
+    if sites:
+        t0 = time.perf_counter()
+        if params.use_fast_bias:
+            bar = _Progress(progress, len(sites), "fastq bias correction")
+            try:
+                bc_result = bc.fast_bias_correction(g, plan, sites, stats, act_qp, w_qp,
+                                                    params.threshold, bar)
+            finally:
+                bar.close()
+        else:
+            n = max(1, int(round(len(samples) * FULL_BC_FRACTION)))
+            bar = _Progress(progress, len(sites), "fastq bias correction")
+            try:
+                bc_result = bc.full_bias_correction(
+                    g, plan, sites, stats, samples[:n],
+                    lambda: build(g, plan, act_qp, dict(w_qp))[0], params.threshold, bar)
+            finally:
+                bar.close()
+        timings["bias_correction"] = time.perf_counter() - t0
+
+    final_w = dict(w_qp)
+    qdq, export_info = build(g, plan, act_qp, final_w)
+    _fill_report(report, g, plan, act_qp, final_w, w_qp, stats, bc_result, export_info)
+    timings["total"] = time.perf_counter() - t_start
+    return QuantizationResult(qdq, report, plan)
+
+
+def _fill_report(report, g, plan, act_qp, final_w, w_qp, stats, bc_result, export_info):
+    for name, wq in plan.weights.items():
+        qp = final_w[name]
+        w = g.inits.get(wq.tensor)
+        rec = {"op_type": wq.op_type, "weight": wq.tensor, "axis": wq.axis,
+               "weight_max": (np.max(np.abs(w), axis=tuple(i for i in range(w.ndim)
+                                                          if i != wq.axis))
+                              if w is not None and wq.axis is not None else
+                              (np.max(np.abs(w)) if w is not None else None)),
+               "weight_scale": qp.scale, "weight_zero_point": qp.zero_point,
+               "bits": qp.bits, "mode": str(qp.mode), "saturation_fix": wq.saturation_fix}
+        r = bc_result.get(name)
+        rec["bias_corrected"] = bool(r and r["applied"])
+        rec["bias_shift"] = r["bias_shift"] if r else None
+        rec["bias_relative_change"] = r["relative_change"] if r else None
+        rec.update(export_info.get(name, {}))
+        if rec.get("scale_enlarged_channels"):
+            plan.decisions.append(f"{name}: weight scale enlarged on channels "
+                                  f"{rec['scale_enlarged_channels']} so the int32 bias fits")
+        report.layers[name] = rec
+    for t, q in plan.activations.items():
+        qp = act_qp.get(t)
+        if qp is None:
+            continue
+        lo, hi = stats.ranges[t]
+        stored = as_u8(qp)                 # what the QDQ file holds (same levels)
+        report.activations[t] = {"min": -np.abs(hi) if lo is None else lo, "max": hi,
+                                 "scale": qp.scale, "zero_point": qp.zero_point,
+                                 "dtype": np.dtype(qp.dtype).name, "mode": str(qp.mode),
+                                 "stored_dtype": np.dtype(stored.dtype).name,
+                                 "stored_zero_point": stored.zero_point,
+                                 "group": q.group, "consumers": [n for n, _ in q.consumers],
+                                 "why": q.reasons}
+    report.ignored = dict(plan.ignored)
+    report.decisions = list(plan.decisions)

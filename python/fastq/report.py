@@ -1,0 +1,78 @@
+"""``Report``: what quantization did, built from the plan, the QParams and the algorithms'
+results. Per quantized layer: weight range, scales, zero points, bias shift, saturation fix;
+per activation quantizer: range, scale, zero point; ignored nodes and why; decisions; timings;
+the config used with defaults filled in. ``to_json`` / ``to_markdown``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Dict, List
+
+import numpy as np
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    if isinstance(v, (np.floating, np.integer)):
+        return v.item()
+    if isinstance(v, dict):
+        return {str(k): _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    if isinstance(v, float) and not np.isfinite(v):
+        return str(v)
+    return v
+
+
+@dataclass
+class Report:
+    layers: Dict[str, dict] = field(default_factory=dict)
+    activations: Dict[str, dict] = field(default_factory=dict)
+    ignored: Dict[str, str] = field(default_factory=dict)
+    decisions: List[str] = field(default_factory=list)
+    transforms: Dict[str, Any] = field(default_factory=dict)
+    timings: Dict[str, float] = field(default_factory=dict)
+    samples: int = 0
+    config: Dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return _plain({"layers": self.layers, "activations": self.activations,
+                       "ignored": self.ignored, "decisions": self.decisions,
+                       "transforms": self.transforms, "timings_s": self.timings,
+                       "calibration_samples": self.samples, "config": self.config})
+
+    def to_json(self, indent: int = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    def to_markdown(self) -> str:
+        lines = ["# fastq quantization report", "",
+                 f"calibration samples: {self.samples}; statistics pass: "
+                 f"{self.timings.get('statistics', 0.0):.3f} s; total: "
+                 f"{self.timings.get('total', 0.0):.3f} s", "",
+                 "## Layers", "",
+                 "| layer | op | weight range (abs max) | scale (min..max) | sat. fix | "
+                 "bias shift (max abs) | bias corrected |", "|---|---|---|---|---|---|---|"]
+        for k, v in self.layers.items():
+            s = np.atleast_1d(v["weight_scale"])
+            shift = v.get("bias_shift")
+            lines.append(f"| {k} | {v['op_type']} | {np.max(np.abs(v['weight_max'])):.4g} | "
+                         f"{s.min():.3g}..{s.max():.3g} | {v['saturation_fix']} | "
+                         f"{'-' if shift is None else f'{np.max(np.abs(shift)):.3g}'} | "
+                         f"{v.get('bias_corrected', False)} |")
+        lines += ["", "## Activations", "",
+                  "| tensor | range | scale | zero point | grid | stored as |",
+                  "|---|---|---|---|---|---|"]
+        for k, v in self.activations.items():
+            lines.append(f"| {k} | [{np.min(v['min']):.4g}, {np.max(v['max']):.4g}] | "
+                         f"{np.max(v['scale']):.4g} | {np.max(v['zero_point'])} | "
+                         f"{v['dtype']} | {v.get('stored_dtype', v['dtype'])} zp "
+                         f"{np.max(v.get('stored_zero_point', v['zero_point']))} |")
+        if self.ignored:
+            lines += ["", "## Left in float", ""]
+            lines += [f"- {k}: {v}" for k, v in self.ignored.items()]
+        if self.decisions:
+            lines += ["", "## Decisions", ""] + [f"- {d}" for d in self.decisions]
+        return "\n".join(lines) + "\n"

@@ -1,0 +1,289 @@
+"""Each config key changes what it should in the exported QDQ model: preset (zero points),
+ignored scope/operations/patterns (float inputs kept), saturation_fix (weight grids), weight
+granularity, model_type transformer (symmetric two-activation MatMuls, SmoothQuant), bias
+correction flavours and threshold."""
+
+import numpy as np
+import onnx
+import pytest
+
+import fastq
+from fastq.config.types import Mode
+from models import builders as B
+from models.util import ort_session, run_all, sqnr_db
+
+
+def dq_params(model):
+    """tensor read through a DequantizeLinear -> (quantized initializer or None, scale, zp)."""
+    inits = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
+    out = {}
+    for n in model.graph.node:
+        if n.op_type == "DequantizeLinear":
+            out[n.output[0]] = (inits.get(n.input[0]), inits[n.input[1]], inits[n.input[2]])
+    return out
+
+
+def node(model, name):
+    return next(n for n in model.graph.node if n.name == name)
+
+
+def cfg(**params):
+    return {"name": "DefaultQuantization", "params": params}
+
+
+@pytest.fixture(scope="module")
+def resnet():
+    m, make = B.resnet_like()
+    return m, make(40, seed=1)
+
+
+def q(resnet, **params):
+    return fastq.quantize(resnet[0], resnet[1], cfg(**params), progress=False)
+
+
+def act_zero_points(result):
+    return {t: int(np.max(a["zero_point"])) for t, a in result.report.activations.items()}
+
+
+def test_performance_is_symmetric_mixed_is_asymmetric(resnet):
+    perf, mixed = q(resnet), q(resnet, preset="mixed")
+    for t, (_, scale, zp) in dq_params(perf.model).items():
+        if zp.dtype == np.uint8:                         # activations: u8, zp 0 or 128
+            assert int(zp) in (0, 128), t
+    assert all(a["mode"] == "symmetric" for a in perf.report.activations.values())
+    zps = [int(zp) for _, _, zp in dq_params(mixed.model).values() if zp.dtype == np.uint8]
+    assert any(z not in (0, 128) for z in zps)
+    assert all(a["mode"] == "asymmetric" for a in mixed.report.activations.values())
+    # accuracy is renamed to mixed on ANY, as POT does
+    acc = q(resnet, preset="accuracy")
+    assert all(a["mode"] == "asymmetric" for a in acc.report.activations.values())
+
+
+def test_ignored_scope_keeps_float_inputs(resnet):
+    base = q(resnet)
+    layer = base.plan.layers[1]
+    res = q(resnet, ignored={"scope": [layer]})
+    dqs = dq_params(res.model)
+    n = node(res.model, layer)
+    assert n.input[0] not in dqs and n.input[1] not in dqs     # float activation and weight
+    assert layer in res.report.ignored and layer not in res.report.layers
+    other = base.plan.layers[2]
+    assert node(res.model, other).input[1] in dqs
+
+
+def test_ignored_scope_unknown_name_lists_near_matches(resnet):
+    layer = q(resnet).plan.layers[1]
+    with pytest.raises(fastq.ConfigError, match=f"no node named '{layer}x'.*{layer}"):
+        q(resnet, ignored={"scope": [layer + "x"]})
+
+
+def test_ignored_operations_and_patterns(resnet):
+    res = q(resnet, ignored={"operations": [{"type": "Concat"}]})
+    cat = next(n for n in res.model.graph.node if n.op_type == "Concat")
+    dqs = dq_params(res.model)
+    assert not any(x in dqs for x in cat.input)
+    res = q(resnet, ignored={"patterns": ["conv.*"]})
+    assert not any(n.op_type == "Conv" and n.input[1] in dq_params(res.model)
+                   for n in res.model.graph.node)
+    assert "gemm" in " ".join(res.report.layers)
+
+
+def weight_scales(result):
+    return {k: np.asarray(v["weight_scale"]) for k, v in result.report.layers.items()}
+
+
+def int_weights(result):
+    dqs = dq_params(result.model)
+    return {k: dqs[node(result.model, k).input[1]][0] for k in result.report.layers}
+
+
+def test_saturation_fix_all_first_layer_no(resnet):
+    no, all_, first = q(resnet, saturation_fix="no"), q(resnet, saturation_fix="all"), \
+        q(resnet)
+    s_no, s_all, s_first = weight_scales(no), weight_scales(all_), weight_scales(first)
+    stem = no.plan.layers[0]
+    for k in s_no:
+        np.testing.assert_array_equal(s_all[k], s_no[k] * np.float32(2))
+        np.testing.assert_array_equal(s_first[k], s_no[k] * np.float32(2) if k == stem
+                                      else s_no[k])
+    for k, w in int_weights(all_).items():
+        assert np.abs(w.astype(int)).max() <= 64, k          # 127/2 rounded: |q| <= 64
+    assert [k for k, v in first.report.layers.items() if v["saturation_fix"]] == [stem]
+    # the fix is for CPU/ANY only
+    gpu = q(resnet, saturation_fix="all", target_device="GPU")
+    assert not any(v["saturation_fix"] for v in gpu.report.layers.values())
+    with pytest.raises(fastq.ConfigError, match="auto.*not implemented"):
+        q(resnet, saturation_fix="auto")
+
+
+def test_saturation_fix_first_layer_transformer_qkv():
+    m, make = B.bert_like()
+    res = fastq.quantize(m, make(10, 1), cfg(model_type="transformer"), progress=False)
+    fixed = sorted(k for k, v in res.report.layers.items() if v["saturation_fix"])
+    # first weighted layer on each path from an input: the Q, K, V projections, and the
+    # FFN's first MatMul (input -> residual Add -> LayerNorm -> MatMul); the mask's path
+    # ends at the context MatMul (two activations, no weight)
+    names = [n.name for n in m.graph.node if n.op_type == "MatMul"
+             and n.input[1] in {i.name for i in m.graph.initializer}]
+    assert fixed == sorted(names[:3] + [names[4]])
+
+
+def test_weights_per_tensor(resnet):
+    res = q(resnet, weights={"granularity": "pertensor"})
+    for k, w in res.report.layers.items():
+        assert np.ndim(w["weight_scale"]) == 0, k
+
+
+def test_transformer_symmetric_two_activation_matmul_and_smoothquant():
+    m, make = B.bert_like()
+    data = make(30, 1)
+    res = fastq.quantize(m, data, cfg(model_type="transformer", preset="mixed"),
+                         progress=False)
+    scores = next(n for n in m.graph.node if n.name.startswith("scores"))
+    for t in scores.input:
+        assert res.report.activations[t]["mode"] == "symmetric"
+    others = [a for t, a in res.report.activations.items() if t not in scores.input]
+    assert any(a["mode"] == "asymmetric" for a in others)
+    # transformer ops stay float, including the attention-mask Add
+    assert res.report.ignored.get("maskadd26") == "model_type transformer"
+    sq = res.report.transforms["smooth_quant"]
+    assert sq and all(v["scale_max"] > 0 for v in sq.values())
+    off = fastq.quantize(m, data, cfg(model_type="transformer", smooth_quant_alpha=None),
+                         progress=False)
+    assert "smooth_quant" not in off.report.transforms
+
+
+def test_smoothquant_preserves_float_outputs():
+    from fastq.algorithms.smooth_quant import smooth_quant
+    from fastq.config import IgnoredScope
+    from fastq.graph import Graph, prepare
+    m, make = B.bert_like()
+    data = make(8, 3)
+    g = Graph(m)
+    prepare(g)
+    done = smooth_quant(g, data, 0.95, IgnoredScope())
+    assert done
+    a = run_all(ort_session(m), data)
+    b = run_all(ort_session(g.to_model()), data)
+    assert np.max(np.abs(a - b)) <= 1e-4 * np.max(np.abs(a))
+
+
+def test_bias_correction_flavours_and_threshold(resnet):
+    fast = q(resnet)
+    full = q(resnet, use_fast_bias=False)
+    none = q(resnet, threshold=1e-12)
+    assert any(v["bias_corrected"] for v in fast.report.layers.values())
+    assert not any(v["bias_corrected"] for v in none.report.layers.values())
+    assert any(v["bias_corrected"] for v in full.report.layers.values())
+    assert "bias_correction" in full.report.timings
+    # both corrections keep the model close to float
+    m, make = B.resnet_like()
+    ev = make(20, seed=5)
+    ref = run_all(ort_session(m), ev)
+    for r in (fast, full, none):
+        assert sqnr_db(ref, run_all(ort_session(r.model), ev)) > 25
+
+
+def test_apply_for_all_nodes_adds_bias():
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(0)
+    w1 = numpy_helper.from_array(rng.standard_normal((4, 3, 3, 3)).astype(np.float32), "w1")
+    w2 = numpy_helper.from_array(rng.standard_normal((5, 4, 1, 1)).astype(np.float32), "w2")
+    g = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w1"], ["c1"], name="c1", pads=[1] * 4),
+         helper.make_node("Relu", ["c1"], ["r1"], name="r1"),
+         helper.make_node("Conv", ["r1", "w2"], ["y"], name="c2")], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 6, 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 5, 6, 6])], [w1, w2])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    data = [rng.standard_normal((1, 3, 6, 6)).astype(np.float32) for _ in range(10)]
+    plain = fastq.quantize(m, data, progress=False)
+    assert not any(v["bias_corrected"] for v in plain.report.layers.values())
+    allnodes = fastq.quantize(m, data, cfg(apply_for_all_nodes=True), progress=False)
+    assert all(v["bias_corrected"] for v in allnodes.report.layers.values())
+    assert all(len(node(allnodes.model, k).input) == 3 for k in ("c1", "c2"))
+
+
+def test_mode_enum_in_plan(resnet):
+    res = q(resnet)
+    summary = res.plan.summary()
+    assert summary["weights"] and summary["activations"]
+    assert all(w["mode"] == Mode.SYMMETRIC.value for w in summary["weights"].values())
+    assert all(a["range_estimator"]["max"]["aggregator"] == "mean"
+               for a in summary["activations"].values())
+
+
+def test_attention_mask_add_not_quantized_without_model_type():
+    # no model_type: the Add of scores and mask is an Add of two activations, but the mask's
+    # calibrated range holds -3.4e38 sentinels, so neither input is quantized (rule+statistics)
+    m, make = B.bert_like()
+    res = fastq.quantize(m, make(20, 1), progress=False)
+    add = next(n for n in m.graph.node if n.name.startswith("maskadd"))
+    assert not any(t in res.report.activations for t in add.input)
+    assert any("mask" in d and "sentinel" in d and add.input[0] in d
+               for d in res.report.decisions)
+    dqs = dq_params(res.model)
+    assert not any(x in dqs for x in node(res.model, add.name).input)
+    ref = run_all(ort_session(m), make(10, seed=7))
+    assert sqnr_db(ref, run_all(ort_session(res.model), make(10, seed=7))) > 20
+
+
+@pytest.mark.parametrize("params", [
+    {"weights": {"mode": "asymmetric"}},
+    {"activations": {"bits": 7}, "weights": {"bits": 7}},
+    {"range_estimator": {"preset": "quantile"}},
+    {"activations": {"range_estimator": {"max": {"aggregator": "hl_estimator"},
+                                         "min": {"aggregator": "mean_no_outliers"}}}},
+    {"stat_subset_size": 5, "shuffle_data": True, "seed": 3},
+    {"target_device": "CPU_SPR"},
+], ids=["w_asym", "bits7", "quantile", "hl_est", "subset", "cpu_spr"])
+def test_config_keys_export_runs(resnet, params):
+    res = q(resnet, **params)
+    onnx.checker.check_model(res.model)
+    m, make = B.resnet_like()
+    ev = make(8, seed=9)
+    assert sqnr_db(run_all(ort_session(m), ev), run_all(ort_session(res.model), ev)) > 25
+    if "stat_subset_size" in params:
+        assert res.report.samples == 5
+    if "weights" in params and params["weights"].get("bits") == 7:
+        for w in int_weights(res).values():
+            assert np.abs(w.astype(int)).max() <= 63
+    if params.get("weights", {}).get("mode") == "asymmetric":
+        assert any(np.any(dq_params(res.model)[node(res.model, k).input[1]][2])
+                   for k in res.report.layers)
+
+
+def test_perchannel_activations_rejected(resnet):
+    with pytest.raises(fastq.ConfigError, match="activations.granularity"):
+        q(resnet, activations={"granularity": "perchannel"})
+
+
+def test_full_bias_correction_removes_output_bias():
+    # BiasCorrection (use_fast_bias false) matches each layer's quantized output mean to the
+    # float one, upstream layers already corrected: the int8 model's systematic per-logit
+    # error shrinks well below the uncorrected model's on unseen data of the same kind.
+    m, make = B.resnet_like()
+    data, ev = make(100, seed=1), make(60, seed=2)
+    ref = np.stack([ort_session(m).run(None, e)[0][0] for e in ev])
+
+    def mean_err(params):
+        r = fastq.quantize(m, data, cfg(**params), progress=False)
+        got = np.stack([ort_session(r.model).run(None, e)[0][0] for e in ev])
+        return np.abs((got - ref).mean(axis=0)).mean()
+    assert mean_err({"use_fast_bias": False}) < 0.6 * mean_err({"threshold": 1e-12})
+
+
+def test_ignored_reasons_and_algorithm_choice(resnet):
+    layer = q(resnet).plan.layers[0]
+    res = q(resnet, ignored={"scope": [layer], "operations": [{"type": "Concat"}],
+                             "patterns": ["gemm.*"]})
+    why = res.report.ignored
+    assert why[layer] == "ignored.scope"
+    assert next(v for k, v in why.items() if k.startswith("concat")) == "ignored.operations"
+    assert next(v for k, v in why.items() if k.startswith("gemm")) == "ignored.patterns"
+    mm = fastq.quantize(resnet[0], resnet[1], {"name": "MinMaxQuantization", "params": {}},
+                        progress=False)
+    assert not any(v["bias_corrected"] for v in mm.report.layers.values())
+    with pytest.raises(fastq.ConfigError, match="DefaultQuantization"):
+        fastq.quantize(resnet[0], resnet[1], {"name": "AccuracyAwareQuantization",
+                                              "params": {}}, progress=False)

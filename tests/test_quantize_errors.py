@@ -1,0 +1,195 @@
+"""Bad input to fastq.quantize / Result.save / the CLI fails cleanly: a FastqError naming the
+thing at fault (sample index, op type, path), no partial file, exit status 2 with one line."""
+
+import os
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import fastq
+from fastq.cli import main
+from models import builders as B
+from models.util import ort_session, run_all
+
+
+@pytest.fixture(scope="module")
+def small():
+    m, make = B.resnet_like()
+    return m, make(6, seed=1)
+
+
+def test_malformed_model():
+    with pytest.raises(fastq.ModelError, match="not an ONNX model"):
+        fastq.quantize(b"\x00garbage\xff" * 10, [np.zeros(1)], progress=False)
+    with pytest.raises(fastq.ModelError, match="does not exist"):
+        fastq.quantize("/nonexistent/model.onnx", [np.zeros(1)], progress=False)
+    bad = helper.make_model(helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"]), helper.make_node("Relu", ["nope"], ["z"])],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])]),
+        opset_imports=[helper.make_opsetid("", 13)])
+    with pytest.raises(fastq.ModelError, match="checker"):
+        fastq.quantize(bad, [np.zeros(1, np.float32)], progress=False)
+
+
+def test_unsupported_op_is_named():
+    g = helper.make_graph(
+        [helper.make_node("FancyOp", ["x"], ["y"], name="fancy", domain="com.example")], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13),
+                                            helper.make_opsetid("com.example", 1)])
+    with pytest.raises(fastq.UnsupportedOpError, match="FancyOp"):
+        fastq.quantize(m, [np.zeros((1, 4), np.float32)], progress=False)
+
+
+def test_bad_samples_name_the_index(small):
+    m, data = small
+    bad = list(data)
+    bad[3] = {"input": np.zeros((1, 3, 15, 16), np.float32)}
+    with pytest.raises(fastq.DataError, match=r"sample 3.*shape"):
+        fastq.quantize(m, bad, progress=False)
+    bad = list(data)
+    x = data[2]["input"].copy()
+    x[0, 1, 2, 3] = np.nan
+    bad[2] = {"input": x}
+    with pytest.raises(fastq.DataError, match=r"sample 2.*NaN.*\(0, 1, 2, 3\)"):
+        fastq.quantize(m, bad, progress=False)
+    with pytest.raises(fastq.DataError, match="sample 1.*missing"):
+        fastq.quantize(m, [data[0], {"other": 1}], progress=False)
+    with pytest.raises(fastq.DataError, match="sample 0.*expects float32, got int"):
+        fastq.quantize(m, [{"input": np.zeros((1, 3, 16, 16), np.int32)}], progress=False)
+    with pytest.raises(fastq.DataError, match="empty"):
+        fastq.quantize(m, [], progress=False)
+    with pytest.raises(fastq.DataError, match="empty"):
+        fastq.quantize(m, (x for x in []), progress=False)
+    with pytest.raises(fastq.DataError, match="iterable"):
+        fastq.quantize(m, 3, progress=False)
+
+
+def test_sample_forms(small):
+    m, data = small
+    a = fastq.quantize(m, data, progress=False)
+    b = fastq.quantize(m, [d["input"] for d in data], progress=False)       # one array
+    c = fastq.quantize(m, iter([(d["input"],) for d in data]), progress=False)  # tuples
+    stacked = np.concatenate([d["input"] for d in data])                    # (N, 3, 16, 16)
+    d_ = fastq.quantize(m, stacked, progress=False)
+    assert a.model.SerializeToString() == b.model.SerializeToString() == \
+        c.model.SerializeToString() == d_.model.SerializeToString()
+    one = fastq.quantize(m, data, {"name": "DefaultQuantization",
+                                   "params": {"stat_subset_size": 2}}, progress=False)
+    assert one.report.samples == 2
+
+
+def _leftovers(d):
+    return [f for f in os.listdir(d) if f.startswith(".fastq-")]
+
+
+def test_save_is_atomic_and_errors_leave_nothing(small, tmp_path):
+    m, data = small
+    res = fastq.quantize(m, data, progress=False)
+    out = tmp_path / "q.onnx"
+    res.save(out)
+    onnx.checker.check_model(onnx.load(str(out)))
+    assert _leftovers(tmp_path) == []
+    with pytest.raises(fastq.FastqError, match="does not exist"):
+        res.save(tmp_path / "missing" / "q.onnx")
+    (tmp_path / "adir").mkdir()
+    with pytest.raises(fastq.FastqError, match="cannot write"):
+        res.save(tmp_path / "adir")
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(fastq.FastqError):
+        res.save(tmp_path / "afile" / "q.onnx")
+    assert _leftovers(tmp_path) == [] and sorted(os.listdir(tmp_path)) == \
+        ["adir", "afile", "q.onnx"]
+
+
+def test_external_data_path(small, tmp_path):
+    m, data = small
+    res = fastq.quantize(m, data, progress=False)
+    files = res.save(tmp_path / "big.onnx", external_threshold=1)
+    assert [os.path.basename(f) for f in files] == ["big.onnx", "big.onnx.data"]
+    loaded = onnx.load(str(tmp_path / "big.onnx"))
+    assert any(t.data_location == TensorProto.EXTERNAL for t in
+               onnx.load(str(tmp_path / "big.onnx"), load_external_data=False).graph.initializer)
+    np.testing.assert_array_equal(run_all(ort_session(loaded), data),
+                                  run_all(ort_session(res.model), data))
+    assert _leftovers(tmp_path) == []
+
+
+def test_old_opset_is_upgraded():
+    w = numpy_helper.from_array(np.random.default_rng(0).standard_normal((4, 3, 3, 3))
+                                .astype(np.float32), "w")
+    g = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["c"], name="conv"),
+                           helper.make_node("Relu", ["c"], ["y"], name="relu")], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 5, 5])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 3, 3])],
+                          [w])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 11)])
+    res = fastq.quantize(m, [np.ones((1, 3, 5, 5), np.float32)], progress=False)
+    assert res.model.opset_import[0].version >= 13
+    onnx.checker.check_model(res.model)
+
+
+def test_bad_config_key(small):
+    m, data = small
+    with pytest.raises(fastq.ConfigError, match="preset"):
+        fastq.quantize(m, data, {"name": "DefaultQuantization", "params": {"preset": "fast"}},
+                       progress=False)
+
+
+# ---- CLI -----------------------------------------------------------------------------------
+
+
+def test_cli_quantize(small, tmp_path, capsys):
+    m, data = small
+    onnx.save(m, str(tmp_path / "f.onnx"))
+    np.savez(tmp_path / "cal.npz", input=np.concatenate([d["input"] for d in data]))
+    (tmp_path / "cfg.json").write_text('{"name": "DefaultQuantization", '
+                                       '"params": {"preset": "mixed"}}')
+    rc = main(["quantize", str(tmp_path / "f.onnx"), "-o", str(tmp_path / "q.onnx"),
+               "--data", str(tmp_path / "cal.npz"), "--config", str(tmp_path / "cfg.json"),
+               "--report", str(tmp_path / "r.json")])
+    assert rc == 0
+    import json
+    rep = json.loads((tmp_path / "r.json").read_text())
+    assert rep["calibration_samples"] == len(data)
+    assert rep["config"]["compression"]["algorithms"][0]["params"]["preset"] == "mixed"
+    onnx.checker.check_model(onnx.load(str(tmp_path / "q.onnx")))
+
+
+@pytest.mark.parametrize("problem", ["missing_data", "bad_shape", "nan", "bad_out"])
+def test_cli_errors_one_line(small, tmp_path, capsys, problem):
+    m, data = small
+    onnx.save(m, str(tmp_path / "f.onnx"))
+    x = np.concatenate([d["input"] for d in data])
+    if problem == "bad_shape":
+        x = x[:, :, :8]
+    if problem == "nan":
+        x[4, 0, 0, 0] = np.inf
+    np.savez(tmp_path / "cal.npz", input=x)
+    data_path = tmp_path / ("nope.npz" if problem == "missing_data" else "cal.npz")
+    out = tmp_path / ("no_dir/q.onnx" if problem == "bad_out" else "q.onnx")
+    rc = main(["quantize", str(tmp_path / "f.onnx"), "-o", str(out), "--data", str(data_path),
+               "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and err[0].startswith("fastq: error: "), err
+    if problem == "nan":
+        assert "sample 4" in err[0]
+    assert not out.exists() and _leftovers(tmp_path) == []
+
+
+def test_demo_accuracy(tmp_path, capsys):
+    out = tmp_path / "demo.onnx"
+    assert main(["demo", "-o", str(out), "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    acc = {line.split("accuracy")[1].rsplit(None, 2)[0].strip():
+           float(line.rsplit(None, 2)[1]) / 100 for line in text.splitlines()
+           if line.strip().startswith("accuracy ")}
+    assert set(acc) == {"float", "int8 exact32", "int8 sat16pair"}, text
+    assert acc["float"] > 0.95
+    assert acc["int8 exact32"] >= acc["float"] - 0.01
+    assert acc["int8 sat16pair"] >= acc["float"] - 0.01
+    assert out.exists() and f"written to {out}" in text and "quantization took" in text
