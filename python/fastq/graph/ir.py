@@ -15,28 +15,13 @@ import onnx
 from onnx import helper, numpy_helper
 
 from ..errors import ModelError
+from ..runtime.session import load_any
 
 
 def load_model(model: Any) -> onnx.ModelProto:
-    """Path, bytes or ModelProto -> ModelProto (a path's external data is loaded)."""
-    if isinstance(model, onnx.ModelProto):
-        return model
-    if isinstance(model, (bytes, bytearray)):
-        try:
-            m = onnx.load_from_string(bytes(model))
-        except Exception as e:
-            raise ModelError(f"the bytes are not an ONNX model: {e}") from None
-    elif isinstance(model, (str, os.PathLike)):
-        path = os.fspath(model)
-        if not os.path.isfile(path):
-            raise ModelError(f"model file {path!r} does not exist")
-        try:
-            m = onnx.load(path)
-        except Exception as e:
-            raise ModelError(f"cannot load ONNX model {path!r}: {e}") from None
-    else:
-        raise ModelError("model must be a path, bytes or onnx.ModelProto, got "
-                         f"{type(model).__name__}")
+    """Path, bytes or ModelProto -> ModelProto (the executor's loader; a path's external data
+    is loaded), refusing a graph without nodes: there is nothing to quantize."""
+    m = load_any(model)
     if not m.graph.node:
         raise ModelError("the model has no nodes (is it an ONNX model?)")
     return m

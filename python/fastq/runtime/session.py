@@ -83,7 +83,8 @@ def _node_arg(vi: onnx.ValueInfoProto) -> NodeArg:
     return NodeArg(vi.name, _shape_of(tt), _type_string(tt.elem_type), _np_dtype(tt.elem_type))
 
 
-def _load(model: Any) -> onnx.ModelProto:
+def load_any(model: Any) -> onnx.ModelProto:
+    """Path, bytes or ModelProto -> ModelProto; ModelError on anything else or bad bytes."""
     if isinstance(model, onnx.ModelProto):
         return model
     if isinstance(model, (bytes, bytearray)):
@@ -135,7 +136,7 @@ class InferenceSession:
             kernels._resolve_impl(impl, arith or "exact32")  # IsaError early if unusable
         self.arith = arith
         self.impl = impl
-        proto = _sorted_copy(_load(model))
+        proto = _sorted_copy(load_any(model))
         try:
             onnx.checker.check_model(proto)
         except onnx.checker.ValidationError as e:
