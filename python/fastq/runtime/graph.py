@@ -177,6 +177,7 @@ class CompiledGraph:
                 raise UnsupportedOpError(f"{node.where()}: this op's schema before opset 7 "
                                          "is not supported")
             nodes.append(node)
+        base.graph_outputs = tuple(self.output_names)  # stages must keep these produced
         for stage in GRAPH_REWRITES:
             nodes = stage(nodes, self.consts, base)
         for node in nodes:
