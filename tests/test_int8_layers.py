@@ -298,3 +298,80 @@ def test_fused_layer_bad_inputs_name_the_node():
         s.run(None, {"xq": np.zeros((3, 7), np.uint8)})
     with pytest.raises(fastq.ConfigError, match="conv_pairing"):
         fastq.InferenceSession(mm, arith="exact32", conv_pairing="pairs")
+
+
+# -- output requantization (QuantizeLinear absorbed) and the C++ QuantizeLinear ---------------
+
+def _requant_oracle(acc, zcomp, mult, yz, dt):
+    """ONNX Runtime's QLinearConv/QLinearMatMul output: float32(acc - zcomp) * mult, round half
+    to even, + y_zero_point, saturate (channel axis 1)."""
+    shape = (1, -1) + (1,) * (acc.ndim - 2)
+    v = (acc.astype(np.int64) - zcomp.reshape(shape)).astype(np.float32) * mult.reshape(shape)
+    info = np.iinfo(dt)
+    return np.clip(np.rint(v) + yz, info.min, info.max).astype(dt)
+
+
+@pytest.mark.parametrize("ydt", [np.uint8, np.int8])
+@pytest.mark.parametrize("arith", ["exact32", "sat16pair"])
+def test_conv_with_quantize_after_requantizes_like_ort(ydt, arith):
+    xs_, wsh, attrs = CONV_CASES[1]
+    xq, wq = _saturating(xs_, wsh)
+    oc = wsh[0]
+    ws = (RNG.random(oc) * 0.01 + 0.002).astype(np.float32)
+    bq = RNG.integers(-3000, 3000, oc).astype(np.int32)
+    m = _qdq_conv(TensorProto.UINT8, xs_, wq, ws, np.uint8(3), bias_q=bq, **attrs)
+    yz = ydt(-5 if ydt == np.int8 else 120)
+    m.graph.node.append(helper.make_node("QuantizeLinear", ["y", "ys", "yz"], ["yq"],
+                                         name="q"))
+    m.graph.initializer.extend([numpy_helper.from_array(np.asarray(np.float32(0.7)), "ys"),
+                                numpy_helper.from_array(np.asarray(yz), "yz")])
+    del m.graph.output[:]
+    m.graph.output.append(vi("yq", helper.np_dtype_to_tensor_dtype(np.dtype(ydt)),
+                             ["a", "b", "c", "d"]))
+    raw = O.raw_conv(xq.astype(np.int64), wq.astype(np.int64), 3, attrs["strides"],
+                     attrs["pads"], [1, 1], 1, arith)
+    zcomp = 3 * wq.reshape(oc, -1).sum(1, dtype=np.int64) - bq
+    mult = (np.float32(0.02) * ws / np.float32(0.7)).astype(np.float32)
+    want = _requant_oracle(raw, zcomp, mult, int(yz), ydt)
+    for impl in IMPLS:
+        s = fastq.InferenceSession(m, arith=arith, impl=impl)
+        assert [r.output for r in s.int8_layers()] == ["int8"]
+        got = s.run(None, {"xq": xq})[0]
+        assert got.dtype == ydt and np.array_equal(got, want), impl
+    # the float QDQ model agrees up to float rounding: at most one step apart
+    ref = fastq.InferenceSession(m).run(None, {"xq": xq})[0]
+    if arith == "exact32":
+        assert np.abs(got.astype(np.int32) - ref.astype(np.int32)).max() <= 1
+
+
+def test_matmul_with_quantize_after_requantizes_like_ort():
+    xq, wq = _saturating((3, 4, 16), (6, 16))
+    wq = np.ascontiguousarray(wq.T)
+    ws = (RNG.random(6) * 0.01 + 0.001).astype(np.float32)
+    m = _qdq_linear("MatMul", xq, wq, ws, np.uint8(9))
+    m.graph.node.append(helper.make_node("QuantizeLinear", ["y", "ys", "yz"], ["yq"]))
+    m.graph.initializer.extend([numpy_helper.from_array(np.asarray(np.float32(0.9)), "ys"),
+                                numpy_helper.from_array(np.asarray(np.uint8(128)), "yz")])
+    del m.graph.output[:]
+    m.graph.output.append(vi("yq", TensorProto.UINT8, ["a", "b", "c"]))
+    for arith in ("exact32", "sat16pair"):
+        raw = O.matmul_raw(xq.reshape(-1, 16), wq, arith)
+        mult = (np.float32(0.03) * ws / np.float32(0.9)).astype(np.float32)
+        want = _requant_oracle(raw, 9 * wq.sum(0, dtype=np.int64), mult, 128, np.uint8)
+        got = fastq.InferenceSession(m, arith=arith).run(None, {"xq": xq})[0]
+        assert np.array_equal(got, want.reshape(3, 4, 6)), arith
+
+
+@pytest.mark.parametrize("dt", [np.uint8, np.int8])
+def test_quantize_f32_equals_onnx_quantize_linear(dt):
+    from fastq import _core
+    from fastq.runtime.ops.quant import quantize_linear
+    from fastq.runtime.registry import Node
+    x = np.concatenate([RNG.standard_normal(5000).astype(np.float32) * 40,
+                        np.arange(-300, 300, dtype=np.float32) * np.float32(0.5),  # halves
+                        np.array([1e30, -1e30, np.inf, -np.inf, 0.0, -0.0], np.float32)])
+    for scale, zp in [(0.25, 3), (0.1, 0), (1.0, -7 if dt == np.int8 else 255)]:
+        want = quantize_linear(Node("q", "QuantizeLinear", "", 19, 19), x, np.float32(scale),
+                               np.asarray(dt(zp)))
+        got = _core.quantize_f32(x, scale, zp, dt == np.int8)
+        assert got.dtype == dt and np.array_equal(got, want), (scale, zp)

@@ -13,7 +13,8 @@ namespace fastq {
 namespace {  // NOLINT: deliberate, see above
 
 // acc[j] += x[j * sw] * w for one tap over one output row.
-inline void dw_tap(int32_t* acc, const uint8_t* src, int64_t n, int64_t sw, int32_t w) {
+inline void dw_tap(int32_t* __restrict acc, const uint8_t* __restrict src, int64_t n,
+                   int64_t sw, int32_t w) {
   if (sw == 1) {
     for (int64_t j = 0; j < n; ++j) acc[j] += int32_t(src[j]) * w;
   } else if (sw == 2) {
@@ -24,7 +25,8 @@ inline void dw_tap(int32_t* acc, const uint8_t* src, int64_t n, int64_t sw, int3
 }
 
 // acc[j] += sat16(a[j * sw] * wa + b[j * sw] * wb): one vpmaddubsw pair per output.
-inline void dw_pair_sat(int32_t* acc, const uint8_t* a, const uint8_t* b, int64_t n, int64_t sw,
+inline void dw_pair_sat(int32_t* __restrict acc, const uint8_t* __restrict a,
+                        const uint8_t* __restrict b, int64_t n, int64_t sw,
                         int32_t wa, int32_t wb) {
   for (int64_t j = 0; j < n; ++j) {
     int32_t v = int32_t(a[j * sw]) * wa + int32_t(b[j * sw]) * wb;

@@ -1,8 +1,14 @@
 """Fused int8 layers for sessions with an arith: each QDQ ``DequantizeLinear(x) -> Conv | MatMul
 | Gemm <- DequantizeLinear(w)`` becomes one node in domain "fastq" (``QdqConv`` / ``QdqLinear``)
-that runs ``kernels.qconv`` / ``kernels.qlinear`` on the quantized input in the session's arith
-and returns the float output; the weights are packed once (prepare hook). A following
-QuantizeLinear stays a float QuantizeLinear node (exact ONNX rounding, nothing re-derived here).
+that runs the int8 kernels on the quantized input in the session's arith; the weights are
+packed once (prepare hook). When the layer's only consumer is a per-tensor QuantizeLinear and
+its bias is absent or DequantizeLinear(int32, x_scale * w_scale) -- the pattern ONNX Runtime
+turns into QLinearConv / QLinearMatMul / QGemm -- the fused node also absorbs the QuantizeLinear
+and requantizes as ONNX Runtime does: float32(acc + bias_int32) * (x_scale * w_scale / y_scale),
+round half to even, + y_zero_point, saturate (``_core.requantize``). Otherwise it returns the
+float output (``kernels.qconv`` / ``qlinear`` epilogue) and a QuantizeLinear after it stays.
+Per-tensor QuantizeLinear nodes of float32 tensors run in C++ (``_core.quantize_f32``: the
+float32 division and round-half-even of ONNX, bit for bit).
 
 Fused: int8 weights with zero point 0, per tensor or per output channel (axis 0 for Conv and
 Gemm transB=1, axis 1 for MatMul [K, N] and Gemm transB=0); uint8/int8 per-tensor activations;
@@ -39,6 +45,7 @@ class LayerRecord:
     reason: str = ""
     arith: Optional[str] = None
     pairing: Optional[str] = None
+    output: str = ""          # "int8" (QuantizeLinear absorbed, ORT requant) or "float"
 
 
 def fused_layers(ctx: OpContext) -> List[LayerRecord]:
@@ -106,12 +113,51 @@ def _weights(layer: QdqLayer, consts, want_axis: int, ndims) -> None:
                         f"channel means axis {want_axis} with {w.shape[want_axis]} entries")
 
 
-def _fuse(layer: QdqLayer, consts, ctx: OpContext) -> Node:
+def _scalar_q(consts, q: Node) -> bool:
+    """QuantizeLinear / DequantizeLinear with a constant per-tensor float32 scale and a
+    constant u8/s8 zero point."""
+    if q.attr("block_size", 0) or q.attr("output_dtype", 0) or len(q.inputs) < 3:
+        return False
+    s, z = consts.get(q.inputs[1]), consts.get(q.inputs[2])
+    return (s is not None and z is not None and np.size(s) == 1 and np.size(z) == 1
+            and np.asarray(s).dtype == np.float32 and np.asarray(z).dtype in (np.uint8, np.int8)
+            and float(np.asarray(s).reshape(())) > 0)
+
+
+def _int_bias(layer: QdqLayer, consts, producer) -> Optional[str]:
+    """Name of the int32 bias when the bias is DequantizeLinear(int32, x_scale * w_scale, 0)
+    of constants ("" when there is no bias); None when the output cannot be requantized."""
+    if not layer.bias:
+        return ""
+    dq = producer.get(layer.bias)
+    if dq is None or dq.op_type != "DequantizeLinear" or not all(
+            x in consts for x in dq.inputs if x):
+        return None
+    bq, bs = np.asarray(consts[dq.inputs[0]]), np.asarray(consts[dq.inputs[1]], np.float32)
+    if bq.dtype != np.int32 or bq.ndim != 1 or dq.attr("block_size", 0):
+        return None
+    if len(dq.inputs) > 2 and dq.inputs[2] and np.any(np.asarray(consts[dq.inputs[2]]) != 0):
+        return None
+    xs = np.float32(np.asarray(consts[layer.x_dq.inputs[1]]).reshape(()))
+    ws = np.asarray(consts[layer.w_dq.inputs[1]], np.float32).reshape(-1)
+    if not np.allclose(bs.reshape(-1), xs * ws, rtol=1e-6, atol=0):
+        return None
+    return dq.inputs[0]
+
+
+def _fuse(layer: QdqLayer, consts, ctx: OpContext, producer) -> Node:
     n = layer.layer
     _activation(layer, consts)
     xq, xs, xz = layer.x_dq.inputs[:3]
     wq, ws = layer.w_dq.inputs[:2]
     bias = layer.bias or ""
+    ys = yz = ""
+    outputs = n.outputs
+    if layer.y_q is not None and _scalar_q(consts, layer.y_q) and not (
+            n.op_type == "Gemm" and (n.attr("alpha", 1.0) != 1 or n.attr("beta", 1.0) != 1)):
+        ib = _int_bias(layer, consts, producer)
+        if ib is not None:
+            bias, (ys, yz), outputs = ib, layer.y_q.inputs[1:3], layer.y_q.outputs
     if n.op_type == "Conv":
         _weights(layer, consts, 0, (3, 4))
         attrs = {k: n.attrs[k] for k in _CONV_ATTRS if k in n.attrs}
@@ -129,8 +175,9 @@ def _fuse(layer: QdqLayer, consts, ctx: OpContext) -> Node:
         else:
             _weights(layer, consts, 1, (2,))
         op = "QdqLinear"
+    attrs["requant"] = int(bool(ys))
     return Node(name=n.name, op_type=op, domain=DOMAIN, version=1, opset=1, attrs=attrs,
-                inputs=(xq, xs, xz, wq, ws, bias), outputs=n.outputs, proto=None)
+                inputs=(xq, xs, xz, wq, ws, bias, ys, yz), outputs=outputs, proto=None)
 
 
 def qdq_layer_stage(nodes: List[Node], consts: Dict[str, np.ndarray], ctx: OpContext
@@ -143,21 +190,27 @@ def qdq_layer_stage(nodes: List[Node], consts: Dict[str, np.ndarray], ctx: OpCon
     swap: Dict[int, Node] = {}
     dq_candidates = set()
     matched = set()
+    dropped = set()
+    producer = {o: n for n in nodes for o in n.outputs if o}
     for layer in find_qdq_layers(nodes, consts):
         matched.add(id(layer.layer))
         try:
-            f = _fuse(layer, consts, ctx)
+            f = _fuse(layer, consts, ctx, producer)
         except _Skip as e:
             skip_rec.append(LayerRecord(layer.layer.name, layer.layer.op_type, None, str(e),
                                         ctx.arith))
             continue
         swap[id(layer.layer)] = f
         dq_candidates.update((id(layer.x_dq), id(layer.w_dq)))
+        if f.attrs["requant"]:
+            dropped.add(id(layer.y_q))
         fused_rec.append(LayerRecord(f.name, layer.layer.op_type, f.op_type, "", ctx.arith,
-                                     f.attrs.get("pairing")))
-    producer = {o: n for n in nodes for o in n.outputs if o}
+                                     f.attrs.get("pairing"),
+                                     "int8" if f.attrs["requant"] else "float"))
     out: List[Node] = []
     for n in nodes:
+        if id(n) in dropped:
+            continue
         if id(n) in swap:
             out.append(swap[id(n)])
             continue
@@ -167,6 +220,8 @@ def qdq_layer_stage(nodes: List[Node], consts: Dict[str, np.ndarray], ctx: OpCon
                                       for s in srcs):
                 skip_rec.append(LayerRecord(n.name, n.op_type, None,
                                             "weight input is not a constant", ctx.arith))
+        if n.domain == "" and n.op_type == "QuantizeLinear" and _scalar_q(consts, n):
+            n = Node(n.name, "QuantizeF32", DOMAIN, 1, 1, {}, n.inputs, n.outputs, None)
         if n.domain == "" and n.op_type in ("QLinearConv", "ConvInteger"):
             n = Node(n.name, n.op_type, n.domain, n.version, n.opset,
                      dict(n.attrs, _fastq_pairing=ctx.conv_pairing), n.inputs, n.outputs,
@@ -197,13 +252,47 @@ def _bias_vec(b, n: int) -> Optional[np.ndarray]:
     return None
 
 
-class _ConvLayer:
-    def __init__(self, node: Node, xs, xz, wq, ws, bias, ctx: OpContext):
+class _Layer:
+    """What both fused ops share: the activation's quantization, the arith/impl, and the
+    output requantization (``requant`` nodes) or the float epilogue."""
+
+    def __init__(self, node: Node, xs, xz, ws, n_out: int, colsum: np.ndarray, bias, ys, yz,
+                 ctx: OpContext):
         self.node = node
         self.arith = ctx.int_arith
         self.impl = kernels._resolve_impl(ctx.impl, self.arith)
         self.zp, self.scale = int(np.asarray(xz).reshape(())), _scalar(xs)
         self.xdt = np.asarray(xz).dtype
+        self.zp_u = self.zp + (128 if self.xdt == np.int8 else 0)   # zero point of u8 input
+        self.ws = np.ascontiguousarray(np.broadcast_to(
+            np.asarray(ws, np.float32).reshape(-1), (n_out,)), np.float32)
+        self.requant = bool(node.attr("requant", 0))
+        if self.requant:
+            bq = np.zeros(n_out, np.int64) if bias is None else \
+                np.asarray(bias).astype(np.int64).reshape(-1)
+            if bq.shape != (n_out,):
+                raise fail(node, f"bias has shape {np.shape(bias)}, expected ({n_out},)")
+            self.zcomp = np.ascontiguousarray(self.zp_u * colsum.astype(np.int64) - bq)
+            # ONNX Runtime: output_scale[c] = x_scale * w_scale[c] / y_scale in float32
+            self.mult = np.ascontiguousarray(
+                (np.float32(self.scale) * self.ws) / np.float32(_scalar(ys)), np.float32)
+            self.yz = int(np.asarray(yz).reshape(()))
+            self.ysigned = np.asarray(yz).dtype == np.int8
+
+    def u8(self, x: np.ndarray) -> np.ndarray:
+        if x.dtype != self.xdt:
+            raise fail(self.node, f"quantized input has dtype {x.dtype}, its zero point "
+                                  f"{self.xdt}")
+        if x.dtype == np.int8:
+            return np.ascontiguousarray(x).view(np.uint8) ^ np.uint8(0x80)
+        return np.ascontiguousarray(x)
+
+    def requantize(self, acc: np.ndarray, axis: int) -> np.ndarray:
+        return _core.requantize(acc, axis, self.zcomp, self.mult, self.yz, self.ysigned)
+
+
+class _ConvLayer(_Layer):
+    def __init__(self, node: Node, xs, xz, wq, ws, bias, ys, yz, ctx: OpContext):
         w = np.asarray(wq)
         self.nd = w.ndim - 2
         self.kernel = list(w.shape[2:])
@@ -212,11 +301,12 @@ class _ConvLayer:
         self.packed = kernels.pack_conv_weights(np.ascontiguousarray(w), group=self.group,
                                                 pairing=node.attr("pairing", "per_tap"))
         self.cin = cg * self.group
-        self.ws = np.ascontiguousarray(np.atleast_1d(np.asarray(ws, np.float32)).reshape(-1))
-        self.bias = None if bias is None else np.ascontiguousarray(
-            np.asarray(bias, np.float32).reshape(-1))
-        if self.bias is not None and self.bias.shape != (self.oc,):
-            raise fail(node, f"bias has shape {np.shape(bias)}, expected ({self.oc},)")
+        super().__init__(node, xs, xz, ws, self.oc, self.packed.colsum, bias, ys, yz, ctx)
+        self.bias = None
+        if bias is not None and not self.requant:
+            self.bias = np.ascontiguousarray(np.asarray(bias, np.float32).reshape(-1))
+            if self.bias.shape != (self.oc,):
+                raise fail(node, f"bias has shape {np.shape(bias)}, expected ({self.oc},)")
         self.strides = ints_attr(node, "strides", self.nd, 1)
         self.dil = ints_attr(node, "dilations", self.nd, 1)
         self._geo: Dict[tuple, tuple] = {}
@@ -244,61 +334,59 @@ class _ConvLayer:
             self._geo[x.shape] = g
         return g
 
-    def __call__(self, x, xs=None, xz=None, wq=None, ws=None, bias=None):
-        if x.dtype != self.xdt:
-            raise fail(self.node, f"quantized input has dtype {x.dtype}, its zero point "
-                                  f"{self.xdt}")
+    def __call__(self, x, xs=None, xz=None, wq=None, ws=None, bias=None, ys=None, yz=None):
         st, pd, dl = self.geometry(x)
-        x4 = np.ascontiguousarray(x[:, :, None, :] if self.nd == 1 else x)
-        b = self.bias
-        late = None
-        if b is None and bias is not None:
-            late = np.asarray(bias, np.float32)
-        y = _core.qconv(x4, self.packed, st, pd, dl, self.zp, self.scale, self.ws, b,
-                        self.arith, self.impl)
-        if self.nd == 1:
-            y = y[:, :, 0, :]
-        if late is not None:
-            y += late.reshape((1, -1) + (1,) * self.nd)
-        return y
+        x4 = x[:, :, None, :] if self.nd == 1 else x
+        if self.requant:
+            acc = _core.conv_u8s8(self.u8(x4), self.packed, st, pd, dl, self.zp_u,
+                                  self.arith, self.impl)
+            y = self.requantize(acc, 1)
+        else:
+            if x.dtype != self.xdt:
+                self.u8(x)  # raises the dtype error
+            y = _core.qconv(np.ascontiguousarray(x4), self.packed, st, pd, dl, self.zp,
+                            self.scale, self.ws, self.bias, self.arith, self.impl)
+            if self.bias is None and bias is not None:  # bias not constant at prepare
+                y += np.asarray(bias, np.float32).reshape((1, -1) + (1,) * self.nd)
+        return y[:, :, 0, :] if self.nd == 1 else y
 
 
-class _LinearLayer:
-    def __init__(self, node: Node, xs, xz, wq, ws, c, ctx: OpContext):
-        self.node = node
-        self.arith = ctx.int_arith
-        self.impl = kernels._resolve_impl(ctx.impl, self.arith)
-        self.zp, self.scale = int(np.asarray(xz).reshape(())), _scalar(xs)
-        self.xdt = np.asarray(xz).dtype
+class _LinearLayer(_Layer):
+    def __init__(self, node: Node, xs, xz, wq, ws, c, ys, yz, ctx: OpContext):
         self.gemm = node.attr("kind") == "Gemm"
         w = np.asarray(wq)
         if self.gemm and node.attr("transB", 0):
             w = w.T
         self.k, self.n = w.shape
         self.packed = kernels.pack_weights(np.ascontiguousarray(w))
-        ws = np.atleast_1d(np.asarray(ws, np.float32)).reshape(-1)
+        super().__init__(node, xs, xz, ws, self.n, w.sum(axis=0, dtype=np.int64), c, ys, yz,
+                         ctx)
         alpha = np.float32(node.attr("alpha", 1.0)) if self.gemm else np.float32(1)
-        self.ws = np.ascontiguousarray(ws * alpha if alpha != 1 else ws, np.float32)
+        if alpha != 1:
+            self.ws = np.ascontiguousarray(self.ws * alpha, np.float32)
         self.beta = np.float32(node.attr("beta", 1.0)) if self.gemm else np.float32(1)
         self.bias, self.late = None, None
-        if c is not None:
+        if c is not None and not self.requant:
             bc = np.asarray(c, np.float32) * self.beta if self.beta != 1 else c
             self.bias = _bias_vec(bc, self.n)
             if self.bias is None:
                 self.late = np.asarray(bc, np.float32)
 
-    def __call__(self, x, xs=None, xz=None, wq=None, ws=None, c=None):
+    def __call__(self, x, xs=None, xz=None, wq=None, ws=None, c=None, ys=None, yz=None):
         node = self.node
-        if x.dtype != self.xdt:
-            raise fail(node, f"quantized input has dtype {x.dtype}, its zero point {self.xdt}")
         if self.gemm and x.ndim != 2:
             raise fail(node, f"Gemm input A must be 2-D, got shape {x.shape}")
         if x.ndim < 1 or x.shape[-1] != self.k:
             raise fail(node, f"input has shape {x.shape}; the weights need K={self.k} in the "
                              "last dimension")
-        a2 = np.ascontiguousarray(x.reshape(-1, self.k))
-        y = _core.qlinear(a2, self.packed, self.zp, self.scale, self.ws, self.bias,
-                          self.arith, self.impl)
+        a2 = x.reshape(-1, self.k)
+        if self.requant:
+            acc = _core.gemm_u8s8(self.u8(a2), self.packed, self.arith, self.impl)
+            return self.requantize(acc, 1).reshape(x.shape[:-1] + (self.n,))
+        if x.dtype != self.xdt:
+            self.u8(x)  # raises the dtype error
+        y = _core.qlinear(np.ascontiguousarray(a2), self.packed, self.zp, self.scale, self.ws,
+                          self.bias, self.arith, self.impl)
         y = y.reshape(x.shape[:-1] + (self.n,))
         if self.late is not None:
             y += self.late
@@ -309,17 +397,29 @@ class _LinearLayer:
 
 def _prepare(cls):
     def prep(node, consts, ctx):
-        xs, xz, wq, ws, b = consts[1:6]
-        return cls(node, xs, xz, wq, ws, b, ctx or OpContext())
+        return cls(node, *consts[1:8], ctx or OpContext())
     return prep
 
 
 def _run(cls):
-    def op(node, x, xs, xz, wq, ws, b=None, *, ctx=None):
-        return cls(node, xs, xz, wq, ws, b, ctx or OpContext())(x, c=b) if cls is _LinearLayer \
-            else cls(node, xs, xz, wq, ws, b, ctx or OpContext())(x)
+    def op(node, x, xs, xz, wq, ws, b=None, ys=None, yz=None, *, ctx=None):
+        return cls(node, xs, xz, wq, ws, b, ys, yz, ctx or OpContext())(x, c=b) \
+            if cls is _LinearLayer else cls(node, xs, xz, wq, ws, b, ys, yz,
+                                            ctx or OpContext())(x, bias=b)
     return op
 
 
 register("QdqConv", DOMAIN, context=True, prepare=_prepare(_ConvLayer))(_run(_ConvLayer))
 register("QdqLinear", DOMAIN, context=True, prepare=_prepare(_LinearLayer))(_run(_LinearLayer))
+
+
+@register("QuantizeF32", DOMAIN)
+def quantize_f32(node, x, scale, zp):
+    """Per-tensor QuantizeLinear (the rewrite only makes these for constant scalar scale/zp);
+    non-float32 inputs (float16/64) go the numpy way for ONNX's rounding of their division."""
+    z = np.asarray(zp)
+    if x.dtype != np.float32:
+        from .ops.quant import quantize_linear
+        return quantize_linear(node, x, scale, zp)
+    return _core.quantize_f32(np.ascontiguousarray(x), _scalar(scale), int(z.reshape(())),
+                              z.dtype == np.int8)

@@ -1,0 +1,101 @@
+// Requantization and per-tensor quantization loops (requant.h). Portable: the float steps are
+// one IEEE multiply or divide and a rounding, so every build gives the same bits; planes are
+// split across threads when large.
+#include "fastq/requant.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "fastq/threads.h"
+
+namespace fastq {
+
+namespace {
+// Round half to even of |v| <= 2^22 without a libm call (the portable build has no SSE4.1
+// roundps): adding and removing 1.5 * 2^23 leaves the default-mode rounding of v.
+inline float round_even(float v) {
+  const float magic = 12582912.0f;
+  return (v + magic) - magic;
+}
+
+template <class T>
+void requant_t(const int32_t* acc, int64_t outer, int64_t C, int64_t inner,
+               const int64_t* zcomp, const float* mult, int32_t y_zp, T* out) {
+  const float lo = float(std::numeric_limits<T>::min() - y_zp);
+  const float hi = float(std::numeric_limits<T>::max() - y_zp);
+  auto plane = [&](int64_t p) {
+    const int64_t c = p % C;
+    const int64_t z = zcomp[c];
+    const float m = mult[c];
+    const int32_t* a = acc + p * inner;
+    T* o = out + p * inner;
+    for (int64_t i = 0; i < inner; ++i) {
+      float v = float(int64_t(a[i]) - z) * m;
+      v = std::min(hi, std::max(lo, v));  // |v| <= 255 from here on
+      o[i] = T(int32_t(round_even(v)) + y_zp);
+    }
+  };
+  if (inner == 1) {  // GEMM rows [outer, C]: channel = column
+    auto row = [&](int64_t r) {
+      const int32_t* a = acc + r * C;
+      T* o = out + r * C;
+      for (int64_t c = 0; c < C; ++c) {
+        float v = float(int64_t(a[c]) - zcomp[c]) * mult[c];
+        v = std::min(hi, std::max(lo, v));
+        o[c] = T(int32_t(round_even(v)) + y_zp);
+      }
+    };
+    if (outer * C > (1 << 15))
+      parallel_for(outer, row);
+    else
+      for (int64_t r = 0; r < outer; ++r) row(r);
+    return;
+  }
+  const int64_t planes = outer * C;
+  if (planes * inner > (1 << 15))
+    parallel_for(planes, plane);
+  else
+    for (int64_t p = 0; p < planes; ++p) plane(p);
+}
+
+template <class T>
+void quant_t(const float* x, int64_t n, float scale, int32_t zp, T* out) {
+  // clamp before rounding (rounding is monotone and lo - zp, hi - zp are integers);
+  // std::max(lo, NaN) is lo, so NaN gives the lowest value
+  const float lo = float(std::numeric_limits<T>::min() - zp);
+  const float hi = float(std::numeric_limits<T>::max() - zp);
+  constexpr int64_t kChunk = 1 << 14;
+  auto chunk = [&](int64_t k) {
+    const int64_t i1 = std::min(n, (k + 1) * kChunk);
+    for (int64_t i = k * kChunk; i < i1; ++i) {
+      const float v = std::min(hi, std::max(lo, x[i] / scale));
+      out[i] = T(int32_t(round_even(v)) + zp);
+    }
+  };
+  const int64_t chunks = (n + kChunk - 1) / kChunk;
+  if (chunks > 2)
+    parallel_for(chunks, chunk);
+  else
+    for (int64_t k = 0; k < chunks; ++k) chunk(k);
+}
+}  // namespace
+
+void requantize(const int32_t* acc, int64_t outer, int64_t C, int64_t inner,
+                const int64_t* zcomp, const float* mult, int32_t y_zp, bool y_signed,
+                void* out) {
+  if (y_signed)
+    requant_t(acc, outer, C, inner, zcomp, mult, y_zp, static_cast<int8_t*>(out));
+  else
+    requant_t(acc, outer, C, inner, zcomp, mult, y_zp, static_cast<uint8_t*>(out));
+}
+
+void quantize_f32(const float* x, int64_t n, float scale, int32_t zp, bool y_signed,
+                  void* out) {
+  if (y_signed)
+    quant_t(x, n, scale, zp, static_cast<int8_t*>(out));
+  else
+    quant_t(x, n, scale, zp, static_cast<uint8_t*>(out));
+}
+
+}  // namespace fastq
