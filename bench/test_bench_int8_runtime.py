@@ -10,6 +10,7 @@ fastq/ORT time ratios from one run (targets: exact32 <= 1.2x, sat16pair <= 2.5x)
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -21,6 +22,7 @@ import fastq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import _qdq_models as M  # noqa: E402
+from test_bench_nn import _blas_threads  # noqa: E402
 
 ort = pytest.importorskip("onnxruntime")
 logging.getLogger().setLevel(logging.ERROR)
@@ -33,6 +35,14 @@ MODELS = {
 }
 ENGINES = ["onnxruntime", "exact32", "sat16pair"]
 _CACHE: dict = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def single_thread_blas():
+    """fastq's float ops (attention MatMuls) use numpy's OpenBLAS: one thread, like ORT."""
+    _blas_threads(1)
+    yield
+    _blas_threads(os.cpu_count() or 1)
 
 
 def _output_step(q) -> float:

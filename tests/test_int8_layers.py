@@ -375,3 +375,17 @@ def test_quantize_f32_equals_onnx_quantize_linear(dt):
                                np.asarray(dt(zp)))
         got = _core.quantize_f32(x, scale, zp, dt == np.int8)
         assert got.dtype == dt and np.array_equal(got, want), (scale, zp)
+
+
+@pytest.mark.parametrize("dt", [np.uint8, np.int8])
+def test_dequantize_f32_equals_onnx_dequantize_linear(dt):
+    from fastq import _core
+    from fastq.runtime.ops.quant import dequantize_linear
+    from fastq.runtime.registry import Node
+    info = np.iinfo(dt)
+    x = np.arange(info.min, info.max + 1).astype(dt).reshape(16, 16)
+    for scale, zp in [(0.0371, 3), (1e-3, int(info.max)), (7.5, int(info.min))]:
+        want = dequantize_linear(Node("dq", "DequantizeLinear", "", 19, 19), x,
+                                 np.float32(scale), np.asarray(dt(zp)))
+        got = _core.dequantize_f32(x, scale, zp)
+        assert got.dtype == np.float32 and np.array_equal(got, want), (scale, zp)

@@ -1,6 +1,6 @@
 // Requantization bindings (requant.h): requantize (raw s32 sums -> u8/s8 layer output with
-// ONNX Runtime's QLinearConv/QLinearMatMul rounding) and quantize_f32 (per-tensor
-// QuantizeLinear of a float32 tensor).
+// ONNX Runtime's QLinearConv/QLinearMatMul rounding), quantize_f32 / dequantize_f32
+// (per-tensor QuantizeLinear of float32, DequantizeLinear of u8/s8).
 #include <string>
 
 #include "bindings.h"
@@ -58,6 +58,21 @@ void bind_requant(py::module_& m) {
     }
     return out;
   }, py::arg("x"), py::arg("scale"), py::arg("zero_point"), py::arg("y_signed"));
+
+  m.def("dequantize_f32", [](py::array x, float scale, int32_t zp) {
+    const bool is_signed = x.dtype().is(py::dtype::of<int8_t>());
+    if (!is_signed) require_dtype<uint8_t>(x, "x", "uint8 or int8");
+    require_c_contiguous(x, "x");
+    py::array_t<float> out(x.request().shape);
+    const void* xp = x.data();
+    const int64_t n = x.size();
+    float* op = out.mutable_data();
+    {
+      py::gil_scoped_release nogil;
+      dequantize_f32(xp, is_signed, n, scale, zp, op);
+    }
+    return out;
+  }, py::arg("x"), py::arg("scale"), py::arg("zero_point"));
 }
 
 }  // namespace fastq

@@ -79,7 +79,29 @@ void quant_t(const float* x, int64_t n, float scale, int32_t zp, T* out) {
   else
     for (int64_t k = 0; k < chunks; ++k) chunk(k);
 }
+template <class T>
+void dequant_t(const T* x, int64_t n, float scale, int32_t zp, float* out) {
+  const float z = float(zp);
+  constexpr int64_t kChunk = 1 << 14;
+  auto chunk = [&](int64_t k) {
+    const int64_t i1 = std::min(n, (k + 1) * kChunk);
+    for (int64_t i = k * kChunk; i < i1; ++i) out[i] = (float(x[i]) - z) * scale;
+  };
+  const int64_t chunks = (n + kChunk - 1) / kChunk;
+  if (chunks > 2)
+    parallel_for(chunks, chunk);
+  else
+    for (int64_t k = 0; k < chunks; ++k) chunk(k);
+}
 }  // namespace
+
+void dequantize_f32(const void* x, bool x_signed, int64_t n, float scale, int32_t zp,
+                    float* out) {
+  if (x_signed)
+    dequant_t(static_cast<const int8_t*>(x), n, scale, zp, out);
+  else
+    dequant_t(static_cast<const uint8_t*>(x), n, scale, zp, out);
+}
 
 void requantize(const int32_t* acc, int64_t outer, int64_t C, int64_t inner,
                 const int64_t* zcomp, const float* mult, int32_t y_zp, bool y_signed,

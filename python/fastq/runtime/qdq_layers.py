@@ -7,8 +7,9 @@ turns into QLinearConv / QLinearMatMul / QGemm -- the fused node also absorbs th
 and requantizes as ONNX Runtime does: float32(acc + bias_int32) * (x_scale * w_scale / y_scale),
 round half to even, + y_zero_point, saturate (``_core.requantize``). Otherwise it returns the
 float output (``kernels.qconv`` / ``qlinear`` epilogue) and a QuantizeLinear after it stays.
-Per-tensor QuantizeLinear nodes of float32 tensors run in C++ (``_core.quantize_f32``: the
-float32 division and round-half-even of ONNX, bit for bit).
+Per-tensor QuantizeLinear (float32) and DequantizeLinear (u8/s8) nodes with constant scalar
+parameters run in C++ (``_core.quantize_f32`` / ``dequantize_f32``: the float32 steps and the
+round-half-even of the numpy ops, bit for bit).
 
 Fused: int8 weights with zero point 0, per tensor or per output channel (axis 0 for Conv and
 Gemm transB=1, axis 1 for MatMul [K, N] and Gemm transB=0); uint8/int8 per-tensor activations;
@@ -220,17 +221,25 @@ def qdq_layer_stage(nodes: List[Node], consts: Dict[str, np.ndarray], ctx: OpCon
                                       for s in srcs):
                 skip_rec.append(LayerRecord(n.name, n.op_type, None,
                                             "weight input is not a constant", ctx.arith))
-        if n.domain == "" and n.op_type == "QuantizeLinear" and _scalar_q(consts, n):
-            n = Node(n.name, "QuantizeF32", DOMAIN, 1, 1, {}, n.inputs, n.outputs, None)
-        if n.domain == "" and n.op_type in ("QLinearConv", "ConvInteger"):
-            n = Node(n.name, n.op_type, n.domain, n.version, n.opset,
-                     dict(n.attrs, _fastq_pairing=ctx.conv_pairing), n.inputs, n.outputs,
-                     n.proto)
         out.append(n)
     # drop the DequantizeLinear nodes only the fused layers read
     used = {x for n in out for x in n.inputs if x} | set(ctx.graph_outputs)
-    return [n for n in out if id(n) not in dq_candidates
-            or any(o in used for o in n.outputs if o)]
+    out = [n for n in out if id(n) not in dq_candidates or any(o in used for o in n.outputs
+                                                                if o)]
+    return [_native(n, consts, ctx) for n in out]
+
+
+def _native(n: Node, consts, ctx: OpContext) -> Node:
+    """Per-tensor Q/DQ -> the C++ ops; int8 conv ops carry the session's conv pairing."""
+    if n.domain == "" and n.op_type in ("QuantizeLinear", "DequantizeLinear") \
+            and _scalar_q(consts, n):
+        op = "QuantizeF32" if n.op_type == "QuantizeLinear" else "DequantizeF32"
+        return Node(n.name, op, DOMAIN, 1, 1, {}, n.inputs, n.outputs, None)
+    if n.domain == "" and n.op_type in ("QLinearConv", "ConvInteger"):
+        return Node(n.name, n.op_type, n.domain, n.version, n.opset,
+                    dict(n.attrs, _fastq_pairing=ctx.conv_pairing), n.inputs, n.outputs,
+                    n.proto)
+    return n
 
 
 graph.GRAPH_REWRITES.append(qdq_layer_stage)
@@ -423,3 +432,13 @@ def quantize_f32(node, x, scale, zp):
         return quantize_linear(node, x, scale, zp)
     return _core.quantize_f32(np.ascontiguousarray(x), _scalar(scale), int(z.reshape(())),
                               z.dtype == np.int8)
+
+
+@register("DequantizeF32", DOMAIN)
+def dequantize_f32(node, x, scale, zp):
+    """Per-tensor DequantizeLinear of u8/s8 with a float32 scale (constant scalar scale/zp):
+    (float(x) - float(zp)) * scale, the numpy op's float32 steps."""
+    z = np.asarray(zp)
+    if x.dtype != z.dtype:
+        raise fail(node, f"input has dtype {x.dtype}, its zero point {z.dtype}")
+    return _core.dequantize_f32(np.ascontiguousarray(x), _scalar(scale), int(z.reshape(())))
