@@ -52,6 +52,20 @@ void check_shape(const ConvShape& s, const PackedConv& w) {
     throw std::invalid_argument("conv output would be empty: kernel larger than padded input");
 }
 
+// dst[j * ld_dst + i] = src[i * ld_src + j] (i < rows, j < cols) in cache-sized tiles: the
+// NCHW <-> NHWC layout changes, which a plain loop does with one side strided per element.
+template <class T>
+void transpose_tiled(const T* src, int64_t rows, int64_t cols, int64_t ld_src, T* dst,
+                     int64_t ld_dst) {
+  constexpr int64_t B = 32;
+  for (int64_t i0 = 0; i0 < rows; i0 += B)
+    for (int64_t j0 = 0; j0 < cols; j0 += B) {
+      const int64_t i1 = std::min(rows, i0 + B), j1 = std::min(cols, j0 + B);
+      for (int64_t i = i0; i < i1; ++i)
+        for (int64_t j = j0; j < j1; ++j) dst[j * ld_dst + i] = src[i * ld_src + j];
+    }
+}
+
 // Runs every group's GEMM and hands its [M = N*OH*OW, OC/group] s32 result to `sink`.
 void run_groups(const uint8_t* x, const ConvShape& s, const PackedConv& w, uint8_t x_zp,
                 Impl impl, Arith arith,
@@ -62,13 +76,17 @@ void run_groups(const uint8_t* x, const ConvShape& s, const PackedConv& w, uint8
   // NHWC copy of the input so every tap's channels are one contiguous run.
   AlignedPtr<uint8_t> nhwc = make_aligned<uint8_t>(static_cast<size_t>(s.N * HW * s.C));
   parallel_for(s.N, [&](int64_t n) {
-    const uint8_t* src = x + n * s.C * HW;
-    uint8_t* dst = nhwc.get() + n * HW * s.C;
-    for (int64_t c = 0; c < s.C; ++c)
-      for (int64_t p = 0; p < HW; ++p) dst[p * s.C + c] = src[c * HW + p];
+    transpose_tiled(x + n * s.C * HW, s.C, HW, HW, nhwc.get() + n * HW * s.C, s.C);
   });
-  AlignedPtr<uint8_t> cols = make_aligned<uint8_t>(static_cast<size_t>(M * K));
   AlignedPtr<int32_t> acc = make_aligned<int32_t>(static_cast<size_t>(M * s.OCg()));
+  // 1x1, stride 1, unpadded, one group, no channel padding: the NHWC copy is the im2col
+  if (s.group == 1 && s.KH == 1 && s.KW == 1 && s.stride_h == 1 && s.stride_w == 1 &&
+      s.pad_top == 0 && s.pad_left == 0 && s.pad_bottom == 0 && s.pad_right == 0 && Cp == Cg) {
+    gemm_u8s8(nhwc.get(), M, s.C, *w.groups[0], acc.get(), s.OCg(), impl, arith);
+    sink(0, acc.get(), M);
+    return;
+  }
+  AlignedPtr<uint8_t> cols = make_aligned<uint8_t>(static_cast<size_t>(M * K));
   for (int64_t g = 0; g < s.group; ++g) {
     parallel_for(s.N * OH, [&](int64_t row) {
       const int64_t n = row / OH, oh = row % OH;
@@ -97,11 +115,7 @@ template <class T>
 void scatter_nchw(const T* src, int64_t g, const ConvShape& s, T* out) {
   const int64_t OHW = s.OH() * s.OW(), OCg = s.OCg();
   parallel_for(s.N, [&](int64_t n) {
-    for (int64_t p = 0; p < OHW; ++p) {
-      const T* row = src + (n * OHW + p) * OCg;
-      T* o = out + (n * s.OC + g * OCg) * OHW + p;
-      for (int64_t j = 0; j < OCg; ++j) o[j * OHW] = row[j];
-    }
+    transpose_tiled(src + n * OHW * OCg, OHW, OCg, OCg, out + (n * s.OC + g * OCg) * OHW, OHW);
   });
 }
 

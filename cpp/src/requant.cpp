@@ -26,14 +26,19 @@ void requant_t(const int32_t* acc, int64_t outer, int64_t C, int64_t inner,
   const float hi = float(std::numeric_limits<T>::max() - y_zp);
   auto plane = [&](int64_t p) {
     const int64_t c = p % C;
-    const int64_t z = zcomp[c];
+    const uint32_t z = uint32_t(zcomp[c]);
     const float m = mult[c];
-    const int32_t* a = acc + p * inner;
-    T* o = out + p * inner;
-    for (int64_t i = 0; i < inner; ++i) {
-      float v = float(int64_t(a[i]) - z) * m;
-      v = std::min(hi, std::max(lo, v));  // |v| <= 255 from here on
-      o[i] = T(int32_t(round_even(v)) + y_zp);
+    // locals, not captures: stores through T* (a char type) may alias anything captured by
+    // reference, which would stop the loop from vectorizing
+    const int64_t len = inner;
+    const int32_t zq = y_zp;
+    const float l = lo, h = hi;
+    const int32_t* a = acc + p * len;
+    T* o = out + p * len;
+    for (int64_t i = 0; i < len; ++i) {
+      float v = float(int32_t(uint32_t(a[i]) - z)) * m;
+      v = std::min(h, std::max(l, v));  // |v| <= 255 from here on
+      o[i] = T(int32_t(round_even(v)) + zq);
     }
   };
   if (inner == 1) {  // GEMM rows [outer, C]: channel = column
@@ -41,7 +46,7 @@ void requant_t(const int32_t* acc, int64_t outer, int64_t C, int64_t inner,
       const int32_t* a = acc + r * C;
       T* o = out + r * C;
       for (int64_t c = 0; c < C; ++c) {
-        float v = float(int64_t(a[c]) - zcomp[c]) * mult[c];
+        float v = float(int32_t(uint32_t(a[c]) - uint32_t(zcomp[c]))) * mult[c];
         v = std::min(hi, std::max(lo, v));
         o[c] = T(int32_t(round_even(v)) + y_zp);
       }
@@ -67,10 +72,13 @@ void quant_t(const float* x, int64_t n, float scale, int32_t zp, T* out) {
   const float hi = float(std::numeric_limits<T>::max() - zp);
   constexpr int64_t kChunk = 1 << 14;
   auto chunk = [&](int64_t k) {
-    const int64_t i1 = std::min(n, (k + 1) * kChunk);
-    for (int64_t i = k * kChunk; i < i1; ++i) {
-      const float v = std::min(hi, std::max(lo, x[i] / scale));
-      out[i] = T(int32_t(round_even(v)) + zp);
+    const int64_t i0 = k * kChunk, i1 = std::min(n, (k + 1) * kChunk);
+    const float l = lo, h = hi, sc = scale;  // locals: see requant_t
+    const int32_t zq = zp;
+    T* o = out;
+    for (int64_t i = i0; i < i1; ++i) {
+      const float v = std::min(h, std::max(l, x[i] / sc));
+      o[i] = T(int32_t(round_even(v)) + zq);
     }
   };
   const int64_t chunks = (n + kChunk - 1) / kChunk;

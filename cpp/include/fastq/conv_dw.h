@@ -32,8 +32,7 @@ void conv_dw_u8s8(const uint8_t* x, const ConvShape& s, const int8_t* w, Pairing
 void conv_dw_u8s8_ref(const DwArgs& a);
 
 // Output planes [p0, p1) (plane p = n * OC + oc) by the shared body (conv_dw_body.h),
-// compiled per ISA.
+// compiled with AVX2 flags; Impl::Avx2 and Impl::Avx512Vnni both run it.
 void conv_dw_planes_avx2(const DwArgs& a, int64_t p0, int64_t p1);
-void conv_dw_planes_avx512(const DwArgs& a, int64_t p0, int64_t p1);
 
 }  // namespace fastq

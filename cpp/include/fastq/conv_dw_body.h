@@ -1,7 +1,7 @@
-// The direct depthwise int8 body shared by the AVX2 and AVX-512 builds (avx2/conv_dw_avx2.cpp,
-// avx512vnni/conv_dw_avx512.cpp): plain C++ that each build's compiler vectorizes over the
-// output row. Integer-only, so every build returns the same bits as conv_dw_u8s8_ref.
-// Internal linkage keeps the per-ISA copies apart (no one-definition-rule clash).
+// The direct depthwise int8 body (conv_dw.h), compiled with AVX2 flags by
+// avx2/conv_dw_avx2.cpp: plain C++ that the compiler vectorizes over the output row.
+// Integer-only, so it returns the same bits as conv_dw_u8s8_ref. Internal linkage: a copy
+// per including object library would be harmless.
 #pragma once
 #include <algorithm>
 #include <cstring>

@@ -3,7 +3,8 @@
 // requantize: acc laid out [outer, C, inner] (NCHW conv output: outer = N, inner = OH*OW;
 // GEMM rows: outer = M, inner = 1). Per element of channel c, as ONNX Runtime's QLinearConv /
 // QLinearMatMul requantization (MLAS) computes it:
-//   a = acc - zcomp[c]              (int64: the zero-point correction minus the int32 bias)
+//   a = acc - zcomp[c]              (zero-point correction minus the int32 bias; s32 with
+//                                    wrap-around, as ONNX Runtime's s32 accumulator does)
 //   v = float(a) * mult[c]          (mult = x_scale * w_scale[c] / y_scale, float32)
 //   y = nearbyint(clamp(v, lo - y_zp, hi - y_zp)) + y_zp      (round half to even)
 // quantize: y = clamp(nearbyint(x / scale) + zp, lo, hi), the float32 division and rounding of
