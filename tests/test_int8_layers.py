@@ -389,3 +389,22 @@ def test_dequantize_f32_equals_onnx_dequantize_linear(dt):
                                  np.float32(scale), np.asarray(dt(zp)))
         got = _core.dequantize_f32(x, scale, zp)
         assert got.dtype == np.float32 and np.array_equal(got, want), (scale, zp)
+
+
+def test_matmul_bias_add_is_folded_into_the_layer():
+    xq, wq = _saturating((2, 3, 12), (5, 12))
+    wq = np.ascontiguousarray(wq.T)
+    ws = (RNG.random(5) * 0.01 + 0.001).astype(np.float32)
+    b = RNG.standard_normal(5).astype(np.float32)
+    m = _qdq_linear("MatMul", xq, wq, ws, np.uint8(4))
+    m.graph.node[-1].output[0] = "h"
+    m.graph.node.append(helper.make_node("Add", ["b", "h"], ["y"], name="bias_add"))
+    m.graph.initializer.append(numpy_helper.from_array(b, "b"))
+    raw = O.matmul_raw(xq.reshape(-1, 12), wq, "sat16pair")
+    want = O.epilogue(raw, wq.sum(0, dtype=np.int64), 4, np.float32(0.03), ws, b)
+    s = fastq.InferenceSession(m, arith="sat16pair")
+    assert [n.node.op_type for n in s._graph.steps] == ["QdqLinear"]
+    assert np.array_equal(s.run(None, {"xq": xq})[0], want.reshape(2, 3, 5))
+    ref = fastq.InferenceSession(m).run(None, {"xq": xq})[0]
+    e = fastq.InferenceSession(m, arith="exact32").run(None, {"xq": xq})[0]
+    np.testing.assert_allclose(e, ref, rtol=1e-5, atol=1e-4)

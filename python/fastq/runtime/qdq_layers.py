@@ -13,8 +13,9 @@ round-half-even of the numpy ops, bit for bit).
 
 Fused: int8 weights with zero point 0, per tensor or per output channel (axis 0 for Conv and
 Gemm transB=1, axis 1 for MatMul [K, N] and Gemm transB=0); uint8/int8 per-tensor activations;
-float bias (a constant, or DequantizeLinear(int32) folded to float); Gemm alpha folded into
-the weight scales, beta into the bias. Anything else (uint8 or nonzero-zero-point weights,
+float bias (a constant, or DequantizeLinear(int32) folded to float; a MatMul's following
+Add of a constant [N] vector becomes its bias); Gemm alpha folded into the weight scales,
+beta into the bias. Anything else (uint8 or nonzero-zero-point weights,
 3-D conv, transA, non-constant weights, ...) stays unfused and runs in float, so sat16pair is
 not emulated for it: ``unfused_layers(ctx)`` lists those with the reason, ``fused_layers``
 the fused ones. Float sessions (arith None) are never rewritten.
@@ -181,6 +182,26 @@ def _fuse(layer: QdqLayer, consts, ctx: OpContext, producer) -> Node:
                 inputs=(xq, xs, xz, wq, ws, bias, ys, yz), outputs=outputs, proto=None)
 
 
+def _bias_add(layer: QdqLayer, f: Node, consts, consumers, ctx: OpContext) -> Optional[Node]:
+    """The Add that only adds a constant float32 [N] vector to a fused MatMul's float output
+    (the bias ONNX exporters put after MatMul), or None."""
+    n = layer.layer
+    if n.op_type != "MatMul" or f.attrs["requant"] or n.outputs[0] in ctx.graph_outputs:
+        return None
+    users = consumers.get(n.outputs[0], [])
+    if len(users) != 1 or users[0].op_type != "Add" or users[0].domain != "":
+        return None
+    add = users[0]
+    other = [x for x in add.inputs if x != n.outputs[0]]
+    if len(other) != 1 or other[0] not in consts:
+        return None
+    c = np.asarray(consts[other[0]])
+    w = np.asarray(consts[layer.w_dq.inputs[0]])
+    if c.dtype != np.float32 or c.ndim != 1 or c.shape[0] != w.shape[1]:
+        return None
+    return add
+
+
 def qdq_layer_stage(nodes: List[Node], consts: Dict[str, np.ndarray], ctx: OpContext
                     ) -> List[Node]:
     """GRAPH_REWRITES stage: fuse QDQ layers when the session has an arith."""
@@ -193,6 +214,11 @@ def qdq_layer_stage(nodes: List[Node], consts: Dict[str, np.ndarray], ctx: OpCon
     matched = set()
     dropped = set()
     producer = {o: n for n in nodes for o in n.outputs if o}
+    consumers: Dict[str, List[Node]] = {}
+    for n in nodes:
+        for x in n.inputs:
+            if x:
+                consumers.setdefault(x, []).append(n)
     for layer in find_qdq_layers(nodes, consts):
         matched.add(id(layer.layer))
         try:
@@ -201,6 +227,12 @@ def qdq_layer_stage(nodes: List[Node], consts: Dict[str, np.ndarray], ctx: OpCon
             skip_rec.append(LayerRecord(layer.layer.name, layer.layer.op_type, None, str(e),
                                         ctx.arith))
             continue
+        add = _bias_add(layer, f, consts, consumers, ctx)
+        if add is not None:   # MatMul + Add(constant [N]): the Add becomes the layer's bias
+            dropped.add(id(add))
+            c = add.inputs[1] if add.inputs[0] == layer.layer.outputs[0] else add.inputs[0]
+            f = Node(f.name, f.op_type, f.domain, f.version, f.opset, f.attrs,
+                     f.inputs[:5] + (c,) + f.inputs[6:], add.outputs, None)
         swap[id(layer.layer)] = f
         dq_candidates.update((id(layer.x_dq), id(layer.w_dq)))
         if f.attrs["requant"]:
