@@ -16,7 +16,7 @@ product, round half to even, + y_zero_point, saturate.
 
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import List
 
 import numpy as np
 
