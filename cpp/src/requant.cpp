@@ -43,12 +43,17 @@ void requant_t(const int32_t* acc, int64_t outer, int64_t C, int64_t inner,
   };
   if (inner == 1) {  // GEMM rows [outer, C]: channel = column
     auto row = [&](int64_t r) {
-      const int32_t* a = acc + r * C;
-      T* o = out + r * C;
-      for (int64_t c = 0; c < C; ++c) {
-        float v = float(int32_t(uint32_t(a[c]) - uint32_t(zcomp[c]))) * mult[c];
-        v = std::min(hi, std::max(lo, v));
-        o[c] = T(int32_t(round_even(v)) + y_zp);
+      const int64_t n = C;  // locals, not captures: see below
+      const int32_t zq = y_zp;
+      const float l = lo, h = hi;
+      const int64_t* zc = zcomp;
+      const float* mu = mult;
+      const int32_t* a = acc + r * n;
+      T* o = out + r * n;
+      for (int64_t c = 0; c < n; ++c) {
+        float v = float(int32_t(uint32_t(a[c]) - uint32_t(zc[c]))) * mu[c];
+        v = std::min(h, std::max(l, v));
+        o[c] = T(int32_t(round_even(v)) + zq);
       }
     };
     if (outer * C > (1 << 15))
@@ -76,8 +81,9 @@ void quant_t(const float* x, int64_t n, float scale, int32_t zp, T* out) {
     const float l = lo, h = hi, sc = scale;  // locals: see requant_t
     const int32_t zq = zp;
     T* o = out;
+    const float* xi = x;
     for (int64_t i = i0; i < i1; ++i) {
-      const float v = std::min(h, std::max(l, x[i] / sc));
+      const float v = std::min(h, std::max(l, xi[i] / sc));
       o[i] = T(int32_t(round_even(v)) + zq);
     }
   };
