@@ -312,14 +312,17 @@ def _requant_oracle(acc, zcomp, mult, yz, dt):
 
 
 @pytest.mark.parametrize("ydt", [np.uint8, np.int8])
+@pytest.mark.parametrize("x_dt", [np.uint8, np.int8])
 @pytest.mark.parametrize("arith", ["exact32", "sat16pair"])
-def test_conv_with_quantize_after_requantizes_like_ort(ydt, arith):
+def test_conv_with_quantize_after_requantizes_like_ort(ydt, x_dt, arith):
     xs_, wsh, attrs = CONV_CASES[1]
-    xq, wq = _saturating(xs_, wsh)
+    xq, wq = _saturating(xs_, wsh, x_dt)
     oc = wsh[0]
     ws = (RNG.random(oc) * 0.01 + 0.002).astype(np.float32)
     bq = RNG.integers(-3000, 3000, oc).astype(np.int32)
-    m = _qdq_conv(TensorProto.UINT8, xs_, wq, ws, np.uint8(3), bias_q=bq, **attrs)
+    m = _qdq_conv(helper.np_dtype_to_tensor_dtype(np.dtype(x_dt)), xs_, wq, ws, x_dt(3),
+                  bias_q=bq, **attrs)
+    sh = 128 if x_dt == np.int8 else 0
     yz = ydt(-5 if ydt == np.int8 else 120)
     m.graph.node.append(helper.make_node("QuantizeLinear", ["y", "ys", "yz"], ["yq"],
                                          name="q"))
@@ -328,9 +331,9 @@ def test_conv_with_quantize_after_requantizes_like_ort(ydt, arith):
     del m.graph.output[:]
     m.graph.output.append(vi("yq", helper.np_dtype_to_tensor_dtype(np.dtype(ydt)),
                              ["a", "b", "c", "d"]))
-    raw = O.raw_conv(xq.astype(np.int64), wq.astype(np.int64), 3, attrs["strides"],
+    raw = O.raw_conv(xq.astype(np.int64) + sh, wq.astype(np.int64), 3 + sh, attrs["strides"],
                      attrs["pads"], [1, 1], 1, arith)
-    zcomp = 3 * wq.reshape(oc, -1).sum(1, dtype=np.int64) - bq
+    zcomp = (3 + sh) * wq.reshape(oc, -1).sum(1, dtype=np.int64) - bq
     mult = (np.float32(0.02) * ws / np.float32(0.7)).astype(np.float32)
     want = _requant_oracle(raw, zcomp, mult, int(yz), ydt)
     for impl in IMPLS:
