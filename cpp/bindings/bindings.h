@@ -13,6 +13,8 @@ namespace py = pybind11;
 void bind_platform(py::module_& m);  // bind_platform.cpp: cpu features, threads, impls
 void bind_gemm(py::module_& m);      // bind_gemm.cpp: pack_weights, gemm_u8s8, qlinear
 void bind_conv(py::module_& m);      // bind_conv.cpp: pack_conv_weights, conv_u8s8, qconv
+void bind_conv_dw(py::module_& m);   // bind_conv_dw.cpp: direct depthwise int8 conv
+void bind_requant(py::module_& m);   // bind_requant.cpp: requantize, (de)quantize_f32
 void bind_stats(py::module_& m);     // bind_stats.cpp: statistics collectors
 void bind_runtime(py::module_& m);   // bind_runtime.cpp: float/int8 conv and other op kernels
 

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <functional>
 
+#include "fastq/conv_dw.h"
 #include "fastq/scratch.h"
 #include "fastq/threads.h"
 #include "fastq/transpose.h"
@@ -25,6 +26,7 @@ std::shared_ptr<PackedConv> pack_conv(const int8_t* w, int64_t OC, int64_t Cg, i
   pc->pairing = pairing;
   pc->Cpad = pairing == Pairing::PerTap ? round_up(Cg, 2) : Cg;
   const int64_t OCg = OC / group, K = pc->K();
+  if (Cg == 1) pc->dw.assign(w, w + OC * KH * KW);  // [OC, 1, KH, KW] is already [OC, taps]
   std::vector<int8_t> b(static_cast<size_t>(K * OCg));
   for (int64_t g = 0; g < group; ++g) {
     std::fill(b.begin(), b.end(), 0);
@@ -119,6 +121,11 @@ void scatter_nchw(const T* src, int64_t g, const ConvShape& s, T* out) {
 
 void conv_u8s8(const uint8_t* x, const ConvShape& s, const PackedConv& w, uint8_t x_zp,
                int32_t* out, Impl impl, Arith arith) {
+  if (!w.dw.empty()) {  // one input channel per group: direct kernel, same contract
+    check_shape(s, w);
+    conv_dw_u8s8(x, s, w.dw.data(), w.pairing, x_zp, out, impl, arith);
+    return;
+  }
   run_groups(x, s, w, x_zp, impl, arith, [&](int64_t g, const int32_t* acc, int64_t) {
     scatter_nchw(acc, g, s, out);
   });
@@ -136,6 +143,24 @@ void qconv(const void* x, bool x_signed, const ConvShape& s, const PackedConv& w
     x_zp += 128;
   }
   const int64_t OCg = s.OCg(), OHW = s.OH() * s.OW();
+  if (!w.dw.empty()) {  // direct depthwise sums, then the qlinear epilogue per plane
+    check_shape(s, w);
+    int32_t* acc = scratch_as<int32_t>(Scratch::ConvAcc, static_cast<size_t>(s.N * s.OC * OHW));
+    conv_dw_u8s8(xu, s, w.dw.data(), w.pairing, static_cast<uint8_t>(x_zp), acc, impl, arith);
+    parallel_for(s.N * s.OC, [&](int64_t p) {
+      const int64_t oc = p % s.OC;
+      // the operation order of qlinear_epilogue, so both paths give the same floats
+      const float scale = x_scale * w_scales[n_scales == 1 ? 0 : oc];
+      const int64_t zc = int64_t(x_zp) * w.colsum[oc];
+      const int32_t* a = acc + p * OHW;
+      float* o = out + p * OHW;
+      for (int64_t i = 0; i < OHW; ++i) {
+        const float v = static_cast<float>(int64_t(a[i]) - zc) * scale;
+        o[i] = bias ? v + bias[oc] : v;
+      }
+    });
+    return;
+  }
   // The epilogue runs on blocks of output pixels into a small tile that is transposed into
   // the NCHW planes at once, so no layer-sized float buffer is written and read back.
   constexpr int64_t kRows = 64;

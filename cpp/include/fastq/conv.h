@@ -38,6 +38,7 @@ struct PackedConv {
   int64_t Cpad = 0;  // channels per tap in the reduction (Cg, or Cg rounded up to even)
   std::vector<std::shared_ptr<PackedB>> groups;
   std::vector<int32_t> colsum;  // per output channel: sum of its real weights
+  std::vector<int8_t> dw;       // Cg == 1 only: W[OC, KH*KW] for the direct path (conv_dw.h)
   int64_t K() const { return KH * KW * Cpad; }
 };
 

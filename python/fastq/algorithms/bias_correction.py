@@ -177,9 +177,9 @@ def full_bias_correction(g: Graph, plan, sites: Dict[str, BiasSite], stats, samp
     fp_mean = {t: np.asarray(c.result(), np.float64) for t, c in fcols.items()}
     for lv in sorted(set(level.values())):
         todo = [k for k, v in level.items() if v == lv]
-        sess = InferenceSession(export(), arith="exact32")
         cols = {sites[k].out: fstats.MeanCollector(channel_axis=sites[k].out_axis)
                 for k in todo}
+        sess = InferenceSession(export(), arith="exact32", keep=cols.keys())
 
         def cb(name, x):
             cols[name].update(np.asarray(x, np.float32), name=name)

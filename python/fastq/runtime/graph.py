@@ -185,6 +185,8 @@ class CompiledGraph:
                 raise UnsupportedOpError(f"{node.where()}: this op's schema before opset 7 "
                                          "is not supported")
             nodes.append(node)
+        # stages must keep these produced: the graph's outputs and what the caller keeps
+        base.graph_outputs = tuple(self.output_names) + tuple(base.graph_outputs)
         for stage in GRAPH_REWRITES:
             nodes = stage(nodes, self.consts, base)
         for node in nodes:

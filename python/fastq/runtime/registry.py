@@ -60,6 +60,9 @@ class OpContext:
     impl: str = "auto"
     graphs: Dict[str, Callable] = field(default_factory=dict)
     outer: Optional[Dict[str, Any]] = None
+    conv_pairing: str = "per_tap"    # sat16pair conv pairing (kernels.PAIRINGS), session option
+    graph_outputs: Tuple[str, ...] = ()  # outputs of the graph a rewrite stage is rewriting
+    rewrites: Dict[str, Any] = field(default_factory=dict)  # what rewrite stages recorded
 
     @property
     def int_arith(self) -> str:

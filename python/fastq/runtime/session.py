@@ -21,6 +21,7 @@ from onnx import helper
 from .. import kernels
 from ..errors import ConfigError, DataError, ModelError
 from . import ops  # noqa: F401  (registers every op)
+from . import qdq_layers  # fused int8 QDQ layers (a GRAPH_REWRITES stage)
 from .graph import CompiledGraph, topo_order
 from .registry import OpContext
 
@@ -129,9 +130,12 @@ class InferenceSession:
     ``sess.run(None, {"x": x}) -> [y, ...]``.
     """
 
-    def __init__(self, model: Any, *, arith: Optional[str] = None, impl: str = "auto"):
+    def __init__(self, model: Any, *, arith: Optional[str] = None, impl: str = "auto",
+                 conv_pairing: str = "per_tap", keep: Iterable[str] = ()):
         if arith not in ARITHS:
             raise ConfigError(f"unknown arith {arith!r}; valid: None, exact32, sat16pair")
+        if conv_pairing not in kernels.PAIRINGS:
+            raise ConfigError(f"unknown conv_pairing {conv_pairing!r}; valid: per_tap, flat")
         if impl != "auto":
             kernels._resolve_impl(impl, arith or "exact32")  # IsaError early if unusable
         self.arith = arith
@@ -161,8 +165,12 @@ class InferenceSession:
         self.opsets = {("" if o.domain in ("", "ai.onnx") else o.domain): o.version
                        for o in inferred.opset_import}
         self.ir_version = inferred.ir_version
+        # ``keep``: intermediate tensors a caller will request from run_with_intermediates;
+        # rewrite stages (int8 layer fusion) keep them produced, as they keep graph outputs.
         self._graph = CompiledGraph(inferred.graph, self.opsets,
-                                    OpContext(arith=arith, impl=impl), value_shapes=shapes)
+                                    OpContext(arith=arith, impl=impl, conv_pairing=conv_pairing,
+                                              graph_outputs=tuple(keep)),
+                                    value_shapes=shapes)
 
     # -- description ---------------------------------------------------------------------
     def get_inputs(self) -> List[NodeArg]:
@@ -173,6 +181,14 @@ class InferenceSession:
 
     def get_providers(self) -> List[str]:
         return ["FastqCPUExecutionProvider"]
+
+    def int8_layers(self) -> list:
+        """QDQ layers fused into int8 kernels in this session's arith (qdq_layers.py)."""
+        return qdq_layers.fused_layers(self._graph.base)
+
+    def unfused_qdq_layers(self) -> list:
+        """QDQ layers left in float (sat16pair not emulated for them), with the reason."""
+        return qdq_layers.unfused_layers(self._graph.base)
 
     # -- execution -----------------------------------------------------------------------
     def _check_feeds(self, feeds: Any, check_finite: bool) -> Dict[str, np.ndarray]:

@@ -1,0 +1,29 @@
+// int8 layer outputs straight from raw sums, and per-tensor float quantization.
+//
+// requantize: acc laid out [outer, C, inner] (NCHW conv output: outer = N, inner = OH*OW;
+// GEMM rows: outer = M, inner = 1). Per element of channel c, as ONNX Runtime's QLinearConv /
+// QLinearMatMul requantization (MLAS) computes it:
+//   a = acc - zcomp[c]              (zero-point correction minus the int32 bias; s32 with
+//                                    wrap-around, as ONNX Runtime's s32 accumulator does)
+//   v = float(a) * mult[c]          (mult = x_scale * w_scale[c] / y_scale, float32)
+//   y = nearbyint(clamp(v, lo - y_zp, hi - y_zp)) + y_zp      (round half to even)
+// quantize: y = clamp(nearbyint(x / scale) + zp, lo, hi), the float32 division and rounding of
+// ONNX QuantizeLinear (per tensor); NaN gives lo (ONNX leaves it unspecified).
+// dequantize: y = (float(x) - float(zp)) * scale (DequantizeLinear, per tensor).
+// [lo, hi] is [0, 255] for u8 output, [-128, 127] for s8.
+#pragma once
+#include <cstdint>
+
+namespace fastq {
+
+void requantize(const int32_t* acc, int64_t outer, int64_t C, int64_t inner,
+                const int64_t* zcomp, const float* mult, int32_t y_zp, bool y_signed,
+                void* out);
+
+void quantize_f32(const float* x, int64_t n, float scale, int32_t zp, bool y_signed, void* out);
+
+// dequantize: y = (float(x) - float(zp)) * scale, ONNX DequantizeLinear per tensor (u8/s8 x).
+void dequantize_f32(const void* x, bool x_signed, int64_t n, float scale, int32_t zp,
+                    float* out);
+
+}  // namespace fastq

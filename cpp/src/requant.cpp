@@ -1,0 +1,137 @@
+// Requantization and per-tensor quantization loops (requant.h). Portable: the float steps are
+// one IEEE multiply or divide and a rounding, so every build gives the same bits; planes are
+// split across threads when large.
+#include "fastq/requant.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "fastq/threads.h"
+
+namespace fastq {
+
+namespace {
+// Round half to even of |v| <= 2^22 without a libm call (the portable build has no SSE4.1
+// roundps): adding and removing 1.5 * 2^23 leaves the default-mode rounding of v.
+inline float round_even(float v) {
+  const float magic = 12582912.0f;
+  return (v + magic) - magic;
+}
+
+template <class T>
+void requant_t(const int32_t* acc, int64_t outer, int64_t C, int64_t inner,
+               const int64_t* zcomp, const float* mult, int32_t y_zp, T* out) {
+  const float lo = float(std::numeric_limits<T>::min() - y_zp);
+  const float hi = float(std::numeric_limits<T>::max() - y_zp);
+  auto plane = [&](int64_t p) {
+    const int64_t c = p % C;
+    const uint32_t z = uint32_t(zcomp[c]);
+    const float m = mult[c];
+    // locals, not captures: stores through T* (a char type) may alias anything captured by
+    // reference, which would stop the loop from vectorizing
+    const int64_t len = inner;
+    const int32_t zq = y_zp;
+    const float l = lo, h = hi;
+    const int32_t* a = acc + p * len;
+    T* o = out + p * len;
+    for (int64_t i = 0; i < len; ++i) {
+      float v = float(int32_t(uint32_t(a[i]) - z)) * m;
+      v = std::min(h, std::max(l, v));  // |v| <= 255 from here on
+      o[i] = T(int32_t(round_even(v)) + zq);
+    }
+  };
+  if (inner == 1) {  // GEMM rows [outer, C]: channel = column
+    auto row = [&](int64_t r) {
+      const int64_t n = C;  // locals, not captures: see below
+      const int32_t zq = y_zp;
+      const float l = lo, h = hi;
+      const int64_t* zc = zcomp;
+      const float* mu = mult;
+      const int32_t* a = acc + r * n;
+      T* o = out + r * n;
+      for (int64_t c = 0; c < n; ++c) {
+        float v = float(int32_t(uint32_t(a[c]) - uint32_t(zc[c]))) * mu[c];
+        v = std::min(h, std::max(l, v));
+        o[c] = T(int32_t(round_even(v)) + zq);
+      }
+    };
+    if (outer * C > (1 << 15))
+      parallel_for(outer, row);
+    else
+      for (int64_t r = 0; r < outer; ++r) row(r);
+    return;
+  }
+  const int64_t planes = outer * C;
+  if (planes * inner > (1 << 15))
+    parallel_for(planes, plane);
+  else
+    for (int64_t p = 0; p < planes; ++p) plane(p);
+}
+
+template <class T>
+void quant_t(const float* x, int64_t n, float scale, int32_t zp, T* out) {
+  // clamp before rounding (rounding is monotone and lo - zp, hi - zp are integers);
+  // std::max(lo, NaN) is lo, so NaN gives the lowest value
+  const float lo = float(std::numeric_limits<T>::min() - zp);
+  const float hi = float(std::numeric_limits<T>::max() - zp);
+  constexpr int64_t kChunk = 1 << 14;
+  auto chunk = [&](int64_t k) {
+    const int64_t i0 = k * kChunk, i1 = std::min(n, (k + 1) * kChunk);
+    const float l = lo, h = hi, sc = scale;  // locals: see requant_t
+    const int32_t zq = zp;
+    T* o = out;
+    const float* xi = x;
+    for (int64_t i = i0; i < i1; ++i) {
+      const float v = std::min(h, std::max(l, xi[i] / sc));
+      o[i] = T(int32_t(round_even(v)) + zq);
+    }
+  };
+  const int64_t chunks = (n + kChunk - 1) / kChunk;
+  if (chunks > 2)
+    parallel_for(chunks, chunk);
+  else
+    for (int64_t k = 0; k < chunks; ++k) chunk(k);
+}
+template <class T>
+void dequant_t(const T* x, int64_t n, float scale, int32_t zp, float* out) {
+  const float z = float(zp);
+  constexpr int64_t kChunk = 1 << 14;
+  auto chunk = [&](int64_t k) {
+    const int64_t i1 = std::min(n, (k + 1) * kChunk);
+    for (int64_t i = k * kChunk; i < i1; ++i) out[i] = (float(x[i]) - z) * scale;
+  };
+  const int64_t chunks = (n + kChunk - 1) / kChunk;
+  if (chunks > 2)
+    parallel_for(chunks, chunk);
+  else
+    for (int64_t k = 0; k < chunks; ++k) chunk(k);
+}
+}  // namespace
+
+void dequantize_f32(const void* x, bool x_signed, int64_t n, float scale, int32_t zp,
+                    float* out) {
+  if (x_signed)
+    dequant_t(static_cast<const int8_t*>(x), n, scale, zp, out);
+  else
+    dequant_t(static_cast<const uint8_t*>(x), n, scale, zp, out);
+}
+
+void requantize(const int32_t* acc, int64_t outer, int64_t C, int64_t inner,
+                const int64_t* zcomp, const float* mult, int32_t y_zp, bool y_signed,
+                void* out) {
+  if (y_signed)
+    requant_t(acc, outer, C, inner, zcomp, mult, y_zp, static_cast<int8_t*>(out));
+  else
+    requant_t(acc, outer, C, inner, zcomp, mult, y_zp, static_cast<uint8_t*>(out));
+}
+
+void quantize_f32(const float* x, int64_t n, float scale, int32_t zp, bool y_signed,
+                  void* out) {
+  if (y_signed)
+    quant_t(x, n, scale, zp, static_cast<int8_t*>(out));
+  else
+    quant_t(x, n, scale, zp, static_cast<uint8_t*>(out));
+}
+
+}  // namespace fastq
