@@ -21,7 +21,6 @@
 namespace fastq {
 namespace {
 
-constexpr int64_t kKc = 512;  // k per block: 1 panel x 512 x 16 bytes = 8 KiB of B
 constexpr int kMR = 6;  // 6 x 2 ymm accumulators + 2 B + broadcast + ones fit the 16 ymm registers
 
 inline int32_t load4(const uint8_t* p) {
@@ -37,23 +36,17 @@ inline __m256i tail_mask(int64_t cols) {
                             idx);
 }
 
-// Accumulators start at zero; C of earlier K blocks is added only at the store (a
-// conditional load at the start makes GCC spill the accumulators).
+// A micro-tile's accumulators live in registers over all of K (no K blocking: re-reading
+// and re-writing C per K block measured slower than streaming B panels from L2).
 template <int MR>
 inline void zero_acc(__m256i (&acc)[MR][2]) {
   unroll<MR>([&](auto r) { unroll<2>([&](auto v) { acc[r][v] = _mm256_setzero_si256(); }); });
 }
 
 template <int MR>
-inline void store_acc(__m256i (&acc)[MR][2], int32_t* c, int64_t ldc, const __m256i* mask,
-                      bool first) {
+inline void store_acc(__m256i (&acc)[MR][2], int32_t* c, int64_t ldc, const __m256i* mask) {
   unroll<MR>([&](auto r) {
-    unroll<2>([&](auto v) {
-      int32_t* cp = c + r * ldc + v * 8;
-      __m256i out = acc[r][v];
-      if (!first) out = _mm256_add_epi32(out, _mm256_maskload_epi32(cp, mask[v]));
-      _mm256_maskstore_epi32(cp, mask[v], out);
-    });
+    unroll<2>([&](auto v) { _mm256_maskstore_epi32(c + r * ldc + v * 8, mask[v], acc[r][v]); });
   });
 }
 
@@ -80,7 +73,7 @@ inline void sat_row(__m256i& acc0, __m256i& acc1, const uint8_t* ap, const int8_
 
 template <int MR>
 void micro_sat(const uint8_t* a, int64_t lda, const int8_t* b, int64_t ng, int32_t* c, int64_t ldc,
-               int64_t ncols, bool first) {
+               int64_t ncols) {
   __m256i mask[2] = {tail_mask(ncols), tail_mask(ncols - 8)};
   __m256i acc[MR][2];
   zero_acc<MR>(acc);
@@ -101,12 +94,12 @@ void micro_sat(const uint8_t* a, int64_t lda, const int8_t* b, int64_t ng, int32
       unroll<MR>([&](auto r) { sat_row(acc[r][0], acc[r][1], ag + r * lda, bg, ones); });
     }
   }
-  store_acc<MR>(acc, c, ldc, mask, first);
+  store_acc<MR>(acc, c, ldc, mask);
 }
 
 template <int MR>
 void micro_exact(const uint8_t* a, int64_t lda, const int8_t* b, int64_t ng, int32_t* c,
-                 int64_t ldc, int64_t ncols, bool first) {
+                 int64_t ldc, int64_t ncols) {
   __m256i mask[2] = {tail_mask(ncols), tail_mask(ncols - 8)};
   __m256i acc[MR][2];
   zero_acc<MR>(acc);
@@ -140,11 +133,11 @@ void micro_exact(const uint8_t* a, int64_t lda, const int8_t* b, int64_t ng, int
       });
     });
   }
-  store_acc<MR>(acc, c, ldc, mask, first);
+  store_acc<MR>(acc, c, ldc, mask);
 }
 
 using MicroFn = void (*)(const uint8_t*, int64_t, const int8_t*, int64_t, int32_t*, int64_t,
-                         int64_t, bool);
+                         int64_t);
 
 template <bool kExact, int... R>
 constexpr std::array<MicroFn, sizeof...(R)> make_table(std::integer_sequence<int, R...>) {
@@ -155,18 +148,13 @@ template <bool kExact>
 void gemm_tile(const GemmTile& t) {
   static constexpr auto table = make_table<kExact>(std::make_integer_sequence<int, kMR>{});
   const PackedB& b = *t.b;
-  const int64_t Kp = b.Kp;
-  for (int64_t k0 = 0; k0 < Kp; k0 += kKc) {
-    const int64_t ng = std::min(kKc, Kp - k0) / kGroup;
-    const bool first = k0 == 0;
-    for (int64_t p = t.p0; p < t.p1; ++p) {
-      const int8_t* bp = b.panel(p) + k0 * kPanel;
-      const int64_t ncols = std::min<int64_t>(kPanel, b.N - p * kPanel);
-      for (int64_t m = 0; m < t.m; m += kMR) {
-        const int mr = static_cast<int>(std::min<int64_t>(kMR, t.m - m));
-        table[mr - 1](t.a + m * t.lda + k0, t.lda, bp, ng, t.c + m * t.ldc + p * kPanel,
-                      t.ldc, ncols, first);
-      }
+  const int64_t ng = b.Kp / kGroup;
+  for (int64_t p = t.p0; p < t.p1; ++p) {
+    const int8_t* bp = b.panel(p);
+    const int64_t ncols = std::min<int64_t>(kPanel, b.N - p * kPanel);
+    for (int64_t m = 0; m < t.m; m += kMR) {
+      const int mr = static_cast<int>(std::min<int64_t>(kMR, t.m - m));
+      table[mr - 1](t.a + m * t.lda, t.lda, bp, ng, t.c + m * t.ldc + p * kPanel, t.ldc, ncols);
     }
   }
 }
