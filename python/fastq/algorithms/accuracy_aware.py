@@ -100,11 +100,18 @@ def export(state, nodes: Set[str]) -> Tuple[onnx.ModelProto, Any]:
 # Evaluation (module-level so a ProcessPoolExecutor can pickle it)
 
 
+def _canon(feed: Dict[str, Any]) -> Dict[str, Any]:
+    """Arrays unpickled in a worker process carry non-canonical dtype objects, which the
+    compiled kernels' dtype checks (identity with the canonical dtype) reject: re-view them."""
+    return {k: v.view(np.dtype(v.dtype.name)) if isinstance(v, np.ndarray) and
+            v.dtype.kind in "fiub" else v for k, v in feed.items()}
+
+
 def run_outputs(model: Any, arith: Optional[str], feeds: Sequence[dict]
                 ) -> List[List[np.ndarray]]:
     """Outputs of ``model`` (ModelProto or bytes) for each feed, in graph output order."""
     sess = InferenceSession(model, arith=arith)
-    return [sess.run(None, f) for f in feeds]
+    return [sess.run(None, _canon(f)) for f in feeds]
 
 
 def _suffix_model(cand: onnx.ModelProto, changed: Set[str], known: Set[str]
@@ -117,12 +124,23 @@ def _suffix_model(cand: onnx.ModelProto, changed: Set[str], known: Set[str]
            for n in g.node for a in n.attribute):
         return None
     inits = {t.name for t in g.initializer}
+    const = set(inits)                   # tensors computed from initializers only
+    for n in g.node:
+        if n.input and all(x in const for x in n.input if x):
+            const.update(o for o in n.output if o)
     dirty: Set[str] = set()
-    keep = []
-    for n in g.node:                     # the graph is topologically sorted
+    keep_ids: Set[int] = set()
+    for i, n in enumerate(g.node):       # the graph is topologically sorted
         if n.name in changed or any(x in dirty for x in n.input if x):
-            keep.append(n)
+            keep_ids.add(i)
             dirty.update(o for o in n.output if o)
+    need = {x for i in keep_ids for x in g.node[i].input if x in const and x not in inits}
+    for i in range(len(g.node) - 1, -1, -1):     # constant producers (weight DQ) come along
+        n = g.node[i]
+        if any(o in need for o in n.output):
+            keep_ids.add(i)
+            need.update(x for x in n.input if x in const and x not in inits)
+    keep = [g.node[i] for i in sorted(keep_ids)]
     if not keep:
         return None
     produced = {o for n in keep for o in n.output if o}
@@ -157,7 +175,7 @@ def run_suffix(model_bytes: bytes, arith: Optional[str], cut: Sequence[str],
             name, helper.np_dtype_to_tensor_dtype(a.dtype), shape))
     sess = InferenceSession(m, arith=arith)
     names = [o.name for o in sess.get_outputs()]
-    return [dict(zip(names, sess.run(None, {k: c[k] for k in cut}))) for c in cached]
+    return [dict(zip(names, sess.run(None, _canon({k: c[k] for k in cut})))) for c in cached]
 
 
 class Evaluator:
