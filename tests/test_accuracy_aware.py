@@ -255,3 +255,32 @@ def test_groups_merge_shared_ranges():
     assert aa_mod.quantizer_groups(p) == [("a",), ("b", "cat"), ("c",)]
     rp = aa_mod.reverted_plan(p, {"b", "cat"})
     assert set(rp.activations) == {"t1", "t4"} and rp.layers == ["a", "c"]
+
+
+def _npz_setup(setup, tmp_path):
+    m, _, calib, val = setup
+    mp = tmp_path / "m.onnx"
+    onnx.save(m, mp)
+    np.savez(tmp_path / "calib.npz", x=np.concatenate(calib))
+    np.savez(tmp_path / "val.npz", x=np.concatenate([x for x, _ in val]),
+             labels=np.array([y for _, y in val]))
+    (tmp_path / "aa.json").write_text(__import__("json").dumps(aa_config(maximal_drop=0.25)))
+    return mp
+
+
+def test_cli_accuracy_aware(setup, tmp_path, capsys):
+    from fastq import cli
+    mp = _npz_setup(setup, tmp_path)
+    args = ["quantize", str(mp), "-o", str(tmp_path / "q.onnx"), "--data", str(tmp_path / "calib.npz"),
+            "--config", str(tmp_path / "aa.json"), "--validation", str(tmp_path / "val.npz"),
+            "--report", str(tmp_path / "r.json"), "--no-progress"]
+    assert cli.main(args + ["--metric", "top1"]) == 0
+    rep = __import__("json").loads((tmp_path / "r.json").read_text())
+    assert rep["accuracy_aware"]["reverted_layers"] == ["mm2"]
+    assert "left in float: mm2" in capsys.readouterr().err
+    assert cli.main(args + ["--metric", "fastq.metrics:top1"]) == 0
+    assert cli.main(args + ["--metric", "nosuch"]) == 2
+    assert "unknown metric 'nosuch'" in capsys.readouterr().err
+    np.savez(tmp_path / "val.npz", x=np.zeros((3, 1, D), np.float32))
+    assert cli.main(args + ["--metric", "top1"]) == 2
+    assert "no array named 'labels'" in capsys.readouterr().err

@@ -62,6 +62,9 @@ def test_cached_ranking_equals_uncached_and_process_executor(cnn):
         c = fastq.quantize(m, calib, cfg(max_iter_num=2), executor=ex,
                            **kw).report.accuracy_aware
     assert a["iterations"] == 2
+    ra, rb = a["ranking_runs"], b["ranking_runs"]
+    assert rb["from_cache"] == 0 and rb["cached_bytes"] == 0
+    assert ra["from_cache"] > 0 and ra["nodes_run"] < rb["nodes_run"] == rb["nodes_whole"]
     for other in (b, c):
         assert [r["layers"] for r in other["reverts"]] == [r["layers"] for r in a["reverts"]]
         assert [r["subset_score"] for r in other["reverts"]] == \

@@ -330,6 +330,8 @@ def accuracy_aware(model, calibration_data, cfg, *, validation_data=None, metric
     it = 0
     max_iter = aa.max_iter_num if aa.max_iter_num is not None else len(groups) + 1
     rank_s = 0.0
+    counts = {"from_cache": 0, "whole_model": 0, "cached_bytes": 0, "nodes_run": 0,
+              "nodes_whole": 0}
     bar = _Bar(progress, min(max_iter, len(groups)))
     stop = "drop reached" if drop <= aa.maximal_drop else None
     try:
@@ -348,7 +350,7 @@ def accuracy_aware(model, calibration_data, cfg, *, validation_data=None, metric
             dist = np.array([_out_distance(fouts[i], q_outs[i]) for i in fidx])
             subset = sorted(np.lexsort((-dist, -diff))[:k].tolist())
             tr = time.perf_counter()
-            scores = _rank(ev, state, q_model, reverted, left, subset, fouts, budget)
+            scores = _rank(ev, state, q_model, reverted, left, subset, fouts, budget, counts)
             rank_s += time.perf_counter() - tr
             best = min(scores, key=lambda g: (-scores[g][0] if m.higher_is_better
                                               else scores[g][0], scores[g][1]))
@@ -385,7 +387,8 @@ def accuracy_aware(model, calibration_data, cfg, *, validation_data=None, metric
                  "iterations": it, "reverts": history,
                  "reverted_layers": [n for n in all_layers if n in reverted],
                  "all_reverted": set(all_layers) <= reverted,
-                 "evaluations": ev.evaluations, "ranking_seconds": rank_s})
+                 "evaluations": ev.evaluations, "ranking_seconds": rank_s,
+                 "ranking_runs": counts})
     rep = result.report
     for n in reverted:
         rep.layers.pop(n, None)
@@ -401,8 +404,8 @@ def accuracy_aware(model, calibration_data, cfg, *, validation_data=None, metric
 
 
 def _rank(ev: Evaluator, state, current: onnx.ModelProto, reverted: Set[str],
-          left: List[Tuple[str, ...]], subset: List[int], fouts, budget: int
-          ) -> Dict[Tuple[str, ...], Tuple[float, float]]:
+          left: List[Tuple[str, ...]], subset: List[int], fouts, budget: int,
+          counts: Dict[str, int]) -> Dict[Tuple[str, ...], Tuple[float, float]]:
     """(metric on the subset, output distance to float) for each candidate group reverted on
     top of ``current``. Candidates run from cached activations of ``current`` where their
     cut tensors fit in ``budget`` bytes, else the whole model."""
@@ -434,6 +437,7 @@ def _rank(ev: Evaluator, state, current: onnx.ModelProto, reverted: Set[str],
                 chosen |= names
                 total += extra
                 use.add(g)
+        counts["cached_bytes"] = max(counts["cached_bytes"], total)
         if chosen:
             cached = [probe if j == 0 and set(probe) == chosen else
                       sess.run_with_intermediates(f, chosen, check_finite=False)
@@ -442,6 +446,9 @@ def _rank(ev: Evaluator, state, current: onnx.ModelProto, reverted: Set[str],
     jobs = {}
     for g in left:
         cand, suf = plans[g]
+        counts["nodes_whole"] += len(cand.graph.node)
+        counts["from_cache" if g in use else "whole_model"] += 1
+        counts["nodes_run"] += len((suf[0] if g in use else cand).graph.node)
         if g in use:
             sub, cut, _ = suf
             args = (run_suffix, sub.SerializeToString(), ev.arith, cut,
