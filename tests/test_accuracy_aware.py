@@ -284,3 +284,50 @@ def test_cli_accuracy_aware(setup, tmp_path, capsys):
     np.savez(tmp_path / "val.npz", x=np.zeros((3, 1, D), np.float32))
     assert cli.main(args + ["--metric", "top1"]) == 2
     assert "no array named 'labels'" in capsys.readouterr().err
+
+
+def test_lower_is_better_metric_object_and_progress_bar(setup, capsys):
+    m, fwd, calib, val = setup
+    pytest.importorskip("tqdm")
+
+    class Mse:
+        higher_is_better = False
+
+        def per_sample(self, outputs, target):
+            return float(np.mean((outputs[0].astype(np.float64) - target) ** 2))
+
+        def aggregate(self, values):
+            return float(np.max(values))          # worst sample, to see it is used
+
+    targets = [(x, fwd(x)) for x, _ in val]
+    r = fastq.quantize(m, calib, aa_config(maximal_drop=1.0), validation_data=targets,
+                       metric=Mse(), progress=True)
+    a = r.report.accuracy_aware
+    assert a["higher_is_better"] is False and a["float_metric"] < 1e-8
+    sess = fastq.InferenceSession(r.model, arith="exact32")
+    worst = max(np.mean((sess.run(None, {"x": x})[0] - t) ** 2) for x, t in targets)
+    assert a["final_metric"] == pytest.approx(worst, rel=1e-6)
+    assert a["final_drop"] == pytest.approx(a["final_metric"] - a["float_metric"])
+    assert a["reverts"][0]["layers"] == ["mm2"] and a["reached"]
+    assert "fastq accuracy-aware" in capsys.readouterr().err
+
+
+def test_annotation_free_metric_error_names_the_callers_index(setup):
+    m, fwd, calib, val = setup
+    conf = []
+    for x, _ in val:
+        z = fwd(x).ravel()
+        e = np.exp(z - z.max())
+        conf.append(e.max() / e.sum())
+    thr = float(np.median(conf))
+    kept = [i for i, c in enumerate(conf) if c >= thr]
+    calls = []
+
+    def bad(outputs, label):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyError("x")
+        return 1.0
+    with pytest.raises(fastq.DataError, match=rf"validation sample {kept[1]}\b"):
+        run(setup, val=[(x, None) for x, _ in val], metric=bad, annotation_free=True,
+            annotation_conf_threshold=thr)

@@ -186,9 +186,10 @@ class Evaluator:
         self.feeds, self.annotations, self.metric = feeds, annotations, metric
         self.arith, self.executor = arith, executor
         self.evaluations = 0
+        self.origin = list(range(len(feeds)))     # index in the caller's validation data
 
     def values(self, outputs: List[List[np.ndarray]], idx: Sequence[int]) -> np.ndarray:
-        return np.array([self.metric.per_sample(o, self.annotations[i], i)
+        return np.array([self.metric.per_sample(o, self.annotations[i], self.origin[i])
                          for o, i in zip(outputs, idx)], np.float64)
 
     def run(self, model, idx: Sequence[int], arith="target"):
@@ -300,6 +301,7 @@ def accuracy_aware(model, calibration_data, cfg, *, validation_data=None, metric
                             f">= {aa.annotation_conf_threshold}")
         ev.feeds = [feeds[i] for i in keep]
         ev.annotations = [int(np.argmax(fouts[i][0])) for i in keep]
+        ev.origin = keep
         fouts = [fouts[i] for i in keep]
         all_idx = list(range(len(keep)))
     elif baseline is None:
