@@ -7,6 +7,17 @@ bias as before correction) and whose report has an ``accuracy_aware`` section (e
 the final drop, the layers left in float). Ranking runs each candidate only downstream of its
 first changed node, from activations of the current model cached on the ranking subset
 (within ``memory_budget`` bytes); candidates are independent and run on ``executor`` if given.
+
+Params: ``maximal_drop``/``drop_type`` (absolute: float - int8; relative: that / |float|; the
+sign follows ``higher_is_better``); ``base_algorithm`` DefaultQuantization or MinMax;
+``ranking_subset_size`` (default min(N, 300)) samples whose per-sample metric moved most
+(ties: larger output change); ``max_iter_num`` iterations (each one revert attempt);
+``use_prev_if_drop_increase`` rolls a worsening revert back and never retries that group;
+``metrics[0].baseline_value`` replaces the float evaluation, which then runs on the first
+``metric_subset_ratio`` of the samples only (to pick the ranking subset);
+``annotation_free``/``annotation_conf_threshold``: labels = float argmax, unconfident samples
+skipped; ``tune_hyperparams``/``convert_to_mixed_preset``: ConfigError (not implemented yet).
+Reverting keeps the base algorithm's other decisions (ranges, corrections of other layers).
 """
 
 from __future__ import annotations
@@ -295,7 +306,8 @@ def accuracy_aware(model, calibration_data, cfg, *, validation_data=None, metric
         fouts = run_outputs(float_proto, None, feeds)
         keep = [i for i, o in enumerate(fouts)
                 if _softmax_max(o[0]) >= aa.annotation_conf_threshold]
-        info["skipped_samples"] = [i for i in all_idx if i not in set(keep)]
+        kept = set(keep)
+        info["skipped_samples"] = [i for i in all_idx if i not in kept]
         if not keep:
             raise DataError(f"annotation_free: no validation sample has a float confidence "
                             f">= {aa.annotation_conf_threshold}")
@@ -401,7 +413,7 @@ def accuracy_aware(model, calibration_data, cfg, *, validation_data=None, metric
     rep.accuracy_aware = info
     rep.timings.update(timings)
     rep.timings["accuracy_aware_ranking"] = rank_s
-    rep.timings["total"] = rep.timings.get("total", 0.0) + time.perf_counter() - t_start
+    rep.timings["total"] = time.perf_counter() - t_start
     return QuantizationResult(q_model, rep, plan)
 
 
