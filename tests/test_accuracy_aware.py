@@ -151,6 +151,7 @@ def test_use_prev_if_drop_increase_rolls_back(setup):
     # mm2 (int8 wipes its input; the targets are int8 outputs) makes things worse: kept int8
     assert [x["layers"] for x in back] == [["mm2"]] and "mm2" not in a["reverted_layers"]
     assert a["final_metric"] == 0.0
+    assert "no (rolled back)" in r.report.to_markdown()
 
 
 def test_max_iter_num_stops(setup):
@@ -331,3 +332,24 @@ def test_annotation_free_metric_error_names_the_callers_index(setup):
     with pytest.raises(fastq.DataError, match=rf"validation sample {kept[1]}\b"):
         run(setup, val=[(x, None) for x, _ in val], metric=bad, annotation_free=True,
             annotation_conf_threshold=thr)
+
+
+def test_second_output_upstream_of_the_revert_comes_from_the_cache(setup):
+    """Outputs (y, r1): reverting mm2/mm3 leaves r1 unchanged, so the suffix run takes it
+    from the cache; scores equal whole-model runs; sat16pair is the evaluation arith."""
+    m, fwd, calib, val = setup
+    m2 = onnx.ModelProto()
+    m2.CopyFrom(m)
+    m2.graph.output.append(helper.make_tensor_value_info("r1", TensorProto.FLOAT, [1, H]))
+
+    def both(outputs, label):
+        assert outputs[1].shape == (1, H)
+        return float(int(np.argmax(outputs[0])) == label) - 1e-6 * float(outputs[1].sum())
+    cfg = aa_config(maximal_drop=0.0, target_arith="sat16pair")
+    kw = dict(validation_data=val, metric=both, progress=False)
+    a = fastq.quantize(m2, calib, cfg, **kw).report.accuracy_aware
+    b = fastq.quantize(m2, calib, cfg, memory_budget=0, **kw).report.accuracy_aware
+    assert a["target_arith"] == "sat16pair"
+    assert a["ranking_runs"]["from_cache"] > 0 and b["ranking_runs"]["from_cache"] == 0
+    assert [x["subset_score"] for x in a["reverts"]] == [x["subset_score"] for x in b["reverts"]]
+    assert a["reverts"][0]["layers"] == ["mm2"]
