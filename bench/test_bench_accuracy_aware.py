@@ -88,7 +88,6 @@ def _run(problem, **kw):
 
 
 def test_bench_fastq_accuracy_aware(benchmark, problem):
-    out = {}
     r, sec = benchmark.pedantic(lambda: _run(problem), rounds=1, iterations=1)
     r0, sec0 = _run(problem, memory_budget=0)
     a, a0 = r.report.accuracy_aware, r0.report.accuracy_aware

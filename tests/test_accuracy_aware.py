@@ -272,7 +272,8 @@ def _npz_setup(setup, tmp_path):
 def test_cli_accuracy_aware(setup, tmp_path, capsys):
     from fastq import cli
     mp = _npz_setup(setup, tmp_path)
-    args = ["quantize", str(mp), "-o", str(tmp_path / "q.onnx"), "--data", str(tmp_path / "calib.npz"),
+    args = ["quantize", str(mp), "-o", str(tmp_path / "q.onnx"),
+            "--data", str(tmp_path / "calib.npz"),
             "--config", str(tmp_path / "aa.json"), "--validation", str(tmp_path / "val.npz"),
             "--report", str(tmp_path / "r.json"), "--no-progress"]
     assert cli.main(args + ["--metric", "top1"]) == 0
@@ -351,5 +352,6 @@ def test_second_output_upstream_of_the_revert_comes_from_the_cache(setup):
     b = fastq.quantize(m2, calib, cfg, memory_budget=0, **kw).report.accuracy_aware
     assert a["target_arith"] == "sat16pair"
     assert a["ranking_runs"]["from_cache"] > 0 and b["ranking_runs"]["from_cache"] == 0
-    assert [x["subset_score"] for x in a["reverts"]] == [x["subset_score"] for x in b["reverts"]]
+    assert [x["subset_score"] for x in a["reverts"]] == \
+        [x["subset_score"] for x in b["reverts"]]
     assert a["reverts"][0]["layers"] == ["mm2"]

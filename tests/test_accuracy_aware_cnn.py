@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from concurrent.futures import ProcessPoolExecutor
 
-import numpy as np
 import pytest
 
 import fastq
