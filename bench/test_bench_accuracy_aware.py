@@ -1,7 +1,8 @@
 """AccuracyAwareQuantization benchmark: a 6-conv CNN whose conv3 input has one outlier
 channel (x400, unused downstream) so DefaultQuantization misses a tight top-1 drop (0.5%).
 One run each: fastq AA with the cached-suffix ranking, and with ``memory_budget=0`` (every
-candidate runs the whole model) — the ratio is the ranking's speed-up from caching. Reported:
+candidate runs the whole model) — the ratio is the ranking's speed-up from caching — and with
+a 2-thread executor for the candidates. Reported:
 wall time, reverted layers, evaluations, nodes run. ``nncf.quantize_with_accuracy_control``
 at the same drop when nncf is importable (it is not a dependency: skipped otherwise).
 """
@@ -9,6 +10,7 @@ at the same drop when nncf is importable (it is not a dependency: skipped otherw
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import onnx
@@ -90,13 +92,17 @@ def _run(problem, **kw):
 def test_bench_fastq_accuracy_aware(benchmark, problem):
     r, sec = benchmark.pedantic(lambda: _run(problem), rounds=1, iterations=1)
     r0, sec0 = _run(problem, memory_budget=0)
+    with ThreadPoolExecutor(2) as ex:
+        r2, sec2 = _run(problem, executor=ex)
     a, a0 = r.report.accuracy_aware, r0.report.accuracy_aware
+    assert r2.report.accuracy_aware["reverted_layers"] == a["reverted_layers"]
     assert a["int8_drop"] > MAX_DROP                 # DefaultQuantization misses it
     assert a["reached"] and a["reverts"][0]["layers"] == ["conv3"]
     assert a["reverted_layers"] == a0["reverted_layers"]
     out = {"seconds": sec, "seconds_whole_model_ranking": sec0,
            "ranking_s": a["ranking_seconds"], "ranking_s_whole": a0["ranking_seconds"],
            "ranking_speedup": a0["ranking_seconds"] / a["ranking_seconds"],
+           "ranking_s_2_threads": r2.report.accuracy_aware["ranking_seconds"],
            "int8_drop": a["int8_drop"], "final_drop": a["final_drop"],
            "reverted": a["reverted_layers"], "evaluations": a["evaluations"],
            "nodes_run": a["ranking_runs"]["nodes_run"],
