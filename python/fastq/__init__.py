@@ -4,7 +4,7 @@ ISA's int8 arithmetic (exact32 as VNNI computes, sat16pair as AVX2 vpmaddubsw co
 The compiled core is ``fastq._core``; this package re-exports the public API.
 """
 
-from . import _core, config, kernels, stats
+from . import _core, config, kernels, metrics, stats
 from .errors import (ConfigError, DataError, FastqError, IsaError, KernelError, ModelError,
                      UnsupportedOpError)
 from .runtime import InferenceSession, supported_ops
@@ -30,5 +30,5 @@ def get_num_threads() -> int:
 __all__ = [
     "ConfigError", "DataError", "FastqError", "InferenceSession", "IsaError", "KernelError",
     "ModelError", "QuantizationResult", "UnsupportedOpError", "config", "cpu_features",
-    "get_num_threads", "kernels", "quantize", "set_num_threads", "stats", "supported_ops",
+    "get_num_threads", "kernels", "metrics", "quantize", "set_num_threads", "stats", "supported_ops",
 ]

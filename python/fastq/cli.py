@@ -1,5 +1,6 @@
 """The ``fastq`` command line: ``info`` (CPU features and kernels), ``quantize`` (float ONNX +
-calibration .npz -> int8 QDQ ONNX, optional JSON report), ``demo`` (the packaged digits CNN).
+calibration .npz -> int8 QDQ ONNX, optional JSON report; AccuracyAware configs take
+``--validation VAL.npz --metric top1|MODULE:FUNCTION``), ``demo`` (the packaged digits CNN).
 Bad input exits with status 2 and one line ``fastq: error: ...`` on stderr.
 """
 
@@ -63,14 +64,60 @@ def _quantize(args) -> int:
     init = {t.name for t in model.graph.initializer}
     inputs = [i for i in model.graph.input if i.name not in init]
     data = npz_samples(args.data, inputs)
-    result = fastq.quantize(model, data, args.config, progress=not args.no_progress)
+    kw = {}
+    if args.validation is not None:
+        kw["validation_data"] = npz_validation(args.validation, inputs)
+    if args.metric is not None:
+        kw["metric"] = load_metric(args.metric)
+    result = fastq.quantize(model, data, args.config, progress=not args.no_progress, **kw)
     if args.report:
         _atomic_text(args.report, result.report.to_json())
     result.save(args.output)
     print(f"wrote {args.output} ({len(result.report.layers)} quantized layers, "
           f"{result.report.samples} samples, statistics "
           f"{result.report.timings.get('statistics', 0):.2f} s)", file=sys.stderr)
+    a = result.report.accuracy_aware
+    if a:
+        print(f"accuracy-aware: {a['metric']} float {a['float_metric']:.6g}, final "
+              f"{a['final_metric']:.6g}, drop {a['final_drop']:.6g} "
+              f"({'reached' if a['reached'] else 'NOT reached'}: {a['stop_reason']}); "
+              f"left in float: {', '.join(a['reverted_layers']) or 'none'}", file=sys.stderr)
     return 0
+
+
+def npz_validation(path: str, inputs):
+    """``(sample, label)`` pairs from a .npz holding the input arrays (as ``--data``) plus an
+    array named ``labels`` with one entry per sample."""
+    from fastq.errors import DataError
+    try:
+        z = np.load(path)
+    except (OSError, ValueError) as e:
+        raise DataError(f"cannot read validation data {path!r}: {e}") from None
+    if "labels" not in z.files:
+        raise DataError(f"{path}: no array named 'labels'; it holds {z.files}")
+    labels = z["labels"]
+    samples = list(npz_samples(path, inputs))
+    if len(labels) != len(samples):
+        raise DataError(f"{path}: {len(labels)} labels for {len(samples)} samples")
+    return list(zip(samples, labels))
+
+
+def load_metric(spec: str):
+    """``top1`` (or another name in fastq.metrics.NAMED) or ``MODULE:FUNCTION``."""
+    import importlib
+    from fastq import metrics
+    from fastq.errors import ConfigError
+    if ":" not in spec:
+        if spec not in metrics.NAMED:
+            raise ConfigError(f"--metric: unknown metric {spec!r}; give one of "
+                              f"{sorted(metrics.NAMED)} or MODULE:FUNCTION")
+        return metrics.NAMED[spec]
+    mod, _, fn = spec.partition(":")
+    try:
+        obj = getattr(importlib.import_module(mod), fn)
+    except (ImportError, AttributeError) as e:
+        raise ConfigError(f"--metric: cannot load {spec!r}: {e}") from None
+    return obj
 
 
 def _atomic_text(path: str, text: str) -> None:
@@ -104,6 +151,10 @@ def main(argv=None) -> int:
                    help=".npz with one array per input name, first axis = samples")
     p.add_argument("--config", help="POT-style JSON config (default: DefaultQuantization)")
     p.add_argument("--report", help="write the JSON report here")
+    p.add_argument("--validation", help="AccuracyAwareQuantization: .npz with the input "
+                   "arrays (as --data) and an array 'labels'")
+    p.add_argument("--metric", help="AccuracyAwareQuantization: top1, neg_mse or "
+                   "MODULE:FUNCTION (metric(outputs, annotation) -> float, higher is better)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.set_defaults(func=_quantize)
     p = sub.add_parser("demo", help="quantize the packaged digits CNN and compare accuracy")

@@ -78,22 +78,58 @@ def _check(proto: onnx.ModelProto) -> None:
 
 
 def quantize(model: Any, calibration_data: Any, config: Any = None, *,
-             progress: bool = True) -> QuantizationResult:
+             progress: bool = True, validation_data: Any = None, metric: Any = None,
+             executor: Any = None, intermediate_dir: Any = None,
+             memory_budget: Optional[int] = None) -> QuantizationResult:
     """Quantize ``model`` (path, bytes or ModelProto) with POT's DefaultQuantization.
 
     ``calibration_data``: an iterable of samples; each sample is one feed of the model (a
     dict input-name -> array, a tuple in input order, or one array for a one-input model),
     with the batch dimension the model expects (usually 1). ``config``: anything
     ``fastq.config.load`` accepts; None is DefaultQuantization with POT's defaults.
+
+    AccuracyAwareQuantization configs also take ``validation_data`` (iterable of
+    ``(inputs, annotation)``), ``metric`` (callable ``metric(outputs, annotation) -> float``
+    or an object with ``per_sample``/``aggregate``/``higher_is_better``), ``executor`` (a
+    ``concurrent.futures.Executor`` for the ranking evaluations), ``intermediate_dir`` (the
+    model after each iteration) and ``memory_budget`` (bytes of cached activations used by
+    the ranking); see ``fastq.algorithms.accuracy_aware``.
     """
-    t_start = time.perf_counter()
     cfg = config_mod.load(config)
     algo = cfg.main
+    if algo.name is AlgorithmName.ACCURACY_AWARE_QUANTIZATION:
+        from .algorithms.accuracy_aware import accuracy_aware
+        return accuracy_aware(model, calibration_data, cfg, validation_data=validation_data,
+                              metric=metric, executor=executor,
+                              intermediate_dir=intermediate_dir,
+                              memory_budget=memory_budget, progress=progress)
     if algo.name not in (AlgorithmName.DEFAULT_QUANTIZATION,
                          AlgorithmName.MIN_MAX_QUANTIZATION):
-        raise ConfigError(f"algorithms[0].name: fastq.quantize runs DefaultQuantization or "
-                          f"MinMaxQuantization, got {algo.name.value!r}")
-    params = algo.params
+        raise ConfigError(f"algorithms[0].name: fastq.quantize runs DefaultQuantization, "
+                          f"MinMaxQuantization or AccuracyAwareQuantization, got "
+                          f"{algo.name.value!r}")
+    return run_default(model, calibration_data, cfg, algo.name, algo.params, progress)[0]
+
+
+@dataclass
+class DefaultState:
+    """What DefaultQuantization decided, kept so AccuracyAware can re-export with layers
+    reverted: the prepared float graph (biases as corrected), the plan, the QParams and each
+    corrected bias initializer's value before correction."""
+    graph: Graph
+    plan: Plan
+    act_qp: dict
+    w_qp: dict
+    bias_before: dict          # layer -> (bias initializer, value before bias correction)
+    float_model: onnx.ModelProto
+
+
+def run_default(model: Any, calibration_data: Any, cfg, name: AlgorithmName, params,
+                progress: bool):
+    """DefaultQuantization (``name`` DefaultQuantization or MinMaxQuantization) with
+    ``params``: returns ``(QuantizationResult, DefaultState)``."""
+    t_start = time.perf_counter()
+    algo_name = name
     proto = load_model(model)
     _check(proto)
     proto = upgrade_opset(proto)
@@ -118,8 +154,9 @@ def quantize(model: Any, calibration_data: Any, config: Any = None, *,
             infer_shapes(g)                       # types of the inserted tensors
 
     plan = build_plan(g, params)
-    use_bc = algo.name is AlgorithmName.DEFAULT_QUANTIZATION
+    use_bc = algo_name is AlgorithmName.DEFAULT_QUANTIZATION
     sites = bc.find_sites(g, plan, params.apply_for_all_nodes) if use_bc else {}
+    bias_before = {k: (s.bias, g.inits[s.bias].copy()) for k, s in sites.items()}
     session = InferenceSession(g.to_model())      # an unsupported op fails here, by name
     requests = [RangeRequest(t, q.layer.range_estimator, q.channel_axis)
                 for t, q in plan.activations.items()]
@@ -165,7 +202,8 @@ def quantize(model: Any, calibration_data: Any, config: Any = None, *,
     qdq, export_info = build(g, plan, act_qp, final_w)
     _fill_report(report, g, plan, act_qp, final_w, w_qp, stats, bc_result, export_info)
     timings["total"] = time.perf_counter() - t_start
-    return QuantizationResult(qdq, report, plan)
+    state = DefaultState(g, plan, act_qp, w_qp, bias_before, proto)
+    return QuantizationResult(qdq, report, plan), state
 
 
 def _fill_report(report, g, plan, act_qp, final_w, w_qp, stats, bc_result, export_info):

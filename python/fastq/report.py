@@ -1,7 +1,8 @@
 """``Report``: what quantization did, built from the plan, the QParams and the algorithms'
 results. Per quantized layer: weight range, scales, zero points, bias shift, saturation fix;
 per activation quantizer: range, scale, zero point; ignored nodes and why; decisions; timings;
-the config used with defaults filled in. ``to_json`` / ``to_markdown``.
+the config used with defaults filled in; for AccuracyAwareQuantization, every revert, the final
+drop and the layers left in float. ``to_json`` / ``to_markdown``.
 """
 
 from __future__ import annotations
@@ -37,12 +38,15 @@ class Report:
     timings: Dict[str, float] = field(default_factory=dict)
     samples: int = 0
     config: Dict[str, Any] = field(default_factory=dict)
+    accuracy_aware: Dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return _plain({"layers": self.layers, "activations": self.activations,
                        "ignored": self.ignored, "decisions": self.decisions,
                        "transforms": self.transforms, "timings_s": self.timings,
-                       "calibration_samples": self.samples, "config": self.config})
+                       "calibration_samples": self.samples, "config": self.config,
+                       **({"accuracy_aware": self.accuracy_aware}
+                          if self.accuracy_aware else {})})
 
     def to_json(self, indent: int = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent)
@@ -75,4 +79,25 @@ class Report:
             lines += [f"- {k}: {v}" for k, v in self.ignored.items()]
         if self.decisions:
             lines += ["", "## Decisions", ""] + [f"- {d}" for d in self.decisions]
+        if self.accuracy_aware:
+            lines += _aa_markdown(self.accuracy_aware)
         return "\n".join(lines) + "\n"
+
+
+def _aa_markdown(a: dict) -> List[str]:
+    lines = ["", "## Accuracy-aware quantization", "",
+             f"metric {a['metric']}: float {a['float_metric']:.6g}, int8 {a['int8_metric']:.6g} "
+             f"(drop {a['int8_drop']:.6g}), final {a['final_metric']:.6g} (drop "
+             f"{a['final_drop']:.6g}, {a['drop_type']}, maximal {a['maximal_drop']}); "
+             f"{'reached' if a['reached'] else 'NOT reached'} ({a['stop_reason']}); "
+             f"{a['iterations']} iterations, {a['evaluations']} evaluations",
+             "", "| iteration | layers | metric before | metric after | drop after | kept | s |",
+             "|---|---|---|---|---|---|---|"]
+    for r in a["reverts"]:
+        lines.append(f"| {r['iteration']} | {', '.join(r['layers'])} | "
+                     f"{r['metric_before']:.6g} | {r['metric_after']:.6g} | "
+                     f"{r['drop_after']:.6g} | {'no (rolled back)' if r['rolled_back'] else 'yes'}"
+                     f" | {r['seconds']:.3f} |")
+    lines += ["", "Left in float: " + (", ".join(a["reverted_layers"]) or "none")
+              + (" (all quantizable layers)" if a.get("all_reverted") else "")]
+    return lines
