@@ -279,3 +279,16 @@ class TestErrors:
             assert out.shape == (0, 3)
             out = kernels.gemm_u8s8(np.ones((2, 0), np.uint8), np.ones((0, 3), np.int8), impl=impl)
             assert np.array_equal(out, np.zeros((2, 3), np.int32))
+
+
+def test_equivalent_dtype_objects_are_accepted():
+    """Arrays unpickled in another process carry dtype objects equal to, but not the same
+    object as, numpy's: the bindings compare dtypes by equivalence."""
+    import pickle
+
+    a = pickle.loads(pickle.dumps(np.full((2, 3), 7, np.uint8)))
+    b = pickle.loads(pickle.dumps(np.full((3, 2), -2, np.int8)))
+    assert a.dtype is not np.dtype(np.uint8)
+    assert np.array_equal(kernels.gemm_u8s8(a, b), np.full((2, 2), -42, np.int32))
+    x = pickle.loads(pickle.dumps(np.arange(12, dtype=np.float32)))
+    assert fastq.stats.minmax(x) == (0.0, 11.0)

@@ -58,3 +58,36 @@ def test_threads_roundtrip():
         fastq.set_num_threads(0)
     assert fastq.get_num_threads() >= 1
     fastq.set_num_threads(old)
+
+
+_FORK_SCRIPT = r"""
+import multiprocessing as mp
+import numpy as np
+import fastq
+from fastq import kernels
+
+def work(_):
+    a = np.ones((300, 257), np.uint8)
+    b = np.ones((257, 190), np.int8)
+    return int(kernels.gemm_u8s8(a, b).sum())
+
+if __name__ == "__main__":
+    fastq.set_num_threads(2)
+    first = work(0)  # the parent's thread pool is running before the fork
+    with mp.get_context("fork").Pool(2) as p:
+        assert p.map(work, range(4)) == [first] * 4
+    print("ok")
+"""
+
+
+def test_kernels_work_in_forked_children():
+    """multiprocessing forks after the parent started the kernel thread pool: the children
+    must build their own pool instead of waiting on threads that do not exist there."""
+    import subprocess
+    import sys
+
+    if not hasattr(__import__("os"), "fork"):
+        pytest.skip("no fork on this platform")
+    out = subprocess.run([sys.executable, "-c", _FORK_SCRIPT], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr

@@ -141,7 +141,7 @@ void bind_conv(py::module_& m) {
                     std::array<int64_t, 4> pads, std::array<int64_t, 2> dil, int32_t x_zp,
                     float x_scale, py::array w_scales, py::object bias, const std::string& arith,
                     const std::string& impl) {
-    const bool is_signed = x.dtype().is(py::dtype::of<int8_t>());
+    const bool is_signed = same_dtype(x.dtype(), py::dtype::of<int8_t>());
     if (!is_signed) require_dtype<uint8_t>(x, "x", "uint8 or int8");
     ConvShape s = make_shape(x, w.OC, w.KH, w.KW, w.group, strides, pads, dil);
     if (s.C != w.Cg * w.group)

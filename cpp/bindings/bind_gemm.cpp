@@ -66,7 +66,7 @@ void bind_gemm(py::module_& m) {
   m.def("qlinear", [](py::array a, const PackedB& b, int32_t a_zero_point, float a_scale,
                       py::array w_scales, py::object bias, const std::string& arith,
                       const std::string& impl) {
-    const bool is_signed = a.dtype().is(py::dtype::of<int8_t>());
+    const bool is_signed = same_dtype(a.dtype(), py::dtype::of<int8_t>());
     if (!is_signed) require_dtype<uint8_t>(a, "a", "uint8 or int8");
     check_a(a, b);
     check_scales(w_scales, b.N);

@@ -60,7 +60,7 @@ void bind_requant(py::module_& m) {
   }, py::arg("x"), py::arg("scale"), py::arg("zero_point"), py::arg("y_signed"));
 
   m.def("dequantize_f32", [](py::array x, float scale, int32_t zp) {
-    const bool is_signed = x.dtype().is(py::dtype::of<int8_t>());
+    const bool is_signed = same_dtype(x.dtype(), py::dtype::of<int8_t>());
     if (!is_signed) require_dtype<uint8_t>(x, "x", "uint8 or int8");
     require_c_contiguous(x, "x");
     py::array_t<float> out(x.request().shape);

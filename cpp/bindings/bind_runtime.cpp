@@ -63,8 +63,8 @@ const T* cptr(const py::array& a) { return static_cast<const T*>(a.data()); }
 template <typename T>
 T* mptr(py::array& a) { return static_cast<T*>(a.mutable_data()); }
 
-bool is_f32(const py::array& a) { return a.dtype().is(py::dtype::of<float>()); }
-bool is_f64(const py::array& a) { return a.dtype().is(py::dtype::of<double>()); }
+bool is_f32(const py::array& a) { return same_dtype(a.dtype(), py::dtype::of<float>()); }
+bool is_f64(const py::array& a) { return same_dtype(a.dtype(), py::dtype::of<double>()); }
 
 void require_float(const py::array& a, const char* what) {
   require(is_f32(a) || is_f64(a), std::string(what) + " must be float32 or float64");
@@ -124,7 +124,7 @@ py::array conv_depthwise(const py::array& x, const py::array& w, const py::objec
   require_c_contiguous(x, "x");
   require_c_contiguous(w, "w");
   require(x.ndim() >= 3, "x must be (N, C, *spatial)");
-  require(w.dtype().is(x.dtype()) && w.ndim() == x.ndim(), "w must match x's dtype and rank");
+  require(same_dtype(w.dtype(), x.dtype()) && w.ndim() == x.ndim(), "w must match x's dtype and rank");
   const int64_t N = x.shape(0), C = x.shape(1);
   require(w.shape(0) == C && w.shape(1) == 1, "w must be (C, 1, *kernel)");
   const nn::Geom3 g = make_geom(spatial(x, 2), out, spatial(w, 2), s, d, pad);
@@ -132,7 +132,7 @@ py::array conv_depthwise(const py::array& x, const py::array& w, const py::objec
   const bool has_bias = !bias.is_none();
   if (has_bias) {
     b = bias.cast<py::array>();
-    require(b.dtype().is(x.dtype()) && b.ndim() == 1 && b.shape(0) == C,
+    require(same_dtype(b.dtype(), x.dtype()) && b.ndim() == 1 && b.shape(0) == C,
             "bias must be (C,) of x's dtype");
     require_c_contiguous(b, "bias");
   }
@@ -167,8 +167,8 @@ py::object pool(const py::array& x, const std::string& kind, const Ints& k, cons
   else if (kind == "avg") a.kind = nn::PoolKind::kAvg;
   else if (kind == "lp") a.kind = nn::PoolKind::kLp;
   else throw std::invalid_argument("pool kind must be max, avg or lp, got " + kind);
-  const bool is_i8 = x.dtype().is(py::dtype::of<int8_t>());
-  const bool is_u8 = x.dtype().is(py::dtype::of<uint8_t>());
+  const bool is_i8 = same_dtype(x.dtype(), py::dtype::of<int8_t>());
+  const bool is_u8 = same_dtype(x.dtype(), py::dtype::of<uint8_t>());
   require(is_f32(x) || is_f64(x) || ((is_i8 || is_u8) && a.kind == nn::PoolKind::kMax),
           "x must be float32/float64 (or int8/uint8 for max pooling)");
   require(!want_indices || a.kind == nn::PoolKind::kMax, "indices exist for max pooling only");
@@ -204,8 +204,8 @@ py::array resize_axis(const py::array& x, const py::array& idx, const py::array&
   require_ndim(w, 2, "w");
   require_c_contiguous(idx, "idx");
   require_c_contiguous(w, "w");
-  require(idx.dtype().is(py::dtype::of<int64_t>()), "idx must be int64");
-  require(w.dtype().is(x.dtype()), "w must have x's dtype");
+  require(same_dtype(idx.dtype(), py::dtype::of<int64_t>()), "idx must be int64");
+  require(same_dtype(w.dtype(), x.dtype()), "w must have x's dtype");
   require(idx.shape(0) == w.shape(0) && idx.shape(1) == w.shape(1) && idx.shape(1) >= 1,
           "idx and w must both be (n_out, taps)");
   const int64_t outer = x.shape(0), n_in = x.shape(1), inner = x.shape(2);
@@ -255,7 +255,7 @@ py::array winograd_output(const py::array& m, int64_t th, int64_t tw, int64_t oH
   const bool has_bias = !bias.is_none();
   if (has_bias) {
     b = bias.cast<py::array>();
-    require(b.dtype().is(m.dtype()) && b.ndim() == 1 && b.shape(0) == M,
+    require(same_dtype(b.dtype(), m.dtype()) && b.ndim() == 1 && b.shape(0) == M,
             "bias must be (M,) of m's dtype");
     require_c_contiguous(b, "bias");
   }

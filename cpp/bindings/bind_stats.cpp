@@ -12,7 +12,7 @@ namespace fastq {
 namespace {
 
 void require_f32(const py::array& a, const char* what) {
-  if (!a.dtype().is(py::dtype::of<float>()))
+  if (!same_dtype(a.dtype(), py::dtype::of<float>()))
     throw std::invalid_argument(std::string(what) + " must have dtype float32, got " +
                                 std::string(py::str(a.dtype())));
 }

@@ -28,9 +28,15 @@ std::string shape_str(const py::array& a);
 void check_scales(const py::array& w_scales, int64_t n);
 const float* optional_bias(const py::object& bias, int64_t n, py::array& keep_alive);
 
+// dtype equivalence, as numpy decides it: two dtype objects can describe the same type
+// without being the same object (e.g. arrays unpickled in another process).
+inline bool same_dtype(const py::dtype& a, const py::dtype& b) {
+  return py::detail::npy_api::get().PyArray_EquivTypes_(a.ptr(), b.ptr());
+}
+
 template <class T>
 void require_dtype(const py::array& a, const char* what, const char* dtype_name) {
-  if (!a.dtype().is(py::dtype::of<T>()))
+  if (!same_dtype(a.dtype(), py::dtype::of<T>()))
     throw std::invalid_argument(std::string(what) + " must have dtype " + dtype_name + ", got " +
                                 std::string(py::str(a.dtype())));
 }

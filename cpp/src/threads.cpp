@@ -3,10 +3,13 @@
 // (a mutex serializes concurrent callers) keeps the pool simple and deadlock-free.
 #include "fastq/threads.h"
 
+#include <pthread.h>
+
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <mutex>
+#include <new>
 #include <thread>
 #include <vector>
 
@@ -96,9 +99,29 @@ class Pool {
 };
 
 std::atomic<int> g_threads{0};
+std::atomic<Pool*> g_pool{nullptr};
+std::mutex g_pool_mutex;
+
+// A forked child (multiprocessing's default on Linux) has none of the parent's worker
+// threads, and the parent's pool mutexes may have been held at the fork: the child must
+// never touch that pool. It abandons it (leaked: its std::thread objects cannot be joined
+// or destroyed there) and builds a fresh one on first use.
+void forget_pool_in_child() {
+  g_pool.store(nullptr);
+  new (&g_pool_mutex) std::mutex();
+}
 
 Pool& pool() {
-  static Pool* p = new Pool();  // leaked on purpose: no join at interpreter teardown
+  Pool* p = g_pool.load();
+  if (p) return *p;
+  std::lock_guard<std::mutex> lk(g_pool_mutex);
+  p = g_pool.load();
+  if (!p) {
+    static const bool registered = (pthread_atfork(nullptr, nullptr, forget_pool_in_child), true);
+    (void)registered;
+    p = new Pool();  // leaked on purpose: no join at interpreter teardown
+    g_pool.store(p);
+  }
   return *p;
 }
 

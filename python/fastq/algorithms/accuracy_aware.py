@@ -437,7 +437,8 @@ def _rank(ev: Evaluator, state, current: onnx.ModelProto, reverted: Set[str],
     cached: Optional[List[Dict[str, np.ndarray]]] = None
     use: Set[Tuple[str, ...]] = set()
     if need:
-        sess = InferenceSession(current, arith=ev.arith)
+        # keep: int8 layer fusion must leave the cut tensors produced
+        sess = InferenceSession(current, arith=ev.arith, keep=need)
         probe = sess.run_with_intermediates(feeds[0], need, check_finite=False)
         per = {k: v.nbytes * len(feeds) for k, v in probe.items()}
         chosen: Set[str] = set()
