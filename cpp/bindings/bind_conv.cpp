@@ -10,7 +10,6 @@
 #include "fastq/conv.h"
 
 namespace fastq {
-namespace {
 
 Pairing parse_pairing(const std::string& s) {
   if (s == "per_tap") return Pairing::PerTap;
@@ -51,6 +50,8 @@ ConvShape make_shape(const py::array& x, int64_t OC, int64_t KH, int64_t KW, int
     throw std::invalid_argument("conv output would be empty for input " + shape_str(x));
   return s;
 }
+
+namespace {
 
 py::array_t<int32_t> alloc_out_i32(const ConvShape& s) {
   return py::array_t<int32_t>({s.N, s.OC, s.OH(), s.OW()});

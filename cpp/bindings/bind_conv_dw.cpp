@@ -20,38 +20,13 @@ void bind_conv_dw(py::module_& m) {
     require_dtype<int8_t>(w, "w", "int8");
     require_ndim(x, 4, "x");
     require_ndim(w, 4, "w");
-    require_c_contiguous(x, "x");
     require_c_contiguous(w, "w");
-    ConvShape s;
-    s.N = x.shape(0);
-    s.C = x.shape(1);
-    s.H = x.shape(2);
-    s.W = x.shape(3);
-    s.OC = w.shape(0);
-    s.KH = w.shape(2);
-    s.KW = w.shape(3);
-    s.group = s.C;
-    s.stride_h = strides[0];
-    s.stride_w = strides[1];
-    s.pad_top = pads[0];
-    s.pad_left = pads[1];
-    s.pad_bottom = pads[2];
-    s.pad_right = pads[3];
-    s.dil_h = dil[0];
-    s.dil_w = dil[1];
-    if (w.shape(1) != 1 || s.C < 1 || s.OC % s.C)
-      throw std::invalid_argument("w must be [OC, 1, KH, KW] with OC a multiple of C=" +
-                                  std::to_string(s.C) + ", got " + shape_str(w));
-    for (int64_t v : {s.stride_h, s.stride_w, s.dil_h, s.dil_w})
-      if (v < 1) throw std::invalid_argument("strides and dilations must be >= 1");
-    for (int64_t v : pads)
-      if (v < 0) throw std::invalid_argument("pads must be >= 0");
-    if (s.OH() <= 0 || s.OW() <= 0)
-      throw std::invalid_argument("conv output would be empty for input " + shape_str(x));
+    const ConvShape s = make_shape(x, w.shape(0), w.shape(2), w.shape(3), x.shape(1), strides,
+                                   pads, dil);
+    if (w.shape(1) != 1)
+      throw std::invalid_argument("w must be [OC, 1, KH, KW], got " + shape_str(w));
     if (x_zp < 0 || x_zp > 255) throw std::invalid_argument("x_zero_point must be in [0, 255]");
-    if (pairing != "per_tap" && pairing != "flat")
-      throw std::invalid_argument("unknown pairing '" + pairing + "'; valid: per_tap, flat");
-    const Pairing p = pairing == "flat" ? Pairing::Flat : Pairing::PerTap;
+    const Pairing p = parse_pairing(pairing);
     const Arith ar = parse_arith(arith);
     const Impl im = parse_impl(impl);
     py::array_t<int32_t> out({s.N, s.OC, s.OH(), s.OW()});

@@ -5,7 +5,10 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <array>
 #include <string>
+
+#include "fastq/conv.h"
 
 namespace fastq {
 namespace py = pybind11;
@@ -22,6 +25,13 @@ void bind_runtime(py::module_& m);   // bind_runtime.cpp: float/int8 conv and ot
 void require_ndim(const py::array& a, int ndim, const char* what);
 void require_c_contiguous(const py::array& a, const char* what);
 std::string shape_str(const py::array& a);
+
+// Conv geometry from a 4-D NCHW x and resolved attributes (bind_conv.cpp), checked: strides
+// and dilations >= 1, pads >= 0, group dividing C and OC, a non-empty output.
+ConvShape make_shape(const py::array& x, int64_t OC, int64_t KH, int64_t KW, int64_t group,
+                     std::array<int64_t, 2> strides, std::array<int64_t, 4> pads,
+                     std::array<int64_t, 2> dil);
+Pairing parse_pairing(const std::string& s);
 
 // Per-output-channel epilogue arguments shared by qlinear and qconv: w_scales (1 or n
 // float32 entries) and an optional float32 bias of n entries (nullptr when None).
