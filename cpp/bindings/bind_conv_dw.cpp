@@ -21,10 +21,11 @@ void bind_conv_dw(py::module_& m) {
     require_ndim(x, 4, "x");
     require_ndim(w, 4, "w");
     require_c_contiguous(w, "w");
+    if (w.shape(1) != 1 || x.shape(1) < 1 || w.shape(0) % x.shape(1))
+      throw std::invalid_argument("w must be [OC, 1, KH, KW] with OC a multiple of C=" +
+                                  std::to_string(x.shape(1)) + ", got " + shape_str(w));
     const ConvShape s = make_shape(x, w.shape(0), w.shape(2), w.shape(3), x.shape(1), strides,
                                    pads, dil);
-    if (w.shape(1) != 1)
-      throw std::invalid_argument("w must be [OC, 1, KH, KW], got " + shape_str(w));
     if (x_zp < 0 || x_zp > 255) throw std::invalid_argument("x_zero_point must be in [0, 255]");
     const Pairing p = parse_pairing(pairing);
     const Arith ar = parse_arith(arith);
