@@ -10,9 +10,7 @@ fastq/ORT time ratios from one run (targets: exact32 <= 1.2x, sat16pair <= 2.5x)
 from __future__ import annotations
 
 import logging
-import os
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +20,7 @@ import fastq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import _qdq_models as M  # noqa: E402
-from test_bench_nn import _blas_threads  # noqa: E402
+from _timing import best_time  # noqa: E402
 
 ort = pytest.importorskip("onnxruntime")
 logging.getLogger().setLevel(logging.ERROR)
@@ -35,14 +33,6 @@ MODELS = {
 }
 ENGINES = ["onnxruntime", "exact32", "sat16pair"]
 _CACHE: dict = {}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def single_thread_blas():
-    """fastq's float ops (attention MatMuls) use numpy's OpenBLAS: one thread, like ORT."""
-    _blas_threads(1)
-    yield
-    _blas_threads(os.cpu_count() or 1)
 
 
 def _output_step(q) -> float:
@@ -85,19 +75,10 @@ def test_bench_int8_model(benchmark, tmp_path_factory, name, engine):
                        warmup_rounds=1)
 
 
-def _best(fn, reps=5):
-    best = float("inf")
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
-
-
 @pytest.mark.parametrize("name", list(MODELS))
 def test_ratio_report(tmp_path_factory, name):
     sess, feeds = sessions(name, tmp_path_factory)
-    t = {k: _best(lambda k=k: sess[k].run(None, feeds)) for k in ENGINES}
+    t = {k: best_time(lambda k=k: sess[k].run(None, feeds)) for k in ENGINES}
     o = t["onnxruntime"]
     print(f"\n{name}: onnxruntime {o * 1e3:.2f} ms, fastq exact32 {t['exact32'] * 1e3:.2f} ms "
           f"(ratio {t['exact32'] / o:.2f}, target 1.2), sat16pair {t['sat16pair'] * 1e3:.2f} ms "

@@ -8,10 +8,6 @@ Run: python -m pytest -q bench/test_bench_nn.py -s
 
 from __future__ import annotations
 
-import ctypes
-import glob
-import os
-import time
 
 import numpy as np
 import pytest
@@ -20,6 +16,8 @@ from onnx import TensorProto, helper, numpy_helper
 import fastq
 import fastq.runtime.ops  # noqa: F401
 from fastq.runtime.registry import make_node, run_node
+
+from _timing import best_time
 
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("pytest_benchmark")
@@ -56,39 +54,6 @@ CASES = {
 }
 
 
-def _blas_threads(n: int) -> bool:
-    """Set numpy's bundled OpenBLAS thread count (no threadpoolctl dependency)."""
-    libs = glob.glob(os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs",
-                                  "libscipy_openblas*.so"))
-    for path in libs:
-        lib = ctypes.CDLL(path)
-        for sym in ("scipy_openblas_set_num_threads64_", "openblas_set_num_threads"):
-            fn = getattr(lib, sym, None)
-            if fn is not None:
-                fn(n)
-                return True
-    return False
-
-
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    fastq.set_num_threads(1)
-    _blas_threads(1)
-    yield
-    fastq.set_num_threads(0)
-    _blas_threads(os.cpu_count() or 1)
-
-
-def _min_time(fn, rounds=ROUNDS):
-    fn()
-    best = float("inf")
-    for _ in range(rounds):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
-
-
 @pytest.mark.parametrize("name", list(CASES))
 def test_bench_vs_onnxruntime(benchmark, name):
     op, x, inits, attrs = CASES[name]
@@ -113,7 +78,7 @@ def test_bench_vs_onnxruntime(benchmark, name):
         return sess.run(None, {"X": x})[0]
 
     np.testing.assert_allclose(run_fastq(), run_ort(), rtol=1e-4, atol=1e-4)
-    t_ort = _min_time(run_ort)
+    t_ort = best_time(run_ort, ROUNDS, warmup=1)
     benchmark.group = name
     benchmark.extra_info["ort_ms"] = t_ort * 1e3
     benchmark.pedantic(run_fastq, rounds=ROUNDS, iterations=1, warmup_rounds=1)

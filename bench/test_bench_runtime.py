@@ -6,7 +6,6 @@ test prints fastq/ORT time ratios from one run."""
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +16,7 @@ import fastq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from _runtime_models import F, model, vi  # noqa: E402
+from _timing import best_time  # noqa: E402
 
 ort = pytest.importorskip("onnxruntime")
 
@@ -58,19 +58,10 @@ def test_bench_chain(benchmark, case, engine):
     benchmark(sess.run, None, feeds)
 
 
-def _best(fn, reps=20):
-    best = float("inf")
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
-
-
 @pytest.mark.parametrize("case", list(CASES))
 def test_ratio_report(case):
     f, o, feeds = sessions(case)
-    tf = _best(lambda: f.run(None, feeds))
-    to = _best(lambda: o.run(None, feeds))
+    tf = best_time(lambda: f.run(None, feeds), 20)
+    to = best_time(lambda: o.run(None, feeds), 20)
     print(f"\n{case}: fastq {tf * 1e3:.3f} ms, onnxruntime {to * 1e3:.3f} ms, "
           f"ratio fastq/ort {tf / to:.2f}")

@@ -7,7 +7,6 @@ a ModelProto. ``producers``/``consumers`` are recomputed on demand (graphs are e
 
 from __future__ import annotations
 
-import os
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np

@@ -60,8 +60,9 @@ def _kernel_shape(node: Node, w: np.ndarray, nd: int):
     return list(w.shape[2:])
 
 
-@register("Conv")
-def conv(node: Node, x, w, b=None):
+def _conv_operands(node: Node, x, w):
+    """The checks and conversions Conv and ConvTranspose share: (x as float, w contiguous in
+    x's dtype, the output dtype, spatial rank, group)."""
     x, w = need(node, x, "X"), need(node, w, "W")
     out_dtype = x.dtype
     nd = spatial_rank(node, x)
@@ -70,7 +71,12 @@ def conv(node: Node, x, w, b=None):
                          f"({x.shape})")
     x = float_in(node, x)
     w = np.ascontiguousarray(w, dtype=x.dtype)
-    group = int(node.attr("group", 1))
+    return x, w, out_dtype, nd, int(node.attr("group", 1))
+
+
+@register("Conv")
+def conv(node: Node, x, w, b=None):
+    x, w, out_dtype, nd, group = _conv_operands(node, x, w)
     n, c = x.shape[:2]
     m, cg = w.shape[:2]
     if group < 1 or c % group or m % group:
@@ -152,15 +158,7 @@ def _transpose_geometry(node: Node, in_shape, kernel, strides, dil, out_pad):
 
 @register("ConvTranspose")
 def conv_transpose(node: Node, x, w, b=None):
-    x, w = need(node, x, "X"), need(node, w, "W")
-    out_dtype = x.dtype
-    nd = spatial_rank(node, x)
-    if w.ndim != x.ndim:
-        raise fail(node, f"weight W has rank {w.ndim} ({w.shape}) but X has rank {x.ndim} "
-                         f"({x.shape})")
-    x = float_in(node, x)
-    w = np.ascontiguousarray(w, dtype=x.dtype)
-    group = int(node.attr("group", 1))
+    x, w, out_dtype, nd, group = _conv_operands(node, x, w)
     n, c = x.shape[:2]
     if w.shape[0] != c:
         raise fail(node, f"input channel mismatch: X has {c} channels, W has {w.shape[0]}")
