@@ -147,3 +147,55 @@ def test_histogram_random_ranges_at_edges(impl):
         want, we = np.histogram(x, bins)
         got, ge = stats.histogram(x, bins, impl=impl)
         assert np.array_equal(ge, we) and np.array_equal(got, want), (trial, bins)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("n", [1023, 1024, 1025, 2047, 2048, 3072, 4097, 10_240])
+def test_histogram_block_boundaries_with_nonfinite(impl, n):
+    """Kernels work in 1024-element blocks (software-pipelined): every length around block
+    multiples, with NaN/Inf in the first, a middle and the last block, counts like numpy's
+    (NaN and +Inf above the range, -Inf below) and the non-finite flag raised."""
+    from fastq import _core
+    x = RNG.standard_normal(n).astype(np.float32)
+    edges = np.histogram(np.zeros(0, np.float32), 100, range=(-2.0, 2.0))[1].astype(np.float32)
+    full, nf = _core.stats_histogram(x, edges, impl)
+    want = np.histogram(x, bins=edges)[0]
+    assert not nf and np.array_equal(full[:100], want)
+    assert full[100] == np.count_nonzero(x < edges[0])
+    assert full[101] == np.count_nonzero(x > edges[-1])
+    for pos in sorted({0, n // 2, n - 1}):
+        y = x.copy()
+        y[pos] = [np.nan, np.inf, -np.inf][pos % 3]
+        full, nf = _core.stats_histogram(y, edges, impl)
+        fin = y[np.isfinite(y)]
+        assert nf and np.array_equal(full[:100], np.histogram(fin, bins=edges)[0])
+        assert full[100] == np.count_nonzero(y < edges[0])
+        assert full[101] == np.count_nonzero(~(y <= edges[-1]))
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_histogram_more_bins_than_16_bit_slots(impl):
+    """70000 bins: slot indices no longer fit 16 bits, the kernels' 32-bit path runs."""
+    x = RNG.uniform(-1.1, 1.1, 300_000).astype(np.float32)
+    x = np.concatenate([x, edge_probe(np.histogram(x[:0], 70_000, range=(-1.0, 1.0))[1])])
+    want, we = np.histogram(x, 70_000, range=(-1.0, 1.0))
+    got, ge = stats.histogram(x, 70_000, range=(-1.0, 1.0), impl=impl)
+    assert np.array_equal(ge, we) and np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_histogram_core_uneven_edges_are_exact(impl):
+    """The core takes any non-decreasing edges: uneven ones (not linspace) must not be
+    trusted to the linear bin guess; counts still equal numpy's for those edges."""
+    from fastq import _core
+    g = np.random.default_rng(5)
+    edges = np.sort(g.uniform(-3, 3, 257)).astype(np.float32)
+    x = np.concatenate([g.standard_normal(20_000).astype(np.float32), edge_probe(edges)])
+    full, nf = _core.stats_histogram(x, edges, impl)
+    assert not nf and np.array_equal(full[:256], np.histogram(x, bins=edges)[0])
+    # nearly linspace: each inner edge nudged by a tenth of a bin
+    lin = np.linspace(-1, 1, 2049).astype(np.float32)
+    lin[1:-1] += (g.uniform(-0.1, 0.1, 2047) * (2 / 2048)).astype(np.float32)
+    x = np.concatenate([g.uniform(-1, 1, 50_000).astype(np.float32), edge_probe(lin)])
+    full, _ = _core.stats_histogram(x, lin, impl)
+    assert np.array_equal(full[:2048], np.histogram(x, bins=lin)[0])

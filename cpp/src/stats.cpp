@@ -123,6 +123,12 @@ bool histogram(const float* x, int64_t n, const float* edges, int64_t bins, int6
     const double m = std::max(std::fabs(lo), std::fabs(hi));
     const double ulp = m > 0 ? std::ldexp(1.0, std::ilogb(m) - 23) : 0.0;
     eps = 4.0 * (3.0 * ulp / w + static_cast<double>(bins) * std::ldexp(1.0, -23)) + 1e-6;
+    // Edges that are not linspace-like (a caller's own) widen the budget by their largest
+    // distance from the ideal grid, in bins; uneven enough, and only the exact path runs.
+    double dev = 0.0;
+    for (int64_t i = 1; i < bins; ++i)
+      dev = std::max(dev, std::fabs((static_cast<double>(edges[i]) - lo) / w - i));
+    eps += 2.0 * dev;
     if (eps > 0.25) eps = 1.0;
   }
   hp.eps = static_cast<float>(eps);

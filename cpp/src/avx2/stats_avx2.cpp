@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cfloat>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -172,14 +173,16 @@ inline int64_t exact_bin(float x, const HistParams& hp) {
   return hist_exact_bin(x, hp.edges, hp.bins, static_cast<int64_t>((x - hp.lo) * hp.scale));
 }
 
-bool hist_avx2(const float* p, int64_t n, const HistParams& hp, uint32_t* counts) {
-  // Same scheme as hist_avx512: slots shifted by one (0 = below, bins+1 = above), slot of a
-  // block computed first, then counted into 2 L1-resident tables; near-edge lanes and
-  // non-finite t are decided exactly.
+template <typename Slot>
+bool hist_avx2_impl(const float* p, int64_t n, const HistParams& hp, uint32_t* counts) {
+  // Same scheme as hist_avx512: slots shifted by one (0 = below, bins+1 = above), 16-bit
+  // slots when they fit, a software pipeline that computes block b+1's slots while block b's
+  // are counted into 2 L1-resident tables; near-edge lanes and non-finite t decided exactly.
   const int64_t nb = hp.bins + 2;
   const int64_t st = (nb + 15) / 16 * 16 + 16;
   std::vector<uint32_t> sub(2 * st, 0u);
   uint32_t* h = sub.data();
+  uint32_t* h2 = h + st;
   bool nf = false;
   int64_t i = 0;
   if (hp.eps < 0.5f) {
@@ -189,31 +192,60 @@ bool hist_avx2(const float* p, int64_t n, const HistParams& hp, uint32_t* counts
     const __m256 veps = _mm256_set1_ps(hp.eps), v1eps = _mm256_set1_ps(1.0f - hp.eps);
     const __m256 zero = _mm256_setzero_ps();
     constexpr int64_t kBlock = 1024;
-    alignas(32) int32_t idx[kBlock];
-    for (; i + kBlock <= n; i += kBlock) {
-      const float* pb = p + i;
-      for (int64_t k = 0; k < kBlock; k += 8) {
-        const __m256 x = _mm256_loadu_ps(pb + k);
-        const __m256 t = _mm256_fmadd_ps(x, vscale, voff);
-        const __m256 fl = _mm256_floor_ps(t);
-        const __m256 fr = _mm256_sub_ps(t, fl);
-        const __m256 cl = _mm256_min_ps(_mm256_max_ps(fl, zero), vtop);  // NaN -> 0
-        _mm256_store_si256(reinterpret_cast<__m256i*>(idx + k), _mm256_cvttps_epi32(cl));
-        const int slow = _mm256_movemask_ps(_mm256_or_ps(_mm256_cmp_ps(fr, veps, _CMP_NGE_UQ),
-                                                         _mm256_cmp_ps(fr, v1eps, _CMP_GT_OQ)));
-        for (unsigned m = static_cast<unsigned>(slow); m; m &= m - 1) {
-          const int j = __builtin_ctz(m);
-          const float xj = pb[k + j];
-          nf |= nonfinite1(xj);
-          const int64_t b = exact_bin(xj, hp);
-          idx[k + j] = static_cast<int32_t>(b == hp.bins ? 0 : (b == hp.bins + 1 ? b : b + 1));
+    alignas(32) Slot buf[2][kBlock];
+    auto slots8 = [&](const float* q, Slot* out) {
+      const __m256 x = _mm256_loadu_ps(q);
+      const __m256 t = _mm256_fmadd_ps(x, vscale, voff);
+      const __m256 fl = _mm256_floor_ps(t);
+      const __m256 fr = _mm256_sub_ps(t, fl);
+      const __m256 cl = _mm256_min_ps(_mm256_max_ps(fl, zero), vtop);  // NaN -> 0
+      const __m256i vi = _mm256_cvttps_epi32(cl);
+      if constexpr (sizeof(Slot) == 2) {
+        // slots are <= 65535: pack with unsigned saturation is exact
+        const __m128i lo = _mm256_castsi256_si128(vi), hi = _mm256_extracti128_si256(vi, 1);
+        _mm_store_si128(reinterpret_cast<__m128i*>(out), _mm_packus_epi32(lo, hi));
+      } else {
+        _mm256_store_si256(reinterpret_cast<__m256i*>(out), vi);
+      }
+      const int slow = _mm256_movemask_ps(_mm256_or_ps(_mm256_cmp_ps(fr, veps, _CMP_NGE_UQ),
+                                                       _mm256_cmp_ps(fr, v1eps, _CMP_GT_OQ)));
+      for (unsigned m = static_cast<unsigned>(slow); m; m &= m - 1) {
+        const int j = __builtin_ctz(m);
+        const float xj = q[j];
+        nf |= nonfinite1(xj);
+        const int64_t b = exact_bin(xj, hp);
+        out[j] = static_cast<Slot>(b == hp.bins ? 0 : (b == hp.bins + 1 ? b : b + 1));
+      }
+    };
+    auto count4 = [&](const Slot* s) {
+      if constexpr (sizeof(Slot) == 2) {
+        uint64_t q;
+        std::memcpy(&q, s, sizeof(q));
+        ++h[q & 0xFFFF]; ++h2[(q >> 16) & 0xFFFF]; ++h[(q >> 32) & 0xFFFF]; ++h2[q >> 48];
+      } else {
+        ++h[s[0]]; ++h2[s[1]]; ++h[s[2]]; ++h2[s[3]];
+      }
+    };
+    const int64_t nblk = n / kBlock;
+    if (nblk > 0) {
+      for (int64_t k = 0; k < kBlock; k += 8) slots8(p + k, buf[0] + k);
+      for (int64_t blk = 0; blk < nblk; ++blk) {
+        const Slot* cur = buf[blk & 1];
+        if (blk + 1 < nblk) {
+          const float* pn = p + (blk + 1) * kBlock;
+          Slot* nxt = buf[(blk + 1) & 1];
+          for (int64_t k = 0; k < kBlock; k += 16) {
+            if (blk + 3 < nblk)
+              _mm_prefetch(reinterpret_cast<const char*>(pn + 2 * kBlock + k), _MM_HINT_T0);
+            slots8(pn + k, nxt + k);
+            slots8(pn + k + 8, nxt + k + 8);
+            count4(cur + k); count4(cur + k + 4); count4(cur + k + 8); count4(cur + k + 12);
+          }
+        } else {
+          for (int64_t k = 0; k < kBlock; k += 4) count4(cur + k);
         }
       }
-      for (int64_t k = 0; k < kBlock; k += 4) {
-        if ((k & 15) == 0 && i + 2 * kBlock + k < n)
-          _mm_prefetch(reinterpret_cast<const char*>(pb + 2 * kBlock + k), _MM_HINT_T0);
-        ++h[idx[k]]; ++h[st + idx[k + 1]]; ++h[idx[k + 2]]; ++h[st + idx[k + 3]];
-      }
+      i = nblk * kBlock;
     }
   }
   for (; i < n; ++i) {
@@ -221,10 +253,15 @@ bool hist_avx2(const float* p, int64_t n, const HistParams& hp, uint32_t* counts
     const int64_t b = exact_bin(p[i], hp);
     ++h[b == hp.bins ? 0 : (b == hp.bins + 1 ? b : b + 1)];
   }
-  for (int64_t b = 0; b < hp.bins; ++b) counts[b] += h[b + 1] + h[st + b + 1];
-  counts[hp.bins] += h[0] + h[st];
-  counts[hp.bins + 1] += h[hp.bins + 1] + h[st + hp.bins + 1];
+  for (int64_t b = 0; b < hp.bins; ++b) counts[b] += h[b + 1] + h2[b + 1];
+  counts[hp.bins] += h[0] + h2[0];
+  counts[hp.bins + 1] += h[hp.bins + 1] + h2[hp.bins + 1];
   return nf;
+}
+
+bool hist_avx2(const float* p, int64_t n, const HistParams& hp, uint32_t* counts) {
+  return hp.bins + 2 <= 65536 ? hist_avx2_impl<uint16_t>(p, n, hp, counts)
+                              : hist_avx2_impl<int32_t>(p, n, hp, counts);
 }
 
 bool window_avx2(const float* p, int64_t n, bool absval, float lo, float hi, WindowCounts* c,
