@@ -122,12 +122,20 @@ class DefaultState:
     w_qp: dict
     bias_before: dict          # layer -> (bias initializer, value before bias correction)
     float_model: onnx.ModelProto
+    # for re-quantizing with other settings without another statistics pass (AccuracyAware)
+    stats: Any = None
+    samples: Any = None
+    sites: Any = None
+    params: Any = None
+    name: Any = None
 
 
 def run_default(model: Any, calibration_data: Any, cfg, name: AlgorithmName, params,
-                progress: bool):
+                progress: bool, extra_params=()):
     """DefaultQuantization (``name`` DefaultQuantization or MinMaxQuantization) with
-    ``params``: returns ``(QuantizationResult, DefaultState)``."""
+    ``params``: returns ``(QuantizationResult, DefaultState)``. ``extra_params``: other
+    settings whose range estimators the one statistics pass also serves (AccuracyAware's
+    preset conversion and hyperparameter trials)."""
     t_start = time.perf_counter()
     algo_name = name
     proto = load_model(model)
@@ -160,9 +168,12 @@ def run_default(model: Any, calibration_data: Any, cfg, name: AlgorithmName, par
     session = InferenceSession(g.to_model())      # an unsupported op fails here, by name
     requests = [RangeRequest(t, q.layer.range_estimator, q.channel_axis)
                 for t, q in plan.activations.items()]
+    for p in extra_params:
+        requests += [RangeRequest(t, q.layer.range_estimator, q.channel_axis)
+                     for t, q in build_plan(g, p).activations.items()]
     means = {}
     nodes = {n.name: n for n in g.nodes}
-    if use_bc and params.use_fast_bias:
+    if use_bc and (params.use_fast_bias or any(p.use_fast_bias for p in extra_params)):
         for k, s in sites.items():
             means[nodes[k].input[0]] = s.in_axis
     for s in sites.values():
@@ -202,7 +213,8 @@ def run_default(model: Any, calibration_data: Any, cfg, name: AlgorithmName, par
     qdq, export_info = build(g, plan, act_qp, final_w)
     _fill_report(report, g, plan, act_qp, final_w, w_qp, stats, bc_result, export_info)
     timings["total"] = time.perf_counter() - t_start
-    state = DefaultState(g, plan, act_qp, w_qp, bias_before, proto)
+    state = DefaultState(g, plan, act_qp, w_qp, bias_before, proto, stats, samples, sites,
+                         params, algo_name)
     return QuantizationResult(qdq, report, plan), state
 
 
