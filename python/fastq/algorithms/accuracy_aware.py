@@ -9,6 +9,16 @@ and revert with metric and time, the final drop, the layers left in float). Full
 run stacked batches when the model allows it (``aa_eval``); the float outputs are cached per
 (model, validation inputs); ranking runs each candidate only downstream of its first changed
 node from cached activations (within ``memory_budget`` bytes), on ``executor`` if given.
+
+Params (POT accuracy_aware_common/algorithm.py, cited per step below): ``maximal_drop``/
+``drop_type`` (absolute: float - int8, sign by ``higher_is_better``; relative: that / |float|,
+POT's ``baseline * maximal_drop`` bound for a positive baseline); ``ranking_subset_size``
+(min(N, 300)) samples where int8 is most worse; ``max_iter_num`` revert attempts;
+``use_prev_if_drop_increase`` POT's step back; ``metrics[0].baseline_value`` skips the float
+evaluation except on a seeded random ``metric_subset_ratio`` of the samples (the per-sample
+comparisons); ``annotation_free``: labels = float argmax of samples whose top score (softmax
+unless already in [0, 1]) is > ``annotation_conf_threshold``; ``convert_to_mixed_preset`` /
+``tune_hyperparams``: see ``aa_tuning``. Reverting keeps the other layers' decisions.
 """
 
 from __future__ import annotations
