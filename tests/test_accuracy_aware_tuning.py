@@ -163,7 +163,7 @@ def test_statistics_serve_several_estimators_exactly():
 
 
 def test_batched_evaluation_equals_one_by_one_and_float_cache():
-    m, f = mlp("outlier")
+    m, _ = mlp("outlier")
     feeds = [{"x": x} for x in samples("outlier", 20, 4)]
     assert aa_eval.batch_verdict(m, feeds)
     one = aa_eval.run_outputs(m, None, feeds, batched=False)
