@@ -24,6 +24,7 @@ unless already in [0, 1]) is > ``annotation_conf_threshold``; ``convert_to_mixed
 from __future__ import annotations
 
 import os
+import sys
 import time
 from dataclasses import replace
 from typing import Any, Dict, List, Set, Tuple
@@ -307,11 +308,13 @@ def accuracy_aware(model, calibration_data, cfg, *, validation_data=None, metric
     groups = quantizer_groups(state.plan)
     history: List[dict] = []
     it = 0
-    max_iter = aa.max_iter_num if aa.max_iter_num is not None else len(groups) + 1
+    # POT: range(max_iter_num), default sys.maxsize. The loop ends anyway: a step back is
+    # always followed by a kept revert, so every two iterations revert at least one group.
+    max_iter = aa.max_iter_num if aa.max_iter_num is not None else sys.maxsize
     rank_s = 0.0
     counts = {"from_cache": 0, "whole_model": 0, "cached_bytes": 0, "nodes_run": 0,
               "nodes_whole": 0, "rankings": 0}
-    bar = _Bar(progress, min(max_iter, len(groups)))
+    bar = _Bar(progress, min(max_iter, len(groups)))    # an estimate: step backs add more
     all_layers = {n for g in groups for n in g}
 
     def key_of(scores):
