@@ -368,3 +368,29 @@ def test_second_output_upstream_of_the_revert_comes_from_the_cache(setup):
     assert [x["subset_score"] for x in a["reverts"]] == \
         [x["subset_score"] for x in b["reverts"]]
     assert a["reverts"][0]["layers"] == ["mm2"]
+
+
+def test_metric_subset_ratio_is_a_seeded_random_subset(setup, monkeypatch):
+    """POT __init__ _diff_subset_indices: with baselines given, a random
+    int(N * metric_subset_ratio) of the samples; only those run the float model and feed the
+    ranking subset. fastq draws them with the config's seed, so runs repeat."""
+    from fastq.algorithms import aa_eval
+    seen = []
+    real = aa_eval.float_outputs
+
+    def spy(model, feeds, batched):
+        seen.append([f["x"] for f in feeds])
+        return real(model, feeds, batched)
+    monkeypatch.setattr("fastq.algorithms.accuracy_aware.float_outputs", spy)
+    kw = dict(maximal_drop=0.25, metric_subset_ratio=0.3, ranking_subset_size=10,
+              metrics=[{"name": "top1", "baseline_value": 1.0}])
+    a = run(setup, **kw).report.accuracy_aware
+    assert a["metric_subset"] == 18 and len(seen[-1]) == 18          # int(60 * 0.3)
+    xs = [x for x, _ in setup[3]]
+    idx = [next(i for i, x in enumerate(xs) if np.array_equal(x, f)) for f in seen[-1]]
+    assert idx == sorted(idx) and idx != list(range(18))              # random, in order
+    assert a["reverts"][0]["ranking_subset"] == 10 and a["reverts"][0]["layers"] == ["mm2"]
+    run(setup, **kw)
+    assert [f.tobytes() for f in seen[-1]] == [f.tobytes() for f in seen[-2]]   # seeded
+    b = run(setup, maximal_drop=0.25, metric_subset_ratio=0.3).report.accuracy_aware
+    assert b["metric_subset"] == 60                   # no baseline: every sample (POT too)
