@@ -5,6 +5,7 @@ output has one outlier channel (x1000, unused by the second FFN linear), mean co
 similarity to the float output. One run each of:
 - fastq (stacked-batch evaluations, cached-suffix ranking, float outputs cached),
 - fastq again (the float baseline now comes from the cache), and fastq unbatched,
+- fastq with rerank="every_iteration" (fastq extension: re-rank after every kept revert),
 - a naive re-implementation of the same POT loop (every evaluation and every ranking
   candidate runs the whole model sample by sample; no activation cache, no batching, no
   float cache) -- NNCF is not installed, so the speed-up is against that, not NNCF.
@@ -224,6 +225,8 @@ def test_bench_accuracy_aware(benchmark, name):
     rep2, sec2 = _fastq(problem)                         # float outputs from the cache
     rep_nb, sec_nb = _fastq(problem, batched=False)
     rep_t, sec_t = _fastq(problem, {"tune_hyperparams": True, "max_iter_num": 0})
+    rep_r, sec_r = _fastq(problem, rerank="every_iteration")
+    assert rep_r.accuracy_aware["reached"]
     aa_eval.clear_float_cache()
     naive = naive_accuracy_aware(m, calib, config(max_drop), val, metric)
     a = rep.accuracy_aware
@@ -245,6 +248,8 @@ def test_bench_accuracy_aware(benchmark, name):
            "ranking_s": a["ranking_seconds"], "statistics_s": stats_s,
            "nodes_run": a["ranking_runs"]["nodes_run"],
            "nodes_whole": a["ranking_runs"]["nodes_whole"],
+           "rerank_every_iteration_s": sec_r,
+           "rerank_every_iteration_reverted": rep_r.accuracy_aware["reverted_layers"],
            # tune_hyperparams: one statistics pass with every trial's reductions, then
            # per trial placement/QParams/bias correction/export + a subset evaluation
            "tune_trials": len(rep_t.accuracy_aware["trials"]),

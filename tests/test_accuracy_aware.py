@@ -259,7 +259,7 @@ def test_suffix_model_outputs_equal_full_model(setup):
 
 
 def test_groups_merge_shared_ranges():
-    from fastq.algorithms.placement import ActivationQuantizer, Plan, WeightQuantizer
+    from fastq.algorithms.placement import ActivationQuantizer, Plan
     p = Plan(layers=["a", "b", "c"])
     p.activations = {"t1": ActivationQuantizer("t1", None, [("a", 0)]),
                      "t2": ActivationQuantizer("t2", None, [("cat", 0)], group="concat:cat"),
@@ -394,3 +394,22 @@ def test_metric_subset_ratio_is_a_seeded_random_subset(setup, monkeypatch):
     assert [f.tobytes() for f in seen[-1]] == [f.tobytes() for f in seen[-2]]   # seeded
     b = run(setup, maximal_drop=0.25, metric_subset_ratio=0.3).report.accuracy_aware
     assert b["metric_subset"] == 60                   # no baseline: every sample (POT too)
+
+
+def test_rerank_every_iteration_extension(setup):
+    """fastq's rerank="every_iteration" ranks again after every kept revert (POT and NNCF
+    only after the drop grew); a bad value is a ConfigError."""
+    m, fwd = fragile_mlp(outlier=1.0)
+    s = (m, fwd, data(40, 1), [(x, 0) for x in data(60, 2)])
+    val = int8_targets(s)
+    r = fastq.quantize(m, s[2], aa_config(maximal_drop=0.0, use_prev_if_drop_increase=False,
+                                          metrics=[{"name": "neg_mse", "baseline_value": 1.0}]),
+                       validation_data=val, metric=metrics.neg_mse, progress=False,
+                       rerank="every_iteration")
+    a = r.report.accuracy_aware
+    assert a["rerank"] == "every_iteration" and a["iterations"] == 3
+    assert a["ranking_runs"]["rankings"] == 3                 # before each revert
+    assert [x["reranked_after"] for x in a["reverts"]] == [True, True, False]
+    with pytest.raises(fastq.ConfigError, match="rerank"):
+        fastq.quantize(m, s[2], aa_config(), validation_data=val, metric=metrics.neg_mse,
+                       progress=False, rerank="always")

@@ -80,7 +80,8 @@ def _check(proto: onnx.ModelProto) -> None:
 def quantize(model: Any, calibration_data: Any, config: Any = None, *,
              progress: bool = True, validation_data: Any = None, metric: Any = None,
              executor: Any = None, intermediate_dir: Any = None,
-             memory_budget: Optional[int] = None) -> QuantizationResult:
+             memory_budget: Optional[int] = None,
+             rerank: str = "drop_increase") -> QuantizationResult:
     """Quantize ``model`` (path, bytes or ModelProto) with POT's DefaultQuantization.
 
     ``calibration_data``: an iterable of samples; each sample is one feed of the model (a
@@ -92,8 +93,9 @@ def quantize(model: Any, calibration_data: Any, config: Any = None, *,
     ``(inputs, annotation)``), ``metric`` (callable ``metric(outputs, annotation) -> float``
     or an object with ``per_sample``/``aggregate``/``higher_is_better``), ``executor`` (a
     ``concurrent.futures.Executor`` for the ranking evaluations), ``intermediate_dir`` (the
-    model after each iteration) and ``memory_budget`` (bytes of cached activations used by
-    the ranking); see ``fastq.algorithms.accuracy_aware``.
+    model after each iteration), ``memory_budget`` (bytes of cached activations used by
+    the ranking) and ``rerank`` ("drop_increase" as POT, or "every_iteration"); see
+    ``fastq.algorithms.accuracy_aware``.
     """
     cfg = config_mod.load(config)
     algo = cfg.main
@@ -102,7 +104,8 @@ def quantize(model: Any, calibration_data: Any, config: Any = None, *,
         return accuracy_aware(model, calibration_data, cfg, validation_data=validation_data,
                               metric=metric, executor=executor,
                               intermediate_dir=intermediate_dir,
-                              memory_budget=memory_budget, progress=progress)
+                              memory_budget=memory_budget, progress=progress,
+                              rerank=rerank)
     if algo.name not in (AlgorithmName.DEFAULT_QUANTIZATION,
                          AlgorithmName.MIN_MAX_QUANTIZATION):
         raise ConfigError(f"algorithms[0].name: fastq.quantize runs DefaultQuantization, "

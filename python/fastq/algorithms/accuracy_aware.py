@@ -185,13 +185,20 @@ class _Current:
 
 def accuracy_aware(model, calibration_data, cfg, *, validation_data=None, metric=None,
                    executor=None, intermediate_dir=None, memory_budget=None,
-                   progress: bool = True, batched: Any = "auto"):
+                   progress: bool = True, batched: Any = "auto",
+                   rerank: str = "drop_increase"):
     """POT accuracy_aware_common/algorithm.py AccuracyAwareCommon.run. ``batched``: "auto"
-    (stack validation samples when the model allows it), True or False."""
+    (stack validation samples when the model allows it), True or False. ``rerank``:
+    "drop_increase" (POT, NNCF: go down one ranking until the drop grows) or
+    "every_iteration" (fastq extension: re-rank after every kept revert -- affordable with
+    the cached-suffix ranking, and it can revert far fewer layers when the first ranking,
+    made on the fully quantized model, is stale after the worst layer is gone)."""
     from ..quantize import QuantizationResult, run_default
 
     t_start = time.perf_counter()
     aa = cfg.main.params
+    if rerank not in ("drop_increase", "every_iteration"):
+        raise ConfigError(f"rerank: 'drop_increase' or 'every_iteration', got {rerank!r}")
     if aa.base_algorithm not in (AlgorithmName.DEFAULT_QUANTIZATION,
                                  AlgorithmName.MIN_MAX_QUANTIZATION):
         raise ConfigError(f"algorithms[0].params.base_algorithm: DefaultQuantization or "
@@ -227,7 +234,7 @@ def accuracy_aware(model, calibration_data, cfg, *, validation_data=None, metric
     info: Dict[str, Any] = {"metric": m.name, "higher_is_better": m.higher_is_better,
                             "drop_type": aa.drop_type.value, "maximal_drop": aa.maximal_drop,
                             "target_arith": arith, "skipped_samples": [],
-                            "batched_evaluation": ev.batched}
+                            "batched_evaluation": ev.batched, "rerank": rerank}
 
     # float reference (POT run(): _collect_baseline unless baselines are given;
     # __init__: _diff_subset_indices, a random metric_subset_ratio of the samples when
@@ -370,6 +377,7 @@ def accuracy_aware(model, calibration_data, cfg, *, validation_data=None, metric
                 stop = "nothing left to revert"
             elif aa.maximal_drop < c_drop <= acc_drop or (c_drop > acc_drop and is_step_back):
                 is_step_back, acc_drop = False, c_drop
+                need_rank = rec["reranked_after"] = rerank == "every_iteration"
             else:
                 if c_drop > acc_drop and aa.use_prev_if_drop_increase:
                     cur = prev
