@@ -68,9 +68,13 @@ def mobilenet_v2_like(resolution: int = 112) -> onnx.ModelProto:
                    [helper.make_tensor_value_info(y, F, ["N", 100])])
 
 
-def bert_like(layers: int = 6, seq: int = 128, hidden: int = 256, heads: int = 4) -> onnx.ModelProto:
+def bert_like(layers: int = 6, seq: int = 128, hidden: int = 256, heads: int = 4,
+              dynamic_batch: bool = False) -> onnx.ModelProto:
     """Post-LN encoder blocks as PyTorch exports them: MatMul+Add projections, Reshape/
-    Transpose heads, Softmax attention with an additive mask, Erf GELU, LayerNormalization."""
+    Transpose heads, Softmax attention with an additive mask, Erf GELU, LayerNormalization.
+    ``dynamic_batch``: inputs ["N", ...] and Reshapes that copy the batch dim (0)."""
+    nb = 0 if dynamic_batch else 1
+    batch = "N" if dynamic_batch else 1
     b = _Builder(2)
     d = hidden // heads
     s = lambda *v: b.const(np.array(v, np.int64), "s")  # noqa: E731
@@ -87,22 +91,23 @@ def bert_like(layers: int = 6, seq: int = 128, hidden: int = 256, heads: int = 4
                         b.const(np.float32(-10000.0), "neg")])
     for _ in range(layers):
         def heads_of(t):
-            return b.op("Transpose", [b.op("Reshape", [t, s(1, seq, heads, d)])], perm=[0, 2, 1, 3])
+            return b.op("Transpose", [b.op("Reshape", [t, s(nb, seq, heads, d)])],
+                        perm=[0, 2, 1, 3])
         q, k, v = (heads_of(lin(x, hidden, hidden)) for _ in range(3))
         kt = b.op("Transpose", [k], perm=[0, 1, 3, 2])
         att = b.op("Div", [b.op("MatMul", [q, kt]), b.const(np.float32(np.sqrt(d)), "c")])
         att = b.op("Softmax", [b.op("Add", [att, mask])], axis=-1)
         ctx = b.op("Transpose", [b.op("MatMul", [att, v])], perm=[0, 2, 1, 3])
-        ctx = lin(b.op("Reshape", [ctx, s(1, seq, hidden)]), hidden, hidden)
+        ctx = lin(b.op("Reshape", [ctx, s(nb, seq, hidden)]), hidden, hidden)
         x = ln(b.op("Add", [x, ctx]))
         h = lin(x, hidden, 4 * hidden)
         gelu = b.op("Mul", [b.op("Mul", [h, b.op("Add", [b.op("Erf", [b.op("Div", [
             h, b.const(np.float32(np.sqrt(2.0)), "c")])]), b.const(np.float32(1.0), "c")])]),
             b.const(np.float32(0.5), "c")])
         x = ln(b.op("Add", [x, lin(gelu, 4 * hidden, hidden)]))
-    return b.model([helper.make_tensor_value_info("x", F, [1, seq, hidden]),
-                    helper.make_tensor_value_info("mask", F, [1, 1, 1, seq])],
-                   [helper.make_tensor_value_info(x, F, [1, seq, hidden])])
+    return b.model([helper.make_tensor_value_info("x", F, [batch, seq, hidden]),
+                    helper.make_tensor_value_info("mask", F, [batch, 1, 1, seq])],
+                   [helper.make_tensor_value_info(x, F, [batch, seq, hidden])])
 
 
 def light_resnet50() -> onnx.ModelProto:

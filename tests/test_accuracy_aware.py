@@ -21,12 +21,12 @@ D, H, C = 16, 32, 10
 OUTLIER = 2000.0
 
 
-def fragile_mlp(seed=0):
+def fragile_mlp(seed=0, outlier=OUTLIER):
     """x[1,16] -> mm1 -> Relu -> mm2 (fragile: its input's channel 0 is ~2000x the others, so
     a per-tensor int8 range wipes out the rest) -> Relu -> mm3 -> logits[1,10]."""
     rng = np.random.default_rng(seed)
     w1 = rng.standard_normal((D, H)).astype(np.float32) / 4
-    w1[:, 0] = np.abs(w1[:, 0]) * OUTLIER          # channel 0 huge, positive for x >= 0
+    w1[:, 0] = np.abs(w1[:, 0]) * outlier          # channel 0 huge, positive for x >= 0
     w2 = rng.standard_normal((H, H)).astype(np.float32) / 4
     w2[0, :] = 0.0                                 # the outlier channel does not matter
     w3 = rng.standard_normal((H, C)).astype(np.float32) / 2
@@ -138,20 +138,35 @@ def test_unreachable_drop_reverts_everything_and_says_so(setup):
     assert a["float_metric"] == 1.0                 # the given baseline, not measured
 
 
-def test_use_prev_if_drop_increase_rolls_back(setup):
-    val = int8_targets(setup)
-    r = run(setup, metric=metrics.neg_mse, val=val, maximal_drop=0.0,
-            metrics=[{"name": "neg_mse", "baseline_value": 1.0}])
-    a = r.report.accuracy_aware
-    assert len(a["reverts"]) == 3 and not a["reached"]     # each group tried once
-    back = [x for x in a["reverts"] if x["rolled_back"]]
-    assert back and all(x["drop_after"] > x["drop_before"] for x in back)
-    assert not any(x["drop_after"] > x["drop_before"] for x in a["reverts"]
-                   if not x["rolled_back"])
-    # mm2 (int8 wipes its input; the targets are int8 outputs) makes things worse: kept int8
-    assert [x["layers"] for x in back] == [["mm2"]] and "mm2" not in a["reverted_layers"]
-    assert a["final_metric"] == 0.0
-    assert "no (rolled back)" in r.report.to_markdown()
+def test_use_prev_if_drop_increase_follows_pot_step_back():
+    """POT _change_quantization_scope on a benign MLP whose annotations are its own int8
+    outputs (every revert raises the drop): the first revert is kept although it worsens
+    (is_step_back starts true); the next worsening one is rolled back and the groups are
+    re-ranked; the group stepped back from is not excluded, and right after a step back a
+    worsening revert is kept. Without use_prev_if_drop_increase nothing is rolled back."""
+    m, fwd = fragile_mlp(outlier=1.0)
+    calib, xs = data(40, 1), data(60, 2)
+    s = (m, fwd, calib, [(x, 0) for x in xs])
+    val = int8_targets(s)
+    kw = dict(metric=metrics.neg_mse, val=val, maximal_drop=0.0,
+              metrics=[{"name": "neg_mse", "baseline_value": 1.0}])
+    res = run(s, **kw)
+    a = res.report.accuracy_aware
+    r = a["reverts"]
+    assert [x["layers"] for x in r] == [["mm2"], ["mm1"], ["mm1"], ["mm3"]]
+    assert r[0]["drop_after"] > r[0]["drop_before"] and not r[0]["rolled_back"]
+    assert r[1]["rolled_back"] and r[1]["reranked_after"]
+    assert r[1]["drop_after"] > r[1]["drop_before"]
+    assert not r[2]["rolled_back"] and r[2]["drop_before"] == r[1]["drop_before"]
+    assert r[2]["drop_after"] == r[1]["drop_after"]         # the same group, kept this time
+    assert [x["rolled_back"] for x in r] == [False, True, False, False]
+    assert a["ranking_runs"]["rankings"] == 2                # once, then after the step back
+    assert a["stop_reason"] == "nothing left to revert" and a["all_reverted"]
+    assert "no (rolled back)" in res.report.to_markdown()
+    b = run(s, use_prev_if_drop_increase=False, **kw).report.accuracy_aware
+    assert [x["layers"] for x in b["reverts"]] == [["mm2"], ["mm1"], ["mm3"]]
+    assert not any(x["rolled_back"] for x in b["reverts"])
+    assert b["reverts"][1]["reranked_after"]                 # the drop grew: re-rank
 
 
 def test_max_iter_num_stops(setup):
@@ -176,7 +191,7 @@ def test_annotation_free(setup):
     r = run(setup, val=unlabeled, metric=None, annotation_free=True,
             annotation_conf_threshold=thr, maximal_drop=0.25)
     a = r.report.accuracy_aware
-    want = [i for i, c in enumerate(conf) if c < thr]
+    want = [i for i, c in enumerate(conf) if c <= thr]     # kept: confidence > threshold
     assert 0 < len(want) < len(val)
     assert a["skipped_samples"] == want
     assert a["float_metric"] == 1.0 and a["reverts"][0]["layers"] == ["mm2"]
@@ -202,8 +217,6 @@ def test_validation_data_errors(setup):
         fastq.quantize(m, calib, aa_config(), metric=metrics.top1, progress=False)
     with pytest.raises(fastq.ConfigError, match="needs a metric"):
         fastq.quantize(m, calib, aa_config(), validation_data=setup[3], progress=False)
-    with pytest.raises(fastq.ConfigError, match="tune_hyperparams"):
-        run(setup, tune_hyperparams=True)
 
 
 def test_cached_suffix_ranking_equals_whole_model_and_executor(setup, tmp_path):
@@ -246,7 +259,7 @@ def test_suffix_model_outputs_equal_full_model(setup):
 
 
 def test_groups_merge_shared_ranges():
-    from fastq.algorithms.placement import ActivationQuantizer, Plan, WeightQuantizer
+    from fastq.algorithms.placement import ActivationQuantizer, Plan
     p = Plan(layers=["a", "b", "c"])
     p.activations = {"t1": ActivationQuantizer("t1", None, [("a", 0)]),
                      "t2": ActivationQuantizer("t2", None, [("cat", 0)], group="concat:cat"),
@@ -355,3 +368,48 @@ def test_second_output_upstream_of_the_revert_comes_from_the_cache(setup):
     assert [x["subset_score"] for x in a["reverts"]] == \
         [x["subset_score"] for x in b["reverts"]]
     assert a["reverts"][0]["layers"] == ["mm2"]
+
+
+def test_metric_subset_ratio_is_a_seeded_random_subset(setup, monkeypatch):
+    """POT __init__ _diff_subset_indices: with baselines given, a random
+    int(N * metric_subset_ratio) of the samples; only those run the float model and feed the
+    ranking subset. fastq draws them with the config's seed, so runs repeat."""
+    from fastq.algorithms import aa_eval
+    seen = []
+    real = aa_eval.float_outputs
+
+    def spy(model, feeds, batched):
+        seen.append([f["x"] for f in feeds])
+        return real(model, feeds, batched)
+    monkeypatch.setattr("fastq.algorithms.accuracy_aware.float_outputs", spy)
+    kw = dict(maximal_drop=0.25, metric_subset_ratio=0.3, ranking_subset_size=10,
+              metrics=[{"name": "top1", "baseline_value": 1.0}])
+    a = run(setup, **kw).report.accuracy_aware
+    assert a["metric_subset"] == 18 and len(seen[-1]) == 18          # int(60 * 0.3)
+    xs = [x for x, _ in setup[3]]
+    idx = [next(i for i, x in enumerate(xs) if np.array_equal(x, f)) for f in seen[-1]]
+    assert idx == sorted(idx) and idx != list(range(18))              # random, in order
+    assert a["reverts"][0]["ranking_subset"] == 10 and a["reverts"][0]["layers"] == ["mm2"]
+    run(setup, **kw)
+    assert [f.tobytes() for f in seen[-1]] == [f.tobytes() for f in seen[-2]]   # seeded
+    b = run(setup, maximal_drop=0.25, metric_subset_ratio=0.3).report.accuracy_aware
+    assert b["metric_subset"] == 60                   # no baseline: every sample (POT too)
+
+
+def test_rerank_every_iteration_extension(setup):
+    """fastq's rerank="every_iteration" ranks again after every kept revert (POT and NNCF
+    only after the drop grew); a bad value is a ConfigError."""
+    m, fwd = fragile_mlp(outlier=1.0)
+    s = (m, fwd, data(40, 1), [(x, 0) for x in data(60, 2)])
+    val = int8_targets(s)
+    r = fastq.quantize(m, s[2], aa_config(maximal_drop=0.0, use_prev_if_drop_increase=False,
+                                          metrics=[{"name": "neg_mse", "baseline_value": 1.0}]),
+                       validation_data=val, metric=metrics.neg_mse, progress=False,
+                       rerank="every_iteration")
+    a = r.report.accuracy_aware
+    assert a["rerank"] == "every_iteration" and a["iterations"] == 3
+    assert a["ranking_runs"]["rankings"] == 3                 # before each revert
+    assert [x["reranked_after"] for x in a["reverts"]] == [True, True, False]
+    with pytest.raises(fastq.ConfigError, match="rerank"):
+        fastq.quantize(m, s[2], aa_config(), validation_data=val, metric=metrics.neg_mse,
+                       progress=False, rerank="always")

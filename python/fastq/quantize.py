@@ -80,7 +80,8 @@ def _check(proto: onnx.ModelProto) -> None:
 def quantize(model: Any, calibration_data: Any, config: Any = None, *,
              progress: bool = True, validation_data: Any = None, metric: Any = None,
              executor: Any = None, intermediate_dir: Any = None,
-             memory_budget: Optional[int] = None) -> QuantizationResult:
+             memory_budget: Optional[int] = None,
+             rerank: str = "drop_increase") -> QuantizationResult:
     """Quantize ``model`` (path, bytes or ModelProto) with POT's DefaultQuantization.
 
     ``calibration_data``: an iterable of samples; each sample is one feed of the model (a
@@ -92,8 +93,9 @@ def quantize(model: Any, calibration_data: Any, config: Any = None, *,
     ``(inputs, annotation)``), ``metric`` (callable ``metric(outputs, annotation) -> float``
     or an object with ``per_sample``/``aggregate``/``higher_is_better``), ``executor`` (a
     ``concurrent.futures.Executor`` for the ranking evaluations), ``intermediate_dir`` (the
-    model after each iteration) and ``memory_budget`` (bytes of cached activations used by
-    the ranking); see ``fastq.algorithms.accuracy_aware``.
+    model after each iteration), ``memory_budget`` (bytes of cached activations used by
+    the ranking) and ``rerank`` ("drop_increase" as POT, or "every_iteration"); see
+    ``fastq.algorithms.accuracy_aware``.
     """
     cfg = config_mod.load(config)
     algo = cfg.main
@@ -102,7 +104,8 @@ def quantize(model: Any, calibration_data: Any, config: Any = None, *,
         return accuracy_aware(model, calibration_data, cfg, validation_data=validation_data,
                               metric=metric, executor=executor,
                               intermediate_dir=intermediate_dir,
-                              memory_budget=memory_budget, progress=progress)
+                              memory_budget=memory_budget, progress=progress,
+                              rerank=rerank)
     if algo.name not in (AlgorithmName.DEFAULT_QUANTIZATION,
                          AlgorithmName.MIN_MAX_QUANTIZATION):
         raise ConfigError(f"algorithms[0].name: fastq.quantize runs DefaultQuantization, "
@@ -122,12 +125,20 @@ class DefaultState:
     w_qp: dict
     bias_before: dict          # layer -> (bias initializer, value before bias correction)
     float_model: onnx.ModelProto
+    # for re-quantizing with other settings without another statistics pass (AccuracyAware)
+    stats: Any = None
+    samples: Any = None
+    sites: Any = None
+    params: Any = None
+    name: Any = None
 
 
 def run_default(model: Any, calibration_data: Any, cfg, name: AlgorithmName, params,
-                progress: bool):
+                progress: bool, extra_params=()):
     """DefaultQuantization (``name`` DefaultQuantization or MinMaxQuantization) with
-    ``params``: returns ``(QuantizationResult, DefaultState)``."""
+    ``params``: returns ``(QuantizationResult, DefaultState)``. ``extra_params``: other
+    settings whose range estimators the one statistics pass also serves (AccuracyAware's
+    preset conversion and hyperparameter trials)."""
     t_start = time.perf_counter()
     algo_name = name
     proto = load_model(model)
@@ -160,9 +171,12 @@ def run_default(model: Any, calibration_data: Any, cfg, name: AlgorithmName, par
     session = InferenceSession(g.to_model())      # an unsupported op fails here, by name
     requests = [RangeRequest(t, q.layer.range_estimator, q.channel_axis)
                 for t, q in plan.activations.items()]
+    for p in extra_params:
+        requests += [RangeRequest(t, q.layer.range_estimator, q.channel_axis)
+                     for t, q in build_plan(g, p).activations.items()]
     means = {}
     nodes = {n.name: n for n in g.nodes}
-    if use_bc and params.use_fast_bias:
+    if use_bc and (params.use_fast_bias or any(p.use_fast_bias for p in extra_params)):
         for k, s in sites.items():
             means[nodes[k].input[0]] = s.in_axis
     for s in sites.values():
@@ -202,7 +216,8 @@ def run_default(model: Any, calibration_data: Any, cfg, name: AlgorithmName, par
     qdq, export_info = build(g, plan, act_qp, final_w)
     _fill_report(report, g, plan, act_qp, final_w, w_qp, stats, bc_result, export_info)
     timings["total"] = time.perf_counter() - t_start
-    state = DefaultState(g, plan, act_qp, w_qp, bias_before, proto)
+    state = DefaultState(g, plan, act_qp, w_qp, bias_before, proto, stats, samples, sites,
+                         params, algo_name)
     return QuantizationResult(qdq, report, plan), state
 
 

@@ -98,6 +98,15 @@ def _aa_markdown(a: dict) -> List[str]:
                      f"{r['metric_before']:.6g} | {r['metric_after']:.6g} | "
                      f"{r['drop_after']:.6g} | {'no (rolled back)' if r['rolled_back'] else 'yes'}"
                      f" | {r['seconds']:.3f} |")
+    if a.get("trials"):
+        lines += ["", "Settings tried before reverting (metric on the samples counted):", "",
+                  "| stage | config | metric | samples | drop | kept | s |",
+                  "|---|---|---|---|---|---|---|"]
+        for t in a["trials"]:
+            drop = "-" if t.get("drop") is None else f"{t['drop']:.6g}"
+            kept = {True: "yes", False: "no"}.get(t.get("kept"), "-")
+            lines.append(f"| {t['stage']} | {t['config']} | {t['metric']:.6g} | "
+                         f"{t['samples']} | {drop} | {kept} | {t['seconds']:.3f} |")
     lines += ["", "Left in float: " + (", ".join(a["reverted_layers"]) or "none")
               + (" (all quantizable layers)" if a.get("all_reverted") else "")]
     return lines

@@ -1,35 +1,36 @@
-"""AccuracyAwareQuantization (POT's loop): DefaultQuantization, then revert the quantizer
-groups that hurt the metric most until the drop is within ``maximal_drop``.
+"""AccuracyAwareQuantization (POT's loop): DefaultQuantization, then (optionally) the mixed
+preset and a range-estimator search, then revert the quantizer groups that hurt the metric
+most until the drop is within ``maximal_drop``.
 
 Contract: ``accuracy_aware(model, calibration_data, cfg, validation_data=, metric=, ...)`` ->
 ``QuantizationResult`` whose model leaves the reverted layers in float (no Q/DQ around them,
-bias as before correction) and whose report has an ``accuracy_aware`` section (every revert,
-the final drop, the layers left in float). Ranking runs each candidate only downstream of its
-first changed node, from activations of the current model cached on the ranking subset
-(within ``memory_budget`` bytes); candidates are independent and run on ``executor`` if given.
+bias as before correction) and whose report has an ``accuracy_aware`` section (every trial
+and revert with metric and time, the final drop, the layers left in float). Full evaluations
+run stacked batches when the model allows it (``aa_eval``); the float outputs are cached per
+(model, validation inputs); ranking runs each candidate only downstream of its first changed
+node from cached activations (within ``memory_budget`` bytes), on ``executor`` if given.
 
-Params: ``maximal_drop``/``drop_type`` (absolute: float - int8; relative: that / |float|; the
-sign follows ``higher_is_better``); ``base_algorithm`` DefaultQuantization or MinMax;
-``ranking_subset_size`` (default min(N, 300)) samples whose per-sample metric moved most
-(ties: larger output change); ``max_iter_num`` iterations (each one revert attempt);
-``use_prev_if_drop_increase`` rolls a worsening revert back and never retries that group;
-``metrics[0].baseline_value`` replaces the float evaluation, which then runs on the first
-``metric_subset_ratio`` of the samples only (to pick the ranking subset);
-``annotation_free``/``annotation_conf_threshold``: labels = float argmax, unconfident samples
-skipped; ``tune_hyperparams``/``convert_to_mixed_preset``: ConfigError (not implemented yet).
-Reverting keeps the base algorithm's other decisions (ranges, corrections of other layers).
+Params (POT accuracy_aware_common/algorithm.py, cited per step below): ``maximal_drop``/
+``drop_type`` (absolute: float - int8, sign by ``higher_is_better``; relative: that / |float|,
+POT's ``baseline * maximal_drop`` bound for a positive baseline); ``ranking_subset_size``
+(min(N, 300)) samples where int8 is most worse; ``max_iter_num`` revert attempts;
+``use_prev_if_drop_increase`` POT's step back; ``metrics[0].baseline_value`` skips the float
+evaluation except on a seeded random ``metric_subset_ratio`` of the samples (the per-sample
+comparisons); ``annotation_free``: labels = float argmax of samples whose top score (softmax
+unless already in [0, 1]) is > ``annotation_conf_threshold``; ``convert_to_mixed_preset`` /
+``tune_hyperparams``: see ``aa_tuning``. Reverting keeps the other layers' decisions.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import time
 from dataclasses import replace
-from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
+from typing import Any, Dict, List, Set, Tuple
 
 import numpy as np
 import onnx
-from onnx import helper
 
 from ..config.types import AlgorithmName, DropType
 from ..data import check_sample, input_specs
@@ -37,7 +38,15 @@ from ..errors import ConfigError, DataError
 from ..export import build, save_model
 from ..graph.ir import Graph, load_model
 from ..metrics import Metric, as_metric
-from ..runtime import InferenceSession
+from . import aa_tuning as tuning
+from .aa_eval import (Evaluator, _canon, batch_verdict, float_outputs, out_distance, rank,
+                      run_outputs, run_suffix, suffix_model)
+
+# names kept for callers of the first version
+_suffix_model = suffix_model
+_out_distance = out_distance
+__all__ = ["accuracy_aware", "quantizer_groups", "reverted_plan", "export", "run_outputs",
+           "run_suffix", "Evaluator", "_canon"]
 
 DEFAULT_MEMORY_BUDGET = 256 << 20      # bytes of cached activations for the ranking
 
@@ -108,114 +117,6 @@ def export(state, nodes: Set[str]) -> Tuple[onnx.ModelProto, Any]:
 
 
 # ------------------------------------------------------------------------------------------
-# Evaluation (module-level so a ProcessPoolExecutor can pickle it)
-
-
-def _canon(feed: Dict[str, Any]) -> Dict[str, Any]:
-    """Arrays unpickled in a worker process carry non-canonical dtype objects, which the
-    compiled kernels' dtype checks (identity with the canonical dtype) reject: re-view them."""
-    return {k: v.view(np.dtype(v.dtype.name)) if isinstance(v, np.ndarray) and
-            v.dtype.kind in "fiub" else v for k, v in feed.items()}
-
-
-def run_outputs(model: Any, arith: Optional[str], feeds: Sequence[dict]
-                ) -> List[List[np.ndarray]]:
-    """Outputs of ``model`` (ModelProto or bytes) for each feed, in graph output order."""
-    sess = InferenceSession(model, arith=arith)
-    return [sess.run(None, _canon(f)) for f in feeds]
-
-
-def _suffix_model(cand: onnx.ModelProto, changed: Set[str], known: Set[str]
-                  ) -> Optional[Tuple[onnx.ModelProto, List[str], List[str]]]:
-    """The part of ``cand`` from ``changed`` nodes downstream: (model, its input tensors
-    (to be fed from the cache), graph outputs it does not produce (taken from the cache)).
-    None when a needed tensor is not among ``known`` or a node has subgraphs."""
-    g = cand.graph
-    if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
-           for n in g.node for a in n.attribute):
-        return None
-    inits = {t.name for t in g.initializer}
-    const = set(inits)                   # tensors computed from initializers only
-    for n in g.node:
-        if n.input and all(x in const for x in n.input if x):
-            const.update(o for o in n.output if o)
-    dirty: Set[str] = set()
-    keep_ids: Set[int] = set()
-    for i, n in enumerate(g.node):       # the graph is topologically sorted
-        if n.name in changed or any(x in dirty for x in n.input if x):
-            keep_ids.add(i)
-            dirty.update(o for o in n.output if o)
-    need = {x for i in keep_ids for x in g.node[i].input if x in const and x not in inits}
-    for i in range(len(g.node) - 1, -1, -1):     # constant producers (weight DQ) come along
-        n = g.node[i]
-        if any(o in need for o in n.output):
-            keep_ids.add(i)
-            need.update(x for x in n.input if x in const and x not in inits)
-    keep = [g.node[i] for i in sorted(keep_ids)]
-    if not keep:
-        return None
-    produced = {o for n in keep for o in n.output if o}
-    cut: List[str] = []
-    for n in keep:
-        for x in n.input:
-            if x and x not in produced and x not in inits and x not in cut:
-                cut.append(x)
-    outs = [o for o in g.output if o.name in produced]
-    passthrough = [o.name for o in g.output if o.name not in produced]
-    if not outs or any(x not in known for x in cut + passthrough):
-        return None
-    used = {x for n in keep for x in n.input}
-    sub = helper.make_graph(list(keep), g.name + "_suffix", [],
-                            list(outs), [t for t in g.initializer if t.name in used])
-    m = helper.make_model(sub, opset_imports=list(cand.opset_import))
-    m.ir_version = cand.ir_version
-    return m, cut, passthrough
-
-
-def run_suffix(model_bytes: bytes, arith: Optional[str], cut: Sequence[str],
-               cached: Sequence[Dict[str, np.ndarray]]) -> List[Dict[str, np.ndarray]]:
-    """Run a suffix model (whose inputs are the cut tensors) on cached activations."""
-    m = onnx.load_from_string(model_bytes)
-    del m.graph.input[:]
-    first = cached[0]
-    for name in cut:
-        a = first[name]
-        same = all(c[name].shape == a.shape for c in cached)
-        shape = list(a.shape) if same else [None] * a.ndim
-        m.graph.input.append(helper.make_tensor_value_info(
-            name, helper.np_dtype_to_tensor_dtype(a.dtype), shape))
-    sess = InferenceSession(m, arith=arith)
-    names = [o.name for o in sess.get_outputs()]
-    return [dict(zip(names, sess.run(None, _canon({k: c[k] for k in cut})))) for c in cached]
-
-
-class Evaluator:
-    """Per-sample metric values of models on the validation set or a subset of it."""
-
-    def __init__(self, feeds: List[dict], annotations: List[Any], metric: Metric,
-                 arith: Optional[str], executor=None):
-        self.feeds, self.annotations, self.metric = feeds, annotations, metric
-        self.arith, self.executor = arith, executor
-        self.evaluations = 0
-        self.origin = list(range(len(feeds)))     # index in the caller's validation data
-
-    def values(self, outputs: List[List[np.ndarray]], idx: Sequence[int]) -> np.ndarray:
-        return np.array([self.metric.per_sample(o, self.annotations[i], self.origin[i])
-                         for o, i in zip(outputs, idx)], np.float64)
-
-    def run(self, model, idx: Sequence[int], arith="target"):
-        arith = self.arith if arith == "target" else arith
-        outs = run_outputs(model, arith, [self.feeds[i] for i in idx])
-        self.evaluations += 1
-        return outs, self.values(outs, idx)
-
-
-def _out_distance(a: List[np.ndarray], b: List[np.ndarray]) -> float:
-    return float(sum(np.mean((np.asarray(x, np.float64) - np.asarray(y, np.float64)) ** 2)
-                     for x, y in zip(a, b)))
-
-
-# ------------------------------------------------------------------------------------------
 # The loop
 
 
@@ -235,10 +136,15 @@ def _validation(validation_data, specs, annotation_free: bool):
     return feeds, ann
 
 
-def _softmax_max(x: np.ndarray) -> float:
+
+def _confidence(x: np.ndarray) -> float:
+    """POT annotation_free (accuracy checker ClassificationPrediction.to_annotation): the top
+    score, after a softmax only when the scores are not already in [0, 1]."""
     z = np.asarray(x, np.float64).ravel()
-    e = np.exp(z - z.max())
-    return float(e.max() / e.sum())
+    if z.max() > 1.0 or z.min() < 0.0:
+        e = np.exp(z - z.max())
+        z = e / e.sum()
+    return float(z.max())
 
 
 class _Bar:
@@ -263,19 +169,36 @@ class _Bar:
             self.bar.close()
 
 
+class _Current:
+    """The model the loop stands on: QDQ model, its per-sample outputs/values on every
+    validation sample, aggregate metric and drop, the state to revert from, reverted nodes."""
+
+    def __init__(self, model, outs, vals, metric, drop, state, report, plan, reverted):
+        self.model, self.outs, self.vals = model, outs, vals
+        self.metric, self.drop, self.state = metric, drop, state
+        self.report, self.plan, self.reverted = report, plan, set(reverted)
+
+    def copy(self) -> "_Current":
+        return _Current(self.model, self.outs, self.vals, self.metric, self.drop, self.state,
+                        self.report, self.plan, self.reverted)
+
+
 def accuracy_aware(model, calibration_data, cfg, *, validation_data=None, metric=None,
                    executor=None, intermediate_dir=None, memory_budget=None,
-                   progress: bool = True):
+                   progress: bool = True, batched: Any = "auto",
+                   rerank: str = "drop_increase"):
+    """POT accuracy_aware_common/algorithm.py AccuracyAwareCommon.run. ``batched``: "auto"
+    (stack validation samples when the model allows it), True or False. ``rerank``:
+    "drop_increase" (POT, NNCF: go down one ranking until the drop grows) or
+    "every_iteration" (fastq extension: re-rank after every kept revert -- affordable with
+    the cached-suffix ranking, and it can revert far fewer layers when the first ranking,
+    made on the fully quantized model, is stale after the worst layer is gone)."""
     from ..quantize import QuantizationResult, run_default
 
     t_start = time.perf_counter()
     aa = cfg.main.params
-    if aa.tune_hyperparams:
-        raise ConfigError("algorithms[0].params.tune_hyperparams: not implemented yet in "
-                          "fastq; use false")
-    if aa.convert_to_mixed_preset:
-        raise ConfigError("algorithms[0].params.convert_to_mixed_preset: not implemented yet "
-                          "in fastq; use false")
+    if rerank not in ("drop_increase", "every_iteration"):
+        raise ConfigError(f"rerank: 'drop_increase' or 'every_iteration', got {rerank!r}")
     if aa.base_algorithm not in (AlgorithmName.DEFAULT_QUANTIZATION,
                                  AlgorithmName.MIN_MAX_QUANTIZATION):
         raise ConfigError(f"algorithms[0].params.base_algorithm: DefaultQuantization or "
@@ -291,196 +214,272 @@ def accuracy_aware(model, calibration_data, cfg, *, validation_data=None, metric
     specs = input_specs(Graph(float_proto).inputs)
     feeds, ann = _validation(validation_data, specs, aa.annotation_free)
 
+    # POT AccuracyAwareCommon.__init__: the preset conversion only from a performance preset;
+    # register_statistics: every trial's statistics are requested in the one pass.
+    base_p = aa.base
+    convert = aa.convert_to_mixed_preset and tuning.is_preset_performance(base_p)
+    mixed = tuning.mixed_params(base_p) if convert else None
+    extra: List[Any] = [mixed] if convert else []
+    if aa.tune_hyperparams:
+        for p in [base_p] + extra[:1]:
+            extra += [q for _, q in tuning.grid_stage1(p)]
+            if aa.base_algorithm is AlgorithmName.DEFAULT_QUANTIZATION:
+                extra.append(replace(p, use_fast_bias=True))
     result, state = run_default(model, calibration_data, cfg, aa.base_algorithm, aa.base,
-                                progress)
-    ev = Evaluator(feeds, ann, m, arith, executor)
+                                progress, extra_params=extra)
     t0 = time.perf_counter()
-    all_idx = list(range(len(feeds)))
+    if batched == "auto":
+        batched = batch_verdict(float_proto, feeds)
+    ev = Evaluator(feeds, ann, m, arith, executor, bool(batched))
     info: Dict[str, Any] = {"metric": m.name, "higher_is_better": m.higher_is_better,
                             "drop_type": aa.drop_type.value, "maximal_drop": aa.maximal_drop,
-                            "target_arith": arith, "skipped_samples": []}
+                            "target_arith": arith, "skipped_samples": [],
+                            "batched_evaluation": ev.batched, "rerank": rerank}
 
-    # float reference
+    # float reference (POT run(): _collect_baseline unless baselines are given;
+    # __init__: _diff_subset_indices, a random metric_subset_ratio of the samples when
+    # baselines are given, else all of them -- the per-sample comparisons use only those)
     baseline = aa.metrics[0].baseline_value if aa.metrics else None
+    n_all = len(feeds)
     if aa.annotation_free:
-        fouts = run_outputs(float_proto, None, feeds)
-        keep = [i for i, o in enumerate(fouts)
-                if _softmax_max(o[0]) >= aa.annotation_conf_threshold]
+        fo, hit = float_outputs(float_proto, feeds, ev.batched)
+        keep = [i for i, o in enumerate(fo) if _confidence(o[0]) > aa.annotation_conf_threshold]
         kept = set(keep)
-        info["skipped_samples"] = [i for i in all_idx if i not in kept]
+        info["skipped_samples"] = [i for i in range(n_all) if i not in kept]
         if not keep:
             raise DataError(f"annotation_free: no validation sample has a float confidence "
-                            f">= {aa.annotation_conf_threshold}")
+                            f"> {aa.annotation_conf_threshold}")
         ev.feeds = [feeds[i] for i in keep]
-        ev.annotations = [int(np.argmax(fouts[i][0])) for i in keep]
+        ev.annotations = [int(np.argmax(fo[i][0])) for i in keep]
         ev.origin = keep
-        fouts = [fouts[i] for i in keep]
-        all_idx = list(range(len(keep)))
-    elif baseline is None:
-        fouts = run_outputs(float_proto, None, feeds)
-    else:                  # POT: compare on metric_subset_ratio of the samples only
-        n = max(1, int(np.ceil(aa.metric_subset_ratio * len(feeds))))
-        fouts = run_outputs(float_proto, None, feeds[:n])
-    fidx = list(range(len(fouts)))
-    f_vals = ev.values(fouts, fidx)
+        diff_idx = list(range(len(keep)))
+        fouts = {j: fo[i] for j, i in enumerate(keep)}
+        baseline = None                       # measured on the kept samples (POT too)
+    else:
+        n_sub = int(aa.metric_subset_ratio * n_all)
+        if baseline is not None and n_sub < n_all:
+            rng = np.random.default_rng(base_p.seed)
+            diff_idx = sorted(rng.choice(n_all, size=max(1, n_sub), replace=False).tolist())
+        else:
+            diff_idx = list(range(n_all))
+        idx = diff_idx if baseline is not None else list(range(n_all))
+        fo, hit = float_outputs(float_proto, [feeds[i] for i in idx], ev.batched)
+        fouts = dict(zip(idx, fo))
+    f_vals = dict(zip(sorted(fouts), ev.values([fouts[i] for i in sorted(fouts)],
+                                               sorted(fouts))))
     if baseline is None:
-        baseline = m.aggregate(f_vals)
-    info["float_metric"] = baseline
+        baseline = m.aggregate(np.array([f_vals[i] for i in sorted(f_vals)]))
+    info.update({"float_metric": baseline, "float_from_cache": hit,
+                 "metric_subset": len(diff_idx)})
     timings = {"float_evaluation": time.perf_counter() - t0}
+    all_idx = list(range(len(ev.feeds)))
+
+    def evaluate(model_):
+        outs, vals = ev.run(model_, all_idx)
+        met = m.aggregate(vals)
+        return outs, vals, met, m.drop(baseline, met, relative)
+
+    t0 = time.perf_counter()
+    cur = _Current(result.model, *evaluate(result.model), state, result.report,
+                   state.plan, ())
+    info["int8_metric"], info["int8_drop"] = cur.metric, cur.drop
+    timings["int8_evaluation"] = time.perf_counter() - t0
+
+    def ranking_subset(c: _Current) -> List[int]:
+        """POT _get_ranking_subset (sort_by_metric_difference, reverse): the diff-subset
+        samples where int8 is most worse than float (signed); fastq breaks ties by the
+        larger output change (POT: argsort order)."""
+        k = min(aa.effective_ranking_subset_size(n_all), len(diff_idx))
+        sign = 1.0 if m.higher_is_better else -1.0
+        worse = np.array([sign * (f_vals[i] - c.vals[i]) for i in diff_idx])
+        dist = np.array([out_distance(fouts[i], c.outs[i]) for i in diff_idx])
+        order = np.lexsort((-dist, -worse))[:k]
+        return sorted(diff_idx[j] for j in order)
+
+    trials: List[dict] = []
+    stop = "drop reached" if cur.drop <= aa.maximal_drop else None
+    t0 = time.perf_counter()
+    if stop is None and convert:
+        cur = _try_mixed(ev, evaluate, cur, mixed, trials)
+        if cur.drop <= aa.maximal_drop:
+            stop = "drop reached"
+    if stop is None and aa.tune_hyperparams:
+        cur = _tune(ev, evaluate, cur, ranking_subset(cur), trials, m)
+        if cur.drop <= aa.maximal_drop:
+            stop = "drop reached"
+    timings["accuracy_aware_tuning"] = time.perf_counter() - t0
+    info["trials"] = trials
+    info["tuned_drop"] = cur.drop
+    state = cur.state
 
     groups = quantizer_groups(state.plan)
-    reverted: Set[str] = set()
     history: List[dict] = []
-    t0 = time.perf_counter()
-    q_model = result.model
-    q_outs, q_vals = ev.run(q_model, all_idx)
-    q_metric = m.aggregate(q_vals)
-    drop = m.drop(baseline, q_metric, relative)
-    info["int8_metric"] = q_metric
-    info["int8_drop"] = drop
-    timings["int8_evaluation"] = time.perf_counter() - t0
-    plan = state.plan
-    tried: Set[Tuple[str, ...]] = set()
     it = 0
-    max_iter = aa.max_iter_num if aa.max_iter_num is not None else len(groups) + 1
+    # POT: range(max_iter_num), default sys.maxsize. The loop ends anyway: a step back is
+    # always followed by a kept revert, so every two iterations revert at least one group.
+    max_iter = aa.max_iter_num if aa.max_iter_num is not None else sys.maxsize
     rank_s = 0.0
     counts = {"from_cache": 0, "whole_model": 0, "cached_bytes": 0, "nodes_run": 0,
-              "nodes_whole": 0}
-    bar = _Bar(progress, min(max_iter, len(groups)))
-    stop = "drop reached" if drop <= aa.maximal_drop else None
+              "nodes_whole": 0, "rankings": 0}
+    bar = _Bar(progress, min(max_iter, len(groups)))    # an estimate: step backs add more
+    all_layers = {n for g in groups for n in g}
+
+    def key_of(scores):
+        sign = 1.0 if m.higher_is_better else -1.0
+        return lambda g: (-sign * scores[g][0], scores[g][1])
+
+    # POT _change_quantization_scope: rank once; revert the top group; keep going down the
+    # same ranking while the drop does not grow (or right after a step back); when it grows,
+    # step back to the previous model if use_prev_if_drop_increase, then re-rank. A group
+    # stepped back from is not excluded (POT's _exclude_bad_nodes is off for CPU/GPU/ANY).
+    acc_drop, is_step_back = cur.drop, True
+    importance: List[Tuple[str, ...]] = []
+    need_rank = True
     try:
         while stop is None:
-            left = [g for g in groups if g not in tried and not set(g) <= reverted]
             if it >= max_iter:
                 stop = "max_iter_num reached"
                 break
-            if not left:
+            if need_rank:
+                left = [g for g in groups if not set(g) <= cur.reverted]
+                if not left:
+                    stop = "nothing left to revert"
+                    break
+                tr = time.perf_counter()
+                subset = ranking_subset(cur)
+                scores = rank(ev, lambda nodes: export(state, nodes), cur.model, cur.reverted,
+                              left, subset, fouts, budget, counts)
+                counts["rankings"] += 1
+                rank_s += time.perf_counter() - tr
+                # POT _get_node_importance: by score, then by name, both descending
+                importance = sorted(sorted(left, key=lambda g: g[0], reverse=True),
+                                    key=key_of(scores))
+                need_rank = False
+            if not importance:
                 stop = "nothing left to revert"
                 break
             it += 1
             t_it = time.perf_counter()
-            k = aa.effective_ranking_subset_size(len(fidx))
-            diff = np.abs(f_vals - q_vals[:len(fidx)])
-            dist = np.array([_out_distance(fouts[i], q_outs[i]) for i in fidx])
-            subset = sorted(np.lexsort((-dist, -diff))[:k].tolist())
-            tr = time.perf_counter()
-            scores = _rank(ev, state, q_model, reverted, left, subset, fouts, budget, counts)
-            rank_s += time.perf_counter() - tr
-            best = min(scores, key=lambda g: (-scores[g][0] if m.higher_is_better
-                                              else scores[g][0], scores[g][1]))
-            cand, cplan = export(state, reverted | set(best))
-            c_outs, c_vals = ev.run(cand, all_idx)
-            c_metric = m.aggregate(c_vals)
-            c_drop = m.drop(baseline, c_metric, relative)
-            rec = {"iteration": it, "layers": list(best), "metric_before": q_metric,
-                   "metric_after": c_metric, "drop_before": drop, "drop_after": c_drop,
-                   "ranking_subset": len(subset), "candidates": len(left),
-                   "subset_score": scores[best][0]}
-            tried.add(best)
-            if aa.use_prev_if_drop_increase and c_drop > drop:
-                rec["rolled_back"] = True
+            best = importance.pop(0)
+            prev = cur.copy()
+            cand, cplan = export(state, cur.reverted | set(best))
+            c_outs, c_vals, c_metric, c_drop = evaluate(cand)
+            rec = {"iteration": it, "layers": list(best), "metric_before": cur.metric,
+                   "metric_after": c_metric, "drop_before": cur.drop, "drop_after": c_drop,
+                   "ranking_subset": len(subset), "candidates": len(scores),
+                   "subset_score": scores[best][0], "reranked_after": False,
+                   "rolled_back": False}
+            cur = _Current(cand, c_outs, c_vals, c_metric, c_drop, state, cur.report, cplan,
+                           cur.reverted | set(best))
+            if c_drop <= aa.maximal_drop:
+                stop = "drop reached"
+            elif all_layers <= cur.reverted:
+                stop = "nothing left to revert"
+            elif aa.maximal_drop < c_drop <= acc_drop or (c_drop > acc_drop and is_step_back):
+                is_step_back, acc_drop = False, c_drop
+                need_rank = rec["reranked_after"] = rerank == "every_iteration"
             else:
-                rec["rolled_back"] = False
-                reverted |= set(best)
-                q_model, plan = cand, cplan
-                q_outs, q_vals, q_metric, drop = c_outs, c_vals, c_metric, c_drop
-                if drop <= aa.maximal_drop:
-                    stop = "drop reached"
+                if c_drop > acc_drop and aa.use_prev_if_drop_increase:
+                    cur = prev
+                    rec["rolled_back"] = True
+                    is_step_back = True
+                acc_drop = c_drop
+                need_rank = True
+                rec["reranked_after"] = True
             rec["seconds"] = time.perf_counter() - t_it
             history.append(rec)
-            bar.step(it, drop)
+            bar.step(it, cur.drop)
             if intermediate_dir is not None:
                 os.makedirs(intermediate_dir, exist_ok=True)
-                save_model(q_model, os.path.join(intermediate_dir, f"iteration_{it:03d}.onnx"))
+                save_model(cur.model, os.path.join(intermediate_dir,
+                                                   f"iteration_{it:03d}.onnx"))
     finally:
         bar.close()
 
-    all_layers = [n for g in groups for n in g]
-    info.update({"final_metric": q_metric, "final_drop": drop,
-                 "reached": drop <= aa.maximal_drop, "stop_reason": stop,
+    order = [n for g in groups for n in g]
+    info.update({"final_metric": cur.metric, "final_drop": cur.drop,
+                 "reached": cur.drop <= aa.maximal_drop, "stop_reason": stop,
                  "iterations": it, "reverts": history,
-                 "reverted_layers": [n for n in all_layers if n in reverted],
-                 "all_reverted": set(all_layers) <= reverted,
+                 "reverted_layers": [n for n in order if n in cur.reverted],
+                 "all_reverted": all_layers <= cur.reverted,
                  "evaluations": ev.evaluations, "ranking_seconds": rank_s,
                  "ranking_runs": counts})
-    rep = result.report
-    for n in reverted:
+    rep = cur.report
+    for n in cur.reverted:
         rep.layers.pop(n, None)
         rep.ignored[n] = "reverted to float by AccuracyAwareQuantization"
     for t in list(rep.activations):
-        if t not in plan.activations:
+        if t not in cur.plan.activations:
             rep.activations.pop(t)
     rep.accuracy_aware = info
     rep.timings.update(timings)
     rep.timings["accuracy_aware_ranking"] = rank_s
     rep.timings["total"] = time.perf_counter() - t_start
-    return QuantizationResult(q_model, rep, plan)
+    return QuantizationResult(cur.model, rep, cur.plan)
 
 
-def _rank(ev: Evaluator, state, current: onnx.ModelProto, reverted: Set[str],
-          left: List[Tuple[str, ...]], subset: List[int], fouts, budget: int,
-          counts: Dict[str, int]) -> Dict[Tuple[str, ...], Tuple[float, float]]:
-    """(metric on the subset, output distance to float) for each candidate group reverted on
-    top of ``current``. Candidates run from cached activations of ``current`` where their
-    cut tensors fit in ``budget`` bytes, else the whole model."""
-    feeds = [ev.feeds[i] for i in subset]
-    known = {o for n in current.graph.node for o in n.output} | \
-        {i.name for i in current.graph.input}
-    plans = {}
-    for g in left:
-        cand, _ = export(state, reverted | set(g))
-        plans[g] = (cand, _suffix_model(cand, set(g), known))
-    need: Set[str] = set()
-    for cand, suf in plans.values():
-        if suf is not None:
-            need.update(suf[1] + suf[2])
-    cached: Optional[List[Dict[str, np.ndarray]]] = None
-    use: Set[Tuple[str, ...]] = set()
-    if need:
-        # keep: int8 layer fusion must leave the cut tensors produced
-        sess = InferenceSession(current, arith=ev.arith, keep=need)
-        probe = sess.run_with_intermediates(feeds[0], need, check_finite=False)
-        per = {k: v.nbytes * len(feeds) for k, v in probe.items()}
-        chosen: Set[str] = set()
-        total = 0
-        order = sorted((g for g in left if plans[g][1] is not None),
-                       key=lambda g: len(plans[g][1][0].graph.node))
-        for g in order:
-            names = set(plans[g][1][1] + plans[g][1][2]) - chosen
-            extra = sum(per[n] for n in names)
-            if total + extra <= budget:
-                chosen |= names
-                total += extra
-                use.add(g)
-        counts["cached_bytes"] = max(counts["cached_bytes"], total)
-        if chosen:
-            cached = [probe if j == 0 and set(probe) == chosen else
-                      sess.run_with_intermediates(f, chosen, check_finite=False)
-                      for j, f in enumerate(feeds)]
-    out_names = [o.name for o in current.graph.output]
-    jobs = {}
-    for g in left:
-        cand, suf = plans[g]
-        counts["nodes_whole"] += len(cand.graph.node)
-        counts["from_cache" if g in use else "whole_model"] += 1
-        counts["nodes_run"] += len((suf[0] if g in use else cand).graph.node)
-        if g in use:
-            sub, cut, _ = suf
-            args = (run_suffix, sub.SerializeToString(), ev.arith, cut,
-                    [{k: c[k] for k in cut} for c in cached])
-        else:
-            args = (run_outputs, cand.SerializeToString(), ev.arith, feeds)
-        jobs[g] = ev.executor.submit(*args) if ev.executor is not None else args
-    scores = {}
-    for g, job in jobs.items():
-        res = job.result() if ev.executor is not None else job[0](*job[1:])
-        if g in use:
-            outs = [[r[n] if n in r else c[n] for n in out_names]
-                    for r, c in zip(res, cached)]
-        else:
-            outs = res
-        vals = ev.values(outs, subset)
-        dist = float(np.mean([_out_distance(fouts[i], o) for i, o in zip(subset, outs)]))
-        scores[g] = (ev.metric.aggregate(vals), dist)
-        ev.evaluations += 1
-    return scores
+def _trial_record(stage: str, config: dict, metric: float, drop, samples: int,
+                  seconds: float, **kw) -> dict:
+    return {"stage": stage, "config": config, "metric": metric, "drop": drop,
+            "samples": samples, "seconds": seconds, **kw}
+
+
+def _adopt(trial, outs, vals, met, drop) -> _Current:
+    tuning.adopt(trial)
+    return _Current(trial.model, outs, vals, met, drop, trial.state, trial.report,
+                    trial.state.plan, ())
+
+
+def _try_mixed(ev, evaluate, cur: _Current, mixed, trials: List[dict]) -> _Current:
+    """POT run(): quantize with the mixed preset and evaluate on the whole set. POT keeps it
+    unconditionally; fastq keeps it only when its drop is smaller (it is the same algorithm
+    with asymmetric activations, so a larger drop is noise the user did not ask for)."""
+    t = time.perf_counter()
+    tr = tuning.requantize(cur.state, mixed, cur.report)
+    outs, vals, met, drop = evaluate(tr.model)
+    kept = drop < cur.drop
+    trials.append(_trial_record("convert_to_mixed_preset", {"preset": "mixed"}, met, drop,
+                                len(ev.feeds), time.perf_counter() - t, kept=kept))
+    return _adopt(tr, outs, vals, met, drop) if kept else cur
+
+
+def _tune(ev, evaluate, cur: _Current, subset: List[int], trials: List[dict],
+          m: Metric) -> _Current:
+    """POT run() with tune_hyperparams: ParamsGridSearchAlgorithm over the current settings
+    on the hardest ranking subset (_create_hardest_ranking_subset: for one metric, the
+    ranking subset); the lowest error (first one on ties) is re-evaluated on the whole set
+    and kept when its drop is smaller than the current one."""
+    better = (lambda a, b: a > b) if m.higher_is_better else (lambda a, b: a < b)
+    seen: Dict[Any, float] = {}
+    best = None                                       # (metric, config, params, trial)
+
+    def run(config: dict, params, stage: str):
+        nonlocal best
+        t = time.perf_counter()
+        if params in seen:
+            trials.append(_trial_record(stage, config, seen[params], None, len(subset), 0.0,
+                                        duplicate=True))
+            return
+        tr = tuning.requantize(cur.state, params, cur.report)
+        _, vals = ev.run(tr.model, subset)
+        met = m.aggregate(vals)
+        seen[params] = met
+        trials.append(_trial_record(stage, config, met, None, len(subset),
+                                    time.perf_counter() - t))
+        if best is None or better(met, best[0]):
+            best = (met, config, params, tr)
+
+    base = cur.state.params
+    for config, p in tuning.grid_stage1(base):
+        run(config, p, "tune_hyperparams")
+    if cur.state.name is AlgorithmName.DEFAULT_QUANTIZATION:
+        first = best
+        for config, p in tuning.grid_stage2(first[2]):
+            run({**first[1], **config}, p, "tune_hyperparams")
+    met_sub, config, params, tr = best
+    t = time.perf_counter()
+    outs, vals, met, drop = evaluate(tr.model)
+    kept = drop < cur.drop
+    trials.append(_trial_record("tune_hyperparams_best", config, met, drop, len(ev.feeds),
+                                time.perf_counter() - t, kept=kept, subset_metric=met_sub))
+    return _adopt(tr, outs, vals, met, drop) if kept else cur

@@ -7,6 +7,9 @@ Batching: when every input's batch axis is dynamic and consecutive samples are b
 of one shape, up to ``batch`` samples run as one feed and each tensor is reduced per sample
 with one C++ call over axis 0 (channel_axis=0). A probe run of one sample decides whether
 every planned tensor carries the batch on axis 0; if not, samples run one at a time.
+Several estimators may be requested for one tensor: each distinct per-sample reduction is
+computed once and kept (``Stats.per_sample``), and ``Stats.range_for`` aggregates any
+estimator built from collected reductions without another pass (AccuracyAware's trials).
 """
 
 from __future__ import annotations
@@ -32,6 +35,18 @@ class RangeRequest:
     channel_axis: Optional[int]
 
 
+def side_key(side, side_name: str, axis: Optional[int]) -> tuple:
+    """(reducer, quantile, axis): what one side of an estimator computes per sample."""
+    reducer = side.type.value
+    q = None
+    if reducer in ("quantile", "abs_quantile"):
+        p = side.outlier_prob
+        q = p if side_name == "min" else 1.0 - p
+    ax = (axis if axis is not None else 1) if side.granularity is Granularity.PERCHANNEL \
+        else None
+    return (reducer, q, ax)
+
+
 @dataclass
 class Stats:
     ranges: Dict[str, Tuple[Optional[np.ndarray], np.ndarray]] = field(default_factory=dict)
@@ -40,20 +55,29 @@ class Stats:
     samples: int = 0
     seconds: float = 0.0
     batched: bool = False
+    # (tensor, side_key) -> per-sample values, axis 0 = samples
+    per_sample: Dict[tuple, np.ndarray] = field(default_factory=dict)
+
+    def range_for(self, tensor: str, estimator, channel_axis: Optional[int]
+                  ) -> Tuple[Optional[np.ndarray], np.ndarray]:
+        """(min, max) of ``tensor`` under ``estimator`` from the kept per-sample values;
+        KeyError when a needed reduction was not requested in the pass."""
+        out = []
+        for name in ("min", "max"):
+            side = getattr(estimator, name)
+            if side is None:
+                out.append(None)
+                continue
+            v = self.per_sample[(tensor, side_key(side, name, channel_axis))]
+            out.append(np.asarray(fstats.aggregate(v, side.aggregator.value), np.float64))
+        return out[0], out[1]
 
 
 class _Side:
-    """One side of a range estimator for one tensor: per-sample values, then the aggregator."""
+    """One per-sample reduction of one tensor (shared by every estimator that uses it)."""
 
-    def __init__(self, side, side_name: str, axis: Optional[int]):
-        self.reducer = side.type.value
-        self.aggregator = side.aggregator.value
-        self.q = None
-        if self.reducer in ("quantile", "abs_quantile"):
-            p = side.outlier_prob
-            self.q = p if side_name == "min" else 1.0 - p
-        self.axis = (axis if axis is not None else 1) \
-            if side.granularity is Granularity.PERCHANNEL else None
+    def __init__(self, key: tuple):
+        self.reducer, self.q, self.axis = key
         self.values: List[np.ndarray] = []
 
     def add_sample(self, x, name):
@@ -70,8 +94,7 @@ class _Side:
                            .reshape(-1))
 
     def result(self) -> np.ndarray:
-        v = np.concatenate(self.values, axis=0)
-        return np.asarray(fstats.aggregate(v, self.aggregator), np.float64)
+        return np.concatenate(self.values, axis=0)
 
 
 def _batchable(session, samples) -> bool:
@@ -109,11 +132,15 @@ def collect(session, samples: List[dict], ranges: List[RangeRequest],
             means: Dict[str, int], progress=None, batch: Optional[int] = None) -> Stats:
     """Run ``session`` (a float fastq.InferenceSession) once over ``samples``."""
     t0 = time.perf_counter()
-    sides: Dict[str, list] = {}
+    sides: Dict[str, Dict[tuple, _Side]] = {}
     for r in ranges:
-        sides[r.tensor] = [None if getattr(r.estimator, s) is None else
-                           _Side(getattr(r.estimator, s), s, r.channel_axis)
-                           for s in ("min", "max")]
+        per = sides.setdefault(r.tensor, {})
+        for s in ("min", "max"):
+            side = getattr(r.estimator, s)
+            if side is not None:
+                key = side_key(side, s, r.channel_axis)
+                if key not in per:
+                    per[key] = _Side(key)
     mean_cols = {t: fstats.MeanCollector(channel_axis=ax) for t, ax in means.items()}
     names = set(sides) | set(mean_cols)
     out = Stats()
@@ -124,9 +151,8 @@ def collect(session, samples: List[dict], ranges: List[RangeRequest],
         b = n_in_batch[0]
         if name not in out.shapes:
             out.shapes[name] = (1,) + tuple(x.shape[1:]) if b > 1 else tuple(x.shape)
-        for s in sides.get(name, ()):
-            if s is not None:
-                (s.add_batch if b > 1 else s.add_sample)(x32, name)
+        for s in sides.get(name, {}).values():
+            (s.add_batch if b > 1 else s.add_sample)(x32, name)
         mc = mean_cols.get(name)
         if mc is not None:
             mc.update(x32, name=name)
@@ -169,8 +195,12 @@ def collect(session, samples: List[dict], ranges: List[RangeRequest],
             if progress is not None:
                 progress.update(1)
     out.samples = len(samples)
-    for t, (lo, hi) in sides.items():
-        out.ranges[t] = (None if lo is None else lo.result(), hi.result())
+    for t, per in sides.items():
+        for key, side in per.items():
+            out.per_sample[(t, key)] = side.result()
+    for r in ranges:                      # the first request of a tensor gives its range
+        if r.tensor not in out.ranges:
+            out.ranges[r.tensor] = out.range_for(r.tensor, r.estimator, r.channel_axis)
     for t, c in mean_cols.items():
         out.means[t] = np.asarray(c.result(), np.float64)
     out.seconds = time.perf_counter() - t0

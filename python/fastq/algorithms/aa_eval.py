@@ -1,0 +1,316 @@
+"""AccuracyAware's evaluations: per-sample metric values of a model on validation samples, run
+in batches, and the ranking of revert candidates from cached activations.
+
+Contract: ``run_outputs(model, arith, feeds, batched)`` -> per-sample output lists. Samples are
+stacked into one run (consecutive batch-1 feeds of one shape, up to ``BATCH_BYTES`` of input)
+when every model input has a dynamic batch axis and a probe says batching is exact enough
+(``batch_verdict``); otherwise they run one by one. ``float_outputs`` caches the float model's
+outputs per (model, validation inputs) digest in-process, so repeated runs skip the baseline.
+``rank(...)`` scores candidates, each run only downstream of its first changed node.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
+
+import numpy as np
+import onnx
+from onnx import helper
+
+from ..metrics import Metric
+from ..runtime import InferenceSession
+
+BATCH_BYTES = 8 << 20           # input bytes per stacked run (bounds live activations)
+MAX_BATCH = 64
+FLOAT_CACHE_BYTES = 512 << 20   # float outputs kept across quantize calls
+_FLOAT_CACHE: "OrderedDict[tuple, List[List[np.ndarray]]]" = OrderedDict()
+
+
+def _canon(feed: Dict[str, Any]) -> Dict[str, Any]:
+    """Arrays unpickled in a worker process carry non-canonical dtype objects, which the
+    compiled kernels' dtype checks (identity with the canonical dtype) reject: re-view them."""
+    return {k: v.view(np.dtype(v.dtype.name)) if isinstance(v, np.ndarray) and
+            v.dtype.kind in "fiub" else v for k, v in feed.items()}
+
+
+def groups(feeds: Sequence[dict], limit_bytes: int = BATCH_BYTES) -> List[List[int]]:
+    """Consecutive runs of batch-1 feeds with identical input shapes and dtypes."""
+    out: List[List[int]] = []
+    prev = None
+    size = 0
+    for i, f in enumerate(feeds):
+        key = tuple((k, np.shape(v), np.asarray(v).dtype.str) for k, v in f.items())
+        nb = sum(np.asarray(v).nbytes for v in f.values())
+        if out and key == prev and len(out[-1]) < MAX_BATCH and size + nb <= limit_bytes:
+            out[-1].append(i)
+            size += nb
+        else:
+            out.append([i])
+            size = nb
+        prev = key
+    return out
+
+
+def _stack(feeds: Sequence[dict], idx: Sequence[int]) -> dict:
+    if len(idx) == 1:
+        return _canon(feeds[idx[0]])
+    return _canon({k: np.concatenate([feeds[i][k] for i in idx]) for k in feeds[idx[0]]})
+
+
+def _dynamic_batch(sess, feeds: Sequence[dict]) -> bool:
+    for arg in sess.get_inputs():
+        if arg.shape is None or not arg.shape or isinstance(arg.shape[0], int):
+            return False
+    return all(np.ndim(v) >= 1 and np.shape(v)[0] == 1 for f in feeds for v in f.values())
+
+
+def batch_verdict(model: Any, feeds: Sequence[dict]) -> bool:
+    """Whether ``model`` (float) may run these feeds stacked: dynamic batch axes, every output
+    keeps the batch on axis 0, and the first two samples stacked give their single-run
+    outputs (a model mixing samples, e.g. a batch-wide reduction, fails here)."""
+    if len(feeds) < 2:
+        return False
+    sess = InferenceSession(model)
+    if not _dynamic_batch(sess, feeds[:2]) or groups(feeds[:2]) != [[0, 1]]:
+        return False
+    single = [sess.run(None, _canon(f)) for f in feeds[:2]]
+    both = sess.run(None, _stack(feeds, [0, 1]))
+    for j, y in enumerate(both):
+        if np.ndim(y) < 1 or np.shape(y)[0] != 2:
+            return False
+        for i in range(2):
+            a, b = np.asarray(y[i:i + 1], np.float64), np.asarray(single[i][j], np.float64)
+            if a.shape != b.shape or not np.allclose(a, b, rtol=1e-4,
+                                                     atol=1e-5 * (np.max(np.abs(b)) + 1e-30)):
+                return False
+    return True
+
+
+def run_outputs(model: Any, arith: Optional[str], feeds: Sequence[dict],
+                batched: bool = False) -> List[List[np.ndarray]]:
+    """Outputs of ``model`` (ModelProto or bytes) for each feed, in graph output order."""
+    sess = InferenceSession(model, arith=arith)
+    if not batched:
+        return [sess.run(None, _canon(f)) for f in feeds]
+    out: List[List[np.ndarray]] = []
+    for idx in groups(feeds):
+        ys = sess.run(None, _stack(feeds, idx))
+        if len(idx) == 1:
+            out.append(ys)
+        else:
+            out.extend([y[i:i + 1] for y in ys] for i in range(len(idx)))
+    return out
+
+
+def _digest(model: onnx.ModelProto, feeds: Sequence[dict]) -> tuple:
+    h = hashlib.sha1()
+    for f in feeds:
+        for k in sorted(f):
+            a = np.ascontiguousarray(f[k])
+            h.update(f"{k}:{a.dtype.str}:{a.shape};".encode())
+            h.update(a.data)
+    return (hashlib.sha1(model.SerializeToString()).hexdigest(), h.hexdigest(), len(feeds))
+
+
+def float_outputs(model: onnx.ModelProto, feeds: Sequence[dict], batched: bool
+                  ) -> Tuple[List[List[np.ndarray]], bool]:
+    """(outputs, from_cache) of the float model on ``feeds``; the last results are kept while
+    they fit in ``FLOAT_CACHE_BYTES``."""
+    key = _digest(model, feeds)
+    hit = _FLOAT_CACHE.get(key)
+    if hit is not None:
+        _FLOAT_CACHE.move_to_end(key)
+        return hit, True
+    outs = run_outputs(model, None, feeds, batched)
+    size = sum(np.asarray(y).nbytes for o in outs for y in o)
+    if size <= FLOAT_CACHE_BYTES:
+        _FLOAT_CACHE[key] = outs
+        while sum(np.asarray(y).nbytes for v in _FLOAT_CACHE.values() for o in v
+                  for y in o) > FLOAT_CACHE_BYTES:
+            _FLOAT_CACHE.popitem(last=False)
+    return outs, False
+
+
+def clear_float_cache() -> None:
+    _FLOAT_CACHE.clear()
+
+
+class Evaluator:
+    """Per-sample metric values of models on the validation set or a subset of it."""
+
+    def __init__(self, feeds: List[dict], annotations: List[Any], metric: Metric,
+                 arith: Optional[str], executor=None, batched: bool = False):
+        self.feeds, self.annotations, self.metric = feeds, annotations, metric
+        self.arith, self.executor, self.batched = arith, executor, batched
+        self.evaluations = 0
+        self.origin = list(range(len(feeds)))     # index in the caller's validation data
+
+    def values(self, outputs: List[List[np.ndarray]], idx: Sequence[int]) -> np.ndarray:
+        return np.array([self.metric.per_sample(o, self.annotations[i], self.origin[i])
+                         for o, i in zip(outputs, idx)], np.float64)
+
+    def run(self, model, idx: Sequence[int]):
+        outs = run_outputs(model, self.arith, [self.feeds[i] for i in idx], self.batched)
+        self.evaluations += 1
+        return outs, self.values(outs, idx)
+
+
+def out_distance(a: List[np.ndarray], b: List[np.ndarray]) -> float:
+    return float(sum(np.mean((np.asarray(x, np.float64) - np.asarray(y, np.float64)) ** 2)
+                     for x, y in zip(a, b)))
+
+
+# ------------------------------------------------------------------------------------------
+# Ranking from cached activations (module-level functions so a process pool can pickle them)
+
+
+def suffix_model(cand: onnx.ModelProto, changed: Set[str], known: Set[str]
+                 ) -> Optional[Tuple[onnx.ModelProto, List[str], List[str]]]:
+    """The part of ``cand`` from ``changed`` nodes downstream: (model, its input tensors
+    (to be fed from the cache), graph outputs it does not produce (taken from the cache)).
+    None when a needed tensor is not among ``known`` or a node has subgraphs."""
+    g = cand.graph
+    if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
+           for n in g.node for a in n.attribute):
+        return None
+    inits = {t.name for t in g.initializer}
+    const = set(inits)                   # tensors computed from initializers only
+    for n in g.node:
+        if n.input and all(x in const for x in n.input if x):
+            const.update(o for o in n.output if o)
+    dirty: Set[str] = set()
+    keep_ids: Set[int] = set()
+    for i, n in enumerate(g.node):       # the graph is topologically sorted
+        if n.name in changed or any(x in dirty for x in n.input if x):
+            keep_ids.add(i)
+            dirty.update(o for o in n.output if o)
+    need = {x for i in keep_ids for x in g.node[i].input if x in const and x not in inits}
+    for i in range(len(g.node) - 1, -1, -1):     # constant producers (weight DQ) come along
+        n = g.node[i]
+        if any(o in need for o in n.output):
+            keep_ids.add(i)
+            need.update(x for x in n.input if x in const and x not in inits)
+    keep = [g.node[i] for i in sorted(keep_ids)]
+    if not keep:
+        return None
+    produced = {o for n in keep for o in n.output if o}
+    cut: List[str] = []
+    for n in keep:
+        for x in n.input:
+            if x and x not in produced and x not in inits and x not in cut:
+                cut.append(x)
+    outs = [o for o in g.output if o.name in produced]
+    passthrough = [o.name for o in g.output if o.name not in produced]
+    if not outs or any(x not in known for x in cut + passthrough):
+        return None
+    used = {x for n in keep for x in n.input}
+    sub = helper.make_graph(list(keep), g.name + "_suffix", [],
+                            list(outs), [t for t in g.initializer if t.name in used])
+    m = helper.make_model(sub, opset_imports=list(cand.opset_import))
+    m.ir_version = cand.ir_version
+    return m, cut, passthrough
+
+
+def run_suffix(model_bytes: bytes, arith: Optional[str], cut: Sequence[str],
+               cached: Sequence[Dict[str, np.ndarray]]) -> List[Dict[str, np.ndarray]]:
+    """Run a suffix model (whose inputs are the cut tensors) on cached activations: one run
+    per cached entry (one sample, or one stacked group of samples)."""
+    m = onnx.load_from_string(model_bytes)
+    del m.graph.input[:]
+    first = cached[0]
+    for name in cut:
+        a = first[name]
+        same = all(c[name].shape == a.shape for c in cached)
+        shape = list(a.shape) if same else [None] * a.ndim
+        m.graph.input.append(helper.make_tensor_value_info(
+            name, helper.np_dtype_to_tensor_dtype(a.dtype), shape))
+    sess = InferenceSession(m, arith=arith)
+    names = [o.name for o in sess.get_outputs()]
+    return [dict(zip(names, sess.run(None, _canon({k: c[k] for k in cut})))) for c in cached]
+
+
+def _split(outs: List[List[np.ndarray]], sizes: Sequence[int]) -> List[List[np.ndarray]]:
+    res: List[List[np.ndarray]] = []
+    for ys, n in zip(outs, sizes):
+        res.extend(ys if n == 1 else [y[i:i + 1] for y in ys] for i in range(n))
+    return res
+
+
+def rank(ev: Evaluator, export, current: onnx.ModelProto, reverted: Set[str],
+         left: List[Tuple[str, ...]], subset: List[int], fouts, budget: int,
+         counts: Dict[str, int]) -> Dict[Tuple[str, ...], Tuple[float, float]]:
+    """(metric on the subset, output distance to float) for each candidate group reverted on
+    top of ``current`` (``export(nodes)`` builds a candidate). Candidates run from cached
+    activations of ``current`` where their cut tensors fit in ``budget`` bytes, else the
+    whole model; both paths run the same stacked groups of samples, so they agree exactly."""
+    feeds = [ev.feeds[i] for i in subset]
+    grp = groups(feeds) if ev.batched else [[i] for i in range(len(feeds))]
+    gfeeds = [_stack(feeds, ix) for ix in grp]
+    sizes = [len(ix) for ix in grp]
+    known = {o for n in current.graph.node for o in n.output} | \
+        {i.name for i in current.graph.input}
+    plans = {}
+    for g in left:
+        cand, _ = export(reverted | set(g))
+        plans[g] = (cand, suffix_model(cand, set(g), known))
+    need: Set[str] = set()
+    for cand, suf in plans.values():
+        if suf is not None:
+            need.update(suf[1] + suf[2])
+    cached: Optional[List[Dict[str, np.ndarray]]] = None
+    use: Set[Tuple[str, ...]] = set()
+    if need:
+        # keep: int8 layer fusion must leave the cut tensors produced
+        sess = InferenceSession(current, arith=ev.arith, keep=need)
+        probe = sess.run_with_intermediates(gfeeds[0], need, check_finite=False)
+        scale = len(feeds) / sizes[0]
+        per = {k: int(v.nbytes * scale) for k, v in probe.items()}
+        chosen: Set[str] = set()
+        total = 0
+        order = sorted((g for g in left if plans[g][1] is not None),
+                       key=lambda g: len(plans[g][1][0].graph.node))
+        for g in order:
+            names = set(plans[g][1][1] + plans[g][1][2]) - chosen
+            extra = sum(per[n] for n in names)
+            if total + extra <= budget:
+                chosen |= names
+                total += extra
+                use.add(g)
+        counts["cached_bytes"] = max(counts["cached_bytes"], total)
+        if chosen:
+            cached = [probe if j == 0 and set(probe) == chosen else
+                      sess.run_with_intermediates(f, chosen, check_finite=False)
+                      for j, f in enumerate(gfeeds)]
+    out_names = [o.name for o in current.graph.output]
+    jobs = {}
+    for g in left:
+        cand, suf = plans[g]
+        counts["nodes_whole"] += len(cand.graph.node)
+        counts["from_cache" if g in use else "whole_model"] += 1
+        counts["nodes_run"] += len((suf[0] if g in use else cand).graph.node)
+        if g in use:
+            sub, cut, _ = suf
+            args = (run_suffix, sub.SerializeToString(), ev.arith, cut,
+                    [{k: c[k] for k in cut} for c in cached])
+        else:
+            args = (_run_groups, cand.SerializeToString(), ev.arith, gfeeds)
+        jobs[g] = ev.executor.submit(*args) if ev.executor is not None else args
+    scores = {}
+    for g, job in jobs.items():
+        res = job.result() if ev.executor is not None else job[0](*job[1:])
+        if g in use:
+            res = [[r[n] if n in r else c[n] for n in out_names] for r, c in zip(res, cached)]
+        outs = _split(res, sizes)
+        vals = ev.values(outs, subset)
+        dist = float(np.mean([out_distance(fouts[i], o) for i, o in zip(subset, outs)]))
+        scores[g] = (ev.metric.aggregate(vals), dist)
+        ev.evaluations += 1
+    return scores
+
+
+def _run_groups(model_bytes: bytes, arith: Optional[str], gfeeds: Sequence[dict]
+                ) -> List[List[np.ndarray]]:
+    sess = InferenceSession(model_bytes, arith=arith)
+    return [sess.run(None, _canon(f)) for f in gfeeds]
