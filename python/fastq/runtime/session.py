@@ -22,6 +22,7 @@ from .. import kernels
 from ..errors import ConfigError, DataError, ModelError
 from . import ops  # noqa: F401  (registers every op)
 from . import qdq_layers  # fused int8 QDQ layers (a GRAPH_REWRITES stage)
+from . import float_fusion  # noqa: F401  Conv+BN+Relu, Add+Relu (stage after qdq_layers)
 from .graph import CompiledGraph, topo_order
 from .registry import OpContext
 
