@@ -123,7 +123,12 @@ def float_fusion_stage(nodes: List[Node], consts: Dict[str, np.ndarray], ctx: Op
                 dropped.add(id(nxt))
     if not swap:
         return nodes
-    return [swap.get(id(n), n) for n in nodes if id(n) not in dropped]
+    out = [swap.get(id(n), n) for n in nodes if id(n) not in dropped]
+    # intermediates that no longer exist: run_with_intermediates names them in its error
+    gone = ctx.rewrites.setdefault("fused_away", set())
+    gone.update(x for n in nodes for x in n.outputs if x)
+    gone.difference_update(x for n in out for x in n.outputs if x)
+    return out
 
 
 graph.GRAPH_REWRITES.append(float_fusion_stage)

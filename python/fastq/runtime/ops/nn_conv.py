@@ -91,7 +91,8 @@ class _ConvPlan:
     """Everything a Conv needs besides X, for one input shape: the checked geometry, the chosen
     path and the weight in that path's layout (Winograd U, grouped GEMM matrix)."""
     __slots__ = ("path", "out_dtype", "n", "m", "c", "group", "strides", "dil", "kernel",
-                 "out", "pb", "pe", "b", "wmat", "nd", "act", "mult")
+                 "out", "pb", "pe", "b", "wmat", "nd", "act", "mult", "cg", "p_out", "w2d",
+                 "strided")
 
     def __init__(self, node: Node, x: np.ndarray, w: np.ndarray, b, wcache: dict):
         x, w, self.out_dtype, nd, group = _conv_operands(node, x, w)
@@ -128,50 +129,56 @@ class _ConvPlan:
             kvol = int(np.prod(kernel))
             self.wmat = w.reshape(group, m // group, cg * kvol)
             self.path = "1x1" if kvol == 1 and not any(pb) and not any(pe) else "im2col"
+        self.cg, self.p_out = cg, int(np.prod(out))
+        # one plain 2-D GEMM when there is one group (numpy's broadcasting matmul costs more)
+        self.w2d = self.wmat[0] if self.path in ("1x1", "im2col") and group == 1 else None
+        self.strided = any(s_ != 1 for s_ in strides)
 
     def run(self, x: np.ndarray) -> np.ndarray:
-        n, m, group = x.shape[0], self.m, self.group
+        n, m, group, out = x.shape[0], self.m, self.group, self.out
         if x.dtype != self.wmat.dtype or not x.flags.c_contiguous:
             x = np.ascontiguousarray(x, dtype=self.wmat.dtype)
-        out, nd = self.out, self.nd
+        impl = float_impl()
         if self.path == "dw":
             xd = x if self.mult == 1 else np.repeat(x, self.mult, axis=1)
             y = _core.nn_conv_depthwise(xd, self.wmat, self.b, self.strides, self.dil, self.pb,
-                                        out, float_impl())
-            _activate(y, None, self.act)
+                                        out, impl)
+            _activate(y, None, self.act, impl)
         elif self.path == "winograd":
             y = _winograd_f23(x, self.wmat, self.b, self.pb, out)
-            _activate(y, None, self.act)
+            _activate(y, None, self.act, impl)
         else:
-            wg = self.wmat
-            cg, p_out = wg.shape[2] // int(np.prod(self.kernel)), int(np.prod(out))
+            wg, cg, p_out = self.wmat, self.cg, self.p_out
             if self.path == "1x1":
                 # 1x1 unpadded: a strided view of the input is the column matrix already.
-                if any(s != 1 for s in self.strides):
+                if self.strided:
                     x = np.ascontiguousarray(x[(slice(None), slice(None)) + tuple(
                         slice(0, (o - 1) * s + 1, s) for o, s in zip(out, self.strides))])
-                y = np.matmul(wg, x.reshape(n, group, cg, p_out))         # (N, G, Mg, P)
+                if self.w2d is not None and n == 1:
+                    y = np.matmul(self.w2d, x.reshape(cg, p_out))
+                else:
+                    y = np.matmul(wg, x.reshape(n, group, cg, p_out))     # (N, G, Mg, P)
             else:
                 y = np.empty((n, group, m // group, p_out), dtype=x.dtype)
                 for i in range(n):   # per image: bounds the column buffer to one image
                     col = _core.nn_im2col(x[i], self.kernel, self.strides, self.dil, self.pb,
                                           out)
-                    np.matmul(wg, col.reshape(group, wg.shape[2], p_out), out=y[i])
+                    if self.w2d is not None:
+                        np.matmul(self.w2d, col, out=y[i, 0])
+                    else:
+                        np.matmul(wg, col.reshape(group, wg.shape[2], p_out), out=y[i])
             y = y.reshape((n, m) + tuple(out))
-            _activate(y, self.b, self.act)
+            _activate(y, self.b, self.act, impl)
         return y.astype(self.out_dtype, copy=False)
 
 
-def _activate(y: np.ndarray, b, act) -> None:
-    """In place: y += b (per channel, axis 1), then clamp to the fused activation's range."""
-    if b is not None:
-        y += b.reshape((1, -1) + (1,) * (y.ndim - 2))
-    if act is not None:
-        lo, hi = act
-        if lo > -np.inf:
-            np.maximum(y, np.asarray(lo, y.dtype), out=y)
-        if hi < np.inf:
-            np.minimum(y, np.asarray(hi, y.dtype), out=y)
+def _activate(y: np.ndarray, b, act, impl: str) -> None:
+    """In place, one C++ pass: y += b (per channel, axis 1), then clamp to the fused
+    activation's range."""
+    if b is None and act is None:
+        return
+    lo, hi = act if act is not None else (-np.inf, np.inf)
+    _core.nn_bias_act(y, b, lo, hi, impl)
 
 
 def fold_batchnorm(node: Node, w, b, bn) -> tuple:
