@@ -158,3 +158,21 @@ def test_requesting_a_fused_away_tensor_says_to_keep_it():
         sess.run_with_intermediates({"X": x}, ["c"])
     with pytest.raises(fastq.ModelError, match="no tensor named 'nope'"):
         sess.run_with_intermediates({"X": x}, ["nope"])
+
+
+@pytest.mark.parametrize("bias_first", [False, True])
+def test_matmul_bias_add_fused_bit_identical(bias_first):
+    w = RNG.standard_normal((8, 5)).astype(np.float32)
+    c = RNG.standard_normal(5).astype(np.float32)
+    add_in = ["c", "p"] if bias_first else ["p", "c"]
+    nodes = [helper.make_node("MatMul", ["A", "W"], ["p"]), helper.make_node("Add", add_in, ["Y"])]
+    m = _model(nodes, [_vi("A", [2, 3, 8])], [_vi("Y", [2, 3, 5])], {"W": w, "c": c})
+    sess = fastq.InferenceSession(m)
+    assert _ops(sess) == ["FusedMatMul"]
+    a = RNG.standard_normal((2, 3, 8)).astype(np.float32)
+    np.testing.assert_array_equal(sess.run(None, {"A": a})[0], np.matmul(a, w) + c)
+    # a 2-D bias (not a plain per-column vector) and a kept product are left unfused
+    m2 = _model(nodes, [_vi("A", [2, 3, 8])], [_vi("Y", [2, 3, 5])],
+                {"W": w, "c": np.tile(c, (3, 1))})
+    assert _ops(fastq.InferenceSession(m2)) == ["MatMul", "Add"]
+    assert _ops(fastq.InferenceSession(m, keep=["p"])) == ["MatMul", "Add"]

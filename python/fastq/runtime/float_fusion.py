@@ -2,10 +2,11 @@
 
 Contract: Conv [-> BatchNormalization (inference)] [-> Relu|Clip (constant bounds)] becomes one
 fastq ``FusedConv`` (ops/nn_conv.py) that folds the normalization into W/B (once per session
-when they are constants) and clamps in its epilogue; Add|Sum(2 inputs) -> Relu becomes ``FusedAdd``. A pattern
-fuses only when the intermediate has that one consumer and is neither a graph output nor a
-tensor the session keeps for ``run_with_intermediates``, so every requested tensor still
-exists. Results differ from the unfused graph by float rounding only (ONNX Runtime folds the
+when they are constants) and clamps in its epilogue; Add|Sum(2 inputs) -> Relu becomes
+``FusedAdd``; MatMul(constant 2-D W) -> Add(constant 1-D bias) becomes ``FusedMatMul``. A
+pattern fuses only when the intermediate has that one consumer and is neither a graph output
+nor a tensor the session keeps for ``run_with_intermediates``, so every requested tensor
+still exists. Results differ from the unfused graph by float rounding only (ONNX Runtime folds the
 same way).
 """
 
@@ -16,9 +17,20 @@ from typing import Dict, List, Optional, Set
 import numpy as np
 
 from . import graph
+from .ops.nn_linalg import matmul
 from .registry import Node, OpContext, register
 
 DOMAIN = "fastq"
+
+
+@register("FusedMatMul", domain=DOMAIN)
+def fused_matmul(node: Node, a, b, c):
+    """MatMul then Add of a constant 1-D bias over the last axis, added in place."""
+    y = matmul(node, a, b)
+    if not y.flags.writeable or y.base is not None:
+        return y + c
+    y += c
+    return y
 
 
 @register("FusedAdd", domain=DOMAIN)
@@ -52,6 +64,23 @@ def _sole_consumer(name: str, cons: Dict[str, List[Node]], pinned: Set[str]) -> 
     if name in pinned or len(users) != 1:
         return None
     return users[0]
+
+
+def _bias_of(mm: Node, add: Optional[Node], consts: Dict[str, np.ndarray]) -> Optional[str]:
+    """The bias input of ``add`` if it adds a constant 1-D float vector, as long as the
+    constant 2-D weight's last axis, to ``mm``'s product (so the sum has the product's
+    shape and can be formed in place)."""
+    if add is None or add.domain != "" or add.op_type != "Add" or add.version < 7 \
+            or len(add.inputs) != 2 or len(add.outputs) != 1:
+        return None
+    other = add.inputs[1] if add.inputs[0] == mm.outputs[0] else add.inputs[0]
+    if other == mm.outputs[0] or other not in consts or mm.inputs[1] not in consts:
+        return None
+    w, c = np.asarray(consts[mm.inputs[1]]), np.asarray(consts[other])
+    if w.ndim != 2 or c.ndim != 1 or c.shape[0] != w.shape[1] \
+            or w.dtype not in (np.float32, np.float64) or c.dtype != w.dtype:
+        return None
+    return other
 
 
 def _inference_bn(bn: Node) -> bool:
@@ -114,6 +143,13 @@ def float_fusion_stage(nodes: List[Node], consts: Dict[str, np.ndarray], ctx: Op
             if outputs != n.outputs:
                 swap[id(n)] = Node(n.name, "FusedConv", DOMAIN, 1, n.opset, attrs,
                                    tuple(inputs), tuple(outputs), None)
+        elif n.op_type == "MatMul" and len(n.outputs) == 1:
+            nxt = _sole_consumer(n.outputs[0], cons, pinned)
+            bias = _bias_of(n, nxt, consts)
+            if bias is not None:
+                swap[id(n)] = Node(n.name, "FusedMatMul", DOMAIN, 1, n.opset, {},
+                                   (n.inputs[0], n.inputs[1], bias), nxt.outputs, None)
+                dropped.add(id(nxt))
         elif ((n.op_type == "Add" and n.version >= 7) or n.op_type == "Sum") \
                 and len(n.inputs) == 2 and all(n.inputs) and len(n.outputs) == 1:
             nxt = _sole_consumer(n.outputs[0], cons, pinned)
