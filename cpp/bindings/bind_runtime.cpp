@@ -10,6 +10,7 @@
 
 #include "bindings.h"
 #include "fastq/cpu_features.h"
+#include "fastq/nn_eltwise.h"
 #include "fastq/nn_f32.h"
 
 namespace fastq {
@@ -272,6 +273,47 @@ py::array winograd_output(const py::array& m, int64_t th, int64_t tw, int64_t oH
   return y;
 }
 
+// In place: y (N, C, *rest) = clamp(y + bias[c], lo, hi); bias (C,) or None.
+void bias_act(py::array& y, const py::object& bias, double lo, double hi,
+              const std::string& impl_name) {
+  const Impl impl = float_impl(impl_name);
+  require_float(y, "y");
+  require_c_contiguous(y, "y");
+  require(y.writeable(), "y must be writeable");
+  require(y.ndim() >= 2, "y must be (N, C, ...)");
+  const int64_t N = y.shape(0), C = y.shape(1);
+  const int64_t inner = C == 0 || N == 0 ? 0 : y.size() / (N * C);
+  py::array b;
+  const bool has_bias = !bias.is_none();
+  if (has_bias) {
+    b = bias.cast<py::array>();
+    require(same_dtype(b.dtype(), y.dtype()) && b.ndim() == 1 && b.shape(0) == C,
+            "bias must be (C,) of y's dtype");
+    require_c_contiguous(b, "bias");
+  }
+  py::gil_scoped_release nogil;
+  if (is_f32(y))
+    nn::bias_act(mptr<float>(y), N * C, C, inner, has_bias ? cptr<float>(b) : nullptr,
+                 static_cast<float>(lo), static_cast<float>(hi), impl);
+  else
+    nn::bias_act(mptr<double>(y), N * C, C, inner, has_bias ? cptr<double>(b) : nullptr, lo,
+                 hi, impl);
+}
+
+py::array erf_f32(const py::array& x, const std::string& impl_name) {
+  const Impl impl = float_impl(impl_name);
+  require(is_f32(x), "x must be float32");
+  require_c_contiguous(x, "x");
+  Ints shape;
+  for (int i = 0; i < x.ndim(); ++i) shape.push_back(x.shape(i));
+  py::array y(x.dtype(), shape);
+  {
+    py::gil_scoped_release nogil;
+    nn::erf_f32(cptr<float>(x), x.size(), mptr<float>(y), impl);
+  }
+  return y;
+}
+
 }  // namespace
 
 void bind_runtime(py::module_& m) {
@@ -282,6 +324,11 @@ void bind_runtime(py::module_& m) {
         py::arg("image_shape"), py::arg("kernel"), py::arg("strides"), py::arg("dilations"),
         py::arg("pads"), py::arg("col_shape"),
         "Adjoint of nn_im2col: sums columns back into a (C, *image_shape) image.");
+  m.def("nn_bias_act", &bias_act, py::arg("y").noconvert(), py::arg("bias"), py::arg("lo"),
+        py::arg("hi"), py::arg("impl") = "ref",
+        "In place: y (N, C, ...) = min(max(y + bias[c], lo), hi); bias (C,) or None.");
+  m.def("nn_erf", &erf_f32, py::arg("x").noconvert(), py::arg("impl") = "ref",
+        "erf of a float32 array (rational approximation, max relative error 4.5e-7).");
   m.def("nn_conv_depthwise", &conv_depthwise, py::arg("x").noconvert(),
         py::arg("w").noconvert(), py::arg("bias"), py::arg("strides"), py::arg("dilations"),
         py::arg("pads"), py::arg("out_shape"), py::arg("impl") = "ref",

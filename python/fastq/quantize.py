@@ -168,7 +168,6 @@ def run_default(model: Any, calibration_data: Any, cfg, name: AlgorithmName, par
     use_bc = algo_name is AlgorithmName.DEFAULT_QUANTIZATION
     sites = bc.find_sites(g, plan, params.apply_for_all_nodes) if use_bc else {}
     bias_before = {k: (s.bias, g.inits[s.bias].copy()) for k, s in sites.items()}
-    session = InferenceSession(g.to_model())      # an unsupported op fails here, by name
     requests = [RangeRequest(t, q.layer.range_estimator, q.channel_axis)
                 for t, q in plan.activations.items()]
     for p in extra_params:
@@ -181,6 +180,8 @@ def run_default(model: Any, calibration_data: Any, cfg, name: AlgorithmName, par
             means[nodes[k].input[0]] = s.in_axis
     for s in sites.values():
         means[s.out] = s.out_axis
+    # keep: the executor's float fusions (Conv+BN+Relu...) leave every requested tensor produced
+    session = InferenceSession(g.to_model(), keep=[r.tensor for r in requests] + list(means))
     bar = _Progress(progress, len(samples), "fastq statistics")
     try:
         stats = collect(session, samples, requests, means, bar)

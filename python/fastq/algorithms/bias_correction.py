@@ -167,8 +167,8 @@ def full_bias_correction(g: Graph, plan, sites: Dict[str, BiasSite], stats, samp
     level = _levels(g, sites)
     out: Dict[str, dict] = {}
     # float means over the same subset the quantized runs see (POT: one subset for both)
-    fsess = InferenceSession(g.to_model())
     fcols = {s.out: fstats.MeanCollector(channel_axis=s.out_axis) for s in sites.values()}
+    fsess = InferenceSession(g.to_model(), keep=fcols.keys())   # not fused away
 
     def fcb(name, x):
         fcols[name].update(np.asarray(x, np.float32), name=name)

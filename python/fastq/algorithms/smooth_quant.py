@@ -46,8 +46,8 @@ def smooth_quant(g: Graph, samples, alpha: float, ignored) -> Dict[str, dict]:
     cands = _candidates(g, ignored)
     if not cands:
         return {}
-    sess = InferenceSession(g.to_model())
     cols = {x: fstats.AbsMaxCollector(channel_axis=-1) for x in cands}
+    sess = InferenceSession(g.to_model(), keep=cols.keys())     # not fused away
 
     def cb(name, a):
         cols[name].update(np.asarray(a, np.float32), name=name)

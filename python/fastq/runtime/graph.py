@@ -258,6 +258,7 @@ class CompiledGraph:
         return int(np.prod(shape, dtype=np.int64)) * 4 <= FOLD_LIMIT_BYTES
 
     def _prepare_kernels(self) -> None:
+        released: Set[str] = set()
         for st in self.steps:
             hook = registry.prepare_hook(st.node)
             if hook is None:
@@ -266,6 +267,18 @@ class CompiledGraph:
             k = hook(st.node, consts, st.ctx)
             if k is not None:
                 st.kernel = k
+                # A kernel that holds its constant inputs in its own layout (attribute
+                # ``runtime_inputs``: how many leading inputs it still reads) lets the
+                # originals go, so a session does not keep two copies of the weights.
+                n_rt = getattr(k, "runtime_inputs", None)
+                if n_rt is not None and all(x in self.consts for x in st.inputs[n_rt:] if x):
+                    released.update(x for x in st.inputs[n_rt:] if x)
+                    st.inputs = st.inputs[:n_rt]
+        if released:
+            used = {x for st in self.steps for x in list(st.inputs) + st.implicit if x}
+            used |= set(self.output_names) | set(self.base.graph_outputs)
+            for name in released - used:
+                del self.consts[name]
 
     def _plan_lifetimes(self) -> None:
         last: Dict[str, int] = {}

@@ -22,6 +22,7 @@ from .. import kernels
 from ..errors import ConfigError, DataError, ModelError
 from . import ops  # noqa: F401  (registers every op)
 from . import qdq_layers  # fused int8 QDQ layers (a GRAPH_REWRITES stage)
+from . import float_fusion  # noqa: F401  Conv+BN+Relu, Add+Relu (stage after qdq_layers)
 from .graph import CompiledGraph, topo_order
 from .registry import OpContext
 
@@ -264,6 +265,9 @@ class InferenceSession:
         """Outputs never alias a feed or a constant of the session (callers may write them)."""
         if not isinstance(y, np.ndarray):
             return list(y) if isinstance(y, list) else y
+        if y.base is None and all(y is not f for f in feeds.values()) and all(
+                y is not c for c in self._graph.consts.values()):
+            return y   # owns its buffer, and that buffer is no feed's or constant's
         shared = any(np.may_share_memory(y, f) for f in feeds.values()
                      if isinstance(f, np.ndarray)) or any(
             np.may_share_memory(y, c) for c in self._graph.consts.values()
@@ -286,6 +290,10 @@ class InferenceSession:
         want = set(names)
         known = self._graph.known_names()
         for n in want:
+            if n not in known and n in self._graph.base.rewrites.get("fused_away", ()):
+                raise ModelError(f"tensor {n!r} was fused away (e.g. Conv+Relu run as one "
+                                 "op); name it in InferenceSession(..., keep=[...]) to request "
+                                 "it")
             if n not in known:
                 raise ModelError(f"no tensor named {n!r} in the model (folded constants and "
                                  "top-level tensors can be requested; subgraph tensors cannot)")

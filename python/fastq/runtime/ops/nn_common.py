@@ -128,5 +128,12 @@ def float_impl() -> str:
     the 16-lane AVX-512 build measured slower on common rows (56/28/14 wide round up to whole
     16-float blocks). Every impl computes identical bits; only speed varies."""
     from ... import kernels
-    best = kernels.default_impl()
-    return "avx2" if best == "avx512vnni" else best
+    cap = kernels._cap()   # cheap; the CPU/build probe below is memoized per cap
+    impl = _FLOAT_IMPL.get(cap)
+    if impl is None:
+        best = kernels.default_impl()
+        impl = _FLOAT_IMPL[cap] = "avx2" if best == "avx512vnni" else best
+    return impl
+
+
+_FLOAT_IMPL: dict = {}   # cap (None, "ref", "avx2", ...) -> float impl; the CPU never changes

@@ -4,8 +4,10 @@ group (incl. depthwise), kernel_shape, output_padding/output_shape; 1-D, 2-D and
 Paths, chosen per node: depthwise (group == C, any channel multiplier) runs the direct C++
 kernel (the tap count is far too small a reduction for GEMM); unpadded 1x1 conv is a plain
 BLAS matmul on the (strided) input; 3x3 stride-1 undilated 2-D conv with >= 16 channels
-(group 1) is Winograd F(2x2, 3x3); everything else is C++ im2col + one batched BLAS matmul
-over the groups.
+(group 1) and >= 32 output tiles is Winograd F(2x2, 3x3); everything else is C++ im2col + one
+batched BLAS matmul over the groups. Bias and a fused Relu/Clip are one C++ epilogue pass.
+With constant weights (the prepare hook) the weight layouts (BatchNormalization folded,
+Winograd filter transform) are built once per session and the geometry once per input shape.
 ConvTranspose is the adjoint: BLAS matmul to columns, then C++ col2im.
 """
 
@@ -22,18 +24,26 @@ from .nn_common import (fail, float_impl, float_in, ints_attr, need, spatial_ran
 # Winograd pays off once the 16 GEMMs are big enough for BLAS; below this the transforms
 # dominate and im2col + one GEMM is as fast.
 _WINOGRAD_MIN_CHANNELS = 16
+# ... and enough 2x2 output tiles: on 7x7 maps (16 tiles) the 16 thin GEMMs run at a third of
+# BLAS speed and im2col + one GEMM was measured 2.5x faster (512 channels).
+_WINOGRAD_MIN_TILES = 32
 # F(2x2, 3x3) filter transform G (4x3): U = G g G^T.
 _WINOGRAD_G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
 
 
-def _winograd_f23(x: np.ndarray, w: np.ndarray, b, pb, out) -> np.ndarray:
-    """3x3 stride-1 conv as Winograd F(2x2, 3x3): C++ tile transforms around 16 BLAS GEMMs
-    (U[xi] (M, C) @ V[xi] (C, tiles)), 2.25x fewer multiplications than im2col + GEMM."""
-    n, m = x.shape[0], w.shape[0]
-    # U = G g G^T for every (m, c) as two GEMM-backed contractions (not 4096 tiny matmuls).
+def winograd_filter(w: np.ndarray) -> np.ndarray:
+    """U = G g G^T for every (m, c), as (16, M, C) in w's dtype: computed once per session for
+    a constant weight (two GEMM-backed contractions, in float64)."""
+    m = w.shape[0]
     t = np.tensordot(w.astype(np.float64), _WINOGRAD_G, axes=([3], [1]))    # (M, C, 3, 4)
     u = np.tensordot(_WINOGRAD_G, t, axes=([1], [2]))                       # (4, M, C, 4)
-    u = np.ascontiguousarray(u.transpose(0, 3, 1, 2).reshape(16, m, -1), dtype=x.dtype)
+    return np.ascontiguousarray(u.transpose(0, 3, 1, 2).reshape(16, m, -1), dtype=w.dtype)
+
+
+def _winograd_f23(x: np.ndarray, u: np.ndarray, b, pb, out) -> np.ndarray:
+    """3x3 stride-1 conv as Winograd F(2x2, 3x3): C++ tile transforms around 16 BLAS GEMMs
+    (U[xi] (M, C) @ V[xi] (C, tiles)), 2.25x fewer multiplications than im2col + GEMM."""
+    n, m = x.shape[0], u.shape[1]
     oh, ow = out
     th, tw = (oh + 1) // 2, (ow + 1) // 2
     y = np.empty((n, m, oh, ow), dtype=x.dtype)
@@ -74,51 +84,172 @@ def _conv_operands(node: Node, x, w):
     return x, w, out_dtype, nd, int(node.attr("group", 1))
 
 
-@register("Conv")
-def conv(node: Node, x, w, b=None):
-    x, w, out_dtype, nd, group = _conv_operands(node, x, w)
-    n, c = x.shape[:2]
-    m, cg = w.shape[:2]
-    if group < 1 or c % group or m % group:
-        raise fail(node, f"group={group} must divide input channels {c} and output channels {m}")
-    if cg * group != c:
-        raise fail(node, f"input channel mismatch: X has {c} channels, W expects "
-                         f"{cg} x group {group} = {cg * group}")
-    kernel = _kernel_shape(node, w, nd)
-    strides = ints_attr(node, "strides", nd, 1)
-    dil = ints_attr(node, "dilations", nd, 1)
-    out, pb, pe = window_geometry(node, list(x.shape[2:]), kernel, strides, dil)
-    b = _check_bias(node, b, m, x.dtype)
+def activation_bounds(node: Node):
+    """(lo, hi) clamp of a fused activation (the fastq FusedConv op), or None."""
+    act = node.attr("activation")
+    if act is None:
+        return None
+    return float(node.attr("act_min", -np.inf)), float(node.attr("act_max", np.inf))
 
-    if group == c and cg == 1:
-        # Depthwise, also with a channel multiplier: output m reads input channel m // mult,
-        # so repeating the input channels makes it a plain depthwise conv.
-        xd = x if m == c else np.repeat(x, m // c, axis=1)
-        y = _core.nn_conv_depthwise(xd, w, b, strides, dil, pb, out, float_impl())
-        return y.astype(out_dtype, copy=False)
 
-    if (nd == 2 and kernel == [3, 3] and strides == [1, 1] and dil == [1, 1] and group == 1
-            and min(c, m) >= _WINOGRAD_MIN_CHANNELS):
-        return _winograd_f23(x, w, b, pb, out).astype(out_dtype, copy=False)
+class _ConvPlan:
+    """Everything a Conv needs besides X, for one input shape: the checked geometry, the chosen
+    path and the weight in that path's layout (Winograd U, grouped GEMM matrix)."""
+    __slots__ = ("path", "out_dtype", "n", "m", "c", "group", "strides", "dil", "kernel",
+                 "out", "pb", "pe", "b", "wmat", "nd", "act", "mult", "cg", "p_out", "w2d",
+                 "strided")
 
-    mg = m // group
-    kvol = int(np.prod(kernel))
-    p_out = int(np.prod(out))
-    wg = w.reshape(group, mg, cg * kvol)
-    if kvol == 1 and not any(pb) and not any(pe):
-        # 1x1 unpadded: a strided view of the input is the column matrix already.
-        xs = x[(slice(None), slice(None)) +
-               tuple(slice(0, (o - 1) * s + 1, s) for o, s in zip(out, strides))]
-        y = np.matmul(wg, np.ascontiguousarray(xs).reshape(n, group, cg, p_out))  # (N,G,Mg,P)
-    else:
-        y = np.empty((n, group, mg, p_out), dtype=x.dtype)
-        for i in range(n):   # per image: bounds the column buffer to one image
-            col = _core.nn_im2col(x[i], kernel, strides, dil, pb, out)
-            np.matmul(wg, col.reshape(group, cg * kvol, p_out), out=y[i])
-    y = y.reshape((n, m) + tuple(out))
-    if b is not None:
-        y += b.reshape((1, m) + (1,) * nd)
-    return y.astype(out_dtype, copy=False)
+    def __init__(self, node: Node, x: np.ndarray, w: np.ndarray, b, wcache: dict):
+        x, w, self.out_dtype, nd, group = _conv_operands(node, x, w)
+        n, c = x.shape[:2]
+        m, cg = w.shape[:2]
+        if group < 1 or c % group or m % group:
+            raise fail(node, f"group={group} must divide input channels {c} and output "
+                             f"channels {m}")
+        if cg * group != c:
+            raise fail(node, f"input channel mismatch: X has {c} channels, W expects "
+                             f"{cg} x group {group} = {cg * group}")
+        kernel = _kernel_shape(node, w, nd)
+        strides = ints_attr(node, "strides", nd, 1)
+        dil = ints_attr(node, "dilations", nd, 1)
+        out, pb, pe = window_geometry(node, list(x.shape[2:]), kernel, strides, dil)
+        self.b = _check_bias(node, b, m, x.dtype)
+        self.n, self.m, self.c, self.group, self.nd = n, m, c, group, nd
+        self.kernel, self.strides, self.dil, self.out, self.pb, self.pe = (
+            kernel, strides, dil, out, pb, pe)
+        self.act = activation_bounds(node)
+        self.mult = 1
+        key = (x.dtype.str,)
+        if group == c and cg == 1:
+            # Depthwise, also with a channel multiplier: output m reads input channel
+            # m // mult, so repeating the input channels makes it a plain depthwise conv.
+            self.path, self.wmat, self.mult = "dw", w, m // c
+        elif (nd == 2 and kernel == [3, 3] and strides == [1, 1] and dil == [1, 1]
+              and group == 1 and min(c, m) >= _WINOGRAD_MIN_CHANNELS
+              and ((out[0] + 1) // 2) * ((out[1] + 1) // 2) >= _WINOGRAD_MIN_TILES):
+            self.path = "winograd"
+            if ("wino",) + key not in wcache:
+                wcache[("wino",) + key] = winograd_filter(w)
+            self.wmat = wcache[("wino",) + key]
+        else:
+            kvol = int(np.prod(kernel))
+            self.wmat = w.reshape(group, m // group, cg * kvol)
+            self.path = "1x1" if kvol == 1 and not any(pb) and not any(pe) else "im2col"
+        self.cg, self.p_out = cg, int(np.prod(out))
+        # one plain 2-D GEMM when there is one group (numpy's broadcasting matmul costs more)
+        self.w2d = self.wmat[0] if self.path in ("1x1", "im2col") and group == 1 else None
+        self.strided = any(s_ != 1 for s_ in strides)
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        n, m, group, out = x.shape[0], self.m, self.group, self.out
+        if x.dtype != self.wmat.dtype or not x.flags.c_contiguous:
+            x = np.ascontiguousarray(x, dtype=self.wmat.dtype)
+        impl = float_impl()
+        if self.path == "dw":
+            xd = x if self.mult == 1 else np.repeat(x, self.mult, axis=1)
+            y = _core.nn_conv_depthwise(xd, self.wmat, self.b, self.strides, self.dil, self.pb,
+                                        out, impl)
+            _activate(y, None, self.act, impl)
+        elif self.path == "winograd":
+            y = _winograd_f23(x, self.wmat, self.b, self.pb, out)
+            _activate(y, None, self.act, impl)
+        else:
+            wg, cg, p_out = self.wmat, self.cg, self.p_out
+            if self.path == "1x1":
+                # 1x1 unpadded: a strided view of the input is the column matrix already.
+                if self.strided:
+                    x = np.ascontiguousarray(x[(slice(None), slice(None)) + tuple(
+                        slice(0, (o - 1) * s + 1, s) for o, s in zip(out, self.strides))])
+                if self.w2d is not None and n == 1:
+                    y = np.matmul(self.w2d, x.reshape(cg, p_out))
+                else:
+                    y = np.matmul(wg, x.reshape(n, group, cg, p_out))     # (N, G, Mg, P)
+            else:
+                y = np.empty((n, group, m // group, p_out), dtype=x.dtype)
+                for i in range(n):   # per image: bounds the column buffer to one image
+                    col = _core.nn_im2col(x[i], self.kernel, self.strides, self.dil, self.pb,
+                                          out)
+                    if self.w2d is not None:
+                        np.matmul(self.w2d, col, out=y[i, 0])
+                    else:
+                        np.matmul(wg, col.reshape(group, wg.shape[2], p_out), out=y[i])
+            y = y.reshape((n, m) + tuple(out))
+            _activate(y, self.b, self.act, impl)
+        return y.astype(self.out_dtype, copy=False)
+
+
+def _activate(y: np.ndarray, b, act, impl: str) -> None:
+    """In place, one C++ pass: y += b (per channel, axis 1), then clamp to the fused
+    activation's range."""
+    if b is None and act is None:
+        return
+    lo, hi = act if act is not None else (-np.inf, np.inf)
+    _core.nn_bias_act(y, b, lo, hi, impl)
+
+
+def fold_batchnorm(node: Node, w, b, bn) -> tuple:
+    """(W', B') of this conv followed by inference BatchNormalization(scale, beta, mean, var)
+    with epsilon ``bn_epsilon``: W' = W * s, B' = (B - mean) * s + beta, s = scale /
+    sqrt(var + eps), computed in float64 and stored in W's float dtype."""
+    w = need(node, w, "W")
+    m = w.shape[0]
+    params = []
+    for v, what in zip(bn, ("scale", "B", "input_mean", "input_var")):
+        v = need(node, v, f"BatchNormalization {what}")
+        if v.size != m:
+            raise fail(node, f"folded BatchNormalization {what} has shape {v.shape}, "
+                             f"expected ({m},)")
+        params.append(v.reshape(m).astype(np.float64))
+    scale, beta, mean, var = params
+    b64 = np.zeros(m) if b is None or b.size == 0 else np.asarray(b, np.float64).reshape(-1)
+    if b64.size != m:
+        raise fail(node, f"bias B has shape {np.shape(b)}, expected ({m},)")
+    sc = scale / np.sqrt(var + float(node.attr("bn_epsilon", 1e-5)))
+    dt = w.dtype if w.dtype in (np.float32, np.float64) else np.dtype(np.float32)
+    w2 = (w.astype(np.float64) * sc.reshape((m,) + (1,) * (w.ndim - 1))).astype(dt)
+    return w2, ((b64 - mean) * sc + beta).astype(dt)
+
+
+def conv(node: Node, x, w, b=None, *bn):
+    """Conv; as fastq FusedConv also with a folded BatchNormalization (inputs 3..6) and an
+    activation clamp."""
+    if bn:
+        w, b = fold_batchnorm(node, w, b, bn)
+    return _ConvPlan(node, x, w, b, {}).run(x)
+
+
+def _prep_conv(node: Node, consts, ctx):
+    """Constant W (and B, BatchNormalization parameters): the weight layouts are built once
+    and the checked geometry is cached per input shape, so a run only executes the chosen
+    path."""
+    w = consts[1] if len(consts) > 1 else None
+    if w is None or any(consts[k] is None for k in range(2, len(consts))
+                        if node.inputs[k]):
+        return None
+    b = consts[2] if len(consts) > 2 else None
+    if len(consts) > 3:
+        w, b = fold_batchnorm(node, w, b, consts[3:])
+    wcache: dict = {}
+    plans: dict = {}
+
+    def kernel(x, *_):
+        key = (x.shape, x.dtype.str) if isinstance(x, np.ndarray) else None
+        plan = plans.get(key) if key is not None else None
+        if plan is None:
+            plan = _ConvPlan(node, x, w, b, wcache)
+            if key is not None:
+                if len(plans) >= 16:
+                    plans.clear()
+                plans[key] = plan
+        return plan.run(x)
+    kernel.runtime_inputs = 1   # W, B and the BN parameters live in the closure
+    return kernel
+
+
+register("Conv", prepare=_prep_conv)(conv)
+# Conv with an optional BatchNormalization folded into W/B (inputs 3..6, attr bn_epsilon) and
+# an optional Relu/Clip epilogue (attrs activation, act_min, act_max): float_fusion.py.
+register("FusedConv", domain="fastq", prepare=_prep_conv)(conv)
 
 
 def _transpose_geometry(node: Node, in_shape, kernel, strides, dil, out_pad):

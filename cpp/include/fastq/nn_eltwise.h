@@ -1,0 +1,33 @@
+// Float element-wise kernels of the executor's fused epilogues and transcendental ops.
+// Contract: every impl (Ref, Avx2; Avx512Vnni runs the Avx2 build) compiles one shared body
+// (nn_eltwise_body.h) with -ffp-contract=off and the same per-element operation order, so
+// results are bit-identical across impls and thread counts. NaN propagates through the
+// clamps (a comparison with NaN is false, so the value passes unchanged).
+#pragma once
+#include <cstdint>
+
+#include "fastq/types.h"
+
+namespace fastq {
+namespace nn {
+
+// In place over y (planes, inner), plane p in channel p % C:
+// y = min(max(y + bias[p % C], lo), hi); bias may be nullptr (no add).
+template <typename T>
+void bias_act(T* y, int64_t planes, int64_t C, int64_t inner, const T* bias, T lo, T hi,
+              Impl impl);
+
+// y[i] = erf(x[i]) for n floats (y may alias x): x * P(x^2) / Q(x^2) on x clamped to
+// [-4, 4], degree-5 polynomials fitted to relative error (max 4.5e-7, about 8 ulp, over all
+// floats), result clamped to [-1, 1]. erf(+-0) = +-0, erf(+-inf) = +-1, erf(NaN) = NaN.
+void erf_f32(const float* x, int64_t n, float* y, Impl impl);
+
+#if defined(FASTQ_HAVE_X86)
+template <typename T>
+void bias_act_avx2(T* y, int64_t p0, int64_t p1, int64_t C, int64_t inner, const T* bias,
+                   T lo, T hi);
+void erf_f32_avx2(const float* x, int64_t n, float* y);
+#endif
+
+}  // namespace nn
+}  // namespace fastq

@@ -1,0 +1,170 @@
+"""Float graph fusions (a ``graph.GRAPH_REWRITES`` stage, run after the int8 QDQ stage).
+
+Contract: Conv [-> BatchNormalization (inference)] [-> Relu|Clip (constant bounds)] becomes one
+fastq ``FusedConv`` (ops/nn_conv.py) that folds the normalization into W/B (once per session
+when they are constants) and clamps in its epilogue; Add|Sum(2 inputs) -> Relu becomes
+``FusedAdd``; MatMul(constant 2-D W) -> Add(constant 1-D bias) becomes ``FusedMatMul``. A
+pattern fuses only when the intermediate has that one consumer and is neither a graph output
+nor a tensor the session keeps for ``run_with_intermediates``, so every requested tensor
+still exists. Results differ from the unfused graph by float rounding only (ONNX Runtime folds the
+same way).
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Set
+
+import numpy as np
+
+from . import graph
+from .ops.nn_linalg import matmul
+from .registry import Node, OpContext, register
+
+DOMAIN = "fastq"
+
+
+@register("FusedMatMul", domain=DOMAIN)
+def fused_matmul(node: Node, a, b, c):
+    """MatMul then Add of a constant 1-D bias over the last axis, added in place."""
+    y = matmul(node, a, b)
+    if not y.flags.writeable or y.base is not None:
+        return y + c
+    y += c
+    return y
+
+
+@register("FusedAdd", domain=DOMAIN)
+def fused_add(node: Node, a, b):
+    """Add (opset >= 7 broadcasting) or two-input Sum, then Relu, in one output buffer."""
+    y = np.add(a, b)
+    if y.dtype != a.dtype:
+        y = y.astype(a.dtype)
+    return np.maximum(y, np.zeros((), y.dtype), out=y)
+
+
+def _consumers(nodes: List[Node]) -> Dict[str, List[Node]]:
+    out: Dict[str, List[Node]] = {}
+    for n in nodes:
+        for x in n.inputs:
+            if x:
+                out.setdefault(x, []).append(n)
+    return out
+
+
+def _implicit(nodes: List[Node]) -> Set[str]:
+    names: Set[str] = set()
+    for n in nodes:
+        if n.proto is not None:
+            names.update(graph.implicit_inputs(n.proto))
+    return names
+
+
+def _sole_consumer(name: str, cons: Dict[str, List[Node]], pinned: Set[str]) -> Optional[Node]:
+    users = cons.get(name, [])
+    if name in pinned or len(users) != 1:
+        return None
+    return users[0]
+
+
+def _bias_of(mm: Node, add: Optional[Node], consts: Dict[str, np.ndarray]) -> Optional[str]:
+    """The bias input of ``add`` if it adds a constant 1-D float vector, as long as the
+    constant 2-D weight's last axis, to ``mm``'s product (so the sum has the product's
+    shape and can be formed in place)."""
+    if add is None or add.domain != "" or add.op_type != "Add" or add.version < 7 \
+            or len(add.inputs) != 2 or len(add.outputs) != 1:
+        return None
+    other = add.inputs[1] if add.inputs[0] == mm.outputs[0] else add.inputs[0]
+    if other == mm.outputs[0] or other not in consts or mm.inputs[1] not in consts:
+        return None
+    w, c = np.asarray(consts[mm.inputs[1]]), np.asarray(consts[other])
+    if w.ndim != 2 or c.ndim != 1 or c.shape[0] != w.shape[1] \
+            or w.dtype not in (np.float32, np.float64) or c.dtype != w.dtype:
+        return None
+    return other
+
+
+def _inference_bn(bn: Node) -> bool:
+    """An inference-mode BatchNormalization with per-channel (spatial) parameters."""
+    return (bn.domain == "" and bn.op_type == "BatchNormalization" and len(bn.outputs) == 1
+            and len(bn.inputs) == 5 and all(bn.inputs)
+            and not (bn.version >= 14 and bn.attr("training_mode", 0))
+            and not (bn.version < 9 and not bn.attr("spatial", 1)))
+
+
+def _act_bounds(act: Node, consts: Dict[str, np.ndarray]):
+    """(lo, hi) of a Relu / Clip with constant bounds, or None."""
+    if act.domain != "" or len(act.outputs) != 1:
+        return None
+    if act.op_type == "Relu":
+        return 0.0, np.inf
+    if act.op_type != "Clip":
+        return None
+    if act.version < 11:
+        return float(act.attr("min", -np.inf)), float(act.attr("max", np.inf))
+    bounds = []
+    for k, default in ((1, -np.inf), (2, np.inf)):
+        name = act.inputs[k] if len(act.inputs) > k else ""
+        if not name:
+            bounds.append(default)
+        elif name in consts and np.asarray(consts[name]).size == 1:
+            bounds.append(float(np.asarray(consts[name]).reshape(())))
+        else:
+            return None
+    return bounds[0], bounds[1]
+
+
+def float_fusion_stage(nodes: List[Node], consts: Dict[str, np.ndarray], ctx: OpContext
+                       ) -> List[Node]:
+    pinned = set(ctx.graph_outputs) | _implicit(nodes)
+    cons = _consumers(nodes)
+    dropped: Set[int] = set()
+    swap: Dict[int, Node] = {}
+    for n in nodes:
+        if n.domain != "" or id(n) in dropped:
+            continue
+        if n.op_type == "Conv" and len(n.outputs) == 1:
+            attrs, inputs, outputs = dict(n.attrs), n.inputs, n.outputs
+            nxt = _sole_consumer(outputs[0], cons, pinned)
+            if nxt is not None and nxt.inputs[0] == outputs[0] and _inference_bn(nxt):
+                # the fused kernel folds the parameters into W/B (once, if constant)
+                b = inputs[2] if len(inputs) > 2 else ""
+                inputs = (inputs[0], inputs[1], b) + tuple(nxt.inputs[1:])
+                attrs["bn_epsilon"] = float(nxt.attr("epsilon", 1e-5))
+                outputs = nxt.outputs
+                dropped.add(id(nxt))
+                nxt = _sole_consumer(outputs[0], cons, pinned)
+            bounds = None
+            if nxt is not None and nxt.inputs and nxt.inputs[0] == outputs[0]:
+                bounds = _act_bounds(nxt, consts)
+            if bounds is not None:
+                attrs.update(activation=nxt.op_type, act_min=bounds[0], act_max=bounds[1])
+                outputs = nxt.outputs
+                dropped.add(id(nxt))
+            if outputs != n.outputs:
+                swap[id(n)] = Node(n.name, "FusedConv", DOMAIN, 1, n.opset, attrs,
+                                   tuple(inputs), tuple(outputs), None)
+        elif n.op_type == "MatMul" and len(n.outputs) == 1:
+            nxt = _sole_consumer(n.outputs[0], cons, pinned)
+            bias = _bias_of(n, nxt, consts)
+            if bias is not None:
+                swap[id(n)] = Node(n.name, "FusedMatMul", DOMAIN, 1, n.opset, {},
+                                   (n.inputs[0], n.inputs[1], bias), nxt.outputs, None)
+                dropped.add(id(nxt))
+        elif ((n.op_type == "Add" and n.version >= 7) or n.op_type == "Sum") \
+                and len(n.inputs) == 2 and all(n.inputs) and len(n.outputs) == 1:
+            nxt = _sole_consumer(n.outputs[0], cons, pinned)
+            if nxt is not None and nxt.op_type == "Relu" and nxt.domain == "":
+                swap[id(n)] = Node(n.name, "FusedAdd", DOMAIN, 1, n.opset,
+                                   {"activation": "Relu"}, n.inputs, nxt.outputs, None)
+                dropped.add(id(nxt))
+    if not swap:
+        return nodes
+    out = [swap.get(id(n), n) for n in nodes if id(n) not in dropped]
+    # intermediates that no longer exist: run_with_intermediates names them in its error
+    gone = ctx.rewrites.setdefault("fused_away", set())
+    gone.update(x for n in nodes for x in n.outputs if x)
+    gone.difference_update(x for n in out for x in n.outputs if x)
+    return out
+
+
+graph.GRAPH_REWRITES.append(float_fusion_stage)
