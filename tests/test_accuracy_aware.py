@@ -413,3 +413,19 @@ def test_rerank_every_iteration_extension(setup):
     with pytest.raises(fastq.ConfigError, match="rerank"):
         fastq.quantize(m, s[2], aa_config(), validation_data=val, metric=metrics.neg_mse,
                        progress=False, rerank="always")
+
+
+def test_minmax_base_algorithm_skips_bias_correction(setup, monkeypatch):
+    """base_algorithm MinMaxQuantization (as in POT's annotation-free sample): the same
+    revert of the fragile layer, and bias correction never runs; with DefaultQuantization
+    as the base it does."""
+    from fastq.algorithms import bias_correction as bc
+    calls = []
+    real = bc.find_sites
+    monkeypatch.setattr(bc, "find_sites", lambda *a, **k: calls.append(1) or real(*a, **k))
+    r = run(setup, maximal_drop=0.25, base_algorithm="MinMaxQuantization")
+    a = r.report.accuracy_aware
+    assert a["reverted_layers"] == ["mm2"] and a["reached"]
+    assert calls == []
+    run(setup, maximal_drop=0.25)
+    assert calls

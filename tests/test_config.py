@@ -311,8 +311,10 @@ def test_accuracy_aware_out_of_range_and_types():
     err(aa(metrics=[{"baseline_value": 1}]), "params.metrics[0].name", "missing")
     err(aa(metrics=[{"name": "a", "baselin_value": 1}]), "params.metrics[0].baselin_value",
         "did you mean 'baseline_value'")
-    err(aa(base_algorithm="MinMaxQuantization"), "params.base_algorithm",
-        "'DefaultQuantization'")
+    err(aa(base_algorithm="FastBiasCorrection"), "params.base_algorithm",
+        "'DefaultQuantization', 'MinMaxQuantization'")
+    assert C.load(aa(base_algorithm="MinMaxQuantization")).main.params.base_algorithm \
+        is AlgorithmName.MIN_MAX_QUANTIZATION
     err(aa(drop_type="abs"), "params.drop_type", "'absolute', 'relative'")
 
 

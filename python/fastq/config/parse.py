@@ -236,10 +236,13 @@ _AA = {
 
 
 def _base_algorithm(v: Any, path: str) -> AlgorithmName:
+    # POT's AccuracyAwareQuantization accepts any quantization algorithm as its base; fastq's
+    # are DefaultQuantization and MinMaxQuantization (POT's annotation-free sample uses it).
     name = c.enum(v, AlgorithmName, path)
-    if name is not AlgorithmName.DEFAULT_QUANTIZATION:
+    allowed = (AlgorithmName.DEFAULT_QUANTIZATION, AlgorithmName.MIN_MAX_QUANTIZATION)
+    if name not in allowed:
         raise c.fail(path, f"{name.value!r} is not supported as base_algorithm; allowed: "
-                           f"'{AlgorithmName.DEFAULT_QUANTIZATION.value}'")
+                           + ", ".join(repr(a.value) for a in allowed))
     return name
 
 
