@@ -7,6 +7,7 @@ a ModelProto. ``producers``/``consumers`` are recomputed on demand (graphs are e
 
 from __future__ import annotations
 
+import itertools
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
@@ -92,15 +93,31 @@ class Graph:
         return name
 
     def _names(self) -> set:
-        key = (len(self.nodes), len(self.inits), id(self.nodes))
-        if self._names_cache is not None and self._names_cache[0] == key:
-            return self._names_cache[1]
-        s = set(self.inits) | {vi.name for vi in self.inputs} | {n.name for n in self.nodes}
-        for n in self.nodes:
+        """Every name in the graph (a superset: names of removed tensors may stay). Cached;
+        when nodes were only appended since (the export's pattern: the node that was last is
+        still at its place) only the new ones are scanned, so a run of fresh() calls is
+        linear in the graph, not quadratic. Initializer and input names are re-added on
+        every call."""
+        nodes = self.nodes
+        c = self._names_cache
+        if (c is not None and c["nodes_id"] == id(nodes) and c["n_nodes"] <= len(nodes)
+                and (c["n_nodes"] == 0 or nodes[c["n_nodes"] - 1] is c["last"])):
+            s = c["names"]
+            for n in itertools.islice(nodes, c["n_nodes"], None):
+                s.add(n.name)
+                s.update(n.input)
+                s.update(n.output)
+            s.update(self.inits)    # initializers change anywhere (keys only: C speed)
+            s.update(vi.name for vi in self.inputs)
+            c.update(n_nodes=len(nodes), last=nodes[-1] if nodes else None)
+            return s
+        s = set(self.inits) | {vi.name for vi in self.inputs} | {n.name for n in nodes}
+        for n in nodes:
             s.update(n.input)
             s.update(n.output)
-        self._names_cache = (key, frozenset(s))
-        return self._names_cache[1]
+        self._names_cache = {"nodes_id": id(nodes), "n_nodes": len(nodes),
+                             "last": nodes[-1] if nodes else None, "names": s}
+        return s
 
     def producers(self) -> Dict[str, onnx.NodeProto]:
         return {o: n for n in self.nodes for o in n.output if o}
