@@ -1,0 +1,100 @@
+// Saturation-analysis bindings beyond the GEMM's (bind_gemm.cpp): conv_u8s8_satcount (raw
+// sums in both arithmetics plus per-channel int16-limit counts, one pass) and acc_error_stats
+// (the per-layer error reduction over those sums). Same checks as conv_u8s8's binding.
+#include <array>
+#include <string>
+
+#include <pybind11/stl.h>
+
+#include "bindings.h"
+#include "fastq/conv_satcount.h"
+
+namespace fastq {
+
+void bind_satcount(py::module_& m) {
+  m.def("conv_u8s8_satcount", [](py::array x, const PackedConv& w,
+                                 std::array<int64_t, 2> strides, std::array<int64_t, 4> pads,
+                                 std::array<int64_t, 2> dil, int x_zp, const std::string& impl) {
+    require_dtype<uint8_t>(x, "x", "uint8");
+    ConvShape s = make_shape(x, w.OC, w.KH, w.KW, w.group, strides, pads, dil);
+    if (s.C != w.Cg * w.group)
+      throw std::invalid_argument("x has C=" + std::to_string(s.C) + " but the weights expect " +
+                                  std::to_string(w.Cg * w.group));
+    if (x_zp < 0 || x_zp > 255) throw std::invalid_argument("x_zero_point must be in [0, 255]");
+    Impl im = parse_impl(impl);
+    py::array_t<int32_t> c_sat({s.N, s.OC, s.OH(), s.OW()});
+    py::array_t<int32_t> c_exact({s.N, s.OC, s.OH(), s.OW()});
+    py::array_t<int64_t> counts(static_cast<py::ssize_t>(s.OC));
+    const uint8_t* xp = static_cast<const uint8_t*>(x.data());
+    int32_t* sp = c_sat.mutable_data();
+    int32_t* ep = c_exact.mutable_data();
+    int64_t* cp = counts.mutable_data();
+    {
+      py::gil_scoped_release nogil;
+      conv_u8s8_satcount(xp, s, w, static_cast<uint8_t>(x_zp), sp, ep, cp, im);
+    }
+    return py::make_tuple(c_sat, c_exact, counts);
+  }, py::arg("x"), py::arg("w"), py::arg("strides"), py::arg("pads"), py::arg("dilations"),
+     py::arg("x_zero_point"), py::arg("impl"),
+     "(sat16pair sums, exact32 sums, per-output-channel count of pair sums at an int16 limit)");
+
+  m.def("acc_error_stats", [](py::array target, py::array base, int64_t axis, py::array zc,
+                              py::array scale, py::object bias) {
+    require_dtype<int32_t>(target, "target", "int32");
+    require_dtype<int32_t>(base, "base", "int32");
+    require_c_contiguous(target, "target");
+    require_c_contiguous(base, "base");
+    if (target.ndim() != base.ndim() || shape_str(target) != shape_str(base))
+      throw std::invalid_argument("target " + shape_str(target) + " and base " +
+                                  shape_str(base) + " differ in shape");
+    if (axis < 0 || axis >= target.ndim())
+      throw std::invalid_argument("axis " + std::to_string(axis) + " out of range for " +
+                                  shape_str(target));
+    int64_t outer = 1, inner = 1;
+    const int64_t C = target.shape(axis);
+    for (int64_t i = 0; i < axis; ++i) outer *= target.shape(i);
+    for (int64_t i = axis + 1; i < target.ndim(); ++i) inner *= target.shape(i);
+    require_dtype<int64_t>(zc, "zc", "int64");
+    require_dtype<double>(scale, "scale", "float64");
+    for (const py::array* a : {&zc, &scale}) {
+      require_ndim(*a, 1, "zc/scale");
+      require_c_contiguous(*a, "zc/scale");
+      if (a->shape(0) != C)
+        throw std::invalid_argument("zc/scale have " + std::to_string(a->shape(0)) +
+                                    " entries; expected " + std::to_string(C));
+    }
+    py::array bias_arr;
+    const double* bp = nullptr;
+    if (!bias.is_none()) {
+      bias_arr = py::array(bias);
+      require_dtype<double>(bias_arr, "bias", "float64");
+      require_ndim(bias_arr, 1, "bias");
+      require_c_contiguous(bias_arr, "bias");
+      if (bias_arr.shape(0) != C)
+        throw std::invalid_argument("bias has " + std::to_string(bias_arr.shape(0)) +
+                                    " entries; expected " + std::to_string(C));
+      bp = static_cast<const double*>(bias_arr.data());
+    }
+    const int32_t* tp = static_cast<const int32_t*>(target.data());
+    const int32_t* bsp = static_cast<const int32_t*>(base.data());
+    const int64_t* zp = static_cast<const int64_t*>(zc.data());
+    const double* scp = static_cast<const double*>(scale.data());
+    AccErrorStats r;
+    {
+      py::gil_scoped_release nogil;
+      r = acc_error_stats(tp, bsp, outer, C, inner, zp, scp, bp);
+    }
+    py::dict d;
+    d["changed"] = r.changed;
+    d["max_abs"] = r.max_abs;
+    d["sum_abs"] = r.sum_abs;
+    d["signal"] = r.signal;
+    d["noise"] = r.noise;
+    return d;
+  }, py::arg("target"), py::arg("base"), py::arg("axis"), py::arg("zc"), py::arg("scale"),
+     py::arg("bias"),
+     "{changed, max_abs, sum_abs, signal, noise} of int32 sums target vs base; channel axis "
+     "`axis`; y = (acc - zc[c]) * scale[c] + bias[c]");
+}
+
+}  // namespace fastq

@@ -1,0 +1,36 @@
+// Saturation-analysis convolution: one im2col pass (conv.h's, same (kh, kw, c) order and
+// pairing) feeding the satcount GEMM (satcount.h), so for u8 x s8 NCHW convs
+//   c_sat   = conv_u8s8(..., Arith::Sat16Pair) bit for bit (the same pairing),
+//   c_exact = conv_u8s8(..., Arith::Exact32),
+//   limit[oc] = pair sums of output channel oc, over all outputs, at an int16 limit.
+// Depthwise (one input channel per group) runs through the same im2col rows as conv_dw.h's
+// contract: per-tap pairing pairs each tap with a zero pad (never at a limit), flat pairing
+// pairs taps (t, t+1) of one channel. Pairs per output: ceil(w.K() / 2).
+#pragma once
+#include <cstdint>
+
+#include "fastq/conv.h"
+
+namespace fastq {
+
+// c_sat, c_exact: [N, OC, OH, OW]; limit_counts: OC entries, overwritten. Impl as
+// satcount_kernel(impl) accepts it (ref, avx512vnni).
+void conv_u8s8_satcount(const uint8_t* x, const ConvShape& s, const PackedConv& w,
+                        uint8_t x_zp, int32_t* c_sat, int32_t* c_exact, int64_t* limit_counts,
+                        Impl impl);
+
+// One pass over a layer's accumulators in both arithmetics, laid out [outer, C, inner]
+// (conv NCHW: N, OC, OH*OW; GEMM rows: M, N, 1). With the per-channel real-value map
+// y = (acc - zc[c]) * scale[c] + bias[c] (the layer's epilogue, in double):
+struct AccErrorStats {
+  int64_t changed = 0;   // outputs where target != base
+  int64_t max_abs = 0;   // max |target - base|
+  double sum_abs = 0;    // sum |target - base|
+  double signal = 0;     // sum y(base)^2
+  double noise = 0;      // sum (y(target) - y(base))^2 = sum ((target - base) * scale[c])^2
+};
+AccErrorStats acc_error_stats(const int32_t* target, const int32_t* base, int64_t outer,
+                              int64_t C, int64_t inner, const int64_t* zc, const double* scale,
+                              const double* bias);
+
+}  // namespace fastq

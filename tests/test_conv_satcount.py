@@ -1,0 +1,154 @@
+"""Saturation-counting conv: its sat16pair and exact32 sums equal conv_u8s8 in that arith
+(same pairing; depthwise too, where conv_u8s8 runs the direct kernel), and its per-channel
+count of pair sums at an int16 limit equals a numpy oracle that lists each output's products
+in (kh, kw, c) order and pairs them per tap or flat. Plus the error reduction
+acc_error_stats against numpy."""
+
+import numpy as np
+import pytest
+
+import fastq
+from fastq import _core, kernels
+
+IMPLS = [i for i in kernels.available_impls() if i in kernels.SATCOUNT_IMPLS]
+
+
+def oracle(x, w, *, group, strides, pads, dil, zp, pairing):
+    """(sat16pair sums, exact32 sums, per-oc limit counts) from the listed products."""
+    N, C, H, W = x.shape
+    OC, Cg, KH, KW = w.shape
+    OCg = OC // group
+    xp = np.pad(x.astype(np.int64), ((0, 0), (0, 0), (pads[0], pads[2]), (pads[1], pads[3])),
+                constant_values=zp)
+    OH = (H + pads[0] + pads[2] - dil[0] * (KH - 1) - 1) // strides[0] + 1
+    OW = (W + pads[1] + pads[3] - dil[1] * (KW - 1) - 1) // strides[1] + 1
+    sat = np.zeros((N, OC, OH, OW), np.int64)
+    exact = np.zeros((N, OC, OH, OW), np.int64)
+    counts = np.zeros(OC, np.int64)
+    for g in range(group):
+        xs = xp[:, g * Cg:(g + 1) * Cg]
+        taps = [xs[:, :, kh * dil[0]:kh * dil[0] + strides[0] * (OH - 1) + 1:strides[0],
+                       kw * dil[1]:kw * dil[1] + strides[1] * (OW - 1) + 1:strides[1]]
+                for kh in range(KH) for kw in range(KW)]
+        xt = np.stack(taps, axis=1)                                   # [N, T, Cg, OH, OW]
+        wt = w[g * OCg:(g + 1) * OCg].astype(np.int64).reshape(OCg, Cg, KH * KW)
+        p = xt[:, None] * wt.transpose(0, 2, 1)[None, :, :, :, None, None]  # [N,OCg,T,Cg,..]
+        if pairing == "per_tap":   # each tap's channels padded to even: pairs within a tap
+            p = np.pad(p, ((0, 0), (0, 0), (0, 0), (0, Cg % 2), (0, 0), (0, 0)))
+            f = p.reshape(N, OCg, -1, OH, OW)
+        else:                      # pairs over the flat (kh, kw, c) index
+            f = p.reshape(N, OCg, -1, OH, OW)
+            f = np.pad(f, ((0, 0), (0, 0), (0, f.shape[2] % 2), (0, 0), (0, 0)))
+        pair = f[:, :, 0::2] + f[:, :, 1::2]
+        clipped = np.clip(pair, -32768, 32767)
+        sat[:, g * OCg:(g + 1) * OCg] = clipped.sum(axis=2)
+        exact[:, g * OCg:(g + 1) * OCg] = f.sum(axis=2)
+        counts[g * OCg:(g + 1) * OCg] = ((clipped == 32767) | (clipped == -32768)).sum(
+            axis=(0, 2, 3, 4))
+    return sat.astype(np.int32), exact.astype(np.int32), counts
+
+
+# (N, C, H, W, OC, KH, KW, group, strides, pads(t, l, b, r), dilations)
+CASES = [
+    (1, 3, 9, 9, 4, 3, 3, 1, (1, 1), (1, 1, 1, 1), (1, 1)),      # RGB-like odd C
+    (2, 8, 7, 6, 5, 3, 3, 1, (2, 2), (0, 1, 1, 0), (1, 1)),      # asymmetric pads, stride 2
+    (1, 6, 10, 10, 6, 3, 3, 6, (1, 1), (1, 1, 1, 1), (1, 1)),    # depthwise
+    (1, 4, 7, 7, 8, 3, 3, 4, (2, 1), (1, 1, 1, 1), (1, 1)),      # depthwise, multiplier 2
+    (1, 3, 6, 6, 3, 1, 3, 3, (1, 1), (0, 1, 0, 1), (1, 1)),      # depthwise, odd taps
+    (1, 12, 8, 8, 9, 3, 3, 3, (1, 1), (2, 2, 2, 2), (2, 2)),     # groups + dilation
+    (1, 15, 8, 8, 6, 3, 3, 3, (1, 2), (1, 0, 1, 2), (1, 2)),     # odd C per group
+    (1, 5, 6, 7, 7, 1, 1, 1, (1, 1), (0, 0, 0, 0), (1, 1)),      # 1x1, odd C
+    (2, 6, 5, 5, 18, 1, 1, 1, (1, 1), (0, 0, 0, 0), (1, 1)),     # 1x1 direct (no im2col)
+    (1, 17, 5, 5, 17, 5, 5, 1, (3, 3), (2, 2, 2, 2), (1, 1)),    # big kernel, odd C
+    (2, 33, 6, 6, 20, 3, 3, 1, (1, 1), (1, 1, 1, 1), (1, 1)),    # C, OC past vector widths
+]
+
+
+def fills(case, rng):
+    N, C, H, W, OC, KH, KW, group = case[:8]
+    xs, ws = (N, C, H, W), (OC, C // group, KH, KW)
+    yield "random", rng.integers(0, 256, xs, dtype=np.uint8), \
+        rng.integers(-128, 128, ws, dtype=np.int8), 11
+    yield "high", rng.integers(200, 256, xs, dtype=np.uint8), \
+        rng.integers(-128, 128, ws, dtype=np.int8), 250
+    yield "255x127", np.full(xs, 255, np.uint8), np.full(ws, 127, np.int8), 0
+    yield "255x-128", np.full(xs, 255, np.uint8), np.full(ws, -128, np.int8), 255
+    yield "small", rng.integers(0, 16, xs, dtype=np.uint8), \
+        rng.integers(-8, 8, ws, dtype=np.int8), 3
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "x".join(map(str, c[:8])))
+@pytest.mark.parametrize("pairing", ["per_tap", "flat"])
+@pytest.mark.parametrize("impl", IMPLS)
+def test_satcount_equals_conv_and_oracle(case, pairing, impl):
+    N, C, H, W, OC, KH, KW, group, strides, pads, dil = case
+    rng = np.random.default_rng(sum(map(hash, case[:8])) % 2**32)
+    for name, x, w, zp in fills(case, rng):
+        pw = kernels.pack_conv_weights(w, group=group, pairing=pairing)
+        geo = dict(strides=strides, pads=(pads[0], pads[1], pads[2], pads[3]),
+                   dilations=dil, x_zero_point=zp)
+        sat, exact, counts = kernels.conv_u8s8_satcount(x, pw, impl=impl, **geo)
+        want_sat, want_exact, want_counts = oracle(x, w, group=group, strides=strides,
+                                                   pads=pads, dil=dil, zp=zp, pairing=pairing)
+        where = f"impl={impl} case={case} pairing={pairing} fill={name}"
+        assert counts.dtype == np.int64 and counts.shape == (OC,), where
+        assert np.array_equal(sat, want_sat), where
+        assert np.array_equal(exact, want_exact), where
+        assert np.array_equal(counts, want_counts), where
+        for arith, got in (("sat16pair", sat), ("exact32", exact)):
+            assert np.array_equal(got, kernels.conv_u8s8(x, pw, arith=arith, **geo)), \
+                f"{where} arith={arith}"
+
+
+def test_depthwise_per_tap_never_counts_flat_does():
+    x = np.full((1, 4, 5, 5), 255, np.uint8)
+    w = np.full((4, 1, 3, 3), 127, np.int8)
+    geo = dict(strides=(1, 1), pads=(0, 0, 0, 0), dilations=(1, 1))
+    sat, exact, counts = kernels.conv_u8s8_satcount(x, kernels.pack_conv_weights(
+        w, group=4, pairing="per_tap"), **geo)
+    assert counts.tolist() == [0] * 4 and np.array_equal(sat, exact)
+    sat, exact, counts = kernels.conv_u8s8_satcount(x, kernels.pack_conv_weights(
+        w, group=4, pairing="flat"), **geo)
+    # 9 taps -> 4 saturating tap pairs + 1 lone tap, at each of 3 x 3 outputs
+    assert counts.tolist() == [36] * 4
+    assert np.all(exact - sat == 4 * (2 * 255 * 127 - 32767))
+    assert kernels.conv_pairs_per_output(kernels.pack_conv_weights(w, group=4,
+                                                                  pairing="flat")) == 5
+
+
+def test_one_d_and_errors():
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 256, (2, 5, 11), dtype=np.uint8)
+    w = rng.integers(-128, 128, (4, 5, 3), dtype=np.int8)
+    sat, exact, counts = kernels.conv_u8s8_satcount(x, w, pads=(1, 1))
+    assert sat.shape == (2, 4, 11)
+    assert np.array_equal(sat, kernels.conv_u8s8(x, w, pads=(1, 1), arith="sat16pair"))
+    with pytest.raises(fastq.KernelError, match="no 'avx2' kernel"):
+        kernels.conv_u8s8_satcount(x, w, impl="avx2")
+    with pytest.raises(fastq.KernelError, match="uint8"):
+        kernels.conv_u8s8_satcount(x.astype(np.int8), w)
+    with pytest.raises(fastq.KernelError, match="C=5"):
+        kernels.conv_u8s8_satcount(x[:, :4], w)
+
+
+@pytest.mark.parametrize("shape,axis", [((2, 5, 3, 4), 1), ((7, 9), 1), ((6, 3, 1), 1)])
+def test_acc_error_stats_equals_numpy(shape, axis):
+    rng = np.random.default_rng(5)
+    base = rng.integers(-2**20, 2**20, shape, dtype=np.int32)
+    target = base.copy()
+    hit = rng.random(shape) < 0.3
+    target[hit] -= rng.integers(0, 40000, shape, dtype=np.int32)[hit]
+    C = shape[axis]
+    zc = rng.integers(-5000, 5000, C).astype(np.int64)
+    scale = rng.random(C) * 1e-3 + 1e-5
+    bias = rng.standard_normal(C)
+    r = _core.acc_error_stats(target, base, axis, zc, scale, bias)
+    bshape = [1] * len(shape)
+    bshape[axis] = C
+    d = target.astype(np.int64) - base
+    y = (base - zc.reshape(bshape)) * scale.reshape(bshape) + bias.reshape(bshape)
+    assert r["changed"] == np.count_nonzero(d)
+    assert r["max_abs"] == np.abs(d).max()
+    assert r["sum_abs"] == np.abs(d).sum()
+    np.testing.assert_allclose(r["signal"], np.sum(y * y), rtol=1e-12)
+    np.testing.assert_allclose(r["noise"], np.sum((d * scale.reshape(bshape)) ** 2), rtol=1e-12)
