@@ -10,42 +10,9 @@ import pytest
 import fastq
 from fastq import _core, kernels
 
+from _satcount_oracle import conv_oracle as oracle
+
 IMPLS = [i for i in kernels.available_impls() if i in kernels.SATCOUNT_IMPLS]
-
-
-def oracle(x, w, *, group, strides, pads, dil, zp, pairing):
-    """(sat16pair sums, exact32 sums, per-oc limit counts) from the listed products."""
-    N, C, H, W = x.shape
-    OC, Cg, KH, KW = w.shape
-    OCg = OC // group
-    xp = np.pad(x.astype(np.int64), ((0, 0), (0, 0), (pads[0], pads[2]), (pads[1], pads[3])),
-                constant_values=zp)
-    OH = (H + pads[0] + pads[2] - dil[0] * (KH - 1) - 1) // strides[0] + 1
-    OW = (W + pads[1] + pads[3] - dil[1] * (KW - 1) - 1) // strides[1] + 1
-    sat = np.zeros((N, OC, OH, OW), np.int64)
-    exact = np.zeros((N, OC, OH, OW), np.int64)
-    counts = np.zeros(OC, np.int64)
-    for g in range(group):
-        xs = xp[:, g * Cg:(g + 1) * Cg]
-        taps = [xs[:, :, kh * dil[0]:kh * dil[0] + strides[0] * (OH - 1) + 1:strides[0],
-                       kw * dil[1]:kw * dil[1] + strides[1] * (OW - 1) + 1:strides[1]]
-                for kh in range(KH) for kw in range(KW)]
-        xt = np.stack(taps, axis=1)                                   # [N, T, Cg, OH, OW]
-        wt = w[g * OCg:(g + 1) * OCg].astype(np.int64).reshape(OCg, Cg, KH * KW)
-        p = xt[:, None] * wt.transpose(0, 2, 1)[None, :, :, :, None, None]  # [N,OCg,T,Cg,..]
-        if pairing == "per_tap":   # each tap's channels padded to even: pairs within a tap
-            p = np.pad(p, ((0, 0), (0, 0), (0, 0), (0, Cg % 2), (0, 0), (0, 0)))
-            f = p.reshape(N, OCg, -1, OH, OW)
-        else:                      # pairs over the flat (kh, kw, c) index
-            f = p.reshape(N, OCg, -1, OH, OW)
-            f = np.pad(f, ((0, 0), (0, 0), (0, f.shape[2] % 2), (0, 0), (0, 0)))
-        pair = f[:, :, 0::2] + f[:, :, 1::2]
-        clipped = np.clip(pair, -32768, 32767)
-        sat[:, g * OCg:(g + 1) * OCg] = clipped.sum(axis=2)
-        exact[:, g * OCg:(g + 1) * OCg] = f.sum(axis=2)
-        counts[g * OCg:(g + 1) * OCg] = ((clipped == 32767) | (clipped == -32768)).sum(
-            axis=(0, 2, 3, 4))
-    return sat.astype(np.int32), exact.astype(np.int32), counts
 
 
 # (N, C, H, W, OC, KH, KW, group, strides, pads(t, l, b, r), dilations)
