@@ -16,25 +16,8 @@ from onnx import TensorProto, helper
 import fastq
 from fastq import kernels
 
-from _sat_models import QdqNet, quantize_u8
+from _sat_models import QdqNet, quantize_u8, saturating_net
 from _satcount_oracle import conv_oracle, gemm_oracle
-
-
-def saturating_net(seed=0):
-    """conv_a (weights |w| <= 60: pairs <= 2*255*60) -> relu -> conv_c (inputs <= 64) -> relu
-    -> conv_sat (inputs in [230, 255] with zero point 230, weights +127 / -127 per channel:
-    every pair saturates) -> relu -> flatten -> mm (inputs <= 64)."""
-    net = QdqNet((1, 6, 8, 8), seed)
-    net.conv("conv_a", 8, w_range=60, qmax=255)
-    net.relu()
-    net.conv("conv_c", 8)
-    net.relu()
-    sign = np.where(np.arange(8) % 2 == 0, 1, -1).reshape(8, 1, 1, 1)
-    net.conv("conv_sat", 8, w_int=np.broadcast_to(127 * sign, (8, 8, 3, 3)).copy(), zp=230)
-    net.relu()
-    net.flatten()
-    net.matmul("mm", 8 * 8 * 8, 10)
-    return net
 
 
 def test_saturating_layer_is_found_and_ranked_first():

@@ -32,6 +32,6 @@ def get_num_threads() -> int:
 __all__ = [
     "ConfigError", "DataError", "FastqError", "InferenceSession", "IsaError", "KernelError",
     "ModelError", "QuantizationResult", "SaturationAnalysis", "UnsupportedOpError",
-    "analyze_saturation", "config", "cpu_features",
-    "get_num_threads", "kernels", "metrics", "quantize", "set_num_threads", "stats", "supported_ops",
+    "analyze_saturation", "config", "cpu_features", "get_num_threads", "kernels", "metrics",
+    "quantize", "set_num_threads", "stats", "supported_ops",
 ]

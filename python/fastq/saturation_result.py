@@ -138,6 +138,15 @@ def _db(v: float) -> str:
     return "inf" if v == math.inf else ("-inf" if v == -math.inf else f"{v:.1f}")
 
 
+def require_matplotlib() -> None:
+    """FastqError unless matplotlib (the ``plot`` extra) can be imported."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise FastqError("plotting needs matplotlib, which is not installed: "
+                         "pip install 'fastq[plot]' (or pip install matplotlib)") from None
+
+
 @dataclass
 class SaturationAnalysis:
     baseline: str
@@ -218,13 +227,10 @@ class SaturationAnalysis:
     def save_plot(self, path: str) -> None:
         """Bar chart per layer (execution order is lost: worst first): saturated-pair and
         changed-output fractions. Needs matplotlib (``pip install fastq[plot]``)."""
-        try:
-            import matplotlib
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
-        except ImportError:
-            raise FastqError("plotting needs matplotlib, which is not installed: "
-                             "pip install 'fastq[plot]' (or matplotlib)") from None
+        require_matplotlib()
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
         names = [r.name for r in self.layers]
         x = np.arange(len(names))
         fig, ax = plt.subplots(figsize=(max(6.0, 0.45 * len(names) + 2), 4.5))
@@ -234,7 +240,7 @@ class SaturationAnalysis:
                label="accumulator outputs changed")
         ax.set_xticks(x)
         ax.set_xticklabels(names, rotation=60, ha="right", fontsize=8)
-        ax.set_ylabel("% of the layer's")
+        ax.set_ylabel("% of the layer's pair sums / outputs")
         ax.set_title(f"{self.target} vs {self.baseline}: {self.samples} samples")
         ax.legend()
         fig.tight_layout()
