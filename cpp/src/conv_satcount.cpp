@@ -1,22 +1,109 @@
 // Driver of the saturation-analysis conv (conv_satcount.h): conv.cpp's im2col stage hands
 // each group's rows to the satcount GEMM driver (its tile kernels, fixed-order count sums),
-// whose [M, OC/group] results are scattered to NCHW. Plus the one-pass error reduction the
-// saturation analysis reads per layer (sequential: sums never depend on the thread count).
+// whose [M, OC/group] results are scattered to NCHW. Depthwise convs (too short a reduction for
+// GEMM panels) are counted directly. Plus the one-pass error reduction the saturation
+// analysis reads per layer (sequential: sums never depend on the thread count).
 #include "fastq/conv_satcount.h"
 
-#include <cstdlib>
+#include <algorithm>
+#include <cstring>
+#include <stdexcept>
 #include <vector>
 
+#include "fastq/conv_dw.h"
 #include "fastq/satcount.h"
 #include "fastq/threads.h"
 #include "fastq/transpose.h"
 
 namespace fastq {
 
+namespace {
+
+// Depthwise (one input channel per group) with flat pairing: conv_dw.h's contract, pairs of
+// taps (t, t+1) of one channel, an odd last tap alone (a lone u8 x s8 product never reaches a
+// limit). Row by row from a zero-point-padded plane so the compiler vectorizes over outputs;
+// per-plane counts summed per channel in plane order (no dependence on the thread count).
+void dw_flat_satcount(const uint8_t* x, const ConvShape& s, const int8_t* w, uint8_t x_zp,
+                      int32_t* c_sat, int32_t* c_exact, int64_t* limit_counts) {
+  const int64_t OH = s.OH(), OW = s.OW(), T = s.KH * s.KW, mult = s.OC / s.C;
+  const int64_t Hp = std::max((OH - 1) * s.stride_h + (s.KH - 1) * s.dil_h + 1,
+                              s.pad_top + s.H);
+  const int64_t Wp = std::max((OW - 1) * s.stride_w + (s.KW - 1) * s.dil_w + 1,
+                              s.pad_left + s.W);
+  const int64_t planes = s.N * s.OC, sw = s.stride_w;
+  std::vector<int64_t> per_plane(static_cast<size_t>(planes), 0);
+  parallel_for(planes, [&](int64_t p) {
+    const int64_t n = p / s.OC, oc = p % s.OC, c = oc / mult;
+    thread_local std::vector<uint8_t> pad;
+    pad.assign(static_cast<size_t>(Hp * Wp), x_zp);
+    const uint8_t* src = x + (n * s.C + c) * s.H * s.W;
+    for (int64_t h = 0; h < s.H; ++h)
+      std::memcpy(pad.data() + (h + s.pad_top) * Wp + s.pad_left, src + h * s.W,
+                  static_cast<size_t>(s.W));
+    const int8_t* wk = w + oc * T;
+    int64_t lim = 0;
+    for (int64_t oh = 0; oh < OH; ++oh) {
+      int32_t* as = c_sat + p * OH * OW + oh * OW;
+      int32_t* ae = c_exact + p * OH * OW + oh * OW;
+      std::fill(as, as + OW, 0);
+      std::fill(ae, ae + OW, 0);
+      const uint8_t* base = pad.data() + oh * s.stride_h * Wp;
+      auto tap = [&](int64_t t) {
+        return base + (t / s.KW) * s.dil_h * Wp + (t % s.KW) * s.dil_w;
+      };
+      int64_t t = 0;
+      for (; t + 1 < T; t += 2) {
+        const uint8_t* a = tap(t);
+        const uint8_t* b = tap(t + 1);
+        const int32_t wa = wk[t], wb = wk[t + 1];
+        int32_t row_lim = 0;
+        for (int64_t j = 0; j < OW; ++j) {
+          const int32_t v = int32_t(a[j * sw]) * wa + int32_t(b[j * sw]) * wb;
+          const int32_t c16 = std::min<int32_t>(32767, std::max<int32_t>(-32768, v));
+          as[j] += c16;
+          ae[j] += v;
+          row_lim += (c16 == 32767) | (c16 == -32768);
+        }
+        lim += row_lim;
+      }
+      if (t < T) {
+        const uint8_t* a = tap(t);
+        const int32_t wa = wk[t];
+        for (int64_t j = 0; j < OW; ++j) {
+          const int32_t v = int32_t(a[j * sw]) * wa;
+          as[j] += v;
+          ae[j] += v;
+        }
+      }
+    }
+    per_plane[static_cast<size_t>(p)] = lim;
+  });
+  for (int64_t oc = 0; oc < s.OC; ++oc) limit_counts[oc] = 0;
+  for (int64_t p = 0; p < planes; ++p) limit_counts[p % s.OC] += per_plane[static_cast<size_t>(p)];
+}
+
+}  // namespace
+
 void conv_u8s8_satcount(const uint8_t* x, const ConvShape& s, const PackedConv& w,
                         uint8_t x_zp, int32_t* c_sat, int32_t* c_exact, int64_t* limit_counts,
                         Impl impl) {
   satcount_kernel(impl);  // an impl without the kernel fails before any work
+  if (!w.dw.empty()) {    // one input channel per group: conv_dw.h's direct contract
+    if (s.Cg() != 1 || s.group != s.C || s.OC != w.OC || s.KH != w.KH || s.KW != w.KW)
+      throw std::invalid_argument("conv input/weight shapes do not match the packed weights");
+    if (s.OH() <= 0 || s.OW() <= 0)
+      throw std::invalid_argument("conv output would be empty: kernel larger than padded input");
+    if (w.pairing == Pairing::Flat) {
+      dw_flat_satcount(x, s, w.dw.data(), x_zp, c_sat, c_exact, limit_counts);
+      return;
+    }
+    // per tap: each tap's product stands beside a zero pad, so no pair reaches a limit and
+    // the sat16pair sums are the exact ones
+    conv_dw_u8s8(x, s, w.dw.data(), w.pairing, x_zp, c_exact, impl, Arith::Exact32);
+    std::memcpy(c_sat, c_exact, static_cast<size_t>(s.N * s.OC * s.OH() * s.OW()) * 4);
+    for (int64_t oc = 0; oc < s.OC; ++oc) limit_counts[oc] = 0;
+    return;
+  }
   const int64_t OCg = s.OCg(), OHW = s.OH() * s.OW();
   std::vector<int32_t> sat, exact;
   conv_im2col_groups(x, s, w, x_zp, [&](int64_t g, const uint8_t* a, int64_t M) {

@@ -3,9 +3,9 @@
 //   c_sat   = conv_u8s8(..., Arith::Sat16Pair) bit for bit (the same pairing),
 //   c_exact = conv_u8s8(..., Arith::Exact32),
 //   limit[oc] = pair sums of output channel oc, over all outputs, at an int16 limit.
-// Depthwise (one input channel per group) runs through the same im2col rows as conv_dw.h's
-// contract: per-tap pairing pairs each tap with a zero pad (never at a limit), flat pairing
-// pairs taps (t, t+1) of one channel. Pairs per output: ceil(w.K() / 2).
+// Depthwise (one input channel per group) follows conv_dw.h's contract, computed directly:
+// per-tap pairing pairs each tap with a zero pad (never at a limit: the exact sums, zero
+// counts), flat pairing pairs taps (t, t+1) of one channel. Pairs per output: ceil(w.K() / 2).
 #pragma once
 #include <cstdint>
 
