@@ -222,3 +222,48 @@ def test_ref_impl_gives_the_same_figures():
         b = fastq.analyze_saturation(net.model(), data, impl="ref").to_dict()
     for x, y in zip(a["layers"], b["layers"]):
         assert x == y
+
+
+def test_onnxruntime_qdq_model_every_layer_equals_oracle(tmp_path):
+    """A model quantized by ONNX Runtime (Conv -> QuantizeLinear with int32 biases: every
+    fused layer requantizes; 3x3, 1x1 and stride-2 convs): each layer's figures equal the
+    numpy oracle on the quantized input the exact32 run hands that layer."""
+    pytest.importorskip("onnxruntime.quantization")
+    import _qdq_models as M
+    from onnx import numpy_helper
+    m = M.cnn_model(hw=12, c=8, blocks=1)
+    data = M.calibration(m, 3)
+    q = M.quantize(m, data, tmp_path)
+    a = fastq.analyze_saturation(q, data)
+    sess = fastq.InferenceSession(q, arith="exact32")
+    kinds = {r.name: r.output for r in sess.int8_layers()}
+    assert "int8" in kinds.values() and len(a.layers) == len(kinds) >= 5
+    inits = {t.name: numpy_helper.to_array(t) for t in q.graph.initializer}
+    prod = {o: n for n in q.graph.node for o in n.output}
+    for r in a.layers:
+        node = next(n for n in q.graph.node if n.name == r.name)
+        x_dq, w_dq = prod[node.input[0]], prod[node.input[1]]
+        w, ws = inits[w_dq.input[0]], inits[w_dq.input[1]].astype(np.float64)
+        xs, xz = inits[x_dq.input[1]], inits[x_dq.input[2]]
+        assert xz.dtype == np.uint8
+        bias = np.zeros(w.shape[0])
+        if len(node.input) > 2 and node.input[2]:
+            b_dq = prod[node.input[2]]
+            bias = (inits[b_dq.input[0]] * inits[b_dq.input[1]]).astype(np.float64)
+        xq = [sess.run_with_intermediates(f, [r.input])[r.input] for f in data]
+        at = {a_.name: helper.get_attribute_value(a_) for a_ in node.attribute}
+        g = int(at.get("group", 1))
+        outs = [conv_oracle(x, w, group=g, strides=tuple(at.get("strides", (1, 1))),
+                            pads=tuple(at.get("pads", (0, 0, 0, 0))),
+                            dil=tuple(at.get("dilations", (1, 1))), zp=int(xz),
+                            pairing="per_tap") for x in xq]
+        colsum = w.astype(np.int64).reshape(w.shape[0], -1).sum(axis=1)
+        want = _oracle_figures(np.concatenate([o[0] for o in outs]),
+                               np.concatenate([o[1] for o in outs]), sum(o[2] for o in outs),
+                               colsum, int(xz), xs, np.broadcast_to(ws, colsum.shape), bias,
+                               (1, -1, 1, 1))
+        where = f"layer {r.name} ({kinds[r.name]} output)"
+        assert r.saturated_pairs == want["saturated"], where
+        assert r.changed_outputs == want["changed"], where
+        assert r.max_abs_error == want["max_abs"], where
+        assert r.sqnr_db == pytest.approx(want["sqnr"], rel=1e-6), where
