@@ -119,3 +119,39 @@ def test_acc_error_stats_equals_numpy(shape, axis):
     assert r["sum_abs"] == np.abs(d).sum()
     np.testing.assert_allclose(r["signal"], np.sum(y * y), rtol=1e-12)
     np.testing.assert_allclose(r["noise"], np.sum((d * scale.reshape(bshape)) ** 2), rtol=1e-12)
+
+
+@pytest.mark.parametrize("case", [CASES[1], CASES[3], CASES[6]],
+                         ids=lambda c: "x".join(map(str, c[:8])))
+@pytest.mark.parametrize("pairing", ["per_tap", "flat"])
+@pytest.mark.parametrize("base_is_exact", [True, False])
+def test_satstats_equal_satcount_then_error_stats(case, pairing, base_is_exact):
+    """The fused per-layer pass (outputs never leave C++) equals counting, then reducing."""
+    N, C, H, W, OC, KH, KW, group, strides, pads, dil = case
+    rng = np.random.default_rng(17)
+    x = rng.integers(150, 256, (N, C, H, W), dtype=np.uint8)
+    pw = kernels.pack_conv_weights(rng.integers(-128, 128, (OC, C // group, KH, KW),
+                                                dtype=np.int8), group=group, pairing=pairing)
+    zc = rng.integers(-9000, 9000, OC).astype(np.int64)
+    scale = rng.random(OC) * 1e-3 + 1e-6
+    bias = rng.standard_normal(OC)
+    for impl in IMPLS:
+        sat, exact, counts = _core.conv_u8s8_satcount(x, pw, strides, pads, dil, 7, impl)
+        t, b = (sat, exact) if base_is_exact else (exact, sat)
+        want = _core.acc_error_stats(t, b, 1, zc, scale, bias)
+        got_counts, got = _core.conv_u8s8_satstats(x, pw, strides, pads, dil, 7, impl,
+                                                   base_is_exact, zc, scale, bias)
+        assert np.array_equal(got_counts, counts)
+        for k in ("changed", "max_abs", "sum_abs"):
+            assert got[k] == want[k], (impl, k)
+        for k in ("signal", "noise"):
+            assert got[k] == pytest.approx(want[k], rel=1e-12), (impl, k)
+    a = rng.integers(0, 256, (9, 37), dtype=np.uint8)
+    pb = kernels.pack_weights(rng.integers(-128, 128, (37, 5), dtype=np.int8))
+    sat, exact, counts = kernels.gemm_u8s8_satcount(a, pb)
+    t, b = (sat, exact) if base_is_exact else (exact, sat)
+    want = _core.acc_error_stats(t, b, 1, zc[:5].copy(), scale[:5].copy(), None)
+    got_counts, got = _core.gemm_u8s8_satstats(a, pb, "ref", base_is_exact, zc[:5].copy(),
+                                               scale[:5].copy(), None)
+    assert np.array_equal(got_counts, counts) and got["changed"] == want["changed"]
+    assert got["noise"] == pytest.approx(want["noise"], rel=1e-12)

@@ -1,6 +1,7 @@
 // Saturation-analysis bindings beyond the GEMM's (bind_gemm.cpp): conv_u8s8_satcount (raw
-// sums in both arithmetics plus per-channel int16-limit counts, one pass) and acc_error_stats
-// (the per-layer error reduction over those sums). Same checks as conv_u8s8's binding.
+// sums in both arithmetics plus per-channel int16-limit counts, one pass), acc_error_stats
+// (the per-layer error reduction over those sums) and conv/gemm_u8s8_satstats (both at once,
+// the outputs never leaving C++). Same checks as conv_u8s8's binding.
 #include <array>
 #include <string>
 
@@ -10,6 +11,43 @@
 #include "fastq/conv_satcount.h"
 
 namespace fastq {
+namespace {
+
+// Per-channel real-value map of acc_error_stats: zc (int64), scale (float64), optional bias
+// (float64), each of C entries. Returns the bias pointer (nullptr for None).
+const double* check_epilogue(const py::array& zc, const py::array& scale,
+                             const py::object& bias, int64_t C, py::array& bias_arr) {
+  require_dtype<int64_t>(zc, "zc", "int64");
+  require_dtype<double>(scale, "scale", "float64");
+  for (const py::array* a : {&zc, &scale}) {
+    require_ndim(*a, 1, "zc/scale");
+    require_c_contiguous(*a, "zc/scale");
+    if (a->shape(0) != C)
+      throw std::invalid_argument("zc/scale have " + std::to_string(a->shape(0)) +
+                                  " entries; expected " + std::to_string(C));
+  }
+  if (bias.is_none()) return nullptr;
+  bias_arr = py::array(bias);
+  require_dtype<double>(bias_arr, "bias", "float64");
+  require_ndim(bias_arr, 1, "bias");
+  require_c_contiguous(bias_arr, "bias");
+  if (bias_arr.shape(0) != C)
+    throw std::invalid_argument("bias has " + std::to_string(bias_arr.shape(0)) +
+                                " entries; expected " + std::to_string(C));
+  return static_cast<const double*>(bias_arr.data());
+}
+
+py::dict stats_dict(const AccErrorStats& r) {
+  py::dict d;
+  d["changed"] = r.changed;
+  d["max_abs"] = r.max_abs;
+  d["sum_abs"] = r.sum_abs;
+  d["signal"] = r.signal;
+  d["noise"] = r.noise;
+  return d;
+}
+
+}  // namespace
 
 void bind_satcount(py::module_& m) {
   m.def("conv_u8s8_satcount", [](py::array x, const PackedConv& w,
@@ -54,27 +92,8 @@ void bind_satcount(py::module_& m) {
     const int64_t C = target.shape(axis);
     for (int64_t i = 0; i < axis; ++i) outer *= target.shape(i);
     for (int64_t i = axis + 1; i < target.ndim(); ++i) inner *= target.shape(i);
-    require_dtype<int64_t>(zc, "zc", "int64");
-    require_dtype<double>(scale, "scale", "float64");
-    for (const py::array* a : {&zc, &scale}) {
-      require_ndim(*a, 1, "zc/scale");
-      require_c_contiguous(*a, "zc/scale");
-      if (a->shape(0) != C)
-        throw std::invalid_argument("zc/scale have " + std::to_string(a->shape(0)) +
-                                    " entries; expected " + std::to_string(C));
-    }
     py::array bias_arr;
-    const double* bp = nullptr;
-    if (!bias.is_none()) {
-      bias_arr = py::array(bias);
-      require_dtype<double>(bias_arr, "bias", "float64");
-      require_ndim(bias_arr, 1, "bias");
-      require_c_contiguous(bias_arr, "bias");
-      if (bias_arr.shape(0) != C)
-        throw std::invalid_argument("bias has " + std::to_string(bias_arr.shape(0)) +
-                                    " entries; expected " + std::to_string(C));
-      bp = static_cast<const double*>(bias_arr.data());
-    }
+    const double* bp = check_epilogue(zc, scale, bias, C, bias_arr);
     const int32_t* tp = static_cast<const int32_t*>(target.data());
     const int32_t* bsp = static_cast<const int32_t*>(base.data());
     const int64_t* zp = static_cast<const int64_t*>(zc.data());
@@ -84,17 +103,65 @@ void bind_satcount(py::module_& m) {
       py::gil_scoped_release nogil;
       r = acc_error_stats(tp, bsp, outer, C, inner, zp, scp, bp);
     }
-    py::dict d;
-    d["changed"] = r.changed;
-    d["max_abs"] = r.max_abs;
-    d["sum_abs"] = r.sum_abs;
-    d["signal"] = r.signal;
-    d["noise"] = r.noise;
-    return d;
+    return stats_dict(r);
   }, py::arg("target"), py::arg("base"), py::arg("axis"), py::arg("zc"), py::arg("scale"),
      py::arg("bias"),
      "{changed, max_abs, sum_abs, signal, noise} of int32 sums target vs base; channel axis "
      "`axis`; y = (acc - zc[c]) * scale[c] + bias[c]");
+
+  m.def("conv_u8s8_satstats", [](py::array x, const PackedConv& w,
+                                 std::array<int64_t, 2> strides, std::array<int64_t, 4> pads,
+                                 std::array<int64_t, 2> dil, int x_zp, const std::string& impl,
+                                 bool base_is_exact, py::array zc, py::array scale,
+                                 py::object bias) {
+    require_dtype<uint8_t>(x, "x", "uint8");
+    ConvShape s = make_shape(x, w.OC, w.KH, w.KW, w.group, strides, pads, dil);
+    if (s.C != w.Cg * w.group)
+      throw std::invalid_argument("x has C=" + std::to_string(s.C) + " but the weights expect " +
+                                  std::to_string(w.Cg * w.group));
+    if (x_zp < 0 || x_zp > 255) throw std::invalid_argument("x_zero_point must be in [0, 255]");
+    py::array bias_arr;
+    const double* bp = check_epilogue(zc, scale, bias, w.OC, bias_arr);
+    py::array_t<int64_t> counts(static_cast<py::ssize_t>(w.OC));
+    SatStatsArgs a{parse_impl(impl), base_is_exact, static_cast<const int64_t*>(zc.data()),
+                   static_cast<const double*>(scale.data()), bp, counts.mutable_data()};
+    const uint8_t* xp = static_cast<const uint8_t*>(x.data());
+    AccErrorStats r;
+    {
+      py::gil_scoped_release nogil;
+      r = conv_u8s8_satstats(xp, s, w, static_cast<uint8_t>(x_zp), a);
+    }
+    return py::make_tuple(counts, stats_dict(r));
+  }, py::arg("x"), py::arg("w"), py::arg("strides"), py::arg("pads"), py::arg("dilations"),
+     py::arg("x_zero_point"), py::arg("impl"), py::arg("base_is_exact"), py::arg("zc"),
+     py::arg("scale"), py::arg("bias"),
+     "(per-channel int16-limit counts, acc_error_stats of the layer) without its outputs");
+
+  m.def("gemm_u8s8_satstats", [](py::array a, const PackedB& b, const std::string& impl,
+                                 bool base_is_exact, py::array zc, py::array scale,
+                                 py::object bias) {
+    require_dtype<uint8_t>(a, "a", "uint8");
+    require_ndim(a, 2, "a");
+    require_c_contiguous(a, "a");
+    if (a.shape(1) != b.K)
+      throw std::invalid_argument("a has K=" + std::to_string(a.shape(1)) +
+                                  " but the packed weights have K=" + std::to_string(b.K));
+    py::array bias_arr;
+    const double* bp = check_epilogue(zc, scale, bias, b.N, bias_arr);
+    py::array_t<int64_t> counts(static_cast<py::ssize_t>(b.N));
+    SatStatsArgs args{parse_impl(impl), base_is_exact, static_cast<const int64_t*>(zc.data()),
+                      static_cast<const double*>(scale.data()), bp, counts.mutable_data()};
+    const uint8_t* ap = static_cast<const uint8_t*>(a.data());
+    const int64_t M = a.shape(0);
+    AccErrorStats r;
+    {
+      py::gil_scoped_release nogil;
+      r = gemm_u8s8_satstats(ap, M, b, args);
+    }
+    return py::make_tuple(counts, stats_dict(r));
+  }, py::arg("a"), py::arg("b"), py::arg("impl"), py::arg("base_is_exact"), py::arg("zc"),
+     py::arg("scale"), py::arg("bias"),
+     "(per-column int16-limit counts, acc_error_stats of the GEMM) without its outputs");
 }
 
 }  // namespace fastq

@@ -120,9 +120,44 @@ void conv_u8s8_satcount(const uint8_t* x, const ConvShape& s, const PackedConv& 
   });
 }
 
+namespace {
+
+// acc_error_stats for inner == 1 (GEMM rows [M, C]): channel sums of d^2 in one array.
+AccErrorStats row_error_stats(const int32_t* target, const int32_t* base, int64_t M, int64_t C,
+                              const int64_t* zc, const double* scale, const double* bias) {
+  AccErrorStats r;
+  std::vector<double> d2(static_cast<size_t>(C), 0.0);
+  for (int64_t m = 0; m < M; ++m) {
+    const int32_t* t = target + m * C;
+    const int32_t* b = base + m * C;
+    int64_t changed = 0, max_abs = r.max_abs;
+    double sum_abs = 0, sig = 0;
+    for (int64_t c = 0; c < C; ++c) {
+      const int64_t d = int64_t(t[c]) - int64_t(b[c]);
+      const int64_t ad = d < 0 ? -d : d;
+      changed += d != 0;
+      max_abs = ad > max_abs ? ad : max_abs;
+      sum_abs += static_cast<double>(ad);
+      d2[c] += static_cast<double>(d) * static_cast<double>(d);
+      const double y = static_cast<double>(int64_t(b[c]) - zc[c]) * scale[c] +
+                       (bias ? bias[c] : 0.0);
+      sig += y * y;
+    }
+    r.changed += changed;
+    r.max_abs = max_abs;
+    r.sum_abs += sum_abs;
+    r.signal += sig;
+  }
+  for (int64_t c = 0; c < C; ++c) r.noise += d2[c] * scale[c] * scale[c];
+  return r;
+}
+
+}  // namespace
+
 AccErrorStats acc_error_stats(const int32_t* target, const int32_t* base, int64_t outer,
                               int64_t C, int64_t inner, const int64_t* zc, const double* scale,
                               const double* bias) {
+  if (inner == 1) return row_error_stats(target, base, outer, C, zc, scale, bias);
   AccErrorStats r;
   for (int64_t o = 0; o < outer; ++o) {
     for (int64_t c = 0; c < C; ++c) {
@@ -151,6 +186,43 @@ AccErrorStats acc_error_stats(const int32_t* target, const int32_t* base, int64_
     }
   }
   return r;
+}
+
+AccErrorStats conv_u8s8_satstats(const uint8_t* x, const ConvShape& s, const PackedConv& w,
+                                 uint8_t x_zp, const SatStatsArgs& a) {
+  satcount_kernel(a.impl);
+  const int64_t OCg = s.OCg();
+  AccErrorStats r;
+  if (!w.dw.empty()) {  // direct depthwise sums, reduced over the NCHW planes
+    const size_t n = static_cast<size_t>(s.N * s.OC * s.OH() * s.OW());
+    std::vector<int32_t> sat(n), exact(n);
+    conv_u8s8_satcount(x, s, w, x_zp, sat.data(), exact.data(), a.limit_counts, a.impl);
+    const int32_t* t = a.base_is_exact ? sat.data() : exact.data();
+    const int32_t* b = a.base_is_exact ? exact.data() : sat.data();
+    return acc_error_stats(t, b, s.N, s.OC, s.OH() * s.OW(), a.zc, a.scale, a.bias);
+  }
+  std::vector<int32_t> sat, exact;
+  conv_im2col_groups(x, s, w, x_zp, [&](int64_t g, const uint8_t* rows, int64_t M) {
+    sat.resize(static_cast<size_t>(M * OCg));
+    exact.resize(static_cast<size_t>(M * OCg));
+    gemm_u8s8_satcount(rows, M, w.K(), *w.groups[g], sat.data(), exact.data(),
+                       a.limit_counts + g * OCg, a.impl);
+    const int32_t* t = a.base_is_exact ? sat.data() : exact.data();
+    const int32_t* b = a.base_is_exact ? exact.data() : sat.data();
+    r.merge(row_error_stats(t, b, M, OCg, a.zc + g * OCg, a.scale + g * OCg,
+                            a.bias ? a.bias + g * OCg : nullptr));
+  });
+  return r;
+}
+
+AccErrorStats gemm_u8s8_satstats(const uint8_t* x, int64_t M, const PackedB& b,
+                                 const SatStatsArgs& a) {
+  const size_t n = static_cast<size_t>(M * b.N);
+  std::vector<int32_t> sat(n), exact(n);
+  gemm_u8s8_satcount(x, M, b.K, b, sat.data(), exact.data(), a.limit_counts, a.impl);
+  const int32_t* t = a.base_is_exact ? sat.data() : exact.data();
+  const int32_t* bs = a.base_is_exact ? exact.data() : sat.data();
+  return row_error_stats(t, bs, M, b.N, a.zc, a.scale, a.bias);
 }
 
 }  // namespace fastq

@@ -3,10 +3,10 @@ model, per int8 layer, measured on any host against ``exact32`` (VNNI).
 
 Contract: the model runs ONCE per sample in the ``baseline`` arithmetic; each fused int8 layer's
 quantized input (the u8/s8 tensor its activation DequantizeLinear reads) is handed, as it is
-produced, to the C++ counting kernels (``conv_u8s8_satcount`` / ``gemm_u8s8_satcount``: both
-arithmetics' sums and the int16-limit pair counts in one pass) and reduced at once
-(``acc_error_stats``), so every layer is measured on the same baseline inputs and its figures
-isolate that layer. A second run per sample in the ``target`` arithmetic gives the whole-model
+produced, to the C++ counting kernels (``conv_u8s8_satstats`` / ``gemm_u8s8_satstats``: both
+arithmetics' sums and the int16-limit pair counts in one pass, reduced to the layer's figures
+before they leave C++), so every layer is measured on the same baseline inputs and its
+figures isolate that layer. A second run per sample in the ``target`` arithmetic gives the whole-model
 output difference (and the metric difference for labelled data); ``whole_model=False`` skips it.
 """
 
@@ -58,22 +58,23 @@ class _Counter:
 
     def __call__(self, x: np.ndarray) -> None:
         lay = self.layer
+        epi = (self.impl, self.base_is_exact, self.zc, self.scale, self.bias)
         if self.conv:
             st, pd, dl = lay.geometry(x)
             x4 = x[:, :, None, :] if lay.nd == 1 else x
-            sat, exact, counts = _core.conv_u8s8_satcount(lay.u8(x4), lay.packed, st, pd, dl,
-                                                          lay.zp_u, self.impl)
+            counts, e = _core.conv_u8s8_satstats(lay.u8(x4), lay.packed, st, pd, dl, lay.zp_u,
+                                                 *epi)
+            s = _core_out_size(x4, lay, st, pd, dl)
         else:
             if x.ndim < 1 or x.shape[-1] != lay.k:
                 raise ModelError(f"layer {self.rec.name!r}: input has shape {x.shape}; the "
                                  f"weights need K={lay.k} in the last dimension")
-            sat, exact, counts = _core.gemm_u8s8_satcount(lay.u8(x.reshape(-1, lay.k)),
-                                                          lay.packed, self.impl)
-        base, target = (exact, sat) if self.base_is_exact else (sat, exact)
-        e = _core.acc_error_stats(target, base, 1, self.zc, self.scale, self.bias)
+            a2 = lay.u8(x.reshape(-1, lay.k))
+            counts, e = _core.gemm_u8s8_satstats(a2, lay.packed, *epi)
+            s = a2.shape[0] * lay.n
         r = self.rec
-        r.outputs += sat.size
-        r.pairs += sat.size * r.pairs_per_output
+        r.outputs += s
+        r.pairs += s * r.pairs_per_output
         r.saturated_pairs += int(counts.sum())
         r.channel_counts += counts
         r.changed_outputs += int(e["changed"])
@@ -81,6 +82,15 @@ class _Counter:
         r.sum_abs_error += float(e["sum_abs"])
         r.signal += float(e["signal"])
         r.noise += float(e["noise"])
+
+
+def _core_out_size(x4: np.ndarray, lay, st, pd, dl) -> int:
+    """Outputs of a conv layer for this input: N * OC * OH * OW."""
+    n, _, h, w = x4.shape
+    kh, kw = lay.packed.shape[2:]
+    oh = (h + pd[0] + pd[2] - dl[0] * (kh - 1) - 1) // st[0] + 1
+    ow = (w + pd[1] + pd[3] - dl[1] * (kw - 1) - 1) // st[1] + 1
+    return int(n * lay.oc * oh * ow)
 
 
 def _session(model, arith: str, impl: str, conv_pairing: str):

@@ -10,6 +10,7 @@
 #include <cstdint>
 
 #include "fastq/conv.h"
+#include "fastq/gemm.h"
 
 namespace fastq {
 
@@ -28,9 +29,33 @@ struct AccErrorStats {
   double sum_abs = 0;    // sum |target - base|
   double signal = 0;     // sum y(base)^2
   double noise = 0;      // sum (y(target) - y(base))^2 = sum ((target - base) * scale[c])^2
+  void merge(const AccErrorStats& o) {
+    changed += o.changed;
+    max_abs = o.max_abs > max_abs ? o.max_abs : max_abs;
+    sum_abs += o.sum_abs;
+    signal += o.signal;
+    noise += o.noise;
+  }
 };
 AccErrorStats acc_error_stats(const int32_t* target, const int32_t* base, int64_t outer,
                               int64_t C, int64_t inner, const int64_t* zc, const double* scale,
                               const double* bias);
+
+// The saturation analysis' per-layer pass without materializing the layer's outputs: the
+// counting conv / GEMM, each group's (or the GEMM's) rows reduced as they are produced.
+// Target vs base: sat16pair vs exact32 when base_is_exact, else the reverse. zc, scale, bias
+// (nullable) per output channel; limit_counts overwritten (OC / N entries).
+struct SatStatsArgs {
+  Impl impl;
+  bool base_is_exact;
+  const int64_t* zc;
+  const double* scale;
+  const double* bias;
+  int64_t* limit_counts;
+};
+AccErrorStats conv_u8s8_satstats(const uint8_t* x, const ConvShape& s, const PackedConv& w,
+                                 uint8_t x_zp, const SatStatsArgs& a);
+AccErrorStats gemm_u8s8_satstats(const uint8_t* x, int64_t M, const PackedB& b,
+                                 const SatStatsArgs& a);
 
 }  // namespace fastq
