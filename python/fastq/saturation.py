@@ -6,8 +6,9 @@ quantized input (the u8/s8 tensor its activation DequantizeLinear reads) is hand
 produced, to the C++ counting kernels (``conv_u8s8_satstats`` / ``gemm_u8s8_satstats``: both
 arithmetics' sums and the int16-limit pair counts in one pass, reduced to the layer's figures
 before they leave C++), so every layer is measured on the same baseline inputs and its
-figures isolate that layer. A second run per sample in the ``target`` arithmetic gives the whole-model
-output difference (and the metric difference for labelled data); ``whole_model=False`` skips it.
+figures isolate that layer. A second run per sample in the ``target`` arithmetic gives the
+whole-model output difference (and the metric difference for labelled data);
+``whole_model=False`` skips it.
 """
 
 from __future__ import annotations
