@@ -14,6 +14,22 @@
 
 namespace fastq {
 
+// Flat-pairing depthwise planes [p0, p1) (plane p = n * OC + oc): sums into c_sat / c_exact,
+// the plane's int16-limit count into per_plane[p] (conv_satcount_body.h). The ref build is
+// portable; the avx2 one (avx2/conv_satcount_avx2.cpp) serves Impl::Avx512Vnni.
+struct DwSatArgs {
+  const uint8_t* x;   // [N, C, H, W]
+  const int8_t* w;    // [OC, KH * KW]
+  ConvShape s;
+  uint8_t x_zp;
+  int32_t* c_sat;     // [N, OC, OH, OW]
+  int32_t* c_exact;
+};
+void dw_flat_satcount_planes_ref(const DwSatArgs& a, int64_t p0, int64_t p1,
+                                 int64_t* per_plane);
+void dw_flat_satcount_planes_avx2(const DwSatArgs& a, int64_t p0, int64_t p1,
+                                  int64_t* per_plane);
+
 // c_sat, c_exact: [N, OC, OH, OW]; limit_counts: OC entries, overwritten. Impl as
 // satcount_kernel(impl) accepts it (ref, avx512vnni).
 void conv_u8s8_satcount(const uint8_t* x, const ConvShape& s, const PackedConv& w,
