@@ -3,8 +3,10 @@ against a plain exact32 evaluation of the same model and samples (session creati
 on both sides: the analysis builds an exact32 and a sat16pair session), per model: a
 ResNet-style CNN (3x3 convs at 56x56) and a MobileNet-style depthwise CNN, quantized by fastq
 with ``saturation_fix: no`` so there is saturation to find. And the counting conv kernel
-against the plain sat16pair conv on the same impl (target <= 2x), per conv shape. Results are
-asserted before timing; ``test_*_report`` print the ratios from one run."""
+against the plain sat16pair conv on the same impl (target <= 2x), per conv shape: as
+``conv_u8s8_satcount`` (two output arrays) and as the analysis' ``conv_u8s8_satstats`` (counts
+and error figures only). Results are asserted before timing; ``test_*_report`` print the
+ratios from one run."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import numpy as np
 import pytest
 
 import fastq
-from fastq import kernels
+from fastq import _core, kernels
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import _qdq_models as M  # noqa: E402
@@ -90,16 +92,21 @@ def test_analysis_ratio_report(name):
 
 # ----------------------------------------------------------------------- conv counting kernel
 IMPL = "avx512vnni" if "avx512vnni" in kernels.available_impls() else "ref"
-CONVS = {  # name: (x shape, w shape, group, strides, pads)
-    "3x3 64->64 56x56": ((1, 64, 56, 56), (64, 64, 3, 3), 1, (1, 1), (1, 1, 1, 1)),
-    "stem 3->32 s2 224x224": ((1, 3, 224, 224), (32, 3, 3, 3), 1, (2, 2), (1, 1, 1, 1)),
-    "1x1 128->256 28x28": ((1, 128, 28, 28), (256, 128, 1, 1), 1, (1, 1), (0, 0, 0, 0)),
-    "dw 3x3 128 56x56": ((1, 128, 56, 56), (128, 1, 3, 3), 128, (1, 1), (1, 1, 1, 1)),
+CONVS = {  # name: (x shape, w shape, group, strides, pads, pairing)
+    "3x3 64->64 56x56": ((1, 64, 56, 56), (64, 64, 3, 3), 1, (1, 1), (1, 1, 1, 1), "per_tap"),
+    "stem 3->32 s2 224x224": ((1, 3, 224, 224), (32, 3, 3, 3), 1, (2, 2), (1, 1, 1, 1),
+                              "per_tap"),
+    "1x1 128->256 28x28": ((1, 128, 28, 28), (256, 128, 1, 1), 1, (1, 1), (0, 0, 0, 0),
+                           "per_tap"),
+    "dw 3x3 128 56x56": ((1, 128, 56, 56), (128, 1, 3, 3), 128, (1, 1), (1, 1, 1, 1),
+                         "per_tap"),
+    "dw 3x3 128 56x56 flat": ((1, 128, 56, 56), (128, 1, 3, 3), 128, (1, 1), (1, 1, 1, 1),
+                              "flat"),
 }
 
 
-def conv_operands(name, pairing="per_tap"):
-    xs, ws, group, st, pd = CONVS[name]
+def conv_operands(name):
+    xs, ws, group, st, pd, pairing = CONVS[name]
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, xs, dtype=np.uint8)
     w = kernels.pack_conv_weights(rng.integers(-128, 128, ws, dtype=np.int8), group=group,
@@ -122,12 +129,22 @@ def test_bench_conv_satcount(benchmark, name, what):
         benchmark(kernels.conv_u8s8, x, w, arith="sat16pair", impl=IMPL, **kw)
 
 
+def satstats(x, w, kw):
+    """The analysis' per-layer pass: counts and error figures, no output arrays."""
+    oc = w.shape[0]
+    st, pd = kw["strides"], kw["pads"]
+    return _core.conv_u8s8_satstats(x, w, st, pd, (1, 1), kw["x_zero_point"], IMPL, True,
+                                    np.zeros(oc, np.int64), np.ones(oc), None)
+
+
 def test_conv_satcount_ratio_report():
     lines = []
     for name in CONVS:
         x, w, kw = conv_operands(name)
         t_c = best_time(lambda: kernels.conv_u8s8_satcount(x, w, impl=IMPL, **kw))
+        t_a = best_time(lambda: satstats(x, w, kw))
         t_s = best_time(lambda: kernels.conv_u8s8(x, w, arith="sat16pair", impl=IMPL, **kw))
-        lines.append(f"{name}: satcount {t_c * 1e3:.2f} ms, sat16pair {t_s * 1e3:.2f} ms, "
-                     f"ratio {t_c / t_s:.2f} (target 2)")
+        lines.append(f"{name}: sat16pair conv {t_s * 1e3:.2f} ms; satcount (2 outputs) "
+                     f"{t_c * 1e3:.2f} ms, ratio {t_c / t_s:.2f}; satstats (analysis pass) "
+                     f"{t_a * 1e3:.2f} ms, ratio {t_a / t_s:.2f} (target 2)")
     print(f"\nconv counting kernel, impl {IMPL}:\n" + "\n".join(lines))
