@@ -139,7 +139,7 @@ def test_satstats_equal_satcount_then_error_stats(case, pairing, base_is_exact):
         sat, exact, counts = _core.conv_u8s8_satcount(x, pw, strides, pads, dil, 7, impl)
         t, b = (sat, exact) if base_is_exact else (exact, sat)
         want = _core.acc_error_stats(t, b, 1, zc, scale, bias)
-        got_counts, got = _core.conv_u8s8_satstats(x, pw, strides, pads, dil, 7, impl,
+        got_counts, got, _ = _core.conv_u8s8_satstats(x, pw, strides, pads, dil, 7, impl,
                                                    base_is_exact, zc, scale, bias)
         assert np.array_equal(got_counts, counts)
         for k in ("changed", "max_abs", "sum_abs"):
@@ -151,7 +151,7 @@ def test_satstats_equal_satcount_then_error_stats(case, pairing, base_is_exact):
     sat, exact, counts = kernels.gemm_u8s8_satcount(a, pb)
     t, b = (sat, exact) if base_is_exact else (exact, sat)
     want = _core.acc_error_stats(t, b, 1, zc[:5].copy(), scale[:5].copy(), None)
-    got_counts, got = _core.gemm_u8s8_satstats(a, pb, "ref", base_is_exact, zc[:5].copy(),
+    got_counts, got, _ = _core.gemm_u8s8_satstats(a, pb, "ref", base_is_exact, zc[:5].copy(),
                                                scale[:5].copy(), None)
     assert np.array_equal(got_counts, counts) and got["changed"] == want["changed"]
     assert got["noise"] == pytest.approx(want["noise"], rel=1e-12)

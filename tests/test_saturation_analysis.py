@@ -5,6 +5,7 @@ outputs, errors and SQNR equal a numpy oracle on the layer's quantized input (co
 channels per group in both pairings, stride/pad/dilation/groups/depthwise, MatMul, Gemm, int8
 activations); whole-model and metric differences; renderings; errors."""
 
+import importlib.util
 import json
 import math
 
@@ -267,3 +268,39 @@ def test_onnxruntime_qdq_model_every_layer_equals_oracle(tmp_path):
         assert r.changed_outputs == want["changed"], where
         assert r.max_abs_error == want["max_abs"], where
         assert r.sqnr_db == pytest.approx(want["sqnr"], rel=1e-6), where
+
+
+def _models_for_fast_path(tmp_path):
+    yield "float outputs", saturating_net().model(), [{"x": x} for x in saturating_net().data(2)]
+    net = QdqNet((3, 37), 5)
+    net.matmul("mm", 37, 11, zp=40, signed=True)
+    net.relu()
+    net.matmul("gemm", 11, 6, gemm=True, zp=230)
+    yield "int8 act, MatMul, Gemm", net.model(), [{"x": x} for x in net.data(2)]
+    net = QdqNet((2, 4, 9), 6)           # 1-D conv, flat pairs, depthwise
+    net.conv("c1", 6, k=(3,), stride=(2,), pads=(1, 1), dil=(1,), zp=230)
+    net.relu()
+    net.conv("dw", 6, k=(3,), stride=(1,), pads=(1, 1), dil=(1,), group=6, zp=230)
+    yield "1-D", net.model(), [{"x": x} for x in net.data(2)]
+    if importlib.util.find_spec("onnxruntime") is not None:
+        import _qdq_models as M
+        m = M.cnn_model(hw=10, c=8, blocks=1)
+        data = M.calibration(m, 2)
+        yield "requantizing (ORT QDQ)", M.quantize(m, data, tmp_path), data
+
+
+@pytest.mark.parametrize("baseline", ["exact32", "sat16pair"])
+@pytest.mark.parametrize("pairing", ["per_tap", "flat"])
+def test_counting_layers_return_the_layers_outputs_bit_for_bit(tmp_path, baseline, pairing):
+    """The analysis' session runs each layer once (the counting pass gives its output):
+    its outputs equal a plain session's, and no layer fell back to its own kernel."""
+    from fastq.saturation import layer_counters
+    for what, model, data in _models_for_fast_path(tmp_path):
+        sess = fastq.InferenceSession(model, arith=baseline, conv_pairing=pairing)
+        counters = layer_counters(sess, base_is_exact=baseline == "exact32")
+        plain = fastq.InferenceSession(model, arith=baseline, conv_pairing=pairing)
+        for feeds in data:
+            for got, want in zip(sess.run(None, feeds), plain.run(None, feeds)):
+                assert got.dtype == want.dtype and np.array_equal(got, want), what
+        assert all(c.fast and c.checked for c in counters), \
+            (what, [c.rec.name for c in counters if not c.fast])

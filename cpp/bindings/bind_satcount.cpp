@@ -4,6 +4,7 @@
 // the outputs never leaving C++). Same checks as conv_u8s8's binding.
 #include <array>
 #include <string>
+#include <vector>
 
 #include <pybind11/stl.h>
 
@@ -113,7 +114,7 @@ void bind_satcount(py::module_& m) {
                                  std::array<int64_t, 2> strides, std::array<int64_t, 4> pads,
                                  std::array<int64_t, 2> dil, int x_zp, const std::string& impl,
                                  bool base_is_exact, py::array zc, py::array scale,
-                                 py::object bias) {
+                                 py::object bias, bool want_base) {
     require_dtype<uint8_t>(x, "x", "uint8");
     ConvShape s = make_shape(x, w.OC, w.KH, w.KW, w.group, strides, pads, dil);
     if (s.C != w.Cg * w.group)
@@ -125,21 +126,28 @@ void bind_satcount(py::module_& m) {
     py::array_t<int64_t> counts(static_cast<py::ssize_t>(w.OC));
     SatStatsArgs a{parse_impl(impl), base_is_exact, static_cast<const int64_t*>(zc.data()),
                    static_cast<const double*>(scale.data()), bp, counts.mutable_data()};
+    py::object base = py::none();
+    if (want_base) {
+      py::array_t<int32_t> b({s.N, s.OC, s.OH(), s.OW()});
+      a.base_out = b.mutable_data();
+      base = b;
+    }
     const uint8_t* xp = static_cast<const uint8_t*>(x.data());
     AccErrorStats r;
     {
       py::gil_scoped_release nogil;
       r = conv_u8s8_satstats(xp, s, w, static_cast<uint8_t>(x_zp), a);
     }
-    return py::make_tuple(counts, stats_dict(r));
+    return py::make_tuple(counts, stats_dict(r), base);
   }, py::arg("x"), py::arg("w"), py::arg("strides"), py::arg("pads"), py::arg("dilations"),
      py::arg("x_zero_point"), py::arg("impl"), py::arg("base_is_exact"), py::arg("zc"),
-     py::arg("scale"), py::arg("bias"),
-     "(per-channel int16-limit counts, acc_error_stats of the layer) without its outputs");
+     py::arg("scale"), py::arg("bias"), py::arg("want_base") = false,
+     "(per-channel int16-limit counts, acc_error_stats of the layer, the base arith's raw "
+     "sums [N, OC, OH, OW] if want_base else None)");
 
   m.def("gemm_u8s8_satstats", [](py::array a, const PackedB& b, const std::string& impl,
                                  bool base_is_exact, py::array zc, py::array scale,
-                                 py::object bias) {
+                                 py::object bias, bool want_base) {
     require_dtype<uint8_t>(a, "a", "uint8");
     require_ndim(a, 2, "a");
     require_c_contiguous(a, "a");
@@ -153,15 +161,56 @@ void bind_satcount(py::module_& m) {
                       static_cast<const double*>(scale.data()), bp, counts.mutable_data()};
     const uint8_t* ap = static_cast<const uint8_t*>(a.data());
     const int64_t M = a.shape(0);
+    py::object base = py::none();
+    if (want_base) {
+      py::array_t<int32_t> bo({static_cast<py::ssize_t>(M), static_cast<py::ssize_t>(b.N)});
+      args.base_out = bo.mutable_data();
+      base = bo;
+    }
     AccErrorStats r;
     {
       py::gil_scoped_release nogil;
       r = gemm_u8s8_satstats(ap, M, b, args);
     }
-    return py::make_tuple(counts, stats_dict(r));
+    return py::make_tuple(counts, stats_dict(r), base);
   }, py::arg("a"), py::arg("b"), py::arg("impl"), py::arg("base_is_exact"), py::arg("zc"),
-     py::arg("scale"), py::arg("bias"),
-     "(per-column int16-limit counts, acc_error_stats of the GEMM) without its outputs");
+     py::arg("scale"), py::arg("bias"), py::arg("want_base") = false,
+     "(per-column int16-limit counts, acc_error_stats of the GEMM, the base arith's raw sums "
+     "[M, N] if want_base else None)");
+
+  m.def("acc_epilogue", [](py::array acc, int64_t axis, py::array zc, py::array scale,
+                           py::object bias) {
+    require_dtype<int32_t>(acc, "acc", "int32");
+    require_c_contiguous(acc, "acc");
+    if (axis < 0 || axis >= acc.ndim())
+      throw std::invalid_argument("axis " + std::to_string(axis) + " out of range for " +
+                                  shape_str(acc));
+    int64_t outer = 1, inner = 1;
+    const int64_t C = acc.shape(axis);
+    for (int64_t i = 0; i < axis; ++i) outer *= acc.shape(i);
+    for (int64_t i = axis + 1; i < acc.ndim(); ++i) inner *= acc.shape(i);
+    require_dtype<int64_t>(zc, "zc", "int64");
+    require_ndim(zc, 1, "zc");
+    require_c_contiguous(zc, "zc");
+    if (zc.shape(0) != C) throw std::invalid_argument("zc must have one entry per channel");
+    check_scales(scale, C);
+    if (scale.shape(0) != C) throw std::invalid_argument("scale must have one entry per channel");
+    py::array bias_arr;
+    const float* bp = optional_bias(bias, C, bias_arr);
+    std::vector<py::ssize_t> shape(acc.shape(), acc.shape() + acc.ndim());
+    py::array_t<float> out(shape);
+    const int32_t* ap = static_cast<const int32_t*>(acc.data());
+    const int64_t* zp = static_cast<const int64_t*>(zc.data());
+    const float* sp = static_cast<const float*>(scale.data());
+    float* op = out.mutable_data();
+    {
+      py::gil_scoped_release nogil;
+      acc_epilogue(ap, outer, C, inner, zp, sp, bp, op);
+    }
+    return out;
+  }, py::arg("acc"), py::arg("axis"), py::arg("zc"), py::arg("scale"), py::arg("bias"),
+     "float32 float(acc - zc[c]) * scale[c] (+ bias[c]), c along `axis`: the int8 layers' "
+     "float epilogue over given raw sums");
 }
 
 }  // namespace fastq

@@ -171,33 +171,42 @@ AccErrorStats acc_error_stats(const int32_t* target, const int32_t* base, int64_
 AccErrorStats conv_u8s8_satstats(const uint8_t* x, const ConvShape& s, const PackedConv& w,
                                  uint8_t x_zp, const SatStatsArgs& a) {
   satcount_kernel(a.impl);
-  const int64_t OCg = s.OCg();
+  const int64_t OCg = s.OCg(), OHW = s.OH() * s.OW();
   AccErrorStats r;
-  std::vector<int32_t>& sat = thread_buffer(0);
-  std::vector<int32_t>& exact = thread_buffer(1);
-  if (!w.dw.empty()) {  // direct depthwise sums, reduced over the NCHW planes
-    const size_t n = static_cast<size_t>(s.N * s.OC * s.OH() * s.OW());
-    grow(exact, n);
-    if (w.pairing == Pairing::PerTap) {  // no pair can reach a limit: target == base
-      conv_u8s8_satcount(x, s, w, x_zp, exact.data(), exact.data(), a.limit_counts, a.impl);
-      return acc_error_stats(exact.data(), exact.data(), s.N, s.OC, s.OH() * s.OW(), a.zc,
-                             a.scale, a.bias);
+  std::vector<int32_t>& buf0 = thread_buffer(0);
+  std::vector<int32_t>& buf1 = thread_buffer(1);
+  if (!w.dw.empty()) {  // direct depthwise sums (NCHW), reduced over the planes
+    const size_t n = static_cast<size_t>(s.N * s.OC * OHW);
+    int32_t* base = a.base_out;
+    if (!base) {
+      grow(buf0, n);
+      base = buf0.data();
     }
-    grow(sat, n);
-    conv_u8s8_satcount(x, s, w, x_zp, sat.data(), exact.data(), a.limit_counts, a.impl);
-    const int32_t* t = a.base_is_exact ? sat.data() : exact.data();
-    const int32_t* b = a.base_is_exact ? exact.data() : sat.data();
-    return acc_error_stats(t, b, s.N, s.OC, s.OH() * s.OW(), a.zc, a.scale, a.bias);
+    if (w.pairing == Pairing::PerTap) {  // no pair can reach a limit: target == base
+      conv_u8s8_satcount(x, s, w, x_zp, base, base, a.limit_counts, a.impl);
+      return acc_error_stats(base, base, s.N, s.OC, OHW, a.zc, a.scale, a.bias);
+    }
+    grow(buf1, n);
+    int32_t* target = buf1.data();
+    conv_u8s8_satcount(x, s, w, x_zp, a.base_is_exact ? target : base,
+                       a.base_is_exact ? base : target, a.limit_counts, a.impl);
+    return acc_error_stats(target, base, s.N, s.OC, OHW, a.zc, a.scale, a.bias);
   }
   conv_im2col_groups(x, s, w, x_zp, [&](int64_t g, const uint8_t* rows, int64_t M) {
-    grow(sat, static_cast<size_t>(M * OCg));
-    grow(exact, static_cast<size_t>(M * OCg));
-    gemm_u8s8_satcount(rows, M, w.K(), *w.groups[g], sat.data(), exact.data(),
-                       a.limit_counts + g * OCg, a.impl);
-    const int32_t* t = a.base_is_exact ? sat.data() : exact.data();
-    const int32_t* b = a.base_is_exact ? exact.data() : sat.data();
-    r.merge(row_error_stats(t, b, M, OCg, a.zc + g * OCg, a.scale + g * OCg,
+    grow(buf0, static_cast<size_t>(M * OCg));
+    grow(buf1, static_cast<size_t>(M * OCg));
+    int32_t* target = buf0.data();
+    int32_t* base = buf1.data();
+    gemm_u8s8_satcount(rows, M, w.K(), *w.groups[g], a.base_is_exact ? target : base,
+                       a.base_is_exact ? base : target, a.limit_counts + g * OCg, a.impl);
+    r.merge(row_error_stats(target, base, M, OCg, a.zc + g * OCg, a.scale + g * OCg,
                             a.bias ? a.bias + g * OCg : nullptr));
+    if (a.base_out) {  // [M, OCg] rows (m = n*OHW + p) -> planes [n, g*OCg + j, p]
+      parallel_for(s.N, [&](int64_t n) {
+        transpose2d(base + n * OHW * OCg, OHW, OCg, OCg,
+                    a.base_out + (n * s.OC + g * OCg) * OHW, OHW);
+      });
+    }
   });
   return r;
 }
@@ -205,14 +214,36 @@ AccErrorStats conv_u8s8_satstats(const uint8_t* x, const ConvShape& s, const Pac
 AccErrorStats gemm_u8s8_satstats(const uint8_t* x, int64_t M, const PackedB& b,
                                  const SatStatsArgs& a) {
   const size_t n = static_cast<size_t>(M * b.N);
-  std::vector<int32_t>& sat = thread_buffer(0);
-  std::vector<int32_t>& exact = thread_buffer(1);
-  grow(sat, n);
-  grow(exact, n);
-  gemm_u8s8_satcount(x, M, b.K, b, sat.data(), exact.data(), a.limit_counts, a.impl);
-  const int32_t* t = a.base_is_exact ? sat.data() : exact.data();
-  const int32_t* bs = a.base_is_exact ? exact.data() : sat.data();
-  return row_error_stats(t, bs, M, b.N, a.zc, a.scale, a.bias);
+  std::vector<int32_t>& buf0 = thread_buffer(0);
+  std::vector<int32_t>& buf1 = thread_buffer(1);
+  grow(buf0, n);
+  int32_t* target = buf0.data();
+  int32_t* base = a.base_out;
+  if (!base) {
+    grow(buf1, n);
+    base = buf1.data();
+  }
+  gemm_u8s8_satcount(x, M, b.K, b, a.base_is_exact ? target : base,
+                     a.base_is_exact ? base : target, a.limit_counts, a.impl);
+  return row_error_stats(target, base, M, b.N, a.zc, a.scale, a.bias);
+}
+
+void acc_epilogue(const int32_t* acc, int64_t outer, int64_t C, int64_t inner,
+                  const int64_t* zc, const float* scale, const float* bias, float* out) {
+  parallel_for(outer, [&](int64_t o) {
+    for (int64_t c = 0; c < C; ++c) {
+      const int64_t off = (o * C + c) * inner, z = zc[c];
+      const float sc = scale[c];
+      const int32_t* a = acc + off;
+      float* y = out + off;
+      if (bias) {
+        const float b = bias[c];
+        for (int64_t i = 0; i < inner; ++i) y[i] = static_cast<float>(int64_t(a[i]) - z) * sc + b;
+      } else {
+        for (int64_t i = 0; i < inner; ++i) y[i] = static_cast<float>(int64_t(a[i]) - z) * sc;
+      }
+    }
+  });
 }
 
 }  // namespace fastq

@@ -60,7 +60,9 @@ AccErrorStats acc_error_stats(const int32_t* target, const int32_t* base, int64_
 // The saturation analysis' per-layer pass without materializing the layer's outputs: the
 // counting conv / GEMM, each group's (or the GEMM's) rows reduced as they are produced.
 // Target vs base: sat16pair vs exact32 when base_is_exact, else the reverse. zc, scale, bias
-// (nullable) per output channel; limit_counts overwritten (OC / N entries).
+// (nullable) per output channel; limit_counts overwritten (OC / N entries). base_out
+// (nullable): also write the base arithmetic's sums there ([N, OC, OH, OW] / [M, N]), i.e.
+// what conv_u8s8 / gemm_u8s8 in that arithmetic returns, so one pass serves as the layer.
 struct SatStatsArgs {
   Impl impl;
   bool base_is_exact;
@@ -68,10 +70,18 @@ struct SatStatsArgs {
   const double* scale;
   const double* bias;
   int64_t* limit_counts;
+  int32_t* base_out = nullptr;
 };
 AccErrorStats conv_u8s8_satstats(const uint8_t* x, const ConvShape& s, const PackedConv& w,
                                  uint8_t x_zp, const SatStatsArgs& a);
 AccErrorStats gemm_u8s8_satstats(const uint8_t* x, int64_t M, const PackedB& b,
                                  const SatStatsArgs& a);
+
+// The quantized layers' float epilogue over raw sums laid out [outer, C, inner]:
+//   out = float(int64(acc) - zc[c]) * scale[c] (+ bias[c])   (float32, in this order)
+// the operations qconv / qlinear_epilogue perform (-ffp-contract=off), so a layer's float
+// output can be formed from sums computed elsewhere (the saturation analysis' pass).
+void acc_epilogue(const int32_t* acc, int64_t outer, int64_t C, int64_t inner,
+                  const int64_t* zc, const float* scale, const float* bias, float* out);
 
 }  // namespace fastq
