@@ -54,10 +54,10 @@ void check_shape(const ConvShape& s, const PackedConv& w) {
     throw std::invalid_argument("conv output would be empty: kernel larger than padded input");
 }
 
-}  // namespace
-
-void conv_im2col_groups(const uint8_t* x, const ConvShape& s, const PackedConv& w,
-                        uint8_t x_zp, const ConvGroupGemm& gemm) {
+// Runs every group's GEMM and hands its [M = N*OH*OW, OC/group] s32 result to `sink`.
+void run_groups(const uint8_t* x, const ConvShape& s, const PackedConv& w, uint8_t x_zp,
+                Impl impl, Arith arith,
+                const std::function<void(int64_t g, const int32_t* acc, int64_t M)>& sink) {
   check_shape(s, w);
   const int64_t OH = s.OH(), OW = s.OW(), Cg = w.Cg, Cp = w.Cpad, K = w.K();
   const int64_t HW = s.H * s.W, M = s.N * OH * OW;
@@ -73,9 +73,11 @@ void conv_im2col_groups(const uint8_t* x, const ConvShape& s, const PackedConv& 
                       s.pad_bottom == 0 && s.pad_right == 0 && Cp == Cg;
   uint8_t* cols = direct ? nullptr
                          : scratch_as<uint8_t>(Scratch::ConvCols, static_cast<size_t>(M * K));
+  int32_t* acc = scratch_as<int32_t>(Scratch::ConvAcc, static_cast<size_t>(M * s.OCg()));
   for (int64_t g = 0; g < s.group; ++g) {
     if (direct) {
-      gemm(g, nhwc, M);
+      gemm_u8s8(nhwc, M, K, *w.groups[g], acc, s.OCg(), impl, arith);
+      sink(g, acc, M);
       continue;
     }
     parallel_for(s.N * OH, [&](int64_t row) {
@@ -101,23 +103,9 @@ void conv_im2col_groups(const uint8_t* x, const ConvShape& s, const PackedConv& 
         }
       }
     });
-    gemm(g, cols, M);
+    gemm_u8s8(cols, M, K, *w.groups[g], acc, s.OCg(), impl, arith);
+    sink(g, acc, M);
   }
-}
-
-namespace {
-
-// Runs every group's GEMM and hands its [M = N*OH*OW, OC/group] s32 result to `sink`.
-void run_groups(const uint8_t* x, const ConvShape& s, const PackedConv& w, uint8_t x_zp,
-                Impl impl, Arith arith,
-                const std::function<void(int64_t g, const int32_t* acc, int64_t M)>& sink) {
-  check_shape(s, w);  // before sizing the accumulators from the output shape
-  const int64_t M = s.N * s.OH() * s.OW(), K = w.K();
-  int32_t* acc = scratch_as<int32_t>(Scratch::ConvAcc, static_cast<size_t>(M * s.OCg()));
-  conv_im2col_groups(x, s, w, x_zp, [&](int64_t g, const uint8_t* a, int64_t rows) {
-    gemm_u8s8(a, rows, K, *w.groups[g], acc, s.OCg(), impl, arith);
-    sink(g, acc, rows);
-  });
 }
 
 // [M, OCg] rows (m = (n*OH + oh)*OW + ow) -> out[n, g*OCg + j, oh, ow]

@@ -1,4 +1,4 @@
-// Driver of the saturation-analysis conv (conv_satcount.h): conv.cpp's im2col stage hands
+// Driver of the saturation-analysis conv (conv_satcount.h): conv_u8s8's im2col rows hand
 // each group's rows to the satcount GEMM driver (its tile kernels, fixed-order count sums),
 // whose [M, OC/group] results are scattered to NCHW. Depthwise convs (too short a reduction for
 // GEMM panels) are counted directly. Plus the one-pass error reduction the saturation
@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <functional>
 #include <stdexcept>
 #include <vector>
 
@@ -52,6 +53,61 @@ void grow(std::vector<int32_t>& v, size_t n) {
   if (v.size() < n) v.resize(n);
 }
 
+// conv.h's im2col stage: the input as NHWC once, then per group the rows m = (n*OH + oh)*OW +
+// ow of K = w.K() bytes in (kh, kw, c) order, padding taps x_zp, per-tap pad channels 0 --
+// the rows conv_u8s8 hands its GEMM (the tests hold the sums bit-equal to conv_u8s8's in both
+// pairings). A copy of conv.cpp's loop, so the int8 executor's driver stays untouched while
+// it is being reworked; fn(g, rows, M) per group, in order, on this thread.
+// TODO(merge): use conv.h's shared im2col once the executor branch exposes one.
+void im2col_groups(const uint8_t* x, const ConvShape& s, const PackedConv& w, uint8_t x_zp,
+                   const std::function<void(int64_t, const uint8_t*, int64_t)>& fn) {
+  if (s.group != w.group || s.C != w.Cg * w.group || s.OC != w.OC || s.KH != w.KH ||
+      s.KW != w.KW)
+    throw std::invalid_argument("conv input/weight shapes do not match the packed weights");
+  if (s.OH() <= 0 || s.OW() <= 0)
+    throw std::invalid_argument("conv output would be empty: kernel larger than padded input");
+  const int64_t OH = s.OH(), OW = s.OW(), Cg = w.Cg, Cp = w.Cpad, K = w.K();
+  const int64_t HW = s.H * s.W, M = s.N * OH * OW;
+  thread_local std::vector<uint8_t> nhwc_buf, cols_buf;
+  if (nhwc_buf.size() < static_cast<size_t>(s.N * HW * s.C))
+    nhwc_buf.resize(static_cast<size_t>(s.N * HW * s.C));
+  uint8_t* nhwc = nhwc_buf.data();
+  parallel_for(s.N, [&](int64_t n) {
+    transpose2d(x + n * s.C * HW, s.C, HW, HW, nhwc + n * HW * s.C, s.C);
+  });
+  const bool direct = s.group == 1 && s.KH == 1 && s.KW == 1 && s.stride_h == 1 &&
+                      s.stride_w == 1 && s.pad_top == 0 && s.pad_left == 0 &&
+                      s.pad_bottom == 0 && s.pad_right == 0 && Cp == Cg;
+  if (direct) {  // a 1x1 unpadded conv reads the NHWC input as its im2col matrix
+    fn(0, nhwc, M);
+    return;
+  }
+  if (cols_buf.size() < static_cast<size_t>(M * K)) cols_buf.resize(static_cast<size_t>(M * K));
+  uint8_t* cols = cols_buf.data();
+  for (int64_t g = 0; g < s.group; ++g) {
+    parallel_for(s.N * OH, [&](int64_t row) {
+      const int64_t n = row / OH, oh = row % OH;
+      uint8_t* dst = cols + row * OW * K;
+      for (int64_t ow = 0; ow < OW; ++ow) {
+        for (int64_t kh = 0; kh < s.KH; ++kh) {
+          const int64_t ih = oh * s.stride_h - s.pad_top + kh * s.dil_h;
+          for (int64_t kw = 0; kw < s.KW; ++kw, dst += Cp) {
+            const int64_t iw = ow * s.stride_w - s.pad_left + kw * s.dil_w;
+            if (ih >= 0 && ih < s.H && iw >= 0 && iw < s.W) {
+              std::memcpy(dst, nhwc + ((n * s.H + ih) * s.W + iw) * s.C + g * Cg,
+                          static_cast<size_t>(Cg));
+            } else {
+              std::memset(dst, x_zp, static_cast<size_t>(Cg));
+            }
+            if (Cp > Cg) dst[Cg] = 0;
+          }
+        }
+      }
+    });
+    fn(g, cols, M);
+  }
+}
+
 }  // namespace
 
 void dw_flat_satcount_planes_ref(const DwSatArgs& a, int64_t p0, int64_t p1,
@@ -82,7 +138,7 @@ void conv_u8s8_satcount(const uint8_t* x, const ConvShape& s, const PackedConv& 
   }
   const int64_t OCg = s.OCg(), OHW = s.OH() * s.OW();
   std::vector<int32_t> sat, exact;
-  conv_im2col_groups(x, s, w, x_zp, [&](int64_t g, const uint8_t* a, int64_t M) {
+  im2col_groups(x, s, w, x_zp, [&](int64_t g, const uint8_t* a, int64_t M) {
     sat.resize(static_cast<size_t>(M * OCg));
     exact.resize(static_cast<size_t>(M * OCg));
     gemm_u8s8_satcount(a, M, w.K(), *w.groups[g], sat.data(), exact.data(),
@@ -192,7 +248,7 @@ AccErrorStats conv_u8s8_satstats(const uint8_t* x, const ConvShape& s, const Pac
                        a.base_is_exact ? base : target, a.limit_counts, a.impl);
     return acc_error_stats(target, base, s.N, s.OC, OHW, a.zc, a.scale, a.bias);
   }
-  conv_im2col_groups(x, s, w, x_zp, [&](int64_t g, const uint8_t* rows, int64_t M) {
+  im2col_groups(x, s, w, x_zp, [&](int64_t g, const uint8_t* rows, int64_t M) {
     grow(buf0, static_cast<size_t>(M * OCg));
     grow(buf1, static_cast<size_t>(M * OCg));
     int32_t* target = buf0.data();

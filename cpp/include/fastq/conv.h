@@ -11,7 +11,6 @@
 // zp * w, which the zero-point correction removes with the weights' full column sums.
 #pragma once
 #include <cstdint>
-#include <functional>
 #include <memory>
 #include <vector>
 
@@ -49,14 +48,6 @@ std::shared_ptr<PackedConv> pack_conv(const int8_t* w, int64_t OC, int64_t Cg, i
 // Raw sums out[N, OC, OH, OW] (s32) of x (u8, NCHW) with spatial padding filled by x_zp.
 void conv_u8s8(const uint8_t* x, const ConvShape& s, const PackedConv& w, uint8_t x_zp,
                int32_t* out, Impl impl, Arith arith);
-
-// The im2col stage of conv_u8s8, shared with other GEMM-shaped kernels over the same rows
-// (the saturation counter, conv_satcount.h): calls gemm(g, a, M) for g = 0..group-1 in order,
-// where `a` holds M = N*OH*OW rows (m = (n*OH + oh)*OW + ow) of w.K() bytes in reduction
-// order, valid during the call. Checks the shapes (std::invalid_argument).
-using ConvGroupGemm = std::function<void(int64_t g, const uint8_t* a, int64_t M)>;
-void conv_im2col_groups(const uint8_t* x, const ConvShape& s, const PackedConv& w,
-                        uint8_t x_zp, const ConvGroupGemm& gemm);
 
 // Scalar reference of the same contract, straight loops over (n, oc, oh, ow, kh, kw, c):
 // the specification the im2col path is tested against.

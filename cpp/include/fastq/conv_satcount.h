@@ -1,5 +1,5 @@
-// Saturation-analysis convolution: one im2col pass (conv.h's, same (kh, kw, c) order and
-// pairing) feeding the satcount GEMM (satcount.h), so for u8 x s8 NCHW convs
+// Saturation-analysis convolution: conv_u8s8's im2col rows ((kh, kw, c) order, the packed
+// weights' pairing) feeding the satcount GEMM (satcount.h), so for u8 x s8 NCHW convs
 //   c_sat   = conv_u8s8(..., Arith::Sat16Pair) bit for bit (the same pairing),
 //   c_exact = conv_u8s8(..., Arith::Exact32),
 //   limit[oc] = pair sums of output channel oc, over all outputs, at an int16 limit.
