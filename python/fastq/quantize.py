@@ -26,7 +26,7 @@ from .algorithms.ranges import activation_qparams, weight_qparams
 from .algorithms.statistics import RangeRequest, collect
 from .config.types import AlgorithmName, ModelType, SaturationFix, TargetDevice
 from .data import input_specs, read_samples
-from .errors import ConfigError, ModelError
+from .errors import ConfigError, FastqError, ModelError
 from .export import build, save_model
 from .export.qdq import as_u8
 from .graph.ir import Graph, load_model
@@ -216,7 +216,12 @@ def run_default(model: Any, calibration_data: Any, cfg, name: AlgorithmName, par
         # what an AVX2 CPU does to the model as exported (fix applied): one exact32 int8 pass
         # over the calibration samples with the C++ counting kernels
         t0 = time.perf_counter()
-        for name, r in sat_fix.measure(qdq, samples, pairing).items():
+        try:
+            measured = sat_fix.measure(qdq, samples, pairing)
+        except FastqError as e:   # a report figure, not worth failing the quantization
+            report.decisions.append(f"saturation not measured for the report: {e}")
+            measured = {}
+        for name, r in measured.items():
             if name in report.layers:
                 report.layers[name]["saturation"] = {
                     k: v for k, v in r.to_dict().items() if k in _SAT_KEYS}
