@@ -43,6 +43,20 @@ def test_table_and_json(files, capsys):
     assert "1 samples" in capsys.readouterr().out
 
 
+def test_metric(files, tmp_path, capsys):
+    d, model, data = files
+    x = np.load(data)["x"]
+    lab = tmp_path / "lab.npz"
+    np.savez(lab, x=x, labels=np.arange(len(x)) % 10)
+    assert cli.main(["saturation", model, "--data", str(lab), "--metric", "top1",
+                     "--json", str(d / "m.json")]) == 0
+    assert "metric top1: exact32 " in capsys.readouterr().out
+    m = json.loads((d / "m.json").read_text())["metric"]
+    assert m["name"] == "top1" and m["drop"] == pytest.approx(m["baseline"] - m["target"])
+    assert cli.main(["saturation", model, "--data", data, "--metric", "top1"]) == 2
+    assert "no array named 'labels'" in capsys.readouterr().err
+
+
 def test_plot(files, capsys):
     pytest.importorskip("matplotlib")
     d, model, data = files

@@ -144,8 +144,13 @@ def _saturation(args) -> int:
     model = load_any(args.model)
     init = {t.name for t in model.graph.initializer}
     inputs = [i for i in model.graph.input if i.name not in init]
-    data = npz_samples(args.data, inputs)
-    a = fastq.analyze_saturation(model, data, conv_pairing=args.pairing, limit=args.limit)
+    kw = {}
+    if args.metric is not None:       # (sample, label) pairs from the same .npz
+        data = npz_validation(args.data, inputs)
+        kw["metric"] = load_metric(args.metric)
+    else:
+        data = npz_samples(args.data, inputs)
+    a = fastq.analyze_saturation(model, data, conv_pairing=args.pairing, limit=args.limit, **kw)
     print(a.to_table(), end="")
     if args.json:
         _atomic_text(args.json, a.to_json())
@@ -188,6 +193,8 @@ def main(argv=None) -> int:
     p.add_argument("--pairing", default="per_tap", choices=["per_tap", "flat"],
                    help="sat16pair pairing of convs with odd channel counts (default per_tap)")
     p.add_argument("--limit", type=int, help="analyze only the first LIMIT samples")
+    p.add_argument("--metric", help="also compare a metric (top1, neg_mse or MODULE:FUNCTION) "
+                   "on both arithmetics; DATA.npz then holds an array 'labels'")
     p.set_defaults(func=_saturation)
     p = sub.add_parser("demo", help="quantize the packaged digits CNN and compare accuracy")
     p.add_argument("-o", "--output", help="where to write the int8 model (default: temp dir)")
