@@ -213,6 +213,19 @@ def test_bad_data_and_options():
         fastq.analyze_saturation(model, good, conv_pairing="diagonal")
     with pytest.raises(fastq.ModelError):
         fastq.analyze_saturation("/nonexistent/model.onnx", good)
+    with pytest.raises(fastq.ConfigError, match="metric needs the target run"):
+        fastq.analyze_saturation(model, good, metric="top1", whole_model=False)
+    with pytest.raises(fastq.ConfigError, match="limit"):
+        fastq.analyze_saturation(model, good, limit=0)
+
+
+def test_per_layer_only_skips_the_target_run():
+    net = saturating_net()
+    data = net.data(2)
+    full = fastq.analyze_saturation(net.model(), data)
+    part = fastq.analyze_saturation(net.model(), data, whole_model=False)
+    assert part.outputs == {} and part.timings["target_runs"] == 0.0
+    assert [r.to_dict() for r in part.layers] == [r.to_dict() for r in full.layers]
 
 
 def test_ref_impl_gives_the_same_figures():
