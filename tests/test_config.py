@@ -44,7 +44,7 @@ def test_none_is_default_quantization_with_pot_defaults():
     assert p.smooth_quant_alpha == 0.95
     assert p.target_arith is C.TargetArith.EXACT32
     assert p.conv_pairing is C.ConvPairing.PER_TAP
-    assert p.saturation_threshold == 0.0
+    assert p.saturation_threshold == 1e-3
 
 
 def test_full_bias_correction_threshold_default_is_1000():

@@ -112,8 +112,9 @@ def test_saturation_fix_all_first_layer_no(resnet):
     # the fix is for CPU/ANY only
     gpu = q(resnet, saturation_fix="all", target_device="GPU")
     assert not any(v["saturation_fix"] for v in gpu.report.layers.values())
-    with pytest.raises(fastq.ConfigError, match="auto.*not implemented"):
-        q(resnet, saturation_fix="auto")
+    # auto measures (tests/test_saturation_fix_auto.py): here the stem saturates most
+    auto = q(resnet, saturation_fix="auto")
+    assert stem in [k for k, v in auto.report.layers.items() if v["saturation_fix"]]
 
 
 def test_saturation_fix_first_layer_transformer_qkv():

@@ -54,4 +54,5 @@ PYBIND11_MODULE(_core, m) {
   fastq::bind_requant(m);
   fastq::bind_stats(m);
   fastq::bind_runtime(m);
+  fastq::bind_satcount(m);
 }

@@ -9,6 +9,8 @@ from .errors import (ConfigError, DataError, FastqError, IsaError, KernelError, 
                      UnsupportedOpError)
 from .runtime import InferenceSession, supported_ops
 from .quantize import QuantizationResult, quantize
+from .saturation import analyze_saturation
+from .saturation_result import SaturationAnalysis
 
 __version__ = "0.1.0"
 
@@ -29,6 +31,7 @@ def get_num_threads() -> int:
 
 __all__ = [
     "ConfigError", "DataError", "FastqError", "InferenceSession", "IsaError", "KernelError",
-    "ModelError", "QuantizationResult", "UnsupportedOpError", "config", "cpu_features",
-    "get_num_threads", "kernels", "metrics", "quantize", "set_num_threads", "stats", "supported_ops",
+    "ModelError", "QuantizationResult", "SaturationAnalysis", "UnsupportedOpError",
+    "analyze_saturation", "config", "cpu_features", "get_num_threads", "kernels", "metrics",
+    "quantize", "set_num_threads", "stats", "supported_ops",
 ]

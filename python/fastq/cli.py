@@ -1,6 +1,7 @@
 """The ``fastq`` command line: ``info`` (CPU features and kernels), ``quantize`` (float ONNX +
 calibration .npz -> int8 QDQ ONNX, optional JSON report; AccuracyAware configs take
-``--validation VAL.npz --metric top1|MODULE:FUNCTION``), ``demo`` (the packaged digits CNN).
+``--validation VAL.npz --metric top1|MODULE:FUNCTION``), ``saturation`` (per-layer sat16pair vs
+exact32 table of a QDQ model, optional JSON and bar chart), ``demo`` (the packaged digits CNN).
 Bad input exits with status 2 and one line ``fastq: error: ...`` on stderr.
 """
 
@@ -133,6 +134,31 @@ def _atomic_text(path: str, text: str) -> None:
     os.replace(tmp, path)
 
 
+def _saturation(args) -> int:
+    import fastq
+    from fastq.runtime.session import load_any
+    from fastq.saturation_result import require_matplotlib
+
+    if args.plot:
+        require_matplotlib()            # fail before the analysis, not after it
+    model = load_any(args.model)
+    init = {t.name for t in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in init]
+    kw = {}
+    if args.metric is not None:       # (sample, label) pairs from the same .npz
+        data = npz_validation(args.data, inputs)
+        kw["metric"] = load_metric(args.metric)
+    else:
+        data = npz_samples(args.data, inputs)
+    a = fastq.analyze_saturation(model, data, conv_pairing=args.pairing, limit=args.limit, **kw)
+    print(a.to_table(), end="")
+    if args.json:
+        _atomic_text(args.json, a.to_json())
+    if args.plot:
+        a.save_plot(args.plot)
+    return 0
+
+
 def _demo(args) -> int:
     from fastq import demo
     demo.run(args.output, progress=not args.no_progress)
@@ -157,6 +183,19 @@ def main(argv=None) -> int:
                    "MODULE:FUNCTION (metric(outputs, annotation) -> float, higher is better)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.set_defaults(func=_quantize)
+    p = sub.add_parser("saturation", help="per int8 layer of a QDQ model: what AVX2 "
+                       "(sat16pair) saturation changes against VNNI (exact32)")
+    p.add_argument("model", help="quantized (QDQ) ONNX model")
+    p.add_argument("--data", required=True,
+                   help=".npz with one array per input name, first axis = samples")
+    p.add_argument("--json", help="write the full analysis as JSON here")
+    p.add_argument("--plot", help="draw a bar chart per layer here (needs matplotlib)")
+    p.add_argument("--pairing", default="per_tap", choices=["per_tap", "flat"],
+                   help="sat16pair pairing of convs with odd channel counts (default per_tap)")
+    p.add_argument("--limit", type=int, help="analyze only the first LIMIT samples")
+    p.add_argument("--metric", help="also compare a metric (top1, neg_mse or MODULE:FUNCTION) "
+                   "on both arithmetics; DATA.npz then holds an array 'labels'")
+    p.set_defaults(func=_saturation)
     p = sub.add_parser("demo", help="quantize the packaged digits CNN and compare accuracy")
     p.add_argument("-o", "--output", help="where to write the int8 model (default: temp dir)")
     p.add_argument("--no-progress", action="store_true")

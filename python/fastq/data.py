@@ -9,7 +9,7 @@ as samples along axis 0 (each ``x[i:i+1]``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable, List, Optional, Tuple
+from typing import Any, Iterable, Iterator, List, Optional, Tuple
 
 import numpy as np
 from onnx import helper
@@ -84,6 +84,38 @@ def check_sample(sample: Any, specs: List[InputSpec], i: int) -> dict:
                             f"(first at index {bad})")
         feeds[s.name] = np.ascontiguousarray(x)
     return feeds
+
+
+def iter_samples(data: Iterable, specs: List[InputSpec], *, labelled: bool = False,
+                 what: str = "calibration sample") -> Iterator[Tuple[int, dict, Any]]:
+    """Stream ``(index, checked feeds, annotation)``; ``labelled``: each item is an
+    ``(inputs, annotation)`` pair (annotation None otherwise). Nothing is retained."""
+    if data is None:
+        raise DataError("the dataset is None; give an iterable of samples")
+    if not labelled and isinstance(data, np.ndarray) and len(specs) == 1 and \
+            specs[0].shape is not None and data.ndim == len(specs[0].shape):
+        arr = data                  # one array, samples along the (batch) axis 0: x[i:i+1]
+        data = (arr[i:i + 1] for i in range(len(arr)))
+    try:
+        it = iter(data)
+    except TypeError:
+        raise DataError(f"the dataset must be an iterable of samples, got "
+                        f"{type(data).__name__}") from None
+    for i, item in enumerate(it):
+        annotation = None
+        if labelled:
+            if not isinstance(item, (tuple, list)) or len(item) != 2:
+                raise DataError(f"{what} {i}: with a metric each item must be an (inputs, "
+                                f"annotation) pair, got {type(item).__name__}")
+            item, annotation = item
+        try:
+            feeds = check_sample(item, specs, i)
+        except DataError as e:
+            msg = str(e)
+            if what != "calibration sample" and msg.startswith("calibration sample"):
+                msg = what + msg[len("calibration sample"):]
+            raise DataError(msg) from None
+        yield i, feeds, annotation
 
 
 def read_samples(data: Iterable, specs: List[InputSpec], limit: Optional[int] = None,

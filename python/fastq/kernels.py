@@ -279,17 +279,51 @@ def gemm_u8s8_satcount(a: np.ndarray, b, *, impl: str = "auto"):
     itself is ``c_exact - c_sat``. Kernels exist for ``ref`` and ``avx512vnni``; ``auto``
     picks the fastest of those this CPU runs.
     """
-    if impl == "auto":
-        cap = default_impl("sat16pair")
-        impl = "avx512vnni" if cap == "avx512vnni" else "ref"
-    elif impl not in SATCOUNT_IMPLS:
-        _check_name(impl, IMPLS, "impl")
-        raise KernelError(f"the saturation-counting GEMM has no {impl!r} kernel; valid: "
-                          f"{', '.join(SATCOUNT_IMPLS)}")
-    impl = _resolve_impl(impl, "sat16pair")
+    impl = _satcount_impl(impl)
     a = _as_2d(a, "a", (np.uint8,))
     pb = _packed(b)
     if a.shape[1] != pb.k:
         raise KernelError(f"a has K={a.shape[1]} (shape {a.shape}) but b has K={pb.k} "
                           f"(shape {pb.shape})")
     return _core.gemm_u8s8_satcount(a, pb, impl)
+
+
+def _satcount_impl(impl: str) -> str:
+    if impl == "auto":
+        cap = default_impl("sat16pair")
+        impl = "avx512vnni" if cap == "avx512vnni" else "ref"
+    elif impl not in SATCOUNT_IMPLS:
+        _check_name(impl, IMPLS, "impl")
+        raise KernelError(f"the saturation-counting kernels have no {impl!r} kernel; valid: "
+                          f"{', '.join(SATCOUNT_IMPLS)}")
+    return _resolve_impl(impl, "sat16pair")
+
+
+def conv_u8s8_satcount(x: np.ndarray, w, *, strides=None, pads=None, dilations=None,
+                       group=None, x_zero_point: int = 0, pairing=None, impl: str = "auto"):
+    """The conv form of ``gemm_u8s8_satcount``: ``(c_sat, c_exact, limit_counts)`` where
+    ``c_sat`` equals ``conv_u8s8(..., arith="sat16pair")`` with the weights' pairing,
+    ``c_exact`` equals ``conv_u8s8(..., arith="exact32")`` and ``limit_counts[oc]`` (int64)
+    counts the pair sums of output channel ``oc`` (over all outputs) that ``vpmaddubsw``
+    returned at an int16 limit. Each output has ``ceil(K / 2)`` pairs, K = KH*KW*C/group
+    (per-tap pairing: C/group rounded up to even; a depthwise per-tap pair is one product
+    beside a zero pad, so it never reaches a limit). Same arguments as ``conv_u8s8``."""
+    impl = _satcount_impl(impl)
+    if not isinstance(x, np.ndarray) or x.dtype != np.uint8:
+        raise KernelError(f"x must be a uint8 numpy array, got "
+                          f"{getattr(x, 'dtype', type(x).__name__)}")
+    pw = _packed_conv(w, group, pairing)
+    x4, st, pd, dl, nd = _conv_geometry(x, pw, strides, pads, dilations)
+    if not 0 <= int(x_zero_point) <= 255:
+        raise KernelError(f"x_zero_point={x_zero_point} is outside [0, 255]")
+    sat, exact, counts = _core.conv_u8s8_satcount(x4, pw, st, pd, dl, int(x_zero_point), impl)
+    if nd == 1:
+        sat, exact = sat[:, :, 0, :], exact[:, :, 0, :]
+    return sat, exact, counts
+
+
+def conv_pairs_per_output(packed: PackedConvWeights) -> int:
+    """Pair sums behind one conv output: ceil(K / 2), K the reduction length in the pairing."""
+    oc, cg, kh, kw = packed.shape
+    cpad = cg + (cg % 2) if packed.pairing == "per_tap" else cg
+    return (kh * kw * cpad + 1) // 2

@@ -3,8 +3,9 @@
 Contract: ``quantize(model, calibration_data, config=None, *, progress=True)`` ->
 ``QuantizationResult`` with ``.model`` (ModelProto), ``.report``, ``.plan``, ``.save(path)``
 (atomic). The caller's model is never mutated. Stages: load/check -> float transforms ->
-(SmoothQuant) -> placement -> one statistics pass -> QParams (+ saturation fix) -> bias
-correction (exact32 executor) -> QDQ export -> report.
+(SmoothQuant) -> placement -> one statistics pass -> QParams (+ saturation fix; "auto"
+measures each layer on the calibration data) -> bias correction (exact32 executor) -> QDQ export
+-> report (CPU/ANY targets: per-layer sat16pair saturation of the exported model).
 """
 
 from __future__ import annotations
@@ -19,12 +20,13 @@ import onnx
 
 from . import config as config_mod
 from .algorithms import bias_correction as bc
+from .algorithms import saturation_fix as sat_fix
 from .algorithms.placement import Plan, build_plan, check_scope
 from .algorithms.ranges import activation_qparams, weight_qparams
 from .algorithms.statistics import RangeRequest, collect
-from .config.types import AlgorithmName, ModelType
+from .config.types import AlgorithmName, ModelType, SaturationFix, TargetDevice
 from .data import input_specs, read_samples
-from .errors import ConfigError, ModelError
+from .errors import ConfigError, FastqError, ModelError
 from .export import build, save_model
 from .export.qdq import as_u8
 from .graph.ir import Graph, load_model
@@ -33,6 +35,8 @@ from .report import Report
 from .runtime import InferenceSession
 
 FULL_BC_FRACTION = 0.2      # POT BiasCorrection: 20% of the calibration samples
+_SAT_KEYS = ("saturated_pairs", "saturated_fraction", "changed_outputs", "changed_fraction",
+             "max_abs_error", "mean_abs_error", "sqnr_db")
 
 
 @dataclass
@@ -191,6 +195,13 @@ def run_default(model: Any, calibration_data: Any, cfg, name: AlgorithmName, par
     act_qp, decisions = activation_qparams(plan, stats)
     plan.decisions.extend(decisions)
     w_qp = weight_qparams(g.inits, plan)
+    pairing = params.conv_pairing.value
+    if params.effective_saturation_fix is SaturationFix.AUTO:
+        w_qp, decisions, info = sat_fix.auto_fix(
+            plan, w_qp, lambda w: build(g, plan, act_qp, dict(w))[0], samples,
+            params.saturation_threshold, pairing)
+        plan.decisions.extend(decisions)
+        timings["saturation_auto"] = info["seconds"]
 
     bc_result = {}
     if sites:
@@ -216,6 +227,20 @@ def run_default(model: Any, calibration_data: Any, cfg, name: AlgorithmName, par
     final_w = dict(w_qp)
     qdq, export_info = build(g, plan, act_qp, final_w)
     _fill_report(report, g, plan, act_qp, final_w, w_qp, stats, bc_result, export_info)
+    if params.target_device in (TargetDevice.CPU, TargetDevice.ANY):
+        # what an AVX2 CPU does to the model as exported (fix applied): one exact32 int8 pass
+        # over the calibration samples with the C++ counting kernels
+        t0 = time.perf_counter()
+        try:
+            measured = sat_fix.measure(qdq, samples, pairing)
+        except FastqError as e:   # a report figure, not worth failing the quantization
+            report.decisions.append(f"saturation not measured for the report: {e}")
+            measured = {}
+        for name, r in measured.items():
+            if name in report.layers:
+                report.layers[name]["saturation"] = {
+                    k: v for k, v in r.to_dict().items() if k in _SAT_KEYS}
+        timings["saturation_report"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - t_start
     state = DefaultState(g, plan, act_qp, w_qp, bias_before, proto, stats, samples, sites,
                          params, algo_name)

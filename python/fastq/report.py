@@ -1,5 +1,6 @@
 """``Report``: what quantization did, built from the plan, the QParams and the algorithms'
-results. Per quantized layer: weight range, scales, zero points, bias shift, saturation fix;
+results. Per quantized layer: weight range, scales, zero points, bias shift, saturation fix and
+(CPU/ANY targets) the sat16pair saturation measured on the calibration data as exported;
 per activation quantizer: range, scale, zero point; ignored nodes and why; decisions; timings;
 the config used with defaults filled in; for AccuracyAwareQuantization, every revert, the final
 drop and the layers left in float. ``to_json`` / ``to_markdown``.
@@ -66,6 +67,7 @@ class Report:
                          f"{s.min():.3g}..{s.max():.3g} | {v['saturation_fix']} | "
                          f"{'-' if shift is None else f'{np.max(np.abs(shift)):.3g}'} | "
                          f"{v.get('bias_corrected', False)} |")
+        lines += _saturation_markdown(self.layers, self.timings)
         lines += ["", "## Activations", "",
                   "| tensor | range | scale | zero point | grid | stored as |",
                   "|---|---|---|---|---|---|"]
@@ -82,6 +84,24 @@ class Report:
         if self.accuracy_aware:
             lines += _aa_markdown(self.accuracy_aware)
         return "\n".join(lines) + "\n"
+
+
+def _saturation_markdown(layers: Dict[str, dict], timings: Dict[str, float]) -> List[str]:
+    rows = [(k, v) for k, v in layers.items() if v.get("saturation")]
+    if not rows:
+        return []
+    lines = ["", "## AVX2 saturation (sat16pair vs exact32, calibration data, as exported)", "",
+             f"measured in {timings.get('saturation_report', 0.0):.3f} s", "",
+             "| layer | sat. fix | saturated pairs | outputs changed | max abs err | SQNR dB |",
+             "|---|---|---:|---:|---:|---:|"]
+    for k, v in rows:
+        s = v["saturation"]
+        db = s["sqnr_db"]
+        lines.append(f"| {k} | {v['saturation_fix']} | {s['saturated_pairs']} "
+                     f"({100 * s['saturated_fraction']:.3g}%) | {s['changed_outputs']} "
+                     f"({100 * s['changed_fraction']:.3g}%) | {s['max_abs_error']} | "
+                     f"{db if isinstance(db, str) else f'{db:.1f}'} |")
+    return lines
 
 
 def _aa_markdown(a: dict) -> List[str]:

@@ -121,9 +121,6 @@ def build_plan(g: Graph, params) -> Plan:
     ignored = effective_ignored(params)
     transformer = params.model_type is ModelType.TRANSFORMER
     sat = params.effective_saturation_fix
-    if sat is SaturationFix.AUTO:
-        raise ConfigError("saturation_fix: 'auto' is not implemented yet; use first_layer, "
-                          "all or no")
     w_layer = resolve_layer(params, Role.WEIGHTS)
     act_layers = {m: resolve_layer(params, Role.ACTIVATIONS, mode=m) for m in Mode}
     act_default = resolve_layer(params, Role.ACTIVATIONS)
@@ -231,7 +228,8 @@ _PASS = ("Flatten", "Reshape", "Transpose", "Squeeze", "Unsqueeze")
 
 
 def _mark_saturation_fix(g: Graph, plan: Plan, sat: SaturationFix) -> None:
-    if sat is SaturationFix.NO or not plan.weights:
+    # auto: chosen after the ranges, by measuring each layer (algorithms/saturation_fix.py)
+    if sat in (SaturationFix.NO, SaturationFix.AUTO) or not plan.weights:
         return
     if sat is SaturationFix.ALL:
         for w in plan.weights.values():

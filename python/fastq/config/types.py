@@ -91,7 +91,7 @@ class SaturationFix(_StrEnum):
     FIRST_LAYER = "first_layer"
     ALL = "all"
     NO = "no"
-    AUTO = "auto"          # fastq extension: layers whose sat16pair saturation exceeds a threshold
+    AUTO = "auto"          # fastq: layers whose sat16pair-changed outputs exceed a threshold
 
 
 class ModelType(_StrEnum):
@@ -224,7 +224,9 @@ class MinMaxParams:
     inplace_statistics: bool = True
     # POT fake_quantize.py set_rescaling_factors: config.get("saturation_fix", "first_layer")
     saturation_fix: SaturationFix = SaturationFix.FIRST_LAYER
-    saturation_threshold: float = 0.0            # fastq: fraction of saturated pair sums for "auto"
+    # fastq, saturation_fix "auto": a weighted layer gets the fix when the fraction of its
+    # accumulator outputs that sat16pair changes (vs exact32) on the calibration data exceeds it
+    saturation_threshold: float = 1e-3
     ignored: IgnoredScope = field(default_factory=IgnoredScope)
     weights: LayerQuantConfig = field(default_factory=LayerQuantConfig)
     activations: LayerQuantConfig = field(default_factory=LayerQuantConfig)

@@ -1,0 +1,87 @@
+// Saturation-analysis convolution: conv_u8s8's im2col rows ((kh, kw, c) order, the packed
+// weights' pairing) feeding the satcount GEMM (satcount.h), so for u8 x s8 NCHW convs
+//   c_sat   = conv_u8s8(..., Arith::Sat16Pair) bit for bit (the same pairing),
+//   c_exact = conv_u8s8(..., Arith::Exact32),
+//   limit[oc] = pair sums of output channel oc, over all outputs, at an int16 limit.
+// Depthwise (one input channel per group) follows conv_dw.h's contract, computed directly:
+// per-tap pairing pairs each tap with a zero pad (never at a limit: the exact sums, zero
+// counts), flat pairing pairs taps (t, t+1) of one channel. Pairs per output: ceil(w.K() / 2).
+#pragma once
+#include <cstdint>
+
+#include "fastq/conv.h"
+#include "fastq/gemm.h"
+
+namespace fastq {
+
+// Flat-pairing depthwise planes [p0, p1) (plane p = n * OC + oc): sums into c_sat / c_exact,
+// the plane's int16-limit count into per_plane[p] (conv_satcount_body.h). The ref build is
+// portable; the avx2 one (avx2/conv_satcount_avx2.cpp) serves Impl::Avx512Vnni.
+struct DwSatArgs {
+  const uint8_t* x;   // [N, C, H, W]
+  const int8_t* w;    // [OC, KH * KW]
+  ConvShape s;
+  uint8_t x_zp;
+  int32_t* c_sat;     // [N, OC, OH, OW]
+  int32_t* c_exact;
+};
+void dw_flat_satcount_planes_ref(const DwSatArgs& a, int64_t p0, int64_t p1,
+                                 int64_t* per_plane);
+void dw_flat_satcount_planes_avx2(const DwSatArgs& a, int64_t p0, int64_t p1,
+                                  int64_t* per_plane);
+
+// c_sat, c_exact: [N, OC, OH, OW]; limit_counts: OC entries, overwritten. Impl as
+// satcount_kernel(impl) accepts it (ref, avx512vnni).
+void conv_u8s8_satcount(const uint8_t* x, const ConvShape& s, const PackedConv& w,
+                        uint8_t x_zp, int32_t* c_sat, int32_t* c_exact, int64_t* limit_counts,
+                        Impl impl);
+
+// One pass over a layer's accumulators in both arithmetics, laid out [outer, C, inner]
+// (conv NCHW: N, OC, OH*OW; GEMM rows: M, N, 1). With the per-channel real-value map
+// y = (acc - zc[c]) * scale[c] + bias[c] (the layer's epilogue, in double):
+struct AccErrorStats {
+  int64_t changed = 0;   // outputs where target != base
+  int64_t max_abs = 0;   // max |target - base|
+  double sum_abs = 0;    // sum |target - base|
+  double signal = 0;     // sum y(base)^2
+  double noise = 0;      // sum (y(target) - y(base))^2 = sum ((target - base) * scale[c])^2
+  void merge(const AccErrorStats& o) {
+    changed += o.changed;
+    max_abs = o.max_abs > max_abs ? o.max_abs : max_abs;
+    sum_abs += o.sum_abs;
+    signal += o.signal;
+    noise += o.noise;
+  }
+};
+AccErrorStats acc_error_stats(const int32_t* target, const int32_t* base, int64_t outer,
+                              int64_t C, int64_t inner, const int64_t* zc, const double* scale,
+                              const double* bias);
+
+// The saturation analysis' per-layer pass without materializing the layer's outputs: the
+// counting conv / GEMM, each group's (or the GEMM's) rows reduced as they are produced.
+// Target vs base: sat16pair vs exact32 when base_is_exact, else the reverse. zc, scale, bias
+// (nullable) per output channel; limit_counts overwritten (OC / N entries). base_out
+// (nullable): also write the base arithmetic's sums there ([N, OC, OH, OW] / [M, N]), i.e.
+// what conv_u8s8 / gemm_u8s8 in that arithmetic returns, so one pass serves as the layer.
+struct SatStatsArgs {
+  Impl impl;
+  bool base_is_exact;
+  const int64_t* zc;
+  const double* scale;
+  const double* bias;
+  int64_t* limit_counts;
+  int32_t* base_out = nullptr;
+};
+AccErrorStats conv_u8s8_satstats(const uint8_t* x, const ConvShape& s, const PackedConv& w,
+                                 uint8_t x_zp, const SatStatsArgs& a);
+AccErrorStats gemm_u8s8_satstats(const uint8_t* x, int64_t M, const PackedB& b,
+                                 const SatStatsArgs& a);
+
+// The quantized layers' float epilogue over raw sums laid out [outer, C, inner]:
+//   out = float(int64(acc) - zc[c]) * scale[c] (+ bias[c])   (float32, in this order)
+// the operations qconv / qlinear_epilogue perform (-ffp-contract=off), so a layer's float
+// output can be formed from sums computed elsewhere (the saturation analysis' pass).
+void acc_epilogue(const int32_t* acc, int64_t outer, int64_t C, int64_t inner,
+                  const int64_t* zc, const float* scale, const float* bias, float* out);
+
+}  // namespace fastq

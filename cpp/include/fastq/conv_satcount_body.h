@@ -1,0 +1,94 @@
+// The flat-pairing depthwise counting body (conv_satcount.h): conv_dw.h's contract with taps
+// paired (t, t+1) per channel, an odd last tap alone (a lone u8 x s8 product never reaches an
+// int16 limit), each pair sum saturated for the sat16pair sums and kept whole for the exact32
+// ones, counting pairs on a limit. Row by row from a zero-point-padded plane, so the compiler
+// vectorizes over the output row; plain C++ compiled portable (conv_satcount.cpp, Impl::Ref)
+// and with AVX2 flags (avx2/conv_satcount_avx2.cpp). Integer-only: both give the same bits.
+#pragma once
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "fastq/conv_satcount.h"
+
+namespace fastq {
+namespace {  // NOLINT: deliberate, one copy per including object library
+
+// One tap pair over one output row: as[j] += sat16(pair), ae[j] += pair; returns the pairs
+// on an int16 limit. SW > 0 is the stride known at compile time (so the loads vectorize);
+// SW == 0 reads it from sw.
+template <int SW>
+inline int32_t dw_pair_row(int32_t* __restrict as, int32_t* __restrict ae,
+                           const uint8_t* __restrict ta, const uint8_t* __restrict tb,
+                           int64_t n, int64_t sw, int32_t wa, int32_t wb) {
+  const int64_t st = SW > 0 ? SW : sw;
+  int32_t lim = 0;
+  for (int64_t j = 0; j < n; ++j) {
+    const int32_t v = int32_t(ta[j * st]) * wa + int32_t(tb[j * st]) * wb;
+    const int32_t c16 = std::min<int32_t>(32767, std::max<int32_t>(-32768, v));
+    as[j] += c16;
+    ae[j] += v;
+    lim += (c16 == 32767) | (c16 == -32768);
+  }
+  return lim;
+}
+
+inline void dw_flat_satcount_body(const DwSatArgs& a, int64_t p0, int64_t p1,
+                                  int64_t* per_plane) {
+  const ConvShape& s = a.s;
+  const int64_t OH = s.OH(), OW = s.OW(), T = s.KH * s.KW, mult = s.OC / s.C;
+  const int64_t Hp = std::max((OH - 1) * s.stride_h + (s.KH - 1) * s.dil_h + 1,
+                              s.pad_top + s.H);
+  const int64_t Wp = std::max((OW - 1) * s.stride_w + (s.KW - 1) * s.dil_w + 1,
+                              s.pad_left + s.W);
+  const int64_t sw = s.stride_w;
+  thread_local std::vector<uint8_t> pad;
+  pad.resize(static_cast<size_t>(Hp * Wp));
+  int64_t filled_plane = -1;
+  for (int64_t p = p0; p < p1; ++p) {
+    const int64_t n = p / s.OC, oc = p % s.OC, c = oc / mult;
+    const int64_t in_plane = n * s.C + c;
+    if (in_plane != filled_plane) {  // a channel multiplier > 1 reuses the copy
+      std::fill(pad.begin(), pad.end(), a.x_zp);
+      const uint8_t* src = a.x + in_plane * s.H * s.W;
+      for (int64_t h = 0; h < s.H; ++h)
+        std::memcpy(pad.data() + (h + s.pad_top) * Wp + s.pad_left, src + h * s.W,
+                    static_cast<size_t>(s.W));
+      filled_plane = in_plane;
+    }
+    const int8_t* wk = a.w + oc * T;
+    int64_t lim = 0;
+    for (int64_t oh = 0; oh < OH; ++oh) {
+      int32_t* __restrict as = a.c_sat + p * OH * OW + oh * OW;
+      int32_t* __restrict ae = a.c_exact + p * OH * OW + oh * OW;
+      std::fill(as, as + OW, 0);
+      std::fill(ae, ae + OW, 0);
+      const uint8_t* base = pad.data() + oh * s.stride_h * Wp;
+      auto tap = [&](int64_t t) {
+        return base + (t / s.KW) * s.dil_h * Wp + (t % s.KW) * s.dil_w;
+      };
+      int64_t t = 0;
+      for (; t + 1 < T; t += 2) {
+        const uint8_t* __restrict ta = tap(t);
+        const uint8_t* __restrict tb = tap(t + 1);
+        const int32_t wa = wk[t], wb = wk[t + 1];
+        lim += sw == 1 ? dw_pair_row<1>(as, ae, ta, tb, OW, sw, wa, wb)
+             : sw == 2 ? dw_pair_row<2>(as, ae, ta, tb, OW, sw, wa, wb)
+                       : dw_pair_row<0>(as, ae, ta, tb, OW, sw, wa, wb);
+      }
+      if (t < T) {
+        const uint8_t* __restrict ta = tap(t);
+        const int32_t wa = wk[t];
+        for (int64_t j = 0; j < OW; ++j) {
+          const int32_t v = int32_t(ta[j * sw]) * wa;
+          as[j] += v;
+          ae[j] += v;
+        }
+      }
+    }
+    per_plane[p] = lim;
+  }
+}
+
+}  // namespace
+}  // namespace fastq

@@ -1,0 +1,11 @@
+// AVX2 build of the flat-pairing depthwise counting body (conv_satcount_body.h): the
+// compiler vectorizes the per-row pair sums, clamps and limit counts 8 lanes wide.
+// Integer-only: bits and counts equal the portable build's (Impl::Ref).
+#include "fastq/conv_satcount_body.h"
+
+namespace fastq {
+void dw_flat_satcount_planes_avx2(const DwSatArgs& a, int64_t p0, int64_t p1,
+                                  int64_t* per_plane) {
+  dw_flat_satcount_body(a, p0, p1, per_plane);
+}
+}  // namespace fastq
