@@ -34,6 +34,18 @@ def fills(M, K, N, rng):
     yield "255x127", np.full((M, K), 255, np.uint8), np.full((K, N), 127, np.int8)
     yield "255x-128", np.full((M, K), 255, np.uint8), np.full((K, N), -128, np.int8)
     yield "small", rng.integers(0, 16, (M, K), dtype=np.uint8), rng.integers(-8, 8, (K, N), dtype=np.int8)
+    # Kernels skip counting in k groups (4 rows of b) whose weights cannot saturate
+    # (|w_k| + |w_k+1| <= 128 for every pair): mix such groups with saturating ones, and
+    # panels (16 columns) that never saturate beside ones that do, under high activations.
+    b = rng.integers(-64, 65, (K, N), dtype=np.int8)
+    big = rng.integers(-128, 128, (K, N), dtype=np.int8)
+    rows = (np.arange(K) // 4) % 3 == 1
+    cols = (np.arange(N) // 16) % 2 == 0
+    b[np.ix_(rows, cols)] = big[np.ix_(rows, cols)]
+    if K > 9:
+        b[9, :] = 127  # one lone saturating pair partner in another group
+        b[8, :] = 3
+    yield "mixed", rng.integers(180, 256, (M, K), dtype=np.uint8), b
 
 
 @pytest.mark.parametrize("impl", IMPLS)

@@ -38,6 +38,12 @@ struct PackedB {
   int64_t K = 0, N = 0, Kp = 0, Np = 0;
   AlignedPtr<int8_t> data;       // Np * Kp bytes, layout above
   std::vector<int32_t> colsum;   // sum_k B[k][n], for zero-point algebra (size N)
+  // may_saturate[p * (Kp / 4) + g]: 1 when some pair (k, k+1) of k-group g in panel p has
+  // |w_k| + |w_k+1| >= 129, the only pairs whose u8 x s8 sum can reach an int16 limit
+  // (255 * 128 = 32640 < 32767; opposite signs never exceed 255 * 128 either). Where it is
+  // 0, sat16pair equals exact32 and no pair hits a limit: the saturation-count kernel
+  // skips its counting there.
+  std::vector<uint8_t> may_saturate;
   const int8_t* panel(int64_t p) const { return data.get() + p * Kp * kPanel; }
 };
 

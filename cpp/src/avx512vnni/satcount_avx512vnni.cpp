@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <vector>
 
 #include "fastq/satcount.h"
 #include "fastq/unroll.h"
@@ -27,9 +28,14 @@ constexpr int kMR = 4;  // 4 rows x 2 vectors x (sat + exact) = 16 accumulators 
 // group), which measured 10-25% slower. Registers: zmm0-7 exact32 and zmm8-15 sat16pair
 // accumulators (row r, vector v at 2r+v), zmm16/17 the 16-bit counters, zmm18/19 the B
 // vectors, zmm20 ones, zmm21 the wrap shift, zmm22 the A broadcast, zmm23/24 pair sums.
+// f0/f1: PackedB::may_saturate of the two panels, one byte per k group; a group where
+// neither panel's weights can saturate takes a second vpdpbusd for the sat16pair sums
+// (equal to the exact ones there) instead of vpmaddubsw + vpdpwssd + the limit count.
+// (Sorting the groups into per-panel class lists instead of branching measured slower.)
 // ng >= 1.
 void micro4_asm(const uint8_t* ap, int64_t lda, const int8_t* b, int64_t panel_stride,
-                int64_t ng, __m512i* ex, __m512i* sat, __m512i* cnt) {
+                int64_t ng, const uint8_t* f0, const uint8_t* f1, __m512i* ex, __m512i* sat,
+                __m512i* cnt) {
   const __m512i ones = _mm512_set1_epi16(1);
   const __m512i shift = _mm512_set1_epi16(static_cast<int16_t>(32769 - 65536));
   const int64_t lda3 = 3 * lda;
@@ -47,6 +53,13 @@ void micro4_asm(const uint8_t* ap, int64_t lda, const int8_t* b, int64_t panel_s
   "vpcmpuw $2, %%zmm20, %%zmm24, %%k2\n\t"         \
   "vpaddw %%zmm20, %%zmm16, %%zmm16%{%%k1%}\n\t"   \
   "vpaddw %%zmm20, %%zmm17, %%zmm17%{%%k2%}\n\t"
+  // A k group whose weight pairs cannot reach a limit: sat16pair sums equal exact32 ones.
+#define FASTQ_SC_LIGHT(AADDR, E0, E1, S0, S1)       \
+  "vpbroadcastd " AADDR ", %%zmm22\n\t"            \
+  "vpdpbusd %%zmm18, %%zmm22, %%" E0 "\n\t"        \
+  "vpdpbusd %%zmm19, %%zmm22, %%" E1 "\n\t"        \
+  "vpdpbusd %%zmm18, %%zmm22, %%" S0 "\n\t"        \
+  "vpdpbusd %%zmm19, %%zmm22, %%" S1 "\n\t"
   __asm__ volatile(
       "vmovdqu64 %[ones], %%zmm20\n\t"
       "vmovdqu64 %[shift], %%zmm21\n\t"
@@ -62,12 +75,24 @@ void micro4_asm(const uint8_t* ap, int64_t lda, const int8_t* b, int64_t panel_s
       "1:\n\t"
       "vmovdqa64 (%[b]), %%zmm18\n\t"
       "vmovdqa64 (%[b],%[ps]), %%zmm19\n\t"
+      "movzbl (%[f0]), %%eax\n\t"
+      "orb (%[f1]), %%al\n\t"
+      "jz 2f\n\t"
       FASTQ_SC_ROW("(%[a])", "zmm0", "zmm1", "zmm8", "zmm9")
       FASTQ_SC_ROW("(%[a],%[lda],1)", "zmm2", "zmm3", "zmm10", "zmm11")
       FASTQ_SC_ROW("(%[a],%[lda],2)", "zmm4", "zmm5", "zmm12", "zmm13")
       FASTQ_SC_ROW("(%[a],%[lda3],1)", "zmm6", "zmm7", "zmm14", "zmm15")
+      "jmp 3f\n\t"
+      "2:\n\t"
+      FASTQ_SC_LIGHT("(%[a])", "zmm0", "zmm1", "zmm8", "zmm9")
+      FASTQ_SC_LIGHT("(%[a],%[lda],1)", "zmm2", "zmm3", "zmm10", "zmm11")
+      FASTQ_SC_LIGHT("(%[a],%[lda],2)", "zmm4", "zmm5", "zmm12", "zmm13")
+      FASTQ_SC_LIGHT("(%[a],%[lda3],1)", "zmm6", "zmm7", "zmm14", "zmm15")
+      "3:\n\t"
       "addq $64, %[b]\n\t"
       "addq $4, %[a]\n\t"
+      "incq %[f0]\n\t"
+      "incq %[f1]\n\t"
       "decq %[ng]\n\t"
       "jnz 1b\n\t"
       "vmovdqu64 %%zmm0, 0(%[ex])\n\t vmovdqu64 %%zmm1, 64(%[ex])\n\t"
@@ -79,18 +104,20 @@ void micro4_asm(const uint8_t* ap, int64_t lda, const int8_t* b, int64_t panel_s
       "vmovdqu64 %%zmm12, 256(%[sat])\n\t vmovdqu64 %%zmm13, 320(%[sat])\n\t"
       "vmovdqu64 %%zmm14, 384(%[sat])\n\t vmovdqu64 %%zmm15, 448(%[sat])\n\t"
       "vmovdqu64 %%zmm16, 0(%[cnt])\n\t vmovdqu64 %%zmm17, 64(%[cnt])\n\t"
-      : [a] "+r"(ap), [b] "+r"(b), [ng] "+r"(ng)
+      : [a] "+r"(ap), [b] "+r"(b), [ng] "+r"(ng), [f0] "+r"(f0), [f1] "+r"(f1)
       : [lda] "r"(lda), [lda3] "r"(lda3), [ps] "r"(panel_stride), [ex] "r"(ex),
         [sat] "r"(sat), [cnt] "r"(cnt), [ones] "m"(ones), [shift] "m"(shift)
-      : "memory", "cc", "k1", "k2", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6",
+      : "memory", "cc", "rax", "k1", "k2", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6",
         "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "xmm16",
         "xmm17", "xmm18", "xmm19", "xmm20", "xmm21", "xmm22", "xmm23", "xmm24");
 #undef FASTQ_SC_ROW
+#undef FASTQ_SC_LIGHT
 }
 
 template <int MR>
 void micro(const uint8_t* ap, int64_t lda, const int8_t* b, int64_t panel_stride, int64_t ng,
-           int32_t* c, int32_t* ce, int64_t ldc, int64_t ncols, bool first, int64_t* counts) {
+           const uint8_t* f0, const uint8_t* f1, int32_t* c, int32_t* ce, int64_t ldc,
+           int64_t ncols, bool first, int64_t* counts) {
   __m512i sat[MR][2], ex[MR][2], cnt[2];
   __mmask16 mask[2];
   unroll<2>([&](auto v) {
@@ -106,7 +133,7 @@ void micro(const uint8_t* ap, int64_t lda, const int8_t* b, int64_t panel_stride
   if constexpr (MR == 4) {
     if (ng > 0) {
       alignas(64) __m512i exv[8], satv[8], cntv[2];
-      micro4_asm(ap, lda, b, panel_stride, ng, exv, satv, cntv);
+      micro4_asm(ap, lda, b, panel_stride, ng, f0, f1, exv, satv, cntv);
       unroll<MR>([&](auto r) {
         unroll<2>([&](auto v) { ex[r][v] = exv[2 * r + v]; sat[r][v] = satv[2 * r + v]; });
       });
@@ -155,8 +182,9 @@ void micro(const uint8_t* ap, int64_t lda, const int8_t* b, int64_t panel_stride
   });
 }
 
-using MicroFn = void (*)(const uint8_t*, int64_t, const int8_t*, int64_t, int64_t, int32_t*,
-                         int32_t*, int64_t, int64_t, bool, int64_t*);
+using MicroFn = void (*)(const uint8_t*, int64_t, const int8_t*, int64_t, int64_t,
+                         const uint8_t*, const uint8_t*, int32_t*, int32_t*, int64_t, int64_t,
+                         bool, int64_t*);
 
 template <int... R>
 constexpr std::array<MicroFn, sizeof...(R)> make_table(std::integer_sequence<int, R...>) {
@@ -168,7 +196,14 @@ constexpr std::array<MicroFn, sizeof...(R)> make_table(std::integer_sequence<int
 void gemm_u8s8_satcount_avx512vnni(const GemmTile& t, int32_t* c_exact, int64_t* counts) {
   static constexpr auto table = make_table(std::make_integer_sequence<int, kMR>{});
   const PackedB& b = *t.b;
-  const int64_t Kp = b.Kp, panel_stride = Kp * kPanel;
+  const int64_t Kp = b.Kp, panel_stride = Kp * kPanel, groups = Kp / kGroup;
+  // The 4-row tile skips counting in k groups whose weights cannot saturate (gemm.h).
+  std::vector<uint8_t> all;
+  const uint8_t* flags = b.may_saturate.data();
+  if (b.may_saturate.size() != static_cast<size_t>(b.Np / kPanel * groups)) {
+    all.assign(static_cast<size_t>(b.Np / kPanel * groups), 1);
+    flags = all.data();
+  }
   // A lone last panel runs as a 2-vector tile whose second vector re-reads the same panel
   // (stride 0) and has no columns: its stores are masked off and its count is not added.
   for (int64_t k0 = 0; k0 < Kp; k0 += kKc) {
@@ -179,8 +214,9 @@ void gemm_u8s8_satcount_avx512vnni(const GemmTile& t, int32_t* c_exact, int64_t*
       const int64_t ncols = std::min<int64_t>((two ? 2 : 1) * kPanel, b.N - p * kPanel);
       for (int64_t m = 0; m < t.m; m += kMR) {
         const int mr = static_cast<int>(std::min<int64_t>(kMR, t.m - m));
-        table[mr - 1](t.a + m * t.lda + k0, t.lda, bp, two ? panel_stride : 0, ng,
-                      t.c + m * t.ldc + p * kPanel, c_exact + m * t.ldc + p * kPanel, t.ldc,
+        const uint8_t* f0 = flags + p * groups + k0 / kGroup;
+        table[mr - 1](t.a + m * t.lda + k0, t.lda, bp, two ? panel_stride : 0, ng, f0,
+                      two ? f0 + groups : f0, t.c + m * t.ldc + p * kPanel, c_exact + m * t.ldc + p * kPanel, t.ldc,
                       ncols, k0 == 0, counts + p * kPanel);
       }
     }
