@@ -6,10 +6,32 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <vector>
 
+#include "fastq/cpu_features.h"
 #include "fastq/threads.h"
 
 namespace fastq {
+
+#if defined(FASTQ_HAVE_X86)
+// avx2/requant_avx2.cpp: the same loops with intrinsics (same bits)
+void requantize_rows_avx2(const int32_t* acc, int64_t M, int64_t C, int64_t lda,
+                          const int32_t* z32, const float* mult, int32_t y_zp, bool y_signed,
+                          void* out, int64_t ldo);
+void quantize_f32_avx2(const float* x, int64_t n, float scale, int32_t zp, bool y_signed,
+                       void* out);
+#endif
+
+namespace {
+bool use_avx2() {
+#if defined(FASTQ_HAVE_X86)
+  static const bool ok = cpu_features().avx2 && cpu_features().os_avx;
+  return ok;
+#else
+  return false;
+#endif
+}
+}  // namespace
 
 namespace {
 // Round half to even of |v| <= 2^22 without a libm call (the portable build has no SSE4.1
@@ -41,6 +63,20 @@ void requant_t(const int32_t* acc, int64_t outer, int64_t C, int64_t inner,
       o[i] = T(int32_t(round_even(v)) + zq);
     }
   };
+  if (inner == 1 && use_avx2()) {  // GEMM rows [outer, C]: channel = column
+    const bool sgn = std::numeric_limits<T>::is_signed;
+    constexpr int64_t kRows = 64;
+    auto block = [&](int64_t b) {
+      const int64_t r0 = b * kRows, r1 = std::min(outer, r0 + kRows);
+      requantize_rows(acc + r0 * C, r1 - r0, C, C, zcomp, mult, y_zp, sgn, out + r0 * C, C);
+    };
+    const int64_t blocks = (outer + kRows - 1) / kRows;
+    if (outer * C > (1 << 15))
+      parallel_for(blocks, block);
+    else
+      for (int64_t b = 0; b < blocks; ++b) block(b);
+    return;
+  }
   if (inner == 1) {  // GEMM rows [outer, C]: channel = column
     auto row = [&](int64_t r) {
       const int64_t n = C;  // locals, not captures: see below
@@ -70,6 +106,28 @@ void requant_t(const int32_t* acc, int64_t outer, int64_t C, int64_t inner,
 }
 
 template <class T>
+void requant_rows_t(const int32_t* acc, int64_t M, int64_t C, int64_t lda,
+                    const int64_t* zcomp, const float* mult, int32_t y_zp, T* out,
+                    int64_t ldo) {
+  const float lo = float(std::numeric_limits<T>::min() - y_zp);
+  const float hi = float(std::numeric_limits<T>::max() - y_zp);
+  for (int64_t r = 0; r < M; ++r) {
+    const int64_t n = C;  // locals, not captures: see requant_t
+    const int32_t zq = y_zp;
+    const float l = lo, h = hi;
+    const int64_t* zc = zcomp;
+    const float* mu = mult;
+    const int32_t* a = acc + r * lda;
+    T* o = out + r * ldo;
+    for (int64_t c = 0; c < n; ++c) {
+      float v = float(int32_t(uint32_t(a[c]) - uint32_t(zc[c]))) * mu[c];
+      v = std::min(h, std::max(l, v));
+      o[c] = T(int32_t(round_even(v)) + zq);
+    }
+  }
+}
+
+template <class T>
 void quant_t(const float* x, int64_t n, float scale, int32_t zp, T* out) {
   // clamp before rounding (rounding is monotone and lo - zp, hi - zp are integers);
   // std::max(lo, NaN) is lo, so NaN gives the lowest value
@@ -78,6 +136,13 @@ void quant_t(const float* x, int64_t n, float scale, int32_t zp, T* out) {
   constexpr int64_t kChunk = 1 << 14;
   auto chunk = [&](int64_t k) {
     const int64_t i0 = k * kChunk, i1 = std::min(n, (k + 1) * kChunk);
+#if defined(FASTQ_HAVE_X86)
+    if (use_avx2()) {
+      quantize_f32_avx2(x + i0, i1 - i0, scale, zp, std::numeric_limits<T>::is_signed,
+                        out + i0);
+      return;
+    }
+#endif
     const float l = lo, h = hi, sc = scale;  // locals: see requant_t
     const int32_t zq = zp;
     T* o = out;
@@ -124,6 +189,24 @@ void requantize(const int32_t* acc, int64_t outer, int64_t C, int64_t inner,
     requant_t(acc, outer, C, inner, zcomp, mult, y_zp, static_cast<int8_t*>(out));
   else
     requant_t(acc, outer, C, inner, zcomp, mult, y_zp, static_cast<uint8_t*>(out));
+}
+
+void requantize_rows(const int32_t* acc, int64_t M, int64_t C, int64_t lda,
+                     const int64_t* zcomp, const float* mult, int32_t y_zp, bool y_signed,
+                     void* out, int64_t ldo) {
+#if defined(FASTQ_HAVE_X86)
+  if (use_avx2()) {
+    thread_local std::vector<int32_t> z32;
+    z32.resize(static_cast<size_t>(C));
+    for (int64_t c = 0; c < C; ++c) z32[c] = int32_t(uint32_t(zcomp[c]));
+    requantize_rows_avx2(acc, M, C, lda, z32.data(), mult, y_zp, y_signed, out, ldo);
+    return;
+  }
+#endif
+  if (y_signed)
+    requant_rows_t(acc, M, C, lda, zcomp, mult, y_zp, static_cast<int8_t*>(out), ldo);
+  else
+    requant_rows_t(acc, M, C, lda, zcomp, mult, y_zp, static_cast<uint8_t*>(out), ldo);
 }
 
 void quantize_f32(const float* x, int64_t n, float scale, int32_t zp, bool y_signed,

@@ -20,6 +20,13 @@ void requantize(const int32_t* acc, int64_t outer, int64_t C, int64_t inner,
                 const int64_t* zcomp, const float* mult, int32_t y_zp, bool y_signed,
                 void* out);
 
+// The same per-element requantization over rows: acc[m * lda + c] -> out[m * ldo + c] for
+// m < M, c < C (channel = column), unthreaded -- for drivers that requantize NHWC GEMM rows
+// tile by tile (conv_requant_nhwc) while the sums are still in cache.
+void requantize_rows(const int32_t* acc, int64_t M, int64_t C, int64_t lda,
+                     const int64_t* zcomp, const float* mult, int32_t y_zp, bool y_signed,
+                     void* out, int64_t ldo);
+
 void quantize_f32(const float* x, int64_t n, float scale, int32_t zp, bool y_signed, void* out);
 
 // dequantize: y = (float(x) - float(zp)) * scale, ONNX DequantizeLinear per tensor (u8/s8 x).
