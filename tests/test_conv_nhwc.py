@@ -161,3 +161,48 @@ def test_session_keeps_nhwc_views(tmp_path):
     o = ort.InferenceSession(q.SerializeToString(), providers=["CPUExecutionProvider"])
     want = o.run(None, feeds)[0]
     assert np.abs(out - want).max() <= step * 1.0001
+
+
+@pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize("dts", [(np.uint8, np.uint8, np.uint8), (np.int8, np.uint8, np.int8),
+                                 (np.uint8, np.int8, np.uint8)])
+def test_qdq_add_matches_numpy_steps(relu, dts):
+    """QuantizeLinear([Relu](DequantizeLinear(a) + DequantizeLinear(b))) in one pass: the
+    float32 steps of the three ops, bit for bit, incl. 0/255 and -128/127 inputs."""
+    da, db, dy = dts
+    for n in (1, 31, 4096, 70001):
+        a = RNG.integers(np.iinfo(da).min, np.iinfo(da).max + 1, n).astype(da)
+        b = RNG.integers(np.iinfo(db).min, np.iinfo(db).max + 1, n).astype(db)
+        a[:2], b[:2] = np.iinfo(da).min, np.iinfo(db).max
+        sa, sb, sy = (np.float32(v) for v in RNG.random(3) * 0.1 + 1e-3)
+        za, zb, zy = (int(RNG.integers(np.iinfo(d).min, np.iinfo(d).max + 1))
+                      for d in (da, db, dy))
+        v = (a.astype(np.float32) - np.float32(za)) * sa + (b.astype(np.float32) -
+                                                              np.float32(zb)) * sb
+        if relu:
+            v = np.maximum(v, np.float32(0))
+        lo, hi = np.iinfo(dy).min, np.iinfo(dy).max
+        want = np.clip(np.rint(np.clip(v / sy, lo - zy, hi - zy)) + zy, lo, hi).astype(dy)
+        got = _core.qdq_add(a, float(sa), za, b, float(sb), zb, relu, float(sy), zy,
+                            dy == np.int8)
+        assert got.dtype == dy and np.array_equal(got, want)
+
+
+def test_fused_adds_equal_unfused_session(tmp_path, monkeypatch):
+    """Sessions with the residual Adds fused (QdqAdd) give the bits of the unfused Q/DQ/Add
+    ops, in both ariths."""
+    import _qdq_models as M
+    import fastq
+    from fastq.runtime import qdq_layers
+    m = M.cnn_model(hw=12, c=8, blocks=2)
+    q = M.quantize(m, M.calibration(m, 2), tmp_path)
+    feeds = M.calibration(m, 1, seed=3)[0]
+    for arith in ("exact32", "sat16pair"):
+        s = fastq.InferenceSession(q, arith=arith)
+        assert any(st.node.op_type == "QdqAdd" for st in s._graph.steps)
+        fused = s.run(None, feeds)[0]
+        with monkeypatch.context() as mp:
+            mp.setattr(qdq_layers, "_fuse_adds", lambda nodes, *a: nodes)
+            u = fastq.InferenceSession(q, arith=arith)
+            assert not any(st.node.op_type == "QdqAdd" for st in u._graph.steps)
+            assert np.array_equal(u.run(None, feeds)[0], fused)

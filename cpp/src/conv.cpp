@@ -47,8 +47,12 @@ std::shared_ptr<PackedConv> pack_conv(const int8_t* w, int64_t OC, int64_t Cg, i
 void im2col_nhwc(const uint8_t* nhwc, const ConvShape& s, const PackedConv& w, int64_t g,
                  uint8_t x_zp, int64_t row0, int64_t rows, uint8_t* cols, int64_t ld) {
   const int64_t OH = s.OH(), OW = s.OW(), Cg = w.Cg, Cp = w.Cpad;
+  int64_t n = row0 / (OH * OW), oh = (row0 / OW) % OH, ow = row0 % OW - 1;
   for (int64_t r = 0; r < rows; ++r) {
-    const int64_t m = row0 + r, n = m / (OH * OW), oh = (m / OW) % OH, ow = m % OW;
+    if (++ow == OW) {  // next output pixel without divisions
+      ow = 0;
+      if (++oh == OH) oh = 0, ++n;
+    }
     uint8_t* dst = cols + r * ld;
     const int64_t iw0 = ow * s.stride_w - s.pad_left;
     // an ungrouped, undilated row of taps inside the input is one contiguous run

@@ -59,8 +59,8 @@ const uint8_t* as_nhwc(const uint8_t* x, bool x_nhwc, const ConvShape& s) {
   return nhwc;
 }
 
-void gemm_rows(const uint8_t* nhwc, const ConvShape& s, const PackedConv& w, uint8_t x_zp,
-               Impl impl, Arith arith, const RowSink& sink) {
+void gemm_rows(const uint8_t* x, bool x_nhwc, const ConvShape& s, const PackedConv& w,
+               uint8_t x_zp, Impl impl, Arith arith, const RowSink& sink) {
   GemmKernel kernel = gemm_kernel(impl, arith);
   const int64_t M = s.N * s.OH() * s.OW(), OCg = s.OCg(), K = w.K();
   const PackedB& b0 = *w.groups[0];
@@ -73,29 +73,60 @@ void gemm_rows(const uint8_t* nhwc, const ConvShape& s, const PackedConv& w, uin
       512, round_up((int64_t(128) << 10) / std::max<int64_t>(Kp, 1), 16)));
   const int64_t blocks = (M + block - 1) / block;
   const double work = 2.0 * double(M) * double(s.OC) * double(K);
-  // implicit GEMM (no im2col copy) when each tap is whole k groups of one pixel's channels
-  const ImplicitKernel implicit =
-      !direct && s.group == 1 && w.Cpad == s.C && s.C % kGroup == 0 ? implicit_kernel(impl, arith)
-                                                                    : nullptr;
-  const int64_t T = s.KH * s.KW, OH = s.OH(), OW = s.OW();
-  std::vector<uint8_t> zrow(implicit ? static_cast<size_t>(s.C) : 0, x_zp);
+  // implicit GEMM (no im2col copy) when each tap is whole k groups of one pixel's channels;
+  // per-tap channel padding (odd C: the stem's 3) gets a copy with that many channels
+  const ImplicitKernel implicit = !direct && s.group == 1 && w.Cpad % kGroup == 0
+                                      ? implicit_kernel(impl, arith)
+                                      : nullptr;
+  const int64_t T = s.KH * s.KW, OH = s.OH(), OW = s.OW(), HW = s.H * s.W;
+  const int64_t cs = implicit ? w.Cpad : s.C;  // pixel stride of the buffer A reads
+  const uint8_t* nhwc = nullptr;
+  if (cs != s.C) {
+    uint8_t* buf = scratch_as<uint8_t>(Scratch::ConvNhwc, static_cast<size_t>(s.N * HW * cs));
+    std::memset(buf, 0, static_cast<size_t>(s.N * HW * cs));  // pad channels: zero weights
+    for (int64_t n = 0; n < s.N; ++n)
+      for (int64_t c = 0; c < s.C; ++c) {
+        uint8_t* d = buf + n * HW * cs + c;
+        if (x_nhwc) {
+          const uint8_t* src = x + n * HW * s.C + c;
+          for (int64_t i = 0; i < HW; ++i) d[i * cs] = src[i * s.C];
+        } else {
+          const uint8_t* src = x + (n * s.C + c) * HW;
+          for (int64_t i = 0; i < HW; ++i) d[i * cs] = src[i];
+        }
+      }
+    nhwc = buf;
+  } else {
+    nhwc = as_nhwc(x, x_nhwc, s);
+  }
+  std::vector<uint8_t> zrow(implicit ? static_cast<size_t>(cs) : 0, x_zp);
+  std::vector<int64_t> tap_h(static_cast<size_t>(T)), tap_w(static_cast<size_t>(T));
+  for (int64_t t = 0; t < T; ++t) {
+    tap_h[t] = (t / s.KW) * s.dil_h;
+    tap_w[t] = (t % s.KW) * s.dil_w;
+  }
   auto run = [&](int64_t i) {
     const int64_t row0 = i * block, rows = std::min(block, M - row0);
     int32_t* acc = scratch_as<int32_t>(Scratch::ConvAcc, size_t(block * OCg));
     if (implicit) {
       thread_local std::vector<const uint8_t*> ptr;
       ptr.resize(static_cast<size_t>(rows * T));
+      int64_t n = row0 / (OH * OW), oh = (row0 / OW) % OH, ow = row0 % OW;
       for (int64_t r = 0; r < rows; ++r) {
-        const int64_t m = row0 + r, n = m / (OH * OW), oh = (m / OW) % OH, ow = m % OW;
+        const uint8_t* img = nhwc + n * HW * cs;
         for (int64_t t = 0; t < T; ++t) {
-          const int64_t ih = oh * s.stride_h - s.pad_top + (t / s.KW) * s.dil_h;
-          const int64_t iw = ow * s.stride_w - s.pad_left + (t % s.KW) * s.dil_w;
+          const int64_t ih = oh * s.stride_h - s.pad_top + tap_h[t];
+          const int64_t iw = ow * s.stride_w - s.pad_left + tap_w[t];
           ptr[r * T + t] = ih >= 0 && ih < s.H && iw >= 0 && iw < s.W
-                               ? nhwc + ((n * s.H + ih) * s.W + iw) * s.C
+                               ? img + (ih * s.W + iw) * cs
                                : zrow.data();
         }
+        if (++ow == OW) {  // next output pixel without divisions
+          ow = 0;
+          if (++oh == OH) oh = 0, ++n;
+        }
       }
-      implicit(ImplicitTile{ptr.data(), T, s.C, rows, w.groups[0].get(), 0, panels, acc, OCg});
+      implicit(ImplicitTile{ptr.data(), T, cs, rows, w.groups[0].get(), 0, panels, acc, OCg});
       sink(row0, rows, acc, OCg, 0);
       return;
     }
@@ -181,7 +212,7 @@ void run_nhwc(const uint8_t* x, bool x_nhwc, const ConvShape& s, const PackedCon
       sink(n * OHW, OHW, rows.data(), s.OC, 0);
     }
   } else {
-    gemm_rows(as_nhwc(x, x_nhwc, s), s, w, x_zp, impl, arith, sink);
+    gemm_rows(x, x_nhwc, s, w, x_zp, impl, arith, sink);
   }
 }
 

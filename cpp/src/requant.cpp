@@ -209,6 +209,67 @@ void requantize_rows(const int32_t* acc, int64_t M, int64_t C, int64_t lda,
     requant_rows_t(acc, M, C, lda, zcomp, mult, y_zp, static_cast<uint8_t*>(out), ldo);
 }
 
+namespace {
+template <class A, class B, class Y>
+void qdq_add_t(const A* a, float sa, int32_t za, const B* b, float sb, int32_t zb, int64_t n,
+               bool relu, float sy, int32_t zy, Y* out) {
+  const float lo = float(std::numeric_limits<Y>::min() - zy);
+  const float hi = float(std::numeric_limits<Y>::max() - zy);
+  const float fa = float(za), fb = float(zb);
+  constexpr int64_t kChunk = 1 << 14;
+  auto chunk = [&](int64_t k) {
+    const int64_t i1 = std::min(n, (k + 1) * kChunk);
+    const float l = lo, h = hi, s1 = sa, s2 = sb, s3 = sy, f1 = fa, f2 = fb;  // locals
+    const int32_t zq = zy;
+    const bool r = relu;
+    for (int64_t i = k * kChunk; i < i1; ++i) {
+      const float va = (float(a[i]) - f1) * s1;
+      const float vb = (float(b[i]) - f2) * s2;
+      float v = va + vb;
+      if (r) v = std::max(v, 0.0f);
+      v = std::min(h, std::max(l, v / s3));
+      out[i] = Y(int32_t(round_even(v)) + zq);
+    }
+  };
+  const int64_t chunks = (n + kChunk - 1) / kChunk;
+  if (chunks > 2)
+    parallel_for(chunks, chunk);
+  else
+    for (int64_t k = 0; k < chunks; ++k) chunk(k);
+}
+
+template <class A, class B>
+void qdq_add_y(const A* a, float sa, int32_t za, const B* b, float sb, int32_t zb, int64_t n,
+               bool relu, float sy, int32_t zy, bool y_signed, void* out) {
+  if (y_signed)
+    qdq_add_t(a, sa, za, b, sb, zb, n, relu, sy, zy, static_cast<int8_t*>(out));
+  else
+    qdq_add_t(a, sa, za, b, sb, zb, n, relu, sy, zy, static_cast<uint8_t*>(out));
+}
+
+template <class A>
+void qdq_add_b(const A* a, float sa, int32_t za, const void* b, bool b_signed, float sb,
+               int32_t zb, int64_t n, bool relu, float sy, int32_t zy, bool y_signed,
+               void* out) {
+  if (b_signed)
+    qdq_add_y(a, sa, za, static_cast<const int8_t*>(b), sb, zb, n, relu, sy, zy, y_signed, out);
+  else
+    qdq_add_y(a, sa, za, static_cast<const uint8_t*>(b), sb, zb, n, relu, sy, zy, y_signed,
+              out);
+}
+}  // namespace
+
+void qdq_add(const void* a, bool a_signed, float a_scale, int32_t a_zp, const void* b,
+             bool b_signed, float b_scale, int32_t b_zp, int64_t n, bool relu, float y_scale,
+             int32_t y_zp, bool y_signed, void* out) {
+  if (a_signed)
+    qdq_add_b(static_cast<const int8_t*>(a), a_scale, a_zp, b, b_signed, b_scale, b_zp, n,
+              relu, y_scale, y_zp, y_signed, out);
+  else
+    qdq_add_b(static_cast<const uint8_t*>(a), a_scale, a_zp, b, b_signed, b_scale, b_zp, n,
+              relu, y_scale, y_zp, y_signed, out);
+}
+
 void quantize_f32(const float* x, int64_t n, float scale, int32_t zp, bool y_signed,
                   void* out) {
   if (y_signed)

@@ -27,6 +27,15 @@ void requantize_rows(const int32_t* acc, int64_t M, int64_t C, int64_t lda,
                      const int64_t* zcomp, const float* mult, int32_t y_zp, bool y_signed,
                      void* out, int64_t ldo);
 
+// QuantizeLinear(Add(DequantizeLinear(a), DequantizeLinear(b))) -- optionally with a Relu
+// before the QuantizeLinear -- in one pass, per tensor, with the float32 steps of those ops:
+//   v = (float(a) - float(a_zp)) * a_scale + (float(b) - float(b_zp)) * b_scale
+//   v = relu ? max(v, 0) : v;   y = clamp(nearbyint(v / y_scale) + y_zp, lo, hi)
+// a, b: n elements each, u8 (or s8 when *_signed); out likewise per y_signed.
+void qdq_add(const void* a, bool a_signed, float a_scale, int32_t a_zp, const void* b,
+             bool b_signed, float b_scale, int32_t b_zp, int64_t n, bool relu, float y_scale,
+             int32_t y_zp, bool y_signed, void* out);
+
 void quantize_f32(const float* x, int64_t n, float scale, int32_t zp, bool y_signed, void* out);
 
 // dequantize: y = (float(x) - float(zp)) * scale, ONNX DequantizeLinear per tensor (u8/s8 x).

@@ -286,11 +286,52 @@ def qdq_layer_stage(nodes: List[Node], consts: Dict[str, np.ndarray], ctx: OpCon
                 skip_rec.append(LayerRecord(n.name, n.op_type, None,
                                             "weight input is not a constant", ctx.arith))
         out.append(n)
+    out = _fuse_adds(out, consts, ctx, dq_candidates)
     # drop the DequantizeLinear nodes only the fused layers read
     used = {x for n in out for x in n.inputs if x} | set(ctx.graph_outputs)
     out = [n for n in out if id(n) not in dq_candidates or any(o in used for o in n.outputs
                                                                 if o)]
     return [_native(n, consts, ctx) for n in out]
+
+
+def _fuse_adds(nodes: List[Node], consts, ctx: OpContext, dq_candidates: set) -> List[Node]:
+    """``QuantizeLinear([Relu](Add(DequantizeLinear(a), DequantizeLinear(b))))`` of per-tensor
+    constant scalar parameters -> one ``QdqAdd`` node (the residual Adds between int8 layers):
+    the same float32 steps in one pass over the quantized tensors (``_core.qdq_add``) instead
+    of four passes over float ones. The Add's and Relu's outputs must have no other reader."""
+    producer = {o: n for n in nodes for o in n.outputs if o}
+    consumers: Dict[str, List[Node]] = {}
+    for n in nodes:
+        for x in n.inputs:
+            if x:
+                consumers.setdefault(x, []).append(n)
+
+    def only_user(name: str) -> Optional[Node]:
+        users = consumers.get(name, [])
+        return users[0] if len(users) == 1 and name not in ctx.graph_outputs else None
+
+    swap: Dict[int, Node] = {}
+    drop = set()
+    for n in nodes:
+        if n.domain != "" or n.op_type != "Add" or len(n.inputs) != 2 or n.attr("broadcast", 0):
+            continue
+        dqs = [producer.get(x) for x in n.inputs]
+        if not all(d is not None and d.domain == "" and d.op_type == "DequantizeLinear"
+                   and _scalar_q(consts, d) and d.inputs[0] not in consts for d in dqs):
+            continue
+        relu, q = None, only_user(n.outputs[0])
+        if q is not None and q.domain == "" and q.op_type == "Relu":
+            relu, q = q, only_user(q.outputs[0])
+        if q is None or q.domain != "" or q.op_type != "QuantizeLinear" or \
+                not _scalar_q(consts, q):
+            continue
+        a, b = dqs
+        swap[id(n)] = Node(n.name, "QdqAdd", DOMAIN, 1, 1, {"relu": int(relu is not None)},
+                           tuple(a.inputs[:3]) + tuple(b.inputs[:3]) + tuple(q.inputs[1:3]),
+                           q.outputs, None)
+        drop.update(id(x) for x in (q, relu) if x is not None)
+        dq_candidates.update((id(a), id(b)))
+    return [swap.get(id(n), n) for n in nodes if id(n) not in drop]
 
 
 def _native(n: Node, consts, ctx: OpContext) -> Node:
@@ -537,3 +578,25 @@ def dequantize_f32(node, x, scale, zp):
         raise fail(node, f"input has dtype {x.dtype}, its zero point {z.dtype}")
     sc, zi = _scalar(scale), int(z.reshape(()))
     return _elementwise(lambda b: _core.dequantize_f32(b, sc, zi), x)
+
+
+@register("QdqAdd", DOMAIN)
+def qdq_add(node, a, a_scale, a_zp, b, b_scale, b_zp, y_scale, y_zp):
+    """QuantizeLinear([Relu](DequantizeLinear(a) + DequantizeLinear(b))) (see _fuse_adds),
+    in the memory order of its inputs (NHWC views stay NHWC); broadcasting Adds run the three
+    ops' own steps."""
+    za, zb, zy = (np.asarray(z) for z in (a_zp, b_zp, y_zp))
+    for x, z, what in ((a, za, "A"), (b, zb, "B")):
+        if x.dtype != z.dtype:
+            raise fail(node, f"input {what} has dtype {x.dtype}, its zero point {z.dtype}")
+    relu = bool(node.attr("relu", 0))
+    if a.shape != b.shape:
+        v = np.add(dequantize_f32(node, a, a_scale, a_zp), dequantize_f32(node, b, b_scale, b_zp))
+        return quantize_f32(node, np.maximum(v, 0) if relu else v, y_scale, y_zp)
+    (ba, na), (bb, nb) = memory_order(a), memory_order(b)
+    if na != nb:
+        (ba, na), bb = (np.ascontiguousarray(a), False), np.ascontiguousarray(b)
+    y = _core.qdq_add(ba, _scalar(a_scale), int(za.reshape(())), bb, _scalar(b_scale),
+                      int(zb.reshape(())), relu, _scalar(y_scale), int(zy.reshape(())),
+                      zy.dtype == np.int8)
+    return y.transpose(0, 3, 1, 2) if na else y
