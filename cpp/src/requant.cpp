@@ -20,6 +20,9 @@ void requantize_rows_avx2(const int32_t* acc, int64_t M, int64_t C, int64_t lda,
                           void* out, int64_t ldo);
 void quantize_f32_avx2(const float* x, int64_t n, float scale, int32_t zp, bool y_signed,
                        void* out);
+void qdq_add_avx2(const void* a, bool a_signed, float a_scale, int32_t a_zp, const void* b,
+                  bool b_signed, float b_scale, int32_t b_zp, int64_t n, bool relu,
+                  float y_scale, int32_t y_zp, bool y_signed, void* out);
 #endif
 
 namespace {
@@ -262,6 +265,25 @@ void qdq_add_b(const A* a, float sa, int32_t za, const void* b, bool b_signed, f
 void qdq_add(const void* a, bool a_signed, float a_scale, int32_t a_zp, const void* b,
              bool b_signed, float b_scale, int32_t b_zp, int64_t n, bool relu, float y_scale,
              int32_t y_zp, bool y_signed, void* out) {
+#if defined(FASTQ_HAVE_X86)
+  if (use_avx2()) {
+    constexpr int64_t kChunk = 1 << 14;
+    const uint8_t* pa = static_cast<const uint8_t*>(a);
+    const uint8_t* pb = static_cast<const uint8_t*>(b);
+    uint8_t* po = static_cast<uint8_t*>(out);
+    auto chunk = [&](int64_t k) {
+      const int64_t i0 = k * kChunk, i1 = std::min(n, i0 + kChunk);
+      qdq_add_avx2(pa + i0, a_signed, a_scale, a_zp, pb + i0, b_signed, b_scale, b_zp, i1 - i0,
+                   relu, y_scale, y_zp, y_signed, po + i0);
+    };
+    const int64_t chunks = (n + kChunk - 1) / kChunk;
+    if (chunks > 2)
+      parallel_for(chunks, chunk);
+    else
+      for (int64_t k = 0; k < chunks; ++k) chunk(k);
+    return;
+  }
+#endif
   if (a_signed)
     qdq_add_b(static_cast<const int8_t*>(a), a_scale, a_zp, b, b_signed, b_scale, b_zp, n,
               relu, y_scale, y_zp, y_signed, out);
