@@ -100,11 +100,14 @@ void gemm_rows(const uint8_t* x, bool x_nhwc, const ConvShape& s, const PackedCo
     nhwc = as_nhwc(x, x_nhwc, s);
   }
   std::vector<uint8_t> zrow(implicit ? static_cast<size_t>(cs) : 0, x_zp);
-  std::vector<int64_t> tap_h(static_cast<size_t>(T)), tap_w(static_cast<size_t>(T));
+  std::vector<int64_t> tap_h(static_cast<size_t>(T)), tap_w(static_cast<size_t>(T)),
+      tap_off(static_cast<size_t>(T));
   for (int64_t t = 0; t < T; ++t) {
     tap_h[t] = (t / s.KW) * s.dil_h;
     tap_w[t] = (t % s.KW) * s.dil_w;
+    tap_off[t] = (tap_h[t] * s.W + tap_w[t]) * cs;
   }
+  const int64_t span_h = (s.KH - 1) * s.dil_h, span_w = (s.KW - 1) * s.dil_w;
   auto run = [&](int64_t i) {
     const int64_t row0 = i * block, rows = std::min(block, M - row0);
     int32_t* acc = scratch_as<int32_t>(Scratch::ConvAcc, size_t(block * OCg));
@@ -114,12 +117,17 @@ void gemm_rows(const uint8_t* x, bool x_nhwc, const ConvShape& s, const PackedCo
       int64_t n = row0 / (OH * OW), oh = (row0 / OW) % OH, ow = row0 % OW;
       for (int64_t r = 0; r < rows; ++r) {
         const uint8_t* img = nhwc + n * HW * cs;
-        for (int64_t t = 0; t < T; ++t) {
-          const int64_t ih = oh * s.stride_h - s.pad_top + tap_h[t];
-          const int64_t iw = ow * s.stride_w - s.pad_left + tap_w[t];
-          ptr[r * T + t] = ih >= 0 && ih < s.H && iw >= 0 && iw < s.W
-                               ? img + (ih * s.W + iw) * cs
-                               : zrow.data();
+        const int64_t ih0 = oh * s.stride_h - s.pad_top, iw0 = ow * s.stride_w - s.pad_left;
+        if (ih0 >= 0 && ih0 + span_h < s.H && iw0 >= 0 && iw0 + span_w < s.W) {
+          const uint8_t* base = img + (ih0 * s.W + iw0) * cs;  // every tap inside
+          for (int64_t t = 0; t < T; ++t) ptr[r * T + t] = base + tap_off[t];
+        } else {
+          for (int64_t t = 0; t < T; ++t) {
+            const int64_t ih = ih0 + tap_h[t], iw = iw0 + tap_w[t];
+            ptr[r * T + t] = ih >= 0 && ih < s.H && iw >= 0 && iw < s.W
+                                 ? img + (ih * s.W + iw) * cs
+                                 : zrow.data();
+          }
         }
         if (++ow == OW) {  // next output pixel without divisions
           ow = 0;
