@@ -206,3 +206,33 @@ def test_fused_adds_equal_unfused_session(tmp_path, monkeypatch):
             u = fastq.InferenceSession(q, arith=arith)
             assert not any(st.node.op_type == "QdqAdd" for st in u._graph.steps)
             assert np.array_equal(u.run(None, feeds)[0], fused)
+
+
+@pytest.mark.parametrize("dt", [np.uint8, np.int8])
+def test_requantize_same_params_is_identity(dt):
+    """QdqConcat passes an input through when its DequantizeLinear parameters equal the
+    QuantizeLinear's: QuantizeF32(DequantizeF32(x)) == x for every value, any scale."""
+    x = np.arange(np.iinfo(dt).min, np.iinfo(dt).max + 1).astype(dt)
+    signed = dt == np.int8
+    for scale in np.concatenate([RNG.random(200).astype(np.float32) * 10.0 ** RNG.integers(
+            -8, 4, 200), np.float32([1e-30, 3.4e38 / 512, 1.0])]).astype(np.float32):
+        for zp in (np.iinfo(dt).min, 0, 3, np.iinfo(dt).max):
+            y = _core.quantize_f32(_core.dequantize_f32(x, float(scale), int(zp)),
+                                   float(scale), int(zp), signed)
+            assert np.array_equal(y, x), (scale, zp)
+
+
+def test_fused_concat_equals_unfused(tmp_path, monkeypatch):
+    """cnn_model's Concat of two int8 layers' outputs becomes QdqConcat with the same bits."""
+    import _qdq_models as M
+    import fastq
+    from fastq.runtime import qdq_layers
+    m = M.cnn_model(hw=12, c=8, blocks=1)
+    q = M.quantize(m, M.calibration(m, 2), tmp_path)
+    feeds = M.calibration(m, 1, seed=4)[0]
+    s = fastq.InferenceSession(q, arith="exact32")
+    assert any(st.node.op_type == "QdqConcat" for st in s._graph.steps)
+    with monkeypatch.context() as mp:
+        mp.setattr(qdq_layers, "_fuse_adds", lambda nodes, *a: nodes)
+        u = fastq.InferenceSession(q, arith="exact32")
+    assert np.array_equal(u.run(None, feeds)[0], s.run(None, feeds)[0])

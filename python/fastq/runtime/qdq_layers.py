@@ -298,7 +298,9 @@ def _fuse_adds(nodes: List[Node], consts, ctx: OpContext, dq_candidates: set) ->
     """``QuantizeLinear([Relu](Add(DequantizeLinear(a), DequantizeLinear(b))))`` of per-tensor
     constant scalar parameters -> one ``QdqAdd`` node (the residual Adds between int8 layers):
     the same float32 steps in one pass over the quantized tensors (``_core.qdq_add``) instead
-    of four passes over float ones. The Add's and Relu's outputs must have no other reader."""
+    of four passes over float ones; ``QuantizeLinear(Concat(DequantizeLinear(x_i)...))`` ->
+    ``QdqConcat`` (each input requantized by the same two steps, then concatenated in u8).
+    The Add's, Relu's and Concat's outputs must have no other reader."""
     producer = {o: n for n in nodes for o in n.outputs if o}
     consumers: Dict[str, List[Node]] = {}
     for n in nodes:
@@ -313,6 +315,19 @@ def _fuse_adds(nodes: List[Node], consts, ctx: OpContext, dq_candidates: set) ->
     swap: Dict[int, Node] = {}
     drop = set()
     for n in nodes:
+        if n.domain == "" and n.op_type == "Concat" and len(n.inputs) > 1:
+            dqs = [producer.get(x) for x in n.inputs]
+            q = only_user(n.outputs[0])
+            if all(d is not None and d.domain == "" and d.op_type == "DequantizeLinear"
+                   and _scalar_q(consts, d) and d.inputs[0] not in consts for d in dqs) and \
+                    q is not None and q.domain == "" and q.op_type == "QuantizeLinear" and \
+                    _scalar_q(consts, q):
+                ins = tuple(x for d in dqs for x in d.inputs[:3]) + tuple(q.inputs[1:3])
+                swap[id(n)] = Node(n.name, "QdqConcat", DOMAIN, n.version, n.opset, n.attrs,
+                                   ins, q.outputs, None)
+                drop.add(id(q))
+                dq_candidates.update(id(d) for d in dqs)
+            continue
         if n.domain != "" or n.op_type != "Add" or len(n.inputs) != 2 or n.attr("broadcast", 0):
             continue
         dqs = [producer.get(x) for x in n.inputs]
@@ -600,3 +615,23 @@ def qdq_add(node, a, a_scale, a_zp, b, b_scale, b_zp, y_scale, y_zp):
                       int(zb.reshape(())), relu, _scalar(y_scale), int(zy.reshape(())),
                       zy.dtype == np.int8)
     return y.transpose(0, 3, 1, 2) if na else y
+
+
+@register("QdqConcat", DOMAIN)
+def qdq_concat(node, *args):
+    """QuantizeLinear(Concat(DequantizeLinear(x_i), ...)) (see _fuse_adds): each input through
+    the DequantizeF32 and QuantizeF32 steps in its own memory order, then one u8 Concat."""
+    from .ops.shape import concat
+    *ins, y_scale, y_zp = args
+    ys, yz = np.float32(_scalar(y_scale)), np.asarray(y_zp)
+    parts = []
+    for x, s, z in zip(ins[0::3], ins[1::3], ins[2::3]):
+        z = np.asarray(z)
+        if np.float32(_scalar(s)) == ys and z.dtype == yz.dtype and x.dtype == z.dtype \
+                and int(z.reshape(())) == int(yz.reshape(())):
+            # same parameters: round((x - z) * s / s) == x - z exactly (|relative error| <=
+            # 2^-23 on |x - z| <= 255), so the two steps are the identity
+            parts.append(x)
+        else:
+            parts.append(quantize_f32(node, dequantize_f32(node, x, s, z), y_scale, y_zp))
+    return concat(node, *parts)
