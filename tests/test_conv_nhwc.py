@@ -236,3 +236,26 @@ def test_fused_concat_equals_unfused(tmp_path, monkeypatch):
         mp.setattr(qdq_layers, "_fuse_adds", lambda nodes, *a: nodes)
         u = fastq.InferenceSession(q, arith="exact32")
     assert np.array_equal(u.run(None, feeds)[0], s.run(None, feeds)[0])
+
+
+def test_dequantize_add_matches_numpy_and_fused_session(tmp_path, monkeypatch):
+    """DequantizeLinear + Add(bias row) in one pass: the two ops' float32 steps, bit for bit;
+    a BERT-style session with it fused gives the bits of the unfused one."""
+    for dt in (np.uint8, np.int8):
+        x = RNG.integers(np.iinfo(dt).min, np.iinfo(dt).max + 1, (3, 5, 33)).astype(dt)
+        b = RNG.standard_normal(33).astype(np.float32)
+        s, z = np.float32(0.0371), int(np.iinfo(dt).min + 7)
+        want = (x.astype(np.float32) - np.float32(z)) * s + b
+        assert np.array_equal(_core.dequantize_add_f32(x, float(s), z, b), want)
+    import _qdq_models as M
+    import fastq
+    from fastq.runtime import qdq_layers
+    m = M.bert_model()
+    q = M.quantize(m, M.calibration(m, 2), tmp_path, op_types_to_quantize=["MatMul"])
+    feeds = M.calibration(m, 1, seed=5)[0]
+    s = fastq.InferenceSession(q, arith="exact32")
+    assert any(st.node.op_type == "DequantizeAdd" for st in s._graph.steps)
+    with monkeypatch.context() as mp:
+        mp.setattr(qdq_layers, "_fuse_adds", lambda nodes, *a: nodes)
+        u = fastq.InferenceSession(q, arith="exact32")
+    assert np.array_equal(u.run(None, feeds)[0], s.run(None, feeds)[0])

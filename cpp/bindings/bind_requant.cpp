@@ -73,6 +73,27 @@ void bind_requant(py::module_& m) {
      py::arg("b_scale"), py::arg("b_zero_point"), py::arg("relu"), py::arg("y_scale"),
      py::arg("y_zero_point"), py::arg("y_signed"));
 
+  m.def("dequantize_add_f32", [](py::array x, float scale, int32_t zp, py::array bias) {
+    const bool is_signed = same_dtype(x.dtype(), py::dtype::of<int8_t>());
+    if (!is_signed) require_dtype<uint8_t>(x, "x", "uint8 or int8");
+    require_c_contiguous(x, "x");
+    require_dtype<float>(bias, "bias", "float32");
+    require_c_contiguous(bias, "bias");
+    if (bias.ndim() != 1 || x.ndim() < 1 || x.shape(x.ndim() - 1) != bias.shape(0))
+      throw std::invalid_argument("bias " + shape_str(bias) + " must be 1-D with the last "
+                                  "dimension of x " + shape_str(x));
+    py::array_t<float> out(x.request().shape);
+    const int64_t N = bias.shape(0), rows = N ? x.size() / N : 0;
+    const void* xp = x.data();
+    const float* bp = static_cast<const float*>(bias.data());
+    float* op = out.mutable_data();
+    {
+      py::gil_scoped_release nogil;
+      dequantize_add_f32(xp, is_signed, rows, N, scale, zp, bp, op);
+    }
+    return out;
+  }, py::arg("x"), py::arg("scale"), py::arg("zero_point"), py::arg("bias"));
+
   m.def("quantize_f32", [](py::array x, float scale, int32_t zp, bool y_signed) {
     require_dtype<float>(x, "x", "float32");
     require_c_contiguous(x, "x");

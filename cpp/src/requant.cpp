@@ -177,6 +177,33 @@ void dequant_t(const T* x, int64_t n, float scale, int32_t zp, float* out) {
 }
 }  // namespace
 
+namespace {
+template <class T>
+void dequant_add_t(const T* x, int64_t rows, int64_t N, float scale, int32_t zp,
+                   const float* bias, float* out) {
+  auto row = [&](int64_t r) {
+    const float z = float(zp), s = scale;  // locals: see requant_t
+    const int64_t n = N;
+    const T* xi = x + r * n;
+    float* o = out + r * n;
+    const float* b = bias;
+    for (int64_t c = 0; c < n; ++c) o[c] = (float(xi[c]) - z) * s + b[c];
+  };
+  if (rows * N > (1 << 16))
+    parallel_for(rows, row);
+  else
+    for (int64_t r = 0; r < rows; ++r) row(r);
+}
+}  // namespace
+
+void dequantize_add_f32(const void* x, bool x_signed, int64_t rows, int64_t N, float scale,
+                        int32_t zp, const float* bias, float* out) {
+  if (x_signed)
+    dequant_add_t(static_cast<const int8_t*>(x), rows, N, scale, zp, bias, out);
+  else
+    dequant_add_t(static_cast<const uint8_t*>(x), rows, N, scale, zp, bias, out);
+}
+
 void dequantize_f32(const void* x, bool x_signed, int64_t n, float scale, int32_t zp,
                     float* out) {
   if (x_signed)

@@ -36,6 +36,11 @@ void qdq_add(const void* a, bool a_signed, float a_scale, int32_t a_zp, const vo
              bool b_signed, float b_scale, int32_t b_zp, int64_t n, bool relu, float y_scale,
              int32_t y_zp, bool y_signed, void* out);
 
+// DequantizeLinear then Add of a float32 row vector (a bias after an int8 layer) in one pass:
+// out[r * N + c] = (float(x[r * N + c]) - float(zp)) * scale + bias[c], the two ops' steps.
+void dequantize_add_f32(const void* x, bool x_signed, int64_t rows, int64_t N, float scale,
+                        int32_t zp, const float* bias, float* out);
+
 void quantize_f32(const float* x, int64_t n, float scale, int32_t zp, bool y_signed, void* out);
 
 // dequantize: y = (float(x) - float(zp)) * scale, ONNX DequantizeLinear per tensor (u8/s8 x).

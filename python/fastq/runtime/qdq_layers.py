@@ -331,6 +331,18 @@ def _fuse_adds(nodes: List[Node], consts, ctx: OpContext, dq_candidates: set) ->
         if n.domain != "" or n.op_type != "Add" or len(n.inputs) != 2 or n.attr("broadcast", 0):
             continue
         dqs = [producer.get(x) for x in n.inputs]
+        bias = [x for x in n.inputs if x in consts]
+        if len(bias) == 1 and n.inputs[0] != n.inputs[1]:
+            d = producer.get(n.inputs[1] if bias[0] == n.inputs[0] else n.inputs[0])
+            c = np.asarray(consts[bias[0]])
+            if d is not None and d.domain == "" and d.op_type == "DequantizeLinear" and \
+                    _scalar_q(consts, d) and d.inputs[0] not in consts and \
+                    only_user(d.outputs[0]) is n and c.dtype == np.float32 and c.ndim == 1:
+                # DequantizeLinear + Add of a bias row (after an int8 MatMul): one pass
+                swap[id(n)] = Node(n.name, "DequantizeAdd", DOMAIN, 1, 1, {},
+                                   tuple(d.inputs[:3]) + (bias[0],), n.outputs, None)
+                dq_candidates.add(id(d))
+            continue
         if not all(d is not None and d.domain == "" and d.op_type == "DequantizeLinear"
                    and _scalar_q(consts, d) and d.inputs[0] not in consts for d in dqs):
             continue
@@ -635,3 +647,17 @@ def qdq_concat(node, *args):
         else:
             parts.append(quantize_f32(node, dequantize_f32(node, x, s, z), y_scale, y_zp))
     return concat(node, *parts)
+
+
+@register("DequantizeAdd", DOMAIN)
+def dequantize_add(node, x, scale, zp, bias):
+    """DequantizeLinear(x) + bias (float32 [N], see _fuse_adds): one C++ pass when the bias
+    runs along x's last (contiguous) axis, else the two ops' own steps."""
+    b = np.asarray(bias)
+    if x.ndim >= 1 and x.shape[-1] == b.shape[0] and x.flags.c_contiguous:
+        z = np.asarray(zp)
+        if x.dtype != z.dtype:
+            raise fail(node, f"input has dtype {x.dtype}, its zero point {z.dtype}")
+        return _core.dequantize_add_f32(x, _scalar(scale), int(z.reshape(())), b)
+    y = dequantize_f32(node, x, scale, zp)
+    return np.add(y, b).astype(y.dtype, copy=False)
