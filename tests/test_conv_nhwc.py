@@ -5,8 +5,9 @@ NCHW inputs, GEMM convs (1x1 direct, 3x3/5x5, groups, odd channels, strides, dil
 asymmetric pads), depthwise convs (multiplier 1: the NHWC row kernels, 16-channel blocks and
 scalar tails; multiplier 2: the NCHW fallback), random and saturating fills (0/255 inputs,
 -128/127 weights). The requantized layer equals ``requantize`` of the spec's sums; the AVX2
-requantization rows and quantize_f32 equal the portable loops / a numpy oracle, and the
-session keeps fused conv outputs as NHWC-ordered views that every consumer reads correctly."""
+requantization rows and quantize_f32 equal the portable loops / a numpy oracle, the session
+keeps fused conv outputs as NHWC-ordered views that every consumer reads correctly, and the
+fused QdqAdd / QdqConcat / DequantizeAdd nodes give the unfused ops' bits."""
 
 from __future__ import annotations
 
@@ -151,8 +152,8 @@ def test_session_keeps_nhwc_views(tmp_path):
                for a in seen.values())
     out = sess.run(None, feeds)[0]
     assert out.flags.c_contiguous
-    from onnx import numpy_helper
     import onnxruntime as ort
+    from onnx import numpy_helper
     prod = {o: n for n in q.graph.node for o in n.output}
     dq = prod[q.graph.output[0].name]
     assert dq.op_type == "DequantizeLinear"

@@ -11,6 +11,13 @@ Per-tensor QuantizeLinear (float32) and DequantizeLinear (u8/s8) nodes with cons
 parameters run in C++ (``_core.quantize_f32`` / ``dequantize_f32``: the float32 steps and the
 round-half-even of the numpy ops, bit for bit).
 
+Layout: a requantized 2-D QdqConv returns its u8/s8 output as a transposed NCHW view of an
+NHWC buffer (``_core.qconv_requant_nhwc``); the next QdqConv reads that buffer directly, the
+Q/DQ ops work in memory order and keep the view, and any other consumer reads correct NCHW
+values through numpy's strides (session outputs are made C-contiguous). Between int8 layers,
+``Q(Relu?(DQ(a) + DQ(b)))`` runs as QdqAdd, ``Q(Concat(DQ(x_i)...))`` as QdqConcat and
+``DQ(x) + bias`` as DequantizeAdd: one pass each, the same float32 steps as the unfused ops.
+
 Fused: int8 weights with zero point 0, per tensor or per output channel (axis 0 for Conv and
 Gemm transB=1, axis 1 for MatMul [K, N] and Gemm transB=0); uint8/int8 per-tensor activations;
 float bias (a constant, or DequantizeLinear(int32) folded to float; a MatMul's following
