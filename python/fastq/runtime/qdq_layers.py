@@ -591,7 +591,36 @@ register("QdqConv", DOMAIN, context=True, prepare=_prepare(_ConvLayer))(_run(_Co
 register("QdqLinear", DOMAIN, context=True, prepare=_prepare(_LinearLayer))(_run(_LinearLayer))
 
 
-@register("QuantizeF32", DOMAIN)
+def _prep_quantize(node, consts, ctx=None):
+    """Once per session: the constant scale / zero point as Python numbers, so a run costs one
+    C++ call (per-node Python overhead matters on the small tensors of an encoder)."""
+    if consts[1] is None or consts[2] is None:
+        return None
+    sc, z = _scalar(consts[1]), np.asarray(consts[2])
+    zi, signed = int(z.reshape(())), z.dtype == np.int8
+
+    def run(x, scale=None, zp=None):
+        if x.dtype == np.float32 and x.flags.c_contiguous:
+            return _core.quantize_f32(x, sc, zi, signed)
+        return quantize_f32(node, x, consts[1], consts[2])
+    return run
+
+
+def _prep_dequantize(node, consts, ctx=None):
+    """As _prep_quantize, for DequantizeF32."""
+    if consts[1] is None or consts[2] is None:
+        return None
+    sc, z = _scalar(consts[1]), np.asarray(consts[2])
+    zi = int(z.reshape(()))
+
+    def run(x, scale=None, zp=None):
+        if x.dtype == z.dtype and x.flags.c_contiguous:
+            return _core.dequantize_f32(x, sc, zi)
+        return dequantize_f32(node, x, consts[1], consts[2])
+    return run
+
+
+@register("QuantizeF32", DOMAIN, prepare=_prep_quantize)
 def quantize_f32(node, x, scale, zp):
     """Per-tensor QuantizeLinear (the rewrite only makes these for constant scalar scale/zp);
     non-float32 inputs (float16/64) go the numpy way for ONNX's rounding of their division."""
@@ -603,7 +632,7 @@ def quantize_f32(node, x, scale, zp):
     return _elementwise(lambda b: _core.quantize_f32(b, sc, zi, signed), x)
 
 
-@register("DequantizeF32", DOMAIN)
+@register("DequantizeF32", DOMAIN, prepare=_prep_dequantize)
 def dequantize_f32(node, x, scale, zp):
     """Per-tensor DequantizeLinear of u8/s8 with a float32 scale (constant scalar scale/zp):
     (float(x) - float(zp)) * scale, the numpy op's float32 steps."""
@@ -656,7 +685,22 @@ def qdq_concat(node, *args):
     return concat(node, *parts)
 
 
-@register("DequantizeAdd", DOMAIN)
+def _prep_dequantize_add(node, consts, ctx=None):
+    """Once per session: constant scale / zero point / bias (see _prep_quantize)."""
+    if any(c is None for c in consts[1:4]):
+        return None
+    sc, z, b = _scalar(consts[1]), np.asarray(consts[2]), np.asarray(consts[3])
+    zi = int(z.reshape(()))
+
+    def run(x, scale=None, zp=None, bias=None):
+        if x.dtype == z.dtype and x.flags.c_contiguous and x.ndim >= 1 and \
+                x.shape[-1] == b.shape[0]:
+            return _core.dequantize_add_f32(x, sc, zi, b)
+        return dequantize_add(node, x, *consts[1:4])
+    return run
+
+
+@register("DequantizeAdd", DOMAIN, prepare=_prep_dequantize_add)
 def dequantize_add(node, x, scale, zp, bias):
     """DequantizeLinear(x) + bias (float32 [N], see _fuse_adds): one C++ pass when the bias
     runs along x's last (contiguous) axis, else the two ops' own steps."""
