@@ -22,11 +22,19 @@ ConvShape make_shape(const py::array& x, int64_t OC, int64_t KH, int64_t KW, int
                      std::array<int64_t, 2> dil) {
   require_ndim(x, 4, "x");
   require_c_contiguous(x, "x");
+  return make_shape_dims({x.shape(0), x.shape(1), x.shape(2), x.shape(3)}, OC, KH, KW, group,
+                         strides, pads, dil, shape_str(x));
+}
+
+ConvShape make_shape_dims(std::array<int64_t, 4> nchw, int64_t OC, int64_t KH, int64_t KW,
+                          int64_t group, std::array<int64_t, 2> strides,
+                          std::array<int64_t, 4> pads, std::array<int64_t, 2> dil,
+                          const std::string& x_shape) {
   ConvShape s;
-  s.N = x.shape(0);
-  s.C = x.shape(1);
-  s.H = x.shape(2);
-  s.W = x.shape(3);
+  s.N = nchw[0];
+  s.C = nchw[1];
+  s.H = nchw[2];
+  s.W = nchw[3];
   s.OC = OC;
   s.KH = KH;
   s.KW = KW;
@@ -47,7 +55,7 @@ ConvShape make_shape(const py::array& x, int64_t OC, int64_t KH, int64_t KW, int
     throw std::invalid_argument("group=" + std::to_string(group) + " must divide C=" +
                                 std::to_string(s.C) + " and OC=" + std::to_string(OC));
   if (s.OH() <= 0 || s.OW() <= 0)
-    throw std::invalid_argument("conv output would be empty for input " + shape_str(x));
+    throw std::invalid_argument("conv output would be empty for input " + x_shape);
   return s;
 }
 

@@ -42,6 +42,58 @@ void bind_requant(py::module_& m) {
   }, py::arg("acc"), py::arg("channel_axis"), py::arg("zcomp"), py::arg("mult"),
      py::arg("y_zero_point"), py::arg("y_signed"));
 
+  m.def("qdq_add", [](py::array a, float a_scale, int32_t a_zp, py::array b, float b_scale,
+                      int32_t b_zp, bool relu, float y_scale, int32_t y_zp, bool y_signed) {
+    auto is_s8 = [](const py::array& x, const char* what) {
+      if (same_dtype(x.dtype(), py::dtype::of<int8_t>())) return true;
+      require_dtype<uint8_t>(x, what, "uint8 or int8");
+      return false;
+    };
+    const bool as = is_s8(a, "a"), bs = is_s8(b, "b");
+    require_c_contiguous(a, "a");
+    require_c_contiguous(b, "b");
+    if (a.size() != b.size())
+      throw std::invalid_argument("a " + shape_str(a) + " and b " + shape_str(b) +
+                                  " must have the same number of elements");
+    const int32_t lo = y_signed ? -128 : 0, hi = y_signed ? 127 : 255;
+    if (y_zp < lo || y_zp > hi) throw std::invalid_argument("y_zero_point out of range");
+    py::array out = y_signed ? py::array(py::dtype::of<int8_t>(), a.request().shape)
+                             : py::array(py::dtype::of<uint8_t>(), a.request().shape);
+    const void* ap = a.data();
+    const void* bp = b.data();
+    void* op = out.mutable_data();
+    const int64_t n = a.size();
+    {
+      py::gil_scoped_release nogil;
+      qdq_add(ap, as, a_scale, a_zp, bp, bs, b_scale, b_zp, n, relu, y_scale, y_zp, y_signed,
+              op);
+    }
+    return out;
+  }, py::arg("a"), py::arg("a_scale"), py::arg("a_zero_point"), py::arg("b"),
+     py::arg("b_scale"), py::arg("b_zero_point"), py::arg("relu"), py::arg("y_scale"),
+     py::arg("y_zero_point"), py::arg("y_signed"));
+
+  m.def("dequantize_add_f32", [](py::array x, float scale, int32_t zp, py::array bias) {
+    const bool is_signed = same_dtype(x.dtype(), py::dtype::of<int8_t>());
+    if (!is_signed) require_dtype<uint8_t>(x, "x", "uint8 or int8");
+    require_c_contiguous(x, "x");
+    require_dtype<float>(bias, "bias", "float32");
+    require_c_contiguous(bias, "bias");
+    if (bias.ndim() != 1 || x.ndim() < 1 || x.shape(x.ndim() - 1) != bias.shape(0))
+      throw std::invalid_argument("bias " + shape_str(bias) + " must be 1-D with the last "
+                                  "dimension of x " + shape_str(x));
+    py::array_t<float> out(x.request().shape);
+    const int64_t N = bias.shape(0), rows = N ? x.size() / N : 0;
+    const void* xp = x.data();
+    const float* bp = static_cast<const float*>(bias.data());
+    float* op = out.mutable_data();
+    {
+      py::gil_scoped_release nogil;
+      dequantize_add_f32(xp, is_signed, rows, N, scale, zp, bp, op);
+    }
+    return out;
+  }, py::arg("x"), py::arg("scale"), py::arg("zero_point"), py::arg("bias"));
+
   m.def("quantize_f32", [](py::array x, float scale, int32_t zp, bool y_signed) {
     require_dtype<float>(x, "x", "float32");
     require_c_contiguous(x, "x");

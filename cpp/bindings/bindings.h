@@ -17,6 +17,7 @@ void bind_platform(py::module_& m);  // bind_platform.cpp: cpu features, threads
 void bind_gemm(py::module_& m);      // bind_gemm.cpp: pack_weights, gemm_u8s8, qlinear
 void bind_conv(py::module_& m);      // bind_conv.cpp: pack_conv_weights, conv_u8s8, qconv
 void bind_conv_dw(py::module_& m);   // bind_conv_dw.cpp: direct depthwise int8 conv
+void bind_conv_nhwc(py::module_& m);  // bind_conv_nhwc.cpp: NHWC int8 conv, fused requant
 void bind_requant(py::module_& m);   // bind_requant.cpp: requantize, (de)quantize_f32
 void bind_stats(py::module_& m);     // bind_stats.cpp: statistics collectors
 void bind_runtime(py::module_& m);   // bind_runtime.cpp: float/int8 conv and other op kernels
@@ -32,6 +33,11 @@ std::string shape_str(const py::array& a);
 ConvShape make_shape(const py::array& x, int64_t OC, int64_t KH, int64_t KW, int64_t group,
                      std::array<int64_t, 2> strides, std::array<int64_t, 4> pads,
                      std::array<int64_t, 2> dil);
+// The same from (N, C, H, W) given separately (an NHWC x), x_shape naming it in errors.
+ConvShape make_shape_dims(std::array<int64_t, 4> nchw, int64_t OC, int64_t KH, int64_t KW,
+                          int64_t group, std::array<int64_t, 2> strides,
+                          std::array<int64_t, 4> pads, std::array<int64_t, 2> dil,
+                          const std::string& x_shape);
 Pairing parse_pairing(const std::string& s);
 
 // Per-output-channel epilogue arguments shared by qlinear and qconv: w_scales (1 or n

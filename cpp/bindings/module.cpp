@@ -51,6 +51,7 @@ PYBIND11_MODULE(_core, m) {
   fastq::bind_gemm(m);
   fastq::bind_conv(m);
   fastq::bind_conv_dw(m);
+  fastq::bind_conv_nhwc(m);
   fastq::bind_requant(m);
   fastq::bind_stats(m);
   fastq::bind_runtime(m);

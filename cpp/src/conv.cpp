@@ -44,6 +44,44 @@ std::shared_ptr<PackedConv> pack_conv(const int8_t* w, int64_t OC, int64_t Cg, i
   return pc;
 }
 
+void im2col_nhwc(const uint8_t* nhwc, const ConvShape& s, const PackedConv& w, int64_t g,
+                 uint8_t x_zp, int64_t row0, int64_t rows, uint8_t* cols, int64_t ld) {
+  const int64_t OH = s.OH(), OW = s.OW(), Cg = w.Cg, Cp = w.Cpad;
+  int64_t n = row0 / (OH * OW), oh = (row0 / OW) % OH, ow = row0 % OW - 1;
+  for (int64_t r = 0; r < rows; ++r) {
+    if (++ow == OW) {  // next output pixel without divisions
+      ow = 0;
+      if (++oh == OH) oh = 0, ++n;
+    }
+    uint8_t* dst = cols + r * ld;
+    const int64_t iw0 = ow * s.stride_w - s.pad_left;
+    // an ungrouped, undilated row of taps inside the input is one contiguous run
+    const bool run = Cg == s.C && Cp == Cg && s.dil_w == 1 && iw0 >= 0 && iw0 + s.KW <= s.W;
+    for (int64_t kh = 0; kh < s.KH; ++kh) {
+      const int64_t ih = oh * s.stride_h - s.pad_top + kh * s.dil_h;
+      if (run && ih >= 0 && ih < s.H) {
+        std::memcpy(dst, nhwc + ((n * s.H + ih) * s.W + iw0) * s.C, s.KW * Cg);
+        dst += s.KW * Cg;
+        continue;
+      }
+      for (int64_t kw = 0; kw < s.KW; ++kw, dst += Cp) {
+        const int64_t iw = ow * s.stride_w - s.pad_left + kw * s.dil_w;
+        if (ih >= 0 && ih < s.H && iw >= 0 && iw < s.W) {
+          const uint8_t* src = nhwc + ((n * s.H + ih) * s.W + iw) * s.C + g * Cg;
+          if (Cg < 16) {  // a call per few bytes costs more than the copy
+            for (int64_t c = 0; c < Cg; ++c) dst[c] = src[c];
+          } else {
+            std::memcpy(dst, src, Cg);
+          }
+        } else {
+          std::memset(dst, x_zp, Cg);
+        }
+        if (Cp > Cg) dst[Cg] = 0;
+      }
+    }
+  }
+}
+
 namespace {
 
 void check_shape(const ConvShape& s, const PackedConv& w) {
@@ -81,27 +119,7 @@ void run_groups(const uint8_t* x, const ConvShape& s, const PackedConv& w, uint8
       continue;
     }
     parallel_for(s.N * OH, [&](int64_t row) {
-      const int64_t n = row / OH, oh = row % OH;
-      for (int64_t ow = 0; ow < OW; ++ow) {
-        uint8_t* dst = cols + ((n * OH + oh) * OW + ow) * K;
-        for (int64_t kh = 0; kh < s.KH; ++kh) {
-          const int64_t ih = oh * s.stride_h - s.pad_top + kh * s.dil_h;
-          for (int64_t kw = 0; kw < s.KW; ++kw, dst += Cp) {
-            const int64_t iw = ow * s.stride_w - s.pad_left + kw * s.dil_w;
-            if (ih >= 0 && ih < s.H && iw >= 0 && iw < s.W) {
-              const uint8_t* src = nhwc + ((n * s.H + ih) * s.W + iw) * s.C + g * Cg;
-              if (Cg < 16) {  // a call per few bytes costs more than the copy
-                for (int64_t c = 0; c < Cg; ++c) dst[c] = src[c];
-              } else {
-                std::memcpy(dst, src, Cg);
-              }
-            } else {
-              std::memset(dst, x_zp, Cg);
-            }
-            if (Cp > Cg) dst[Cg] = 0;
-          }
-        }
-      }
+      im2col_nhwc(nhwc, s, w, g, x_zp, row * OW, OW, cols + row * OW * K, K);
     });
     gemm_u8s8(cols, M, K, *w.groups[g], acc, s.OCg(), impl, arith);
     sink(g, acc, M);

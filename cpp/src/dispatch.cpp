@@ -26,6 +26,17 @@ SatCountKernel satcount_kernel(Impl impl) {
                               impl_name(impl) + "' kernel; valid: ref, avx512vnni");
 }
 
+ImplicitKernel implicit_kernel(Impl impl, Arith arith) {
+  require_runnable(impl);
+#if defined(FASTQ_HAVE_X86)
+  if (impl == Impl::Avx512Vnni)
+    return arith == Arith::Exact32 ? conv_implicit_exact32_avx512vnni
+                                   : conv_implicit_sat16pair_avx512vnni;
+#endif
+  (void)arith;
+  return nullptr;
+}
+
 GemmKernel gemm_kernel(Impl impl, Arith arith) {
   require_runnable(impl);
   const bool exact = arith == Arith::Exact32;

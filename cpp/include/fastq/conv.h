@@ -54,6 +54,22 @@ void conv_u8s8(const uint8_t* x, const ConvShape& s, const PackedConv& w, uint8_
 void conv_u8s8_ref(const uint8_t* x, const ConvShape& s, const int8_t* w, Pairing pairing,
                    uint8_t x_zp, int32_t* out, Arith arith);
 
+// im2col rows [row0, row0 + rows) (row m = (n*OH + oh)*OW + ow) of group g from an NHWC
+// input, K = w.K() bytes each in the reduction order above (padding taps read x_zp, per-tap
+// pad channels 0), row stride ld >= K; bytes [K, ld) are left as they are.
+void im2col_nhwc(const uint8_t* nhwc, const ConvShape& s, const PackedConv& w, int64_t g,
+                 uint8_t x_zp, int64_t row0, int64_t rows, uint8_t* cols, int64_t ld);
+
+// NHWC variants (conv_nhwc.cpp): x is u8 [N, H, W, C] when x_nhwc, else NCHW; results are
+// [N, OH, OW, OC] (channel innermost), no layout round trip. conv_u8s8_nhwc gives the raw
+// sums of conv_u8s8; qconv_requant_nhwc requantizes them as requantize() does (requant.h,
+// zcomp / mult per output channel) into u8 (or s8 when y_signed), row block by row block.
+void conv_u8s8_nhwc(const uint8_t* x, bool x_nhwc, const ConvShape& s, const PackedConv& w,
+                    uint8_t x_zp, int32_t* out, Impl impl, Arith arith);
+void qconv_requant_nhwc(const uint8_t* x, bool x_nhwc, const ConvShape& s, const PackedConv& w,
+                        uint8_t x_zp, const int64_t* zcomp, const float* mult, int32_t y_zp,
+                        bool y_signed, void* out, Impl impl, Arith arith);
+
 // Quantized conv layer: out = float(acc - zp * colsum[oc]) * (x_scale * w_scale[oc]) + bias,
 // the same epilogue (and float operation order) as qlinear. A signed x runs shifted by +128.
 void qconv(const void* x, bool x_signed, const ConvShape& s, const PackedConv& w, int32_t x_zp,

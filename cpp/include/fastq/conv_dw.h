@@ -35,4 +35,25 @@ void conv_dw_u8s8_ref(const DwArgs& a);
 // compiled with AVX2 flags; Impl::Avx2 and Impl::Avx512Vnni both run it.
 void conv_dw_planes_avx2(const DwArgs& a, int64_t p0, int64_t p1);
 
+// NHWC depthwise rows (channel multiplier 1: OC == C == group), the layout the fused int8
+// layers keep between layers (conv_nhwc.cpp). Same sums as conv_dw_u8s8 (the flat-sat pairs
+// are per channel over the flat tap index), computed for one output row (n, oh) into
+// acc[OW * C] (channel innermost). `zrow` holds at least C + 16 bytes of x_zp: the row padding
+// taps read. `wpairs` is the weights interleaved for the AVX2 body by dw_nhwc_pack_pairs.
+struct DwNhwcArgs {
+  const uint8_t* x;     // [N, H, W, C]
+  const int8_t* w;      // [C, KH * KW]
+  ConvShape s;
+  const uint8_t* zrow;
+  bool flat_sat;
+};
+void conv_dw_nhwc_row_ref(const DwNhwcArgs& a, int64_t n, int64_t oh, int32_t* acc);
+// 16 channels per block, tap pairs (2q, 2q+1) as vpmaddwd operands: for block b and pair q,
+// 32 int16 at ((q * (C / 16)) + b) * 32 (see conv_dw_nhwc_avx2.cpp for the lane order);
+// channels past the last full block of 16 run the scalar loop.
+void dw_nhwc_pack_pairs(const int8_t* w, int64_t C, int64_t T, int16_t* wpairs);
+int64_t dw_nhwc_pairs_size(int64_t C, int64_t T);
+void conv_dw_nhwc_row_avx2(const DwNhwcArgs& a, const int16_t* wpairs, int64_t n, int64_t oh,
+                           int32_t* acc);
+
 }  // namespace fastq

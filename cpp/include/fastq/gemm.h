@@ -77,6 +77,25 @@ void gemm_u8s8_sat16pair_avx2(const GemmTile& t);
 void gemm_u8s8_exact32_avx512vnni(const GemmTile& t);
 void gemm_u8s8_sat16pair_avx512vnni(const GemmTile& t);
 
+// Implicit-GEMM conv tile (conv_nhwc.cpp): the same sums as a GemmTile whose A row r is the
+// concatenation, over taps t, of the tap_k bytes at rows[r * taps + t] (an NHWC input pixel,
+// or a row of the zero point for padding) -- the im2col row, never materialized.
+// tap_k is a multiple of kGroup and b->Kp == taps * tap_k.
+struct ImplicitTile {
+  const uint8_t* const* rows;  // [m][taps]
+  int64_t taps, tap_k;
+  int64_t m;
+  const PackedB* b;
+  int64_t p0, p1;
+  int32_t* c;
+  int64_t ldc;
+};
+using ImplicitKernel = void (*)(const ImplicitTile&);
+void conv_implicit_exact32_avx512vnni(const ImplicitTile& t);
+void conv_implicit_sat16pair_avx512vnni(const ImplicitTile& t);
+// nullptr when `impl` has no implicit-GEMM kernel (callers then run im2col + gemm_kernel).
+ImplicitKernel implicit_kernel(Impl impl, Arith arith);
+
 // The dispatch table (dispatch.cpp). Throws std::invalid_argument naming the missing CPU
 // feature when this host cannot run `impl`.
 GemmKernel gemm_kernel(Impl impl, Arith arith);

@@ -101,7 +101,85 @@ void gemm_tile(const GemmTile& t) {
   }
 }
 
+// The implicit-GEMM variant: the same micro-tile, A's k groups read tap by tap from the
+// per-row pointers of an ImplicitTile (gemm.h).
+template <int MR, int NV, bool kExact>
+void micro_implicit(const uint8_t* const* rows, int64_t taps, int64_t tg, const int8_t* b,
+                    int64_t panel_stride, int32_t* c, int64_t ldc, int64_t ncols) {
+  __m512i acc[MR][NV];
+  __mmask16 mask[NV];
+  unroll<NV>([&](auto v) {
+    const int64_t cols = ncols - v * 16;
+    mask[v] = cols >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (cols > 0 ? cols : 0)) - 1);
+  });
+  unroll<MR>([&](auto r) { unroll<NV>([&](auto v) { acc[r][v] = _mm512_setzero_si512(); }); });
+  const __m512i ones = _mm512_set1_epi16(1);
+  for (int64_t t = 0; t < taps; ++t) {
+    const uint8_t* ar[MR];
+    unroll<MR>([&](auto r) { ar[r] = rows[r * taps + t]; });
+    const int8_t* bt = b + t * tg * 64;
+    for (int64_t g = 0; g < tg; ++g) {
+      __m512i bv[NV];
+      unroll<NV>([&](auto v) {
+        bv[v] = _mm512_load_si512(reinterpret_cast<const void*>(bt + v * panel_stride + g * 64));
+      });
+      unroll<MR>([&](auto r) {
+        const __m512i av = bcast4(ar[r] + g * 4);
+        unroll<NV>([&](auto v) {
+          if (kExact) {
+            acc[r][v] = _mm512_dpbusd_epi32(acc[r][v], av, bv[v]);
+          } else {
+            acc[r][v] = _mm512_dpwssd_epi32(acc[r][v], _mm512_maddubs_epi16(av, bv[v]), ones);
+          }
+        });
+      });
+    }
+  }
+  (void)ones;
+  unroll<MR>([&](auto r) {
+    unroll<NV>([&](auto v) {
+      _mm512_mask_storeu_epi32(c + r * ldc + v * 16, mask[v], acc[r][v]);
+    });
+  });
+}
+
+template <int NV, bool kExact>
+using ImplicitFn = void (*)(const uint8_t* const*, int64_t, int64_t, const int8_t*, int64_t,
+                            int32_t*, int64_t, int64_t);
+
+template <int NV, bool kExact, int... R>
+constexpr auto make_implicit_table(std::integer_sequence<int, R...>) {
+  return std::array<ImplicitFn<NV, kExact>, sizeof...(R)>{&micro_implicit<R + 1, NV, kExact>...};
+}
+
+template <bool kExact>
+void implicit_tile(const ImplicitTile& t) {
+  static constexpr auto t2 =
+      make_implicit_table<2, kExact>(std::make_integer_sequence<int, kMR>{});
+  static constexpr auto t1 =
+      make_implicit_table<1, kExact>(std::make_integer_sequence<int, kMR>{});
+  const PackedB& b = *t.b;
+  const int64_t panel_stride = b.Kp * kPanel, tg = t.tap_k / kGroup;
+  for (int64_t p = t.p0; p < t.p1; p += 2) {
+    const int nv = p + 1 < t.p1 ? 2 : 1;
+    const int8_t* bp = b.panel(p);
+    const int64_t ncols = std::min<int64_t>(nv * kPanel, b.N - p * kPanel);
+    for (int64_t m = 0; m < t.m; m += kMR) {
+      const int mr = static_cast<int>(std::min<int64_t>(kMR, t.m - m));
+      const uint8_t* const* rp = t.rows + m * t.taps;
+      int32_t* cp = t.c + m * t.ldc + p * kPanel;
+      if (nv == 2)
+        t2[mr - 1](rp, t.taps, tg, bp, panel_stride, cp, t.ldc, ncols);
+      else
+        t1[mr - 1](rp, t.taps, tg, bp, panel_stride, cp, t.ldc, ncols);
+    }
+  }
+}
+
 }  // namespace
+
+void conv_implicit_exact32_avx512vnni(const ImplicitTile& t) { implicit_tile<true>(t); }
+void conv_implicit_sat16pair_avx512vnni(const ImplicitTile& t) { implicit_tile<false>(t); }
 
 void gemm_u8s8_exact32_avx512vnni(const GemmTile& t) { gemm_tile<true>(t); }
 void gemm_u8s8_sat16pair_avx512vnni(const GemmTile& t) { gemm_tile<false>(t); }

@@ -11,6 +11,13 @@ Per-tensor QuantizeLinear (float32) and DequantizeLinear (u8/s8) nodes with cons
 parameters run in C++ (``_core.quantize_f32`` / ``dequantize_f32``: the float32 steps and the
 round-half-even of the numpy ops, bit for bit).
 
+Layout: a requantized 2-D QdqConv returns its u8/s8 output as a transposed NCHW view of an
+NHWC buffer (``_core.qconv_requant_nhwc``); the next QdqConv reads that buffer directly, the
+Q/DQ ops work in memory order and keep the view, and any other consumer reads correct NCHW
+values through numpy's strides (session outputs are made C-contiguous). Between int8 layers,
+``Q(Relu?(DQ(a) + DQ(b)))`` runs as QdqAdd, ``Q(Concat(DQ(x_i)...))`` as QdqConcat and
+``DQ(x) + bias`` as DequantizeAdd: one pass each, the same float32 steps as the unfused ops.
+
 Fused: int8 weights with zero point 0, per tensor or per output channel (axis 0 for Conv and
 Gemm transB=1, axis 1 for MatMul [K, N] and Gemm transB=0); uint8/int8 per-tensor activations;
 float bias (a constant, or DequantizeLinear(int32) folded to float; a MatMul's following
@@ -205,11 +212,40 @@ def _bias_add(layer: QdqLayer, f: Node, consts, consumers, ctx: OpContext) -> Op
     return add
 
 
+_HEAP_TUNED = False
+
+
+def _steady_heap() -> None:
+    """Keep freed activation buffers in the process heap (glibc only; once per process).
+
+    The executor frees every intermediate after its last consumer; with glibc's defaults the
+    MiB-sized ones are mmapped or trimmed back to the OS on free, so each run page-faults them
+    in again -- measured at about a fifth of an int8 ResNet block's time. A fixed mmap
+    threshold of 32 MiB (glibc's own dynamic maximum) and a trim threshold of 128 MiB keep
+    them, as ONNX Runtime's arena does. Peak memory is unchanged; other libcs are left alone.
+    """
+    global _HEAP_TUNED
+    if _HEAP_TUNED:
+        return
+    _HEAP_TUNED = True
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None)
+        if not hasattr(libc, "gnu_get_libc_version") or not hasattr(libc, "mallopt"):
+            return
+        m_trim_threshold, m_mmap_threshold = -1, -3
+        libc.mallopt(m_mmap_threshold, 32 << 20)
+        libc.mallopt(m_trim_threshold, 128 << 20)
+    except OSError:
+        pass
+
+
 def qdq_layer_stage(nodes: List[Node], consts: Dict[str, np.ndarray], ctx: OpContext
                     ) -> List[Node]:
     """GRAPH_REWRITES stage: fuse QDQ layers when the session has an arith."""
     if ctx.arith is None:
         return nodes
+    _steady_heap()
     fused_rec = ctx.rewrites.setdefault("int8_layers", [])
     skip_rec = ctx.rewrites.setdefault("unfused_qdq_layers", [])
     swap: Dict[int, Node] = {}
@@ -257,11 +293,79 @@ def qdq_layer_stage(nodes: List[Node], consts: Dict[str, np.ndarray], ctx: OpCon
                 skip_rec.append(LayerRecord(n.name, n.op_type, None,
                                             "weight input is not a constant", ctx.arith))
         out.append(n)
+    out = _fuse_adds(out, consts, ctx, dq_candidates)
     # drop the DequantizeLinear nodes only the fused layers read
     used = {x for n in out for x in n.inputs if x} | set(ctx.graph_outputs)
     out = [n for n in out if id(n) not in dq_candidates or any(o in used for o in n.outputs
                                                                 if o)]
     return [_native(n, consts, ctx) for n in out]
+
+
+def _fuse_adds(nodes: List[Node], consts, ctx: OpContext, dq_candidates: set) -> List[Node]:
+    """``QuantizeLinear([Relu](Add(DequantizeLinear(a), DequantizeLinear(b))))`` of per-tensor
+    constant scalar parameters -> one ``QdqAdd`` node (the residual Adds between int8 layers):
+    the same float32 steps in one pass over the quantized tensors (``_core.qdq_add``) instead
+    of four passes over float ones; ``QuantizeLinear(Concat(DequantizeLinear(x_i)...))`` ->
+    ``QdqConcat`` (each input requantized by the same two steps, then concatenated in u8).
+    The Add's, Relu's and Concat's outputs must have no other reader."""
+    producer = {o: n for n in nodes for o in n.outputs if o}
+    consumers: Dict[str, List[Node]] = {}
+    for n in nodes:
+        for x in n.inputs:
+            if x:
+                consumers.setdefault(x, []).append(n)
+
+    def only_user(name: str) -> Optional[Node]:
+        users = consumers.get(name, [])
+        return users[0] if len(users) == 1 and name not in ctx.graph_outputs else None
+
+    swap: Dict[int, Node] = {}
+    drop = set()
+    for n in nodes:
+        if n.domain == "" and n.op_type == "Concat" and len(n.inputs) > 1:
+            dqs = [producer.get(x) for x in n.inputs]
+            q = only_user(n.outputs[0])
+            if all(d is not None and d.domain == "" and d.op_type == "DequantizeLinear"
+                   and _scalar_q(consts, d) and d.inputs[0] not in consts for d in dqs) and \
+                    q is not None and q.domain == "" and q.op_type == "QuantizeLinear" and \
+                    _scalar_q(consts, q):
+                ins = tuple(x for d in dqs for x in d.inputs[:3]) + tuple(q.inputs[1:3])
+                swap[id(n)] = Node(n.name, "QdqConcat", DOMAIN, n.version, n.opset, n.attrs,
+                                   ins, q.outputs, None)
+                drop.add(id(q))
+                dq_candidates.update(id(d) for d in dqs)
+            continue
+        if n.domain != "" or n.op_type != "Add" or len(n.inputs) != 2 or n.attr("broadcast", 0):
+            continue
+        dqs = [producer.get(x) for x in n.inputs]
+        bias = [x for x in n.inputs if x in consts]
+        if len(bias) == 1 and n.inputs[0] != n.inputs[1]:
+            d = producer.get(n.inputs[1] if bias[0] == n.inputs[0] else n.inputs[0])
+            c = np.asarray(consts[bias[0]])
+            if d is not None and d.domain == "" and d.op_type == "DequantizeLinear" and \
+                    _scalar_q(consts, d) and d.inputs[0] not in consts and \
+                    only_user(d.outputs[0]) is n and c.dtype == np.float32 and c.ndim == 1:
+                # DequantizeLinear + Add of a bias row (after an int8 MatMul): one pass
+                swap[id(n)] = Node(n.name, "DequantizeAdd", DOMAIN, 1, 1, {},
+                                   tuple(d.inputs[:3]) + (bias[0],), n.outputs, None)
+                dq_candidates.add(id(d))
+            continue
+        if not all(d is not None and d.domain == "" and d.op_type == "DequantizeLinear"
+                   and _scalar_q(consts, d) and d.inputs[0] not in consts for d in dqs):
+            continue
+        relu, q = None, only_user(n.outputs[0])
+        if q is not None and q.domain == "" and q.op_type == "Relu":
+            relu, q = q, only_user(q.outputs[0])
+        if q is None or q.domain != "" or q.op_type != "QuantizeLinear" or \
+                not _scalar_q(consts, q):
+            continue
+        a, b = dqs
+        swap[id(n)] = Node(n.name, "QdqAdd", DOMAIN, 1, 1, {"relu": int(relu is not None)},
+                           tuple(a.inputs[:3]) + tuple(b.inputs[:3]) + tuple(q.inputs[1:3]),
+                           q.outputs, None)
+        drop.update(id(x) for x in (q, relu) if x is not None)
+        dq_candidates.update((id(a), id(b)))
+    return [swap.get(id(n), n) for n in nodes if id(n) not in drop]
 
 
 def _native(n: Node, consts, ctx: OpContext) -> Node:
@@ -281,6 +385,26 @@ graph.GRAPH_REWRITES.append(qdq_layer_stage)
 
 
 # -- fused ops --------------------------------------------------------------------------------
+
+def memory_order(x: np.ndarray):
+    """(buffer, nhwc): ``x`` itself when C-contiguous (nhwc False); for a 4-D NCHW array
+    that is a transposed view of a C-contiguous NHWC buffer -- what the fused convs return --
+    that buffer (nhwc True); otherwise a C-contiguous copy."""
+    if x.flags.c_contiguous:
+        return x, False
+    if x.ndim == 4:
+        t = x.transpose(0, 2, 3, 1)
+        if t.flags.c_contiguous:
+            return t, True
+    return np.ascontiguousarray(x), False
+
+
+def _elementwise(fn, x: np.ndarray) -> np.ndarray:
+    """fn over the memory of x, the result viewed in x's logical order (keeps NHWC views)."""
+    buf, nhwc = memory_order(x)
+    y = fn(buf)
+    return y.transpose(0, 3, 1, 2) if nhwc else y
+
 
 def _scalar(v) -> float:
     return float(np.asarray(v).reshape(()))
@@ -380,6 +504,16 @@ class _ConvLayer(_Layer):
 
     def __call__(self, x, xs=None, xz=None, wq=None, ws=None, bias=None, ys=None, yz=None):
         st, pd, dl = self.geometry(x)
+        if self.requant and self.nd == 2:  # u8/s8 in, u8/s8 NHWC out (a transposed view)
+            if x.dtype != self.xdt:
+                self.u8(x)  # raises the dtype error
+            buf, nhwc = memory_order(x)
+            if self.xdt == np.int8:
+                buf = buf.view(np.uint8) ^ np.uint8(0x80)
+            y = _core.qconv_requant_nhwc(buf, self.packed, st, pd, dl, self.zp_u,
+                                         "nhwc" if nhwc else "nchw", self.zcomp, self.mult,
+                                         self.yz, self.ysigned, self.arith, self.impl)
+            return y.transpose(0, 3, 1, 2)
         x4 = x[:, :, None, :] if self.nd == 1 else x
         if self.requant:
             acc = _core.conv_u8s8(self.u8(x4), self.packed, st, pd, dl, self.zp_u,
@@ -457,7 +591,36 @@ register("QdqConv", DOMAIN, context=True, prepare=_prepare(_ConvLayer))(_run(_Co
 register("QdqLinear", DOMAIN, context=True, prepare=_prepare(_LinearLayer))(_run(_LinearLayer))
 
 
-@register("QuantizeF32", DOMAIN)
+def _prep_quantize(node, consts, ctx=None):
+    """Once per session: the constant scale / zero point as Python numbers, so a run costs one
+    C++ call (per-node Python overhead matters on the small tensors of an encoder)."""
+    if consts[1] is None or consts[2] is None:
+        return None
+    sc, z = _scalar(consts[1]), np.asarray(consts[2])
+    zi, signed = int(z.reshape(())), z.dtype == np.int8
+
+    def run(x, scale=None, zp=None):
+        if x.dtype == np.float32 and x.flags.c_contiguous:
+            return _core.quantize_f32(x, sc, zi, signed)
+        return quantize_f32(node, x, consts[1], consts[2])
+    return run
+
+
+def _prep_dequantize(node, consts, ctx=None):
+    """As _prep_quantize, for DequantizeF32."""
+    if consts[1] is None or consts[2] is None:
+        return None
+    sc, z = _scalar(consts[1]), np.asarray(consts[2])
+    zi = int(z.reshape(()))
+
+    def run(x, scale=None, zp=None):
+        if x.dtype == z.dtype and x.flags.c_contiguous:
+            return _core.dequantize_f32(x, sc, zi)
+        return dequantize_f32(node, x, consts[1], consts[2])
+    return run
+
+
+@register("QuantizeF32", DOMAIN, prepare=_prep_quantize)
 def quantize_f32(node, x, scale, zp):
     """Per-tensor QuantizeLinear (the rewrite only makes these for constant scalar scale/zp);
     non-float32 inputs (float16/64) go the numpy way for ONNX's rounding of their division."""
@@ -465,15 +628,87 @@ def quantize_f32(node, x, scale, zp):
     if x.dtype != np.float32:
         from .ops.quant import quantize_linear
         return quantize_linear(node, x, scale, zp)
-    return _core.quantize_f32(np.ascontiguousarray(x), _scalar(scale), int(z.reshape(())),
-                              z.dtype == np.int8)
+    sc, zi, signed = _scalar(scale), int(z.reshape(())), z.dtype == np.int8
+    return _elementwise(lambda b: _core.quantize_f32(b, sc, zi, signed), x)
 
 
-@register("DequantizeF32", DOMAIN)
+@register("DequantizeF32", DOMAIN, prepare=_prep_dequantize)
 def dequantize_f32(node, x, scale, zp):
     """Per-tensor DequantizeLinear of u8/s8 with a float32 scale (constant scalar scale/zp):
     (float(x) - float(zp)) * scale, the numpy op's float32 steps."""
     z = np.asarray(zp)
     if x.dtype != z.dtype:
         raise fail(node, f"input has dtype {x.dtype}, its zero point {z.dtype}")
-    return _core.dequantize_f32(np.ascontiguousarray(x), _scalar(scale), int(z.reshape(())))
+    sc, zi = _scalar(scale), int(z.reshape(()))
+    return _elementwise(lambda b: _core.dequantize_f32(b, sc, zi), x)
+
+
+@register("QdqAdd", DOMAIN)
+def qdq_add(node, a, a_scale, a_zp, b, b_scale, b_zp, y_scale, y_zp):
+    """QuantizeLinear([Relu](DequantizeLinear(a) + DequantizeLinear(b))) (see _fuse_adds),
+    in the memory order of its inputs (NHWC views stay NHWC); broadcasting Adds run the three
+    ops' own steps."""
+    za, zb, zy = (np.asarray(z) for z in (a_zp, b_zp, y_zp))
+    for x, z, what in ((a, za, "A"), (b, zb, "B")):
+        if x.dtype != z.dtype:
+            raise fail(node, f"input {what} has dtype {x.dtype}, its zero point {z.dtype}")
+    relu = bool(node.attr("relu", 0))
+    if a.shape != b.shape:
+        v = np.add(dequantize_f32(node, a, a_scale, a_zp), dequantize_f32(node, b, b_scale, b_zp))
+        return quantize_f32(node, np.maximum(v, 0) if relu else v, y_scale, y_zp)
+    (ba, na), (bb, nb) = memory_order(a), memory_order(b)
+    if na != nb:
+        (ba, na), bb = (np.ascontiguousarray(a), False), np.ascontiguousarray(b)
+    y = _core.qdq_add(ba, _scalar(a_scale), int(za.reshape(())), bb, _scalar(b_scale),
+                      int(zb.reshape(())), relu, _scalar(y_scale), int(zy.reshape(())),
+                      zy.dtype == np.int8)
+    return y.transpose(0, 3, 1, 2) if na else y
+
+
+@register("QdqConcat", DOMAIN)
+def qdq_concat(node, *args):
+    """QuantizeLinear(Concat(DequantizeLinear(x_i), ...)) (see _fuse_adds): each input through
+    the DequantizeF32 and QuantizeF32 steps in its own memory order, then one u8 Concat."""
+    from .ops.shape import concat
+    *ins, y_scale, y_zp = args
+    ys, yz = np.float32(_scalar(y_scale)), np.asarray(y_zp)
+    parts = []
+    for x, s, z in zip(ins[0::3], ins[1::3], ins[2::3]):
+        z = np.asarray(z)
+        if np.float32(_scalar(s)) == ys and z.dtype == yz.dtype and x.dtype == z.dtype \
+                and int(z.reshape(())) == int(yz.reshape(())):
+            # same parameters: round((x - z) * s / s) == x - z exactly (|relative error| <=
+            # 2^-23 on |x - z| <= 255), so the two steps are the identity
+            parts.append(x)
+        else:
+            parts.append(quantize_f32(node, dequantize_f32(node, x, s, z), y_scale, y_zp))
+    return concat(node, *parts)
+
+
+def _prep_dequantize_add(node, consts, ctx=None):
+    """Once per session: constant scale / zero point / bias (see _prep_quantize)."""
+    if any(c is None for c in consts[1:4]):
+        return None
+    sc, z, b = _scalar(consts[1]), np.asarray(consts[2]), np.asarray(consts[3])
+    zi = int(z.reshape(()))
+
+    def run(x, scale=None, zp=None, bias=None):
+        if x.dtype == z.dtype and x.flags.c_contiguous and x.ndim >= 1 and \
+                x.shape[-1] == b.shape[0]:
+            return _core.dequantize_add_f32(x, sc, zi, b)
+        return dequantize_add(node, x, *consts[1:4])
+    return run
+
+
+@register("DequantizeAdd", DOMAIN, prepare=_prep_dequantize_add)
+def dequantize_add(node, x, scale, zp, bias):
+    """DequantizeLinear(x) + bias (float32 [N], see _fuse_adds): one C++ pass when the bias
+    runs along x's last (contiguous) axis, else the two ops' own steps."""
+    b = np.asarray(bias)
+    if x.ndim >= 1 and x.shape[-1] == b.shape[0] and x.flags.c_contiguous:
+        z = np.asarray(zp)
+        if x.dtype != z.dtype:
+            raise fail(node, f"input has dtype {x.dtype}, its zero point {z.dtype}")
+        return _core.dequantize_add_f32(x, _scalar(scale), int(z.reshape(())), b)
+    y = dequantize_f32(node, x, scale, zp)
+    return np.add(y, b).astype(y.dtype, copy=False)

@@ -272,7 +272,8 @@ class InferenceSession:
                      if isinstance(f, np.ndarray)) or any(
             np.may_share_memory(y, c) for c in self._graph.consts.values()
             if isinstance(c, np.ndarray))
-        return y.copy() if shared else y
+        # int8 layers hand on NHWC-ordered views; callers get plain C-order arrays
+        return y.copy() if shared else y if y.flags.c_contiguous else y.copy(order="C")
 
     def run_with_intermediates(self, feeds: Dict[str, Any], names: Iterable[str],
                                callback: Optional[Callable[[str, np.ndarray], None]] = None,

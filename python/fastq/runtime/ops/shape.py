@@ -76,7 +76,14 @@ def transpose(node, x):
 
 @register("Concat")
 def concat(node, *xs):
-    return np.concatenate(xs, axis=node.attr("axis"))
+    axis = node.attr("axis")
+    if len(xs) > 1 and axis % 4 == 1 and all(x.ndim == 4 and not x.flags.c_contiguous
+                                             for x in xs):
+        # channel concat of NHWC-ordered views (fused int8 layers' outputs): in memory order
+        ts = [x.transpose(0, 2, 3, 1) for x in xs]
+        if all(t.flags.c_contiguous for t in ts):
+            return np.concatenate(ts, axis=3).transpose(0, 3, 1, 2)
+    return np.concatenate(xs, axis=axis)
 
 
 @register("Split")
