@@ -16,7 +16,7 @@ from onnx import TensorProto, helper, numpy_helper
 import fastq
 from models import builders as B
 from models import messy as M
-from models.util import fused_ops, ort_session, run_all, sqnr_db
+from models.util import fused_ops, ort_session, output_steps, run_all, sqnr_db
 
 TRANSFORMER = {"name": "DefaultQuantization", "params": {"model_type": "transformer"}}
 CASES = {
@@ -36,31 +36,6 @@ def case(request):
     m, make = build()
     res = fastq.quantize(m, make(40, seed=1), cfg, progress=False)
     return dict(name=request.param, model=m, result=res, eval=make(6, seed=2))
-
-
-def output_steps(result):
-    """Per graph output: the step of the nearest activation quantizer upstream (the output's
-    own when it is quantized), walking back through float ops breadth first."""
-    q = result.model
-    prod = {o: n for n in q.graph.node for o in n.output}
-    inits = {t.name: numpy_helper.to_array(t) for t in q.graph.initializer}
-    steps = []
-    for out in q.graph.output:
-        frontier, seen, step = [out.name], set(), 0.0
-        while frontier and not step:
-            nxt = []
-            for t in frontier:
-                n = prod.get(t)
-                if n is None or n.name in seen:
-                    continue
-                seen.add(n.name)
-                if n.op_type == "DequantizeLinear" and n.input[0] not in inits:
-                    step = max(step, float(np.max(inits[n.input[1]])))
-                else:
-                    nxt += [x for x in n.input if x and x not in inits]
-            frontier = nxt
-        steps.append(step)
-    return steps
 
 
 def test_export_checker_io_and_report(case):
@@ -92,7 +67,7 @@ def test_ort_matches_exact32_within_one_output_step(case):
     q = case["result"].model
     sess = ort_session(q)
     ex = fastq.InferenceSession(q, arith="exact32")
-    steps = output_steps(case["result"])
+    steps = output_steps(q)
     for feeds in case["eval"]:
         a, b = sess.run(None, feeds), ex.run(None, feeds)
         for out, x, y, step in zip(q.graph.output, a, b, steps):
