@@ -4,8 +4,12 @@ Rules (POT's CPU hardware config, expressed as ONNX QDQ that ONNX Runtime fuses)
 Conv/ConvTranspose/MatMul/Gemm per output channel; activations per tensor at the inputs of
 those ops, of Add with two runtime inputs (QLinearAdd), of Concat (one shared range, so the
 int8 concat is a copy) and of pooling (MaxPool shares its input's range with its output, so
-ORT drops the Q/DQ pair). Only op *inputs* are quantized, so no Q/DQ ever sits between a Conv
-and the Relu it fuses with: a Relu output read by a quantized op carries the quantizer.
+ORT drops the Q/DQ pair). No Q/DQ ever sits between a Conv and the Relu/Clip it fuses with:
+the activation's output carries the quantizer. For ONNX Runtime (``_close_for_ort``): every
+quantized Conv/Add/Concat/pool also gets a quantizer on its output read by all its consumers
+(ORT fuses DQ -> op -> Q only then); an op one of whose readers must stay float (user-ignored)
+is left in float instead; a MatMul's constant bias Add becomes int32 when ORT will fuse the
+pair into QGemm. Each such decision is recorded in ``Plan.decisions`` / ``Plan.ignored``.
 """
 
 from __future__ import annotations
