@@ -109,8 +109,8 @@ def test_quantize_vs_ort(benchmark, name, tmp_path):
     paths = {k: tmp_path / f"{k}.onnx" for k in ("float", "fastq", "ort")}
     ref_s = _session(paths["float"], 1)
     ref = np.concatenate([ref_s.run(None, e)[0].ravel() for e in ev])
-    for tool in ("fastq", "ort"):
-        onnx.checker.check_model(str(paths[tool]))
+    onnx.checker.check_model(str(paths["fastq"]))   # ORT's output is only required to run
+    for tool in ("fastq", "ort"):                    # (on opset-9 inputs it fails the checker)
         s = _session(paths[tool], 1)
         got = np.concatenate([s.run(None, e)[0].ravel() for e in ev])
         res[tool]["sqnr_db"] = float(10 * np.log10(np.sum(ref ** 2) /
