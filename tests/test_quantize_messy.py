@@ -163,6 +163,7 @@ def test_matmul_bias_int32_only_for_static_inputs(tmp_path):
         ws = inits[prod[mm.input[1]].input[1]]
         np.testing.assert_array_equal(inits[dq.input[1]], (xs * ws).astype(np.float32))
     assert fused_ops(q, tmp_path)["QGemm"] == 2
+    assert sum("fuses MatMul + Add into QGemm" in d for d in res.report.decisions) == 2
     # dynamic axes (B, S): ORT cannot fuse MatMul + Add, so the bias stays float and ORT
     # runs MatMulIntegerToFloat + Add (a DQ on the bias would run on every inference)
     m, make = B.bert_like()

@@ -221,6 +221,11 @@ def build_plan(g: Graph, params) -> Plan:
                     axis = None
                 plan.weights[n.name] = WeightQuantizer(n.name, n.op_type, w, axis, w_layer,
                                                        bias_add=_bias_add(g, cons, n, ignored))
+                if plan.weights[n.name].bias_add:
+                    plan.decisions.append(
+                        f"{n.name}: the constant bias of {plan.weights[n.name].bias_add[0]} "
+                        "is stored as int32 (scale s_x * s_w) so ONNX Runtime fuses MatMul + "
+                        "Add into QGemm")
                 plan.layers.append(n.name)
                 want(x, n, 0, f"input of {n.op_type}")
             elif n.op_type == "MatMul" and is_float_act(x) and is_float_act(w):
