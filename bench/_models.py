@@ -128,5 +128,22 @@ def feeds_for(name: str, m: onnx.ModelProto) -> dict:
     return {inp.name: rng.standard_normal(shape).astype(np.float32)}
 
 
+def calibration(name: str, m: onnx.ModelProto, n: int, seed: int = 1) -> list:
+    """``n`` feeds like ``feeds_for``'s (fresh random activations; the BERT mask's padded
+    tail varies per sample)."""
+    rng = np.random.default_rng(seed)
+    base = feeds_for(name, m)
+    out = []
+    for _ in range(n):
+        d = {k: rng.standard_normal(v.shape).astype(np.float32) for k, v in base.items()
+             if k != "mask"}
+        if "mask" in base:
+            mask = np.ones_like(base["mask"])
+            mask[..., rng.integers(mask.shape[-1] // 2, mask.shape[-1] + 1):] = 0
+            d["mask"] = mask
+        out.append(d)
+    return out
+
+
 MODELS = {"resnet50_light": light_resnet50, "mobilenet_v2_like": mobilenet_v2_like,
           "bert_6x128": bert_like}

@@ -1,4 +1,5 @@
-"""Helpers shared by the quantization tests: ONNX Runtime sessions, SQNR, fused-op listing."""
+"""Helpers shared by the quantization tests: ONNX Runtime sessions, SQNR, fused-op listing,
+the quantization step nearest each graph output (the ORT vs exact32 tolerance)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections import Counter
 
 import numpy as np
 import onnx
+from onnx import numpy_helper
 
 
 def ort_session(model, optimized_path=None, level="extended"):
@@ -37,3 +39,27 @@ def run_all(sess, samples):
 def sqnr_db(ref, got) -> float:
     ref, got = np.asarray(ref, np.float64), np.asarray(got, np.float64)
     return float(10 * np.log10(np.sum(ref ** 2) / max(np.sum((ref - got) ** 2), 1e-300)))
+
+
+def output_steps(q: onnx.ModelProto) -> list:
+    """Per graph output: the step of the nearest activation quantizer upstream (the output's
+    own when it is quantized), walking back through float ops breadth first."""
+    prod = {o: n for n in q.graph.node for o in n.output}
+    inits = {t.name: numpy_helper.to_array(t) for t in q.graph.initializer}
+    steps = []
+    for out in q.graph.output:
+        frontier, seen, step = [out.name], set(), 0.0
+        while frontier and not step:
+            nxt = []
+            for t in frontier:
+                n = prod.get(t)
+                if n is None or n.name in seen:
+                    continue
+                seen.add(n.name)
+                if n.op_type == "DequantizeLinear" and n.input[0] not in inits:
+                    step = max(step, float(np.max(inits[n.input[1]])))
+                else:
+                    nxt += [x for x in n.input if x and x not in inits]
+            frontier = nxt
+        steps.append(step)
+    return steps

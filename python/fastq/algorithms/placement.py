@@ -4,8 +4,12 @@ Rules (POT's CPU hardware config, expressed as ONNX QDQ that ONNX Runtime fuses)
 Conv/ConvTranspose/MatMul/Gemm per output channel; activations per tensor at the inputs of
 those ops, of Add with two runtime inputs (QLinearAdd), of Concat (one shared range, so the
 int8 concat is a copy) and of pooling (MaxPool shares its input's range with its output, so
-ORT drops the Q/DQ pair). Only op *inputs* are quantized, so no Q/DQ ever sits between a Conv
-and the Relu it fuses with: a Relu output read by a quantized op carries the quantizer.
+ORT drops the Q/DQ pair). No Q/DQ ever sits between a Conv and the Relu/Clip it fuses with:
+the activation's output carries the quantizer. For ONNX Runtime (``_close_for_ort``): every
+quantized Conv/Add/Concat/pool also gets a quantizer on its output read by all its consumers
+(ORT fuses DQ -> op -> Q only then); an op one of whose readers must stay float (user-ignored)
+is left in float instead; a MatMul's constant bias Add becomes int32 when ORT will fuse the
+pair into QGemm. Each such decision is recorded in ``Plan.decisions`` / ``Plan.ignored``.
 """
 
 from __future__ import annotations
@@ -14,10 +18,11 @@ import difflib
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
+import numpy as np
 import onnx
 
 from ..config import ResolvedLayer, effective_ignored, resolve_layer
-from ..config.types import Granularity, Mode, ModelType, Role, SaturationFix
+from ..config.types import Granularity, IgnoredScope, Mode, ModelType, Role, SaturationFix
 from ..errors import ConfigError
 from ..graph.ir import Graph, attrs
 
@@ -34,6 +39,7 @@ class WeightQuantizer:
     axis: Optional[int]           # channel axis of the weight; None per tensor
     layer: ResolvedLayer
     saturation_fix: bool = False
+    bias_add: Optional[Tuple[str, int]] = None   # MatMul: (Add node, bias input index)
 
 
 @dataclass
@@ -44,6 +50,8 @@ class ActivationQuantizer:
     group: Optional[str] = None   # quantizers with one group share one range
     channel_axis: Optional[int] = None
     reasons: List[str] = field(default_factory=list)
+    graph_output: bool = False    # the tensor is a graph output: the export renames its
+                                  # producer's output and the DequantizeLinear writes it
 
 
 @dataclass
@@ -68,6 +76,22 @@ class Plan:
             for t, other in list(self.activations.items()):
                 other.consumers = [e for e in other.consumers if e[0] != node]
                 if not other.consumers:
+                    gone += self.drop(t)
+        return gone
+
+    def release(self, node: str, why: str) -> List[str]:
+        """Leave ``node`` in float: its weight quantizer and its input edges go (a quantizer
+        left without consumers is removed). Returns the removed tensors."""
+        self.weights.pop(node, None)
+        if node in self.layers:
+            self.layers.remove(node)
+        self.joint.discard(node)
+        self.ignored[node] = why
+        gone: List[str] = []
+        for t, q in list(self.activations.items()):
+            if any(e[0] == node for e in q.consumers):
+                q.consumers = [e for e in q.consumers if e[0] != node]
+                if not q.consumers and not q.graph_output:
                     gone += self.drop(t)
         return gone
 
@@ -192,7 +216,13 @@ def build_plan(g: Graph, params) -> Plan:
                 axis = _weight_axis(n, g.inits[w].shape)
                 if w_layer.granularity is Granularity.PERTENSOR:
                     axis = None
-                plan.weights[n.name] = WeightQuantizer(n.name, n.op_type, w, axis, w_layer)
+                plan.weights[n.name] = WeightQuantizer(n.name, n.op_type, w, axis, w_layer,
+                                                       bias_add=_bias_add(g, cons, n, ignored))
+                if plan.weights[n.name].bias_add:
+                    plan.decisions.append(
+                        f"{n.name}: the constant bias of {plan.weights[n.name].bias_add[0]} "
+                        "is stored as int32 (scale s_x * s_w) so ONNX Runtime fuses MatMul + "
+                        "Add into QGemm")
                 plan.layers.append(n.name)
                 want(x, n, 0, f"input of {n.op_type}")
             elif n.op_type == "MatMul" and is_float_act(x) and is_float_act(w):
@@ -220,8 +250,107 @@ def build_plan(g: Graph, params) -> Plan:
             for c, i in cons.get(y, []):
                 if not ignored.is_ignored(c.name, c.op_type, attrs(c)):
                     want(y, c, i, f"output of {n.op_type}", group=grp)
+    _close_for_ort(g, plan, params.ignored, want)
     _mark_saturation_fix(g, plan, sat)
     return plan
+
+
+def _bias_add(g: Graph, cons, n: onnx.NodeProto, ignored) -> Optional[Tuple[str, int]]:
+    """A MatMul whose only reader is ``Add(y, b)`` with a constant float ``b`` of shape [N]:
+    the export stores ``b`` as int32 behind a DequantizeLinear (scale s_x * s_w), so ONNX
+    Runtime fuses MatMul + Add into QGemm (float output); with a float ``b`` it builds a float
+    Gemm on dequantized weights, slower than the float model. ORT fuses MatMul + Add only for
+    a rank-2 or fully static input; otherwise (dynamic axes) it runs MatMulIntegerToFloat and
+    a float Add, and ``b`` stays float (a DequantizeLinear there would run every inference)."""
+    if n.op_type != "MatMul" or n.output[0] in g.output_names:
+        return None
+    shape = g.shape(n.input[0])          # ORT's MatMulAddFusion: a rank-2 input, or a fully
+    if shape is None or (len(shape) != 2 and None in shape):   # static one it reshapes
+        return None
+    users = cons.get(n.output[0], [])
+    if len(users) != 1 or users[0][0].op_type != "Add" or len(users[0][0].input) != 2:
+        return None
+    add, i = users[0]
+    other = add.input[1 - i]
+    w = g.inits[n.input[1]]
+    if other not in g.inits or g.inits[other].dtype != np.float32 or \
+            g.inits[other].shape != (w.shape[-1],) or w.ndim != 2 or add.name in ignored.scope:
+        return None
+    return add.name, 1 - i
+
+
+# ops ONNX Runtime fuses into an int8 kernel only when every reader of their output is a
+# QuantizeLinear (DQ -> op -> Q): QLinearConv, QLinearAdd, QLinearConcat, QLinear*Pool.
+# MatMul/Gemm are not here: MatMulIntegerToFloat and QGemm write float.
+_NEEDS_Q_OUT = ("Conv", "ConvTranspose", "Add", "Concat") + POOLS
+_FUSED_ACT = ("Relu", "Clip")      # ORT folds them into the Q after a Conv/Add
+
+
+def _close_for_ort(g: Graph, plan: Plan, ignored: IgnoredScope, want) -> None:
+    """Every quantized op of ``_NEEDS_Q_OUT`` gets a quantizer on its output (after a Relu/
+    Clip it fuses with) read by *all* its consumers, as ONNX Runtime's own quantizer does:
+    an op whose output is also read in float stays a float op on dequantized inputs in ORT,
+    slower than the float model. When a consumer must keep a float input (it is in the
+    user's ignored scope), the op is left in float instead; repeated to a fixed point."""
+    user_ignored = {n.name for n in g.nodes if ignored.is_ignored(n.name, n.op_type, attrs(n))}
+    outs = set(g.output_names)
+    released: set = set()
+    changed = True
+    while changed:
+        changed = False
+        cons = g.consumers()
+        for n in g.nodes:
+            if n.name in released or not _quantized_needing_q(plan, n):
+                continue
+            t, act = n.output[0], None
+            users = cons.get(t, [])
+            if len(users) == 1 and users[0][0].op_type in _FUSED_ACT and users[0][1] == 0 \
+                    and t not in outs and users[0][0].name not in user_ignored:
+                act = users[0][0]
+                t = act.output[0]
+                users = cons.get(t, [])
+            q = plan.activations.get(t)
+            read = set(q.consumers) if q else set()
+            float_users = [(c, i) for c, i in users if (c.name, i) not in read]
+            blocked = [c.name for c, _ in float_users if c.name in user_ignored]
+            if blocked:
+                released.add(n.name)     # it may still read a dequantized input
+                gone = plan.release(n.name, f"left in float for ONNX Runtime: its output is "
+                                    f"read by {', '.join(blocked)} (ignored: keeps a float "
+                                    f"input), and ORT runs a {n.op_type} in int8 only when "
+                                    "every reader takes its quantized output")
+                plan.decisions.append(f"{n.name}: {plan.ignored[n.name]}"
+                                      + (f"; quantizers removed: {', '.join(gone)}"
+                                         if gone else ""))
+                changed = True
+                break
+            why = (f"output of int8 {n.op_type} {n.name}"
+                   + (f" (after the {act.op_type} it fuses with)" if act else "")
+                   + ": ORT fuses it only with a QuantizeLinear on the output")
+            for c, i in float_users:
+                want(t, c, i, why)
+            if t in outs and not (q and q.graph_output):
+                q = plan.activations.get(t)
+                if q is None:
+                    q = want(t, n, -1, why)
+                    q.consumers.clear()
+                q.graph_output = True
+                plan.decisions.append(f"quantized graph output {t}: {why}")
+            elif float_users and (q is None or not read):
+                plan.decisions.append(f"quantized {t}: {why}")
+
+
+def _quantized_needing_q(plan: Plan, n: onnx.NodeProto) -> bool:
+    if n.op_type not in _NEEDS_Q_OUT or n.domain not in ("", "ai.onnx"):
+        return False
+    if n.op_type in ("Conv", "ConvTranspose"):
+        return n.name in plan.weights
+    if n.op_type in ("Add", "Concat"):
+        return n.name in plan.joint and all(
+            t in plan.activations and (n.name, i) in plan.activations[t].consumers
+            for i, t in enumerate(n.input))
+    q = plan.activations.get(n.input[0])
+    return q is not None and (n.name, 0) in q.consumers
 
 
 _PASS = ("Flatten", "Reshape", "Transpose", "Squeeze", "Unsqueeze")

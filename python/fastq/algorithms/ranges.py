@@ -1,6 +1,7 @@
 """Statistics -> QParams. Activations: the estimator's aggregated min/max, a group's members
 (Concat inputs, MaxPool in/out) sharing the union of their ranges; a range reaching the
-sentinel magnitude (|x| >= 1e30, e.g. attention masks of -3.4e38) is not quantized. Weights:
+sentinel magnitude (|x| >= 1e30, e.g. attention masks of -3.4e38) is not quantized, and a
+weighted layer it fed is left in float (ONNX Runtime cannot fuse it). Weights:
 per-channel reductions of the initializer, then the saturation fix on the chosen layers.
 """
 
@@ -54,6 +55,13 @@ def activation_qparams(plan: Plan, stats: Stats) -> Tuple[Dict[str, QParams], Li
         qp = qp_mod.from_layer(layer, lo, hi)
         for t in members:
             out[t] = qp
+    read = {e for q in plan.activations.values() for e in q.consumers}
+    for name in list(plan.weights):
+        if (name, 0) not in read:     # its input lost its quantizer (sentinels): ORT would
+            plan.release(name, "left in float: its input is not quantized (sentinel "
+                         "values), and ONNX Runtime runs a layer with int8 weights but a "
+                         "float input as a float op on dequantized weights")
+            decisions.append(f"{name}: {plan.ignored[name]}")
     return out, decisions
 
 

@@ -1,7 +1,9 @@
 """QDQ ONNX from a plan and its QParams: activations get QuantizeLinear -> DequantizeLinear
 read by the quantized consumers only (float consumers keep the float tensor); weights become
 int8 initializers behind a per-axis DequantizeLinear; Conv/Gemm biases become int32 with scale
-x_scale * w_scale and zero point 0 (ONNX Runtime's QLinearConv form). Graph input/output names,
+x_scale * w_scale and zero point 0 (ONNX Runtime's QLinearConv form), and so does the constant
+bias of a MatMul's ``Add`` (ORT then fuses MatMul + Add into QGemm). A quantized graph output
+is written by its DequantizeLinear (the producer's output is renamed). Graph input/output names,
 dtypes and dynamic axes are the float model's.
 """
 
@@ -73,8 +75,15 @@ def build(g: Graph, plan, act_qp: Dict[str, QParams], w_qp: Dict[str, QParams],
         e.inits[s] = qp.scale
         e.inits[z] = qp.zero_point_typed
         qn, dqn = e.fresh(t + "_quantized"), e.fresh(t + "_dequantized")
+        src = t
+        if q.graph_output:          # the producer writes a new name; the DQ writes ``t``
+            src, dqn = e.fresh(t + "_float"), t
+            for n in e.nodes:
+                for i, o in enumerate(n.output):
+                    if o == t:
+                        n.output[i] = src
         kw = {"axis": q.channel_axis} if qp.per_channel else {}
-        new.append(helper.make_node("QuantizeLinear", [t, s, z], [qn],
+        new.append(helper.make_node("QuantizeLinear", [src, s, z], [qn],
                                     name=e.fresh(t + "_QuantizeLinear"), **kw))
         new.append(helper.make_node("DequantizeLinear", [qn, s, z], [dqn],
                                     name=e.fresh(t + "_DequantizeLinear"), **kw))
@@ -89,9 +98,13 @@ def build(g: Graph, plan, act_qp: Dict[str, QParams], w_qp: Dict[str, QParams],
         xqp = edge_qp.get((name, 0))
         has_bias = n.op_type in ("Conv", "Gemm") and len(n.input) > 2 and n.input[2] and \
             n.input[2] in e.inits and e.inits[n.input[2]].ndim == 1
+        b_node, b_idx = n, 2
+        if wq.bias_add is not None and wq.bias_add[0] in nodes:
+            b_node, b_idx = nodes[wq.bias_add[0]], wq.bias_add[1]
+            has_bias = b_node.input[b_idx] in e.inits
         if has_bias and xqp is not None and not xqp.per_channel and \
                 np.all(qp.zero_point == 0):
-            b = e.inits[n.input[2]].astype(np.float32)
+            b = e.inits[b_node.input[b_idx]].astype(np.float32)
             ws, big = bias_scale_guard(b, xqp.scale, qp.scale)
             if big.any():
                 if not qp.per_channel:
@@ -103,11 +116,12 @@ def build(g: Graph, plan, act_qp: Dict[str, QParams], w_qp: Dict[str, QParams],
             bscale = (np.float32(xqp.scale) * np.broadcast_to(qp.scale, b.shape)
                       ).astype(np.float32)
             bq = np.rint(b.astype(np.float64) / bscale).astype(np.int32)
-            bqn = e.fresh(n.input[2] + "_quantized")
+            bname = b_node.input[b_idx]
+            bqn = e.fresh(bname + "_quantized")
             e.inits[bqn] = bq
-            out = e.fresh(n.input[2] + "_dequantized")
-            new.append(_dq(e, bqn, bscale, np.zeros(b.shape, np.int32), out, 0, n.input[2]))
-            n.input[2] = out
+            out = e.fresh(bname + "_dequantized")
+            new.append(_dq(e, bqn, bscale, np.zeros(b.shape, np.int32), out, 0, bname))
+            b_node.input[b_idx] = out
             rec["bias_quantized"] = True
         wqn = e.fresh(wq.tensor + "_quantized")
         e.inits[wqn] = qp_mod.quantize(w, qp, wq.axis)

@@ -1,7 +1,7 @@
 """Float transforms run before placement; each keeps the graph's outputs (names and values up
 to float rounding): Constant nodes -> initializers, identity-like nodes removed (Identity,
-Dropout in inference), BatchNormalization folded into the preceding Conv/ConvTranspose/Gemm,
-constant subgraphs folded, shapes inferred. ``prepare`` runs them in that order.
+Dropout in inference), two-input Sum -> Add, constant subgraphs folded, BatchNormalization folded into the preceding
+Conv/ConvTranspose/Gemm, shapes inferred. ``prepare`` runs them in that order.
 """
 
 from __future__ import annotations
@@ -29,10 +29,15 @@ def upgrade_opset(model: onnx.ModelProto) -> onnx.ModelProto:
         return model
     from onnx import version_converter
     try:
-        return version_converter.convert_version(model, MIN_OPSET)
+        out = version_converter.convert_version(model, MIN_OPSET)
     except Exception as e:
         raise ModelError(f"the model's opset {ver} is below 13 (needed for per-channel "
                          f"DequantizeLinear) and onnx.version_converter failed: {e}") from None
+    # the converter keeps the IR version; IR < 4 would need every initializer listed as a
+    # graph input, which the graph IR does not keep
+    out.ir_version = max(out.ir_version, helper.find_min_ir_version_for(
+        [helper.make_opsetid("", MIN_OPSET)]))
+    return out
 
 
 def constants_to_initializers(g: Graph) -> None:
@@ -80,6 +85,17 @@ def remove_identities(g: Graph) -> List[str]:
         g.nodes.remove(n)
         removed.append(n.name)
     return removed
+
+
+def sum_to_add(g: Graph) -> List[str]:
+    """Sum of exactly two inputs (old exporters' residual connection) becomes Add, the op
+    ONNX Runtime fuses into QLinearAdd; same values (x + y). Returns the rewritten nodes."""
+    done = []
+    for n in g.nodes:
+        if n.op_type == "Sum" and n.domain in ("", "ai.onnx") and len(n.input) == 2:
+            n.op_type = "Add"
+            done.append(n.name)
+    return done
 
 
 def fold_batchnorm(g: Graph) -> List[str]:
@@ -181,7 +197,9 @@ def prepare(g: Graph) -> dict:
     constants_to_initializers(g)
     g.topo_sort()
     removed = remove_identities(g)
-    bn = fold_batchnorm(g)
-    folded = fold_constants(g)
+    sums = sum_to_add(g)
+    folded = fold_constants(g)          # first: weights computed by constant subgraphs
+    bn = fold_batchnorm(g)              # become initializers the BN fold can scale
     infer_shapes(g)
-    return {"identities_removed": removed, "batchnorms_folded": bn, "constants_folded": folded}
+    return {"identities_removed": removed, "batchnorms_folded": bn, "constants_folded": folded,
+            **({"sum_to_add": sums} if sums else {})}
