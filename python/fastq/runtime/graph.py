@@ -4,7 +4,9 @@ Contract: ``CompiledGraph(graph, opsets, ctx)`` resolves every node against the 
 unsupported op fails here, never mid-run), orders nodes topologically (a cycle is a
 ``ModelError`` naming a node on it), runs the graph rewrites, folds constant subgraphs, lets
 ops prepare kernels, and plans when each intermediate dies (after its last consumer). ``run``
-executes the steps; subgraphs (If/Loop/Scan bodies) are CompiledGraphs run with outer values.
+executes a flat plan (step, input slots, output slots, slots freed after it): values live in a
+per-run list indexed by slot, so no name is looked up while running; subgraphs (If/Loop/Scan
+bodies) are CompiledGraphs run with outer values.
 """
 
 from __future__ import annotations
@@ -325,10 +327,12 @@ class CompiledGraph:
             ins = tuple(at(x) for x in st.inputs)
             outs = tuple(at(o) if o else 1 for o in st.outputs)
             sub = st.ctx is not None and bool(st.ctx.graphs)
-            plan.append((st, ins, outs, tuple(at(x) for x in st.free), sub))
+            one = outs[0] if len(outs) == 1 else -1    # the slot of a single output
+            plan.append((st, ins, outs, one, tuple(at(x) for x in st.free), sub))
         for o in self.output_names:
             at(o)
         self._plan = plan
+        self._known: Optional[frozenset] = None
         self._slot = slot
         self._first_use = first_use
         # names this graph reads but does not define: a subgraph's outer-scope values
@@ -343,7 +347,10 @@ class CompiledGraph:
 
     # -- execution -----------------------------------------------------------------------
     def known_names(self) -> Set[str]:
-        return set(self.input_names) | set(self.consts) | set(self.producers)
+        if self._known is None:   # fixed once compiled; asked on every run naming outputs
+            self._known = frozenset(self.input_names) | frozenset(self.consts) | \
+                frozenset(self.producers)
+        return self._known
 
     def _unavailable(self, name: str, k: Optional[int] = None) -> ModelError:
         k = self._first_use.get(name) if k is None else k
@@ -379,7 +386,7 @@ class CompiledGraph:
                 elif name in self.producers:
                     watch[i] = name
         with np.errstate(all="ignore"):
-            for st, ins, outs, free, sub in self._plan:
+            for st, ins, outs, one, free, sub in self._plan:
                 args = [vals[i] for i in ins]
                 fn = st.kernel
                 if sub:
@@ -397,8 +404,8 @@ class CompiledGraph:
                         a, np.ndarray) else f"{x}" for x, a in zip(st.inputs, args))
                     raise DataError(f"{st.node.where()} failed on inputs [{shapes}]: "
                                     f"{type(e).__name__}: {e}") from e
-                if type(out) is np.ndarray and len(outs) == 1:
-                    vals[outs[0]] = out
+                if one >= 0 and type(out) is np.ndarray:
+                    vals[one] = out
                 else:
                     out = registry.as_outputs(out)
                     if len(out) < len(outs):
