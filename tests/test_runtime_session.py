@@ -396,3 +396,51 @@ def test_sequences_flow_between_ops():
     assert n == 3
     np.testing.assert_array_equal(col, x[:, -1])
     np.testing.assert_array_equal(y, x.T)
+
+
+# A two-output op whose kernel returns only its first value (the second output is absent).
+if "FirstOnly" not in supported_ops(TEST_DOMAIN):
+    @register("FirstOnly", domain=TEST_DOMAIN)
+    def _first_only(node, x):
+        return (x * 2,)
+
+
+def _first_only_model(read_second: bool):
+    nodes = [helper.make_node("FirstOnly", ["x"], ["a", "b"], domain=TEST_DOMAIN),
+             helper.make_node("Relu", ["b" if read_second else "a"], ["y"], name="reader")]
+    return model(nodes, [vi("x", F, [3])], [vi("y", F, [3])],
+                 extra_opsets={TEST_DOMAIN: 1})
+
+
+def test_absent_output_is_an_error_only_when_read():
+    x = np.array([-1, 0, 2], np.float32)
+    s = fastq.InferenceSession(_first_only_model(read_second=False))
+    np.testing.assert_array_equal(s.run(None, {"x": x})[0], np.maximum(2 * x, 0))
+    s = fastq.InferenceSession(_first_only_model(read_second=True))
+    with pytest.raises(fastq.errors.ModelError, match=r"'reader'.*input 'b' is not available"):
+        s.run(None, {"x": x})
+
+
+@pytest.mark.parametrize("op,consts,shape", [("Identity", {}, [2, 3]),
+                                             ("Reshape", {"s": [6]}, [6]),
+                                             ("Squeeze", {}, [2, 3])])
+def test_outputs_never_alias_feeds_or_constants(op, consts, shape):
+    """Outputs that are feeds, constants, or views of either are copies; fresh ones are not."""
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    ins = ["x"] + list(consts)
+    inits = {k: np.array(v, np.int64) for k, v in consts.items()}
+    nodes = [helper.make_node(op, ins, ["y"]), helper.make_node(op, ["k"] + list(consts), ["z"]),
+             helper.make_node("Add", ["x", "x"], ["w"])]
+    inits["k"] = np.ones((2, 3), np.float32)
+    m = model(nodes, [vi("x", F, [2, 3])], [vi("y", F, shape), vi("z", F, shape),
+                                            vi("w", F, [2, 3])], inits)
+    s = fastq.InferenceSession(m)
+    consts_now = [c for c in s._graph.consts.values() if isinstance(c, np.ndarray)]
+    y, z, w = s.run(None, {"x": x})
+    assert not np.shares_memory(y, x)
+    assert not any(np.shares_memory(z, c) for c in consts_now)
+    np.testing.assert_array_equal(y.reshape(2, 3), x)
+    np.testing.assert_array_equal(z.reshape(2, 3), 1)
+    np.testing.assert_array_equal(w, 2 * x)
+    w2 = s.run(None, {"x": x})[2]
+    assert not np.shares_memory(w, w2)

@@ -4,13 +4,15 @@ Contract: ``CompiledGraph(graph, opsets, ctx)`` resolves every node against the 
 unsupported op fails here, never mid-run), orders nodes topologically (a cycle is a
 ``ModelError`` naming a node on it), runs the graph rewrites, folds constant subgraphs, lets
 ops prepare kernels, and plans when each intermediate dies (after its last consumer). ``run``
-executes the steps; subgraphs (If/Loop/Scan bodies) are CompiledGraphs run with outer values.
+executes a flat plan (step, input slots, output slots, slots freed after it): values live in a
+per-run list indexed by slot, so no name is looked up while running; subgraphs (If/Loop/Scan
+bodies) are CompiledGraphs run with outer values.
 """
 
 from __future__ import annotations
 
 import heapq
-from collections import ChainMap
+from collections.abc import Mapping
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
@@ -223,6 +225,7 @@ class CompiledGraph:
         self._fold_constants()
         self._prepare_kernels()
         self._plan_lifetimes()
+        self._build_plan()
 
     # -- preparation ---------------------------------------------------------------------
     def _fold_constants(self) -> None:
@@ -298,37 +301,100 @@ class CompiledGraph:
             st.free = tuple(f)
         self.producers = {o: i for i, st in enumerate(self.steps) for o in st.outputs if o}
 
+    def _build_plan(self) -> None:
+        """Slots instead of names: every value the graph reads or writes gets an index into a
+        per-run list, so a step gathers its arguments by list indexing. Slot 0 always holds
+        None (an empty optional input), slot 1 takes outputs named ""."""
+        slot: Dict[str, int] = {}
+
+        def at(name: str) -> int:
+            if not name:
+                return 0
+            if name not in slot:
+                slot[name] = len(slot) + 2
+            return slot[name]
+
+        for name in self.input_names:
+            at(name)
+        for name in self.consts:
+            at(name)
+        plan = []
+        first_use: Dict[str, int] = {}
+        for k, st in enumerate(self.steps):
+            for x in list(st.inputs) + st.implicit:
+                if x:
+                    first_use.setdefault(x, k)
+            ins = tuple(at(x) for x in st.inputs)
+            outs = tuple(at(o) if o else 1 for o in st.outputs)
+            sub = st.ctx is not None and bool(st.ctx.graphs)
+            one = outs[0] if len(outs) == 1 else -1    # the slot of a single output
+            plan.append((st, ins, outs, one, tuple(at(x) for x in st.free), sub))
+        for o in self.output_names:
+            at(o)
+        self._plan = plan
+        self._known: Optional[frozenset] = None
+        self._slot = slot
+        self._first_use = first_use
+        # names this graph reads but does not define: a subgraph's outer-scope values
+        local = set(self.input_names) | set(self.consts) | set(self.producers)
+        self._outer_slots = [(n, i) for n, i in slot.items() if n not in local]
+        init: List[Any] = [None] * (len(slot) + 2)
+        for name, v in self.consts.items():
+            init[slot[name]] = v
+        self._init = init
+        self._input_slots = [slot[n] for n in self.input_names]
+        self._output_slots = [(o, slot[o]) for o in self.output_names]
+
     # -- execution -----------------------------------------------------------------------
     def known_names(self) -> Set[str]:
-        return set(self.input_names) | set(self.consts) | set(self.producers)
+        if self._known is None:   # fixed once compiled; asked on every run naming outputs
+            self._known = frozenset(self.input_names) | frozenset(self.consts) | \
+                frozenset(self.producers)
+        return self._known
+
+    def _unavailable(self, name: str, k: Optional[int] = None) -> ModelError:
+        k = self._first_use.get(name) if k is None else k
+        where = self.steps[k].node.where() if k is not None else f"graph {self.graph_name!r}"
+        return ModelError(f"{where}: input {name!r} is not available when the node runs")
 
     def run(self, feeds: Dict[str, np.ndarray], outer: Optional[Dict[str, Any]] = None,
             want: Optional[Set[str]] = None,
             callback: Optional[Callable[[str, np.ndarray], None]] = None) -> Dict[str, Any]:
-        """Execute; returns the env restricted to graph outputs (and inputs/consts they name)."""
-        # Top level: one flat dict (consts are references, never freed) for fast lookups;
-        # subgraphs chain to the outer scope instead of copying it on every iteration.
-        env: Dict[str, Any] = dict(self.consts)
-        env.update(feeds)
-        scope = ChainMap(env, outer) if outer is not None else env
+        """Execute; returns the graph outputs by name (inputs/consts when they are outputs)."""
+        vals = self._init.copy()
+        for name, i in zip(self.input_names, self._input_slots):
+            vals[i] = feeds[name]
+        return self._execute(vals, outer, want, callback)
+
+    def _execute(self, vals: List[Any], outer: Optional[Dict[str, Any]],
+                 want: Optional[Set[str]], callback: Optional[Callable]) -> Dict[str, Any]:
+        if outer is not None:
+            for name, i in self._outer_slots:
+                try:
+                    vals[i] = outer[name]
+                except KeyError:
+                    raise self._unavailable(name) from None
+        watch: Dict[int, str] = {}
         if want and callback is not None:
+            slot = self._slot
             for name in want:
-                if name in feeds or name in self.consts:
-                    callback(name, scope[name])
+                i = slot.get(name)
+                if i is None:
+                    continue
+                if name in self.consts or name in self.input_names:
+                    callback(name, vals[i])
+                elif name in self.producers:
+                    watch[i] = name
         with np.errstate(all="ignore"):
-            for st in self.steps:
+            for st, ins, outs, one, free, sub in self._plan:
+                args = [vals[i] for i in ins]
+                fn = st.kernel
+                if sub:
+                    fn = registry.bind(st.node, OpContext(
+                        arith=st.ctx.arith, impl=st.ctx.impl, graphs=st.ctx.graphs,
+                        outer=_SlotScope(self._slot, vals, outer)))
                 try:
-                    args = [scope[x] if x else None for x in st.inputs]
-                except KeyError as e:  # an optional input that was not fed / produced
-                    raise ModelError(f"{st.node.where()}: input {e.args[0]!r} is not "
-                                     "available when the node runs") from None
-                if st.ctx is not None and st.ctx.graphs:
-                    fn = registry.bind(st.node, OpContext(arith=st.ctx.arith, impl=st.ctx.impl,
-                                                          graphs=st.ctx.graphs, outer=scope))
-                else:
-                    fn = st.kernel
-                try:
-                    outs = registry.as_outputs(fn(*args))
+                    out = fn(*args)
                 except FastqError as e:
                     if st.node.where() in str(e):
                         raise
@@ -338,19 +404,66 @@ class CompiledGraph:
                         a, np.ndarray) else f"{x}" for x, a in zip(st.inputs, args))
                     raise DataError(f"{st.node.where()} failed on inputs [{shapes}]: "
                                     f"{type(e).__name__}: {e}") from e
-                for name, o in zip(st.outputs, outs):
-                    if name:
-                        env[name] = o
-                        if callback is not None and want and name in want:
-                            callback(name, o)
-                for name in st.free:
-                    env.pop(name, None)
-        return {o: scope[o] for o in self.output_names}
+                if one >= 0 and type(out) is np.ndarray:
+                    vals[one] = out
+                else:
+                    out = registry.as_outputs(out)
+                    if len(out) < len(outs):
+                        self._short(st, len(out))
+                    for i, o in zip(outs, out):
+                        vals[i] = o
+                if watch:
+                    for i in outs:
+                        if i in watch:
+                            callback(watch[i], vals[i])
+                for i in free:
+                    vals[i] = None
+        return {o: vals[i] for o, i in self._output_slots}
+
+    def _short(self, st: Step, n: int) -> None:
+        """A kernel returned fewer values than the node declares outputs: fine unless a
+        missing one is read later (or is a graph output)."""
+        for name in st.outputs[n:]:
+            if name and name in self._first_use:
+                raise self._unavailable(name)
+            if name and name in self.output_names:
+                raise ModelError(f"graph output {name!r} was not produced by "
+                                 f"{st.node.where()}")
 
     def run_subgraph(self, inputs: Sequence[Any], outer: Optional[Dict[str, Any]]) -> list:
         """Subgraph call: positional inputs, outer-scope values; returns outputs in order."""
         if len(inputs) != len(self.input_names):
             raise ModelError(f"subgraph {self.graph_name!r} takes {len(self.input_names)} "
                              f"inputs, got {len(inputs)}")
-        res = self.run(dict(zip(self.input_names, inputs)), outer)
+        vals = self._init.copy()
+        for i, v in zip(self._input_slots, inputs):
+            vals[i] = v
+        res = self._execute(vals, outer, None, None)
         return [res[o] for o in self.output_names]
+
+
+class _SlotScope(Mapping):
+    """The values a subgraph sees while its node runs: this graph's live slots by name, then
+    the enclosing scope (read-only, like the ChainMap it replaces)."""
+
+    __slots__ = ("_slot", "_vals", "_outer")
+
+    def __init__(self, slot: Dict[str, int], vals: List[Any], outer: Optional[Mapping]):
+        self._slot, self._vals, self._outer = slot, vals, outer
+
+    def __getitem__(self, name: str) -> Any:
+        i = self._slot.get(name)
+        if i is not None:
+            return self._vals[i]
+        if self._outer is None:
+            raise KeyError(name)
+        return self._outer[name]
+
+    def __iter__(self):
+        seen = set(self._slot)
+        yield from self._slot
+        if self._outer is not None:
+            yield from (n for n in self._outer if n not in seen)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)

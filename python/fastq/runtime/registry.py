@@ -16,6 +16,7 @@ that may return a specialised kernel ``kernel(*inputs)`` (e.g. with prepacked we
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 import numpy as np
@@ -171,15 +172,17 @@ def prepare_hook(node: Node) -> Optional[Callable]:
 def bind(node: Node, ctx: Optional[OpContext] = None) -> Callable:
     """The node's kernel ``kernel(*inputs) -> raw outputs`` with ``node`` (and ctx) bound."""
     fn = lookup(node)
+    # functools.partial, not a lambda: called once per node per run, it adds no Python frame
     if wants_context(node):
-        c = ctx if ctx is not None else OpContext()
-        return lambda *xs: fn(node, *xs, ctx=c)
-    return lambda *xs: fn(node, *xs)
+        return partial(fn, node, ctx=ctx if ctx is not None else OpContext())
+    return partial(fn, node)
 
 
 def as_outputs(out: Any) -> list:
     """One value per output. A list *inside* the returned tuple is a sequence value (kept);
     None is an absent/empty optional; anything else becomes an ndarray."""
+    if type(out) is np.ndarray:   # the common case, decided without the generic checks
+        return [out]
     if isinstance(out, np.ndarray) or np.isscalar(out):
         out = [out]
     return [o if o is None or isinstance(o, (np.ndarray, list)) else np.asarray(o)

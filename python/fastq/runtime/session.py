@@ -124,6 +124,14 @@ def _sorted_copy(model: onnx.ModelProto) -> onnx.ModelProto:
     return m
 
 
+def _root(a: Any) -> Any:
+    """The object at the end of an array's ``.base`` chain (the array itself if it owns its
+    memory)."""
+    while isinstance(a, np.ndarray) and a.base is not None:
+        a = a.base
+    return a
+
+
 class InferenceSession:
     """Run an ONNX model on the CPU with fastq's kernels.
 
@@ -172,6 +180,14 @@ class InferenceSession:
                                     OpContext(arith=arith, impl=impl, conv_pairing=conv_pairing,
                                               graph_outputs=tuple(keep)),
                                     value_shapes=shapes)
+        # per-run feed checks decided once: (name, NodeArg, fixed dims or None)
+        self._expected = {a.name: a for a in self._inputs}
+        self._checks = [(a.name, a, None if a.shape is None or a.dtype is None
+                         or not a.type.startswith("tensor(") else
+                         [(k, d) for k, d in enumerate(a.shape) if isinstance(d, int)])
+                        for a in self._inputs]
+        self._const_roots = {id(_root(c)) for c in self._graph.consts.values()
+                             if isinstance(c, np.ndarray)}
 
     # -- description ---------------------------------------------------------------------
     def get_inputs(self) -> List[NodeArg]:
@@ -196,47 +212,60 @@ class InferenceSession:
         if not isinstance(feeds, dict):
             raise DataError(f"feeds must be a dict input-name -> array, got "
                             f"{type(feeds).__name__}")
-        expected = {a.name: a for a in self._inputs}
+        expected = self._expected
+        if len(feeds) != len(expected) or not all(n in expected for n in feeds):
+            self._check_names(feeds)
+        out: Dict[str, np.ndarray] = {}
+        for name, arg, fixed in self._checks:
+            x = feeds[name]
+            if type(x) is np.ndarray and fixed is not None and x.dtype == arg.dtype and \
+                    x.ndim == len(arg.shape) and all(x.shape[a] == d for a, d in fixed) and \
+                    not (check_finite and x.dtype.kind in "fc"):
+                out[name] = x        # known tensor of the right dtype and shape: nothing to do
+                continue
+            out[name] = self._check_feed(name, arg, x, check_finite)
+        return out
+
+    def _check_names(self, feeds: Dict[str, Any]) -> None:
+        expected = self._expected
         for name in feeds:
             if name not in expected:
                 raise DataError(f"unexpected feed {name!r}; the model's inputs are "
                                 f"{', '.join(map(repr, expected)) or 'none'}")
-        out: Dict[str, np.ndarray] = {}
         for name, arg in expected.items():
             if name not in feeds:
                 raise DataError(f"missing feed for input {name!r} ({arg.type}, shape "
                                 f"{arg.shape})")
-            x = feeds[name]
-            if not arg.type.startswith("tensor("):
-                if arg.type.startswith("seq(") and x is not None:
-                    if not isinstance(x, (list, tuple)):
-                        raise DataError(f"input {name!r} is a sequence ({arg.type}); feed a "
-                                        f"list of arrays, got {type(x).__name__}")
-                    x = [np.asarray(v) for v in x]
-                out[name] = x
-                continue
-            if not isinstance(x, np.ndarray):
-                x = np.asarray(x)
-                if arg.dtype is not None and x.dtype != arg.dtype and x.dtype.kind in "fiub" \
-                        and np.can_cast(x.dtype, arg.dtype, "same_kind") and x.ndim == 0:
-                    x = x.astype(arg.dtype)
-            if arg.dtype is not None and x.dtype != arg.dtype:
-                raise DataError(f"input {name!r} expects {arg.type} ({arg.dtype}), got an array "
-                                f"of dtype {x.dtype}")
-            if arg.shape is not None:
-                if x.ndim != len(arg.shape):
-                    raise DataError(f"input {name!r} expects rank {len(arg.shape)} (shape "
-                                    f"{arg.shape}), got shape {x.shape}")
-                for axis, (want, got) in enumerate(zip(arg.shape, x.shape)):
-                    if isinstance(want, int) and want != got:
-                        raise DataError(f"input {name!r} expects dimension {axis} = {want} "
-                                        f"(shape {arg.shape}), got shape {x.shape}")
-            if check_finite and x.dtype.kind in "fc" and not np.all(np.isfinite(x)):
-                bad = np.argwhere(~np.isfinite(x))[0]
-                raise DataError(f"input {name!r} holds NaN/Inf (first at index "
-                                f"{tuple(int(i) for i in bad)})")
-            out[name] = x
-        return out
+
+    def _check_feed(self, name: str, arg: NodeArg, x: Any, check_finite: bool) -> Any:
+        if not arg.type.startswith("tensor("):
+            if arg.type.startswith("seq(") and x is not None:
+                if not isinstance(x, (list, tuple)):
+                    raise DataError(f"input {name!r} is a sequence ({arg.type}); feed a "
+                                    f"list of arrays, got {type(x).__name__}")
+                x = [np.asarray(v) for v in x]
+            return x
+        if not isinstance(x, np.ndarray):
+            x = np.asarray(x)
+            if arg.dtype is not None and x.dtype != arg.dtype and x.dtype.kind in "fiub" \
+                    and np.can_cast(x.dtype, arg.dtype, "same_kind") and x.ndim == 0:
+                x = x.astype(arg.dtype)
+        if arg.dtype is not None and x.dtype != arg.dtype:
+            raise DataError(f"input {name!r} expects {arg.type} ({arg.dtype}), got an array "
+                            f"of dtype {x.dtype}")
+        if arg.shape is not None:
+            if x.ndim != len(arg.shape):
+                raise DataError(f"input {name!r} expects rank {len(arg.shape)} (shape "
+                                f"{arg.shape}), got shape {x.shape}")
+            for axis, (want, got) in enumerate(zip(arg.shape, x.shape)):
+                if isinstance(want, int) and want != got:
+                    raise DataError(f"input {name!r} expects dimension {axis} = {want} "
+                                    f"(shape {arg.shape}), got shape {x.shape}")
+        if check_finite and x.dtype.kind in "fc" and not np.all(np.isfinite(x)):
+            bad = np.argwhere(~np.isfinite(x))[0]
+            raise DataError(f"input {name!r} holds NaN/Inf (first at index "
+                            f"{tuple(int(i) for i in bad)})")
+        return x
 
     def _output_list(self, output_names: Optional[Sequence[str]]) -> List[str]:
         if output_names is None:
@@ -265,6 +294,10 @@ class InferenceSession:
         """Outputs never alias a feed or a constant of the session (callers may write them)."""
         if not isinstance(y, np.ndarray):
             return list(y) if isinstance(y, list) else y
+        r = _root(y)
+        if isinstance(r, np.ndarray) and r.base is None and id(r) not in self._const_roots \
+                and all(r is not _root(f) for f in feeds.values()):
+            return y   # its memory is an allocation of this run: no feed's, no constant's
         if y.base is None and all(y is not f for f in feeds.values()) and all(
                 y is not c for c in self._graph.consts.values()):
             return y   # owns its buffer, and that buffer is no feed's or constant's

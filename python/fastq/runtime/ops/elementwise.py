@@ -35,7 +35,10 @@ def _erf(x):
 def _same(fn):
     """Wrap a float ufunc so the result keeps the input dtype."""
     def op(node, x):
-        return np.asarray(fn(x)).astype(x.dtype, copy=False)
+        y = fn(x)
+        if type(y) is np.ndarray and y.dtype == x.dtype:
+            return y   # the common case (what the generic line below returns, minus 2 calls)
+        return np.asarray(y).astype(x.dtype, copy=False)
     return op
 
 
@@ -68,6 +71,11 @@ def sigmoid(node, x):
 
 def _sigmoid(x):
     # 1/(1+exp(-x)) is exact in the limits (exp overflow gives 0, not NaN).
+    if type(x) is np.ndarray and x.dtype.kind == "f" and x.ndim:
+        t = np.negative(x)          # the same operations in place: one buffer, not four
+        np.exp(t, out=t)
+        np.add(t, 1, out=t)
+        return np.divide(1, t, out=t)
     return (1 / (1 + np.exp(-x))).astype(x.dtype, copy=False)
 
 
@@ -182,17 +190,23 @@ def legacy_b(node, a, b):
 
 @register("Add")
 def add(node, a, b):
-    return np.add(a, legacy_b(node, a, b)).astype(a.dtype, copy=False)
+    if node.version < 7:
+        b = legacy_b(node, a, b)
+    return np.add(a, b).astype(a.dtype, copy=False)
 
 
 @register("Sub")
 def sub(node, a, b):
-    return np.subtract(a, legacy_b(node, a, b)).astype(a.dtype, copy=False)
+    if node.version < 7:
+        b = legacy_b(node, a, b)
+    return np.subtract(a, b).astype(a.dtype, copy=False)
 
 
 @register("Mul")
 def mul(node, a, b):
-    return np.multiply(a, legacy_b(node, a, b)).astype(a.dtype, copy=False)
+    if node.version < 7:
+        b = legacy_b(node, a, b)
+    return np.multiply(a, b).astype(a.dtype, copy=False)
 
 
 @register("Div")
