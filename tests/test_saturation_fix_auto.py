@@ -117,3 +117,30 @@ def test_auto_with_flat_pairing_config():
     r = quantize(m, data, saturation_fix="auto", conv_pairing="flat")
     assert r.report.layers["conv1"]["saturation_fix"] is True
     assert r.report.layers["conv2"]["saturation_fix"] is False
+
+
+def test_report_saturation_uses_a_bounded_subset(monkeypatch):
+    """The report's per-layer saturation is measured on at most REPORT_SATURATION_SAMPLES
+    calibration samples (it is a report figure; over all samples it dominated quantize
+    time), and the report says on how many."""
+    import importlib
+    qmod = importlib.import_module("fastq.quantize")
+    from fastq.algorithms import saturation_fix as sf
+    seen = []
+    real = sf.measure
+    monkeypatch.setattr(sf, "measure", lambda m, s, p: seen.append(len(s)) or real(m, s, p))
+    monkeypatch.setattr(qmod, "REPORT_SATURATION_SAMPLES", 5)
+    model = helper.make_model(helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["y"], name="c")], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 6, 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 4, 4])],
+        [numpy_helper.from_array(
+            np.random.default_rng(0).standard_normal((3, 2, 3, 3)).astype(np.float32), "w")]),
+        opset_imports=[helper.make_opsetid("", 13)])
+    rng = np.random.default_rng(1)
+    data = [rng.standard_normal((1, 2, 6, 6)).astype(np.float32) for _ in range(12)]
+    r = fastq.quantize(model, data, progress=False)
+    assert seen == [5]
+    assert "report saturation figures measured on 5 of 12 calibration samples" in \
+        r.report.decisions
+    assert "saturation" in r.report.layers["c"]
