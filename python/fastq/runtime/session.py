@@ -297,10 +297,13 @@ class InferenceSession:
         r = _root(y)
         if isinstance(r, np.ndarray) and r.base is None and id(r) not in self._const_roots \
                 and all(r is not _root(f) for f in feeds.values()):
-            return y   # its memory is an allocation of this run: no feed's, no constant's
+            # its memory is an allocation of this run: no feed's, no constant's; int8 layers
+            # hand on NHWC-ordered views, callers get plain C-order arrays
+            return y if y.flags.c_contiguous else np.ascontiguousarray(y)
         if y.base is None and all(y is not f for f in feeds.values()) and all(
                 y is not c for c in self._graph.consts.values()):
-            return y   # owns its buffer, and that buffer is no feed's or constant's
+            # owns its buffer, and that buffer is no feed's or constant's
+            return y if y.flags.c_contiguous else np.ascontiguousarray(y)
         shared = any(np.may_share_memory(y, f) for f in feeds.values()
                      if isinstance(f, np.ndarray)) or any(
             np.may_share_memory(y, c) for c in self._graph.consts.values()
