@@ -1,10 +1,11 @@
 // Kernel bodies shared by the portable, AVX2 and AVX-512 builds of the depthwise conv and
 // the pooling kernels (nn_window.cpp / nn_pool.cpp, avx2/nn_avx2.cpp,
-// avx512vnni/nn_avx512.cpp). Plain C++, no intrinsics: each build compiles the same source
-// with its own flags (FASTQ_NN_VEC_BYTES sets the vector width), and since every build has
-// -ffp-contract=off (no FMA contraction) and the same per-element operation order, all
-// builds return bit-identical results. Internal linkage (anonymous namespace) keeps the
-// per-ISA copies apart, so including this from several object libraries breaks no ODR.
+// avx512vnni/nn_avx512.cpp). Plain C++: each build compiles the same source with its own
+// flags (FASTQ_NN_VEC_BYTES sets the vector width). Pooling has no multiply-add, so all its
+// builds return bit-identical results; the depthwise conv's multiply-adds are fused (one
+// rounding) in the FMA builds (dw_madd), so its float results differ from the portable
+// build's in the last bits only. Internal linkage (anonymous namespace) keeps the per-ISA
+// copies apart, so including this from several object libraries breaks no ODR.
 #pragma once
 #include <algorithm>
 #include <cmath>
@@ -13,6 +14,10 @@
 #include <vector>
 
 #include "fastq/nn_f32.h"
+
+#if defined(__GNUC__) && (defined(__FMA__) || defined(__AVX512F__))
+#include <immintrin.h>
+#endif
 
 namespace fastq {
 namespace nn {
@@ -34,10 +39,18 @@ constexpr int64_t dw_block() {
   return FASTQ_NN_VEC_BYTES / sizeof(T) > 8 ? FASTQ_NN_VEC_BYTES / sizeof(T) : 8;
 }
 
-// One block of dw_block<T>() outputs, portable form: acc = b, then acc += w[t] * tap t.
+// The fused activation's clamp min(max(v, lo), hi); NaN passes through.
 template <typename T>
-inline void dw_block_plain(const T* const* rows, const T* wts, int64_t K, T b, int64_t o0,
-                           T* out) {
+inline T dw_clamp(T v, T lo, T hi) {
+  v = v < lo ? lo : v;
+  return v > hi ? hi : v;
+}
+
+// One block of dw_block<T>() outputs, portable form: acc = b, then acc += w[t] * tap t,
+// then the clamp.
+template <typename T>
+inline void dw_block_plain(const T* const* rows, const T* wts, int64_t K, T b, T lo, T hi,
+                           int64_t o0, T* out) {
   constexpr int64_t n = dw_block<T>();
   T acc[n];
   for (int64_t j = 0; j < n; ++j) acc[j] = b;
@@ -46,20 +59,38 @@ inline void dw_block_plain(const T* const* rows, const T* wts, int64_t K, T b, i
     const T wt = wts[t];
     for (int64_t j = 0; j < n; ++j) acc[j] += wt * s[j];
   }
-  for (int64_t j = 0; j < n; ++j) out[o0 + j] = acc[j];
+  for (int64_t j = 0; j < n; ++j) out[o0 + j] = dw_clamp(acc[j], lo, hi);
 }
 
 #if defined(__GNUC__)
 // GCC/Clang vector types (not intrinsics; each build picks the width its registers hold):
 // NR output rows x NV vectors of accumulators at once give independent add chains and stay
 // in registers, where a plain array would spill. Row r's taps are rows[t] + r*drow.
-// Lane-wise the sequence is dw_block_plain's (b, then += w*tap in t order), so every build,
-// block width and row pairing gives the same bits.
+// Lane-wise the sequence is dw_block_plain's (b, then += w*tap in t order, then the clamp),
+// so within one build every block width and row pairing gives the same bits.
+template <typename T, typename V>
+inline V dw_madd(V acc, T w, V x) {
+#if defined(__AVX512F__)
+  if constexpr (sizeof(V) == 64 && std::is_same<T, float>::value)
+    return (V)_mm512_fmadd_ps((__m512)x, _mm512_set1_ps(w), (__m512)acc);
+  if constexpr (sizeof(V) == 64 && std::is_same<T, double>::value)
+    return (V)_mm512_fmadd_pd((__m512d)x, _mm512_set1_pd(w), (__m512d)acc);
+#endif
+#if defined(__FMA__)
+  if constexpr (sizeof(V) == 32 && std::is_same<T, float>::value)
+    return (V)_mm256_fmadd_ps((__m256)x, _mm256_set1_ps(w), (__m256)acc);
+  if constexpr (sizeof(V) == 32 && std::is_same<T, double>::value)
+    return (V)_mm256_fmadd_pd((__m256d)x, _mm256_set1_pd(w), (__m256d)acc);
+#endif
+  return acc + w * x;
+}
+
 template <typename T, int NV, int NR>
-inline void dw_vecs(const T* const* rows, int64_t drow, const T* wts, int64_t K, T b,
-                    int64_t o0, T* const* outs) {
+inline void dw_vecs(const T* const* rows, int64_t drow, const T* wts, int64_t K, T b, T lo,
+                    T hi, int64_t o0, T* const* outs) {
   typedef T V __attribute__((vector_size(FASTQ_NN_VEC_BYTES)));
   constexpr int64_t L = FASTQ_NN_VEC_BYTES / sizeof(T);
+  const V lov = V{} + lo, hiv = V{} + hi;
   V acc[NR][NV];
 #pragma GCC unroll 8
   for (int r = 0; r < NR; ++r)
@@ -74,13 +105,17 @@ inline void dw_vecs(const T* const* rows, int64_t drow, const T* wts, int64_t K,
       for (int v = 0; v < NV; ++v) {
         V x;
         __builtin_memcpy(&x, s + r * drow + v * L, sizeof(V));
-        acc[r][v] += wt * x;
+        acc[r][v] = dw_madd(acc[r][v], wt, x);
       }
   }
 #pragma GCC unroll 8
   for (int r = 0; r < NR; ++r)
 #pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v) __builtin_memcpy(outs[r] + o0 + v * L, &acc[r][v], sizeof(V));
+    for (int v = 0; v < NV; ++v) {
+      V a = acc[r][v] < lov ? lov : acc[r][v];
+      a = a > hiv ? hiv : a;
+      __builtin_memcpy(outs[r] + o0 + v * L, &a, sizeof(V));
+    }
 }
 #endif
 
@@ -88,8 +123,8 @@ inline void dw_vecs(const T* const* rows, int64_t drow, const T* wts, int64_t K,
 // points at tap t's input for output 0 of the first row, the second row's inputs are drow
 // further, and consecutive outputs read consecutive inputs.
 template <typename T, int NR>
-void dw_row(const T* const* rows, int64_t drow, const T* wts, int64_t K, T b, int64_t n_out,
-            T* const* outs) {
+void dw_row(const T* const* rows, int64_t drow, const T* wts, int64_t K, T b, T lo, T hi,
+            int64_t n_out, T* const* outs) {
 #if defined(__GNUC__)
   // Groups of 4, then 2, then 1 vectors, stored from the last group to the first: a first
   // row's padding spill (< one vector, in its last group) lands on the second row's first
@@ -98,15 +133,15 @@ void dw_row(const T* const* rows, int64_t drow, const T* wts, int64_t K, T b, in
   const int64_t n4 = n_out / (4 * L) * (4 * L);
   const bool has2 = n_out - n4 >= 2 * L;
   const int64_t o1 = n4 + (has2 ? 2 * L : 0);  // start of the single vectors
-  for (int64_t o = n_out - L; o >= o1; o -= L) dw_vecs<T, 1, NR>(rows, drow, wts, K, b, o, outs);
-  if (has2) dw_vecs<T, 2, NR>(rows, drow, wts, K, b, n4, outs);
+  for (int64_t o = n_out - L; o >= o1; o -= L) dw_vecs<T, 1, NR>(rows, drow, wts, K, b, lo, hi, o, outs);
+  if (has2) dw_vecs<T, 2, NR>(rows, drow, wts, K, b, lo, hi, n4, outs);
   for (int64_t o = n4 - 4 * L; o >= 0; o -= 4 * L)
-    dw_vecs<T, 4, NR>(rows, drow, wts, K, b, o, outs);
+    dw_vecs<T, 4, NR>(rows, drow, wts, K, b, lo, hi, o, outs);
 #else
   std::vector<const T*> shifted(rows, rows + K);
   for (int r = 0; r < NR; ++r) {
     for (int64_t o = 0; o < n_out; o += dw_block<T>())
-      dw_block_plain(shifted.data(), wts, K, b, o, outs[r]);
+      dw_block_plain(shifted.data(), wts, K, b, lo, hi, o, outs[r]);
     for (auto& p : shifted) p += drow;
   }
 #endif
@@ -133,10 +168,10 @@ inline void split_phases(const T* s, int64_t n, int64_t pad, int64_t sw_rt, T* r
 // split by W stride phase (padded column c at phase c % sw, position c / sw), so every tap
 // reads unit-stride whatever the stride, with no bounds checks; rows are padded to whole
 // blocks, so no scalar tail either: every output gets the same instruction sequence, taps
-// in (kd, kh, kw) order.
+// in (kd, kh, kw) order, then the clamp to [lo, hi] (the fused Relu/Clip) on the store.
 template <typename T>
-void dw_body(const T* x, const T* w, const T* bias, int64_t p0, int64_t p1, int64_t C,
-             const Geom3& g, T* y) {
+void dw_body(const T* x, const T* w, const T* bias, T lo, T hi, int64_t p0, int64_t p1,
+             int64_t C, const Geom3& g, T* y) {
   constexpr int64_t kBlock = dw_block<T>();
   const int64_t oD = g.out[0], oH = g.out[1], oW = g.out[2];
   const int64_t n_row = (oW + kBlock - 1) / kBlock * kBlock;
@@ -190,8 +225,8 @@ void dw_body(const T* x, const T* w, const T* bias, int64_t p0, int64_t p1, int6
           const bool direct = oW == n_row || ro * oW + n_row <= P;
           outs[r] = direct ? yrows[r] : orow.data() + r * n_row;
         }
-        if (nr == 2) dw_row<T, 2>(rows.data(), drow, wc, K, b, n_row, outs);
-        else dw_row<T, 1>(rows.data(), drow, wc, K, b, n_row, outs);
+        if (nr == 2) dw_row<T, 2>(rows.data(), drow, wc, K, b, lo, hi, n_row, outs);
+        else dw_row<T, 1>(rows.data(), drow, wc, K, b, lo, hi, n_row, outs);
         for (int r = 0; r < nr; ++r)
           if (outs[r] != yrows[r]) std::copy(outs[r], outs[r] + oW, yrows[r]);
       }
