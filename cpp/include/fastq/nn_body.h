@@ -164,6 +164,63 @@ inline void split_phases(const T* s, int64_t n, int64_t pad, int64_t sw_rt, T* r
   }
 }
 
+// 2-D (and 1-D) depthwise planes [p0, p1), "flat": the plane is copied into a zero-padded
+// buffer split by (H, W) stride phase (padded (r, c) goes to phase plane (r % sh, c % sw) at
+// (r / sh, c / sw)), Wq columns per row, so output (oh, ow)'s tap (kh, kw) sits at
+// oh*Wq + ow + a per-tap offset into its phase plane: the whole plane is one long row of
+// oH*Wq outputs (columns ow >= oW are discarded), computed as two halves side by side (twice
+// the add chains) with no per-row setup, then its valid columns are copied out. Taps run in
+// (kh, kw) order after the bias, then the clamp, as in the row-wise path.
+template <typename T>
+void dw_body_flat(const T* x, const T* w, const T* bias, T lo, T hi, int64_t p0, int64_t p1,
+                  int64_t C, const Geom3& g, T* y) {
+  constexpr int64_t kBlock = dw_block<T>();
+  const int64_t oH = g.out[1], oW = g.out[2], dh = g.dil[1], dw = g.dil[2];
+  const int64_t sh = g.stride[1], sw = g.stride[2];
+  const int64_t Hq = (padded_extent(g, 1) + sh - 1) / sh;
+  const int64_t Wq = (padded_extent(g, 2) + sw - 1) / sw;
+  const int64_t plane = Hq * Wq;
+  const int64_t n_half = ((oH * Wq + 1) / 2 + kBlock - 1) / kBlock * kBlock;
+  const int64_t K = g.k[1] * g.k[2], V = g.in_vol(), P = g.out_vol();
+  std::vector<const T*> rows(static_cast<size_t>(K));
+  std::vector<int64_t> off(static_cast<size_t>(K));
+  int64_t max_off = 0;
+  for (int64_t kh = 0, t = 0; kh < g.k[1]; ++kh)
+    for (int64_t kw = 0; kw < g.k[2]; ++kw, ++t) {
+      const int64_t r = kh * dh, c = kw * dw;
+      off[t] = ((r % sh) * sw + c % sw) * plane + (r / sh) * Wq + c / sw;
+      max_off = std::max(max_off, off[t]);
+    }
+  // Discarded outputs of the last rows may read past their phase plane: keep that in bounds.
+  std::vector<T> buf(static_cast<size_t>(std::max(sh * sw * plane, 2 * n_half + max_off)),
+                     T(0));
+  for (int64_t t = 0; t < K; ++t) rows[t] = buf.data() + off[t];
+  std::vector<T> flat(static_cast<size_t>(2 * n_half));
+  T* outs[2] = {flat.data(), flat.data() + n_half};
+  // Where input row h starts in buf (divisions here, once, not per plane and row).
+  std::vector<int64_t> row_at(static_cast<size_t>(g.in[1]));
+  for (int64_t h = 0; h < g.in[1]; ++h) {
+    const int64_t r = h + g.pad[1];
+    row_at[h] = (r % sh) * sw * plane + (r / sh) * Wq;
+  }
+  for (int64_t p = p0; p < p1; ++p) {
+    const int64_t c = p % C;
+    const T* src = x + p * V;
+    for (int64_t h = 0; h < g.in[1]; ++h) {
+      const T* s = src + h * g.in[2];
+      T* row = buf.data() + row_at[h];
+      if (sw == 1) std::copy(s, s + g.in[2], row + g.pad[2]);
+      else if (sw == 2) split_phases<T, 2>(s, g.in[2], g.pad[2], sw, row, plane);
+      else split_phases<T, 0>(s, g.in[2], g.pad[2], sw, row, plane);
+    }
+    dw_row<T, 2>(rows.data(), n_half, w + c * K, K, bias ? bias[c] : T(0), lo, hi, n_half,
+                 outs);
+    T* dst = y + p * P;
+    for (int64_t oh = 0; oh < oH; ++oh)
+      std::copy(flat.data() + oh * Wq, flat.data() + oh * Wq + oW, dst + oh * oW);
+  }
+}
+
 // Depthwise conv of planes [p0, p1). Each plane is first copied into a zero-padded buffer
 // split by W stride phase (padded column c at phase c % sw, position c / sw), so every tap
 // reads unit-stride whatever the stride, with no bounds checks; rows are padded to whole
@@ -172,6 +229,8 @@ inline void split_phases(const T* s, int64_t n, int64_t pad, int64_t sw_rt, T* r
 template <typename T>
 void dw_body(const T* x, const T* w, const T* bias, T lo, T hi, int64_t p0, int64_t p1,
              int64_t C, const Geom3& g, T* y) {
+  if (g.in[0] == 1 && g.k[0] == 1 && g.out[0] == 1)
+    return dw_body_flat(x, w, bias, lo, hi, p0, p1, C, g, y);
   constexpr int64_t kBlock = dw_block<T>();
   const int64_t oD = g.out[0], oH = g.out[1], oW = g.out[2];
   const int64_t n_row = (oW + kBlock - 1) / kBlock * kBlock;
