@@ -164,6 +164,23 @@ inline void split_phases(const T* s, int64_t n, int64_t pad, int64_t sw_rt, T* r
   }
 }
 
+// split_phases for stride 2 in one pass over the row: input pair (2i, 2i+1) lands at
+// column 2i + pad (phase pad % 2, position i + pad / 2) and 2i + 1 + pad (the other phase,
+// position i + (pad + 1) / 2), one loop for both phases (half the loop and tail overhead of
+// two strided passes).
+template <typename T>
+inline void split_pairs(const T* __restrict s, int64_t n, int64_t pad, T* row,
+                        int64_t phase_vol) {
+  T* __restrict a = row + (pad % 2) * phase_vol + pad / 2;
+  T* __restrict b = row + ((pad + 1) % 2) * phase_vol + (pad + 1) / 2;
+  const int64_t half = n / 2;
+  for (int64_t i = 0; i < half; ++i) {
+    a[i] = s[2 * i];
+    b[i] = s[2 * i + 1];
+  }
+  if (n % 2) a[half] = s[n - 1];
+}
+
 // 2-D (and 1-D) depthwise planes [p0, p1), "flat": the plane is copied into a zero-padded
 // buffer split by (H, W) stride phase (padded (r, c) goes to phase plane (r % sh, c % sw) at
 // (r / sh, c / sw)), Wq columns per row, so output (oh, ow)'s tap (kh, kw) sits at
@@ -210,7 +227,7 @@ void dw_body_flat(const T* x, const T* w, const T* bias, T lo, T hi, int64_t p0,
       const T* s = src + h * g.in[2];
       T* row = buf.data() + row_at[h];
       if (sw == 1) std::copy(s, s + g.in[2], row + g.pad[2]);
-      else if (sw == 2) split_phases<T, 2>(s, g.in[2], g.pad[2], sw, row, plane);
+      else if (sw == 2) split_pairs(s, g.in[2], g.pad[2], row, plane);
       else split_phases<T, 0>(s, g.in[2], g.pad[2], sw, row, plane);
     }
     dw_row<T, 2>(rows.data(), n_half, w + c * K, K, bias ? bias[c] : T(0), lo, hi, n_half,
