@@ -122,27 +122,52 @@ DW_SHAPES = [  # (x shape, kernel, strides, dilations, pads_begin, out)
     ((1, 2, 6, 7), (3, 2), (3, 1), (1, 3), (0, 2), (2, 7)),
     ((1, 3, 40), (7,), (1,), (1,), (3,), (40,)),
     ((1, 2, 4, 5, 19), (3, 3, 3), (1, 1, 1), (1, 1, 1), (1, 1, 1), (4, 5, 19)),
+    # stride 2 with even/odd begin pads and widths (the stride-2 pair split)
+    ((1, 3, 10, 12), (3, 3), (2, 2), (1, 1), (0, 0), (4, 5)),
+    ((1, 2, 11, 13), (5, 5), (2, 2), (1, 1), (2, 2), (6, 7)),
+    ((1, 2, 9, 9), (7, 7), (2, 2), (1, 1), (3, 3), (5, 5)),
+    ((1, 4, 56, 56), (3, 3), (2, 2), (1, 1), (1, 1), (28, 28)),
 ]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("case", range(len(DW_SHAPES)))
-def test_depthwise_impls_bit_identical(case, dtype):
+def test_depthwise_impls_match_oracle(case, dtype):
+    """Every impl against the float64 oracle at a tight tolerance (the SIMD builds fuse
+    multiply-adds, so they differ from ref by rounding only), with and without the fused
+    clamp (Relu6's [0, 6] and a one-sided Relu)."""
     xs, k, s, d, pb, out = DW_SHAPES[case]
     x = RNG.standard_normal(xs).astype(dtype)
     w = RNG.standard_normal((xs[1], 1) + k).astype(dtype)
     b = RNG.standard_normal(xs[1]).astype(dtype)
-    ref = _core.nn_conv_depthwise(x, w, b, list(s), list(d), list(pb), list(out), "ref")
-    nd = len(k)
     pe = [(o - 1) * st + (kk - 1) * dd + 1 - i - p
           for o, st, kk, dd, i, p in zip(out, s, k, d, xs[2:], pb)]
-    np.testing.assert_allclose(ref, conv_oracle(x, w, b, s, d, pb, [max(0, e) for e in pe],
-                                                xs[1])[(...,) + tuple(slice(0, o) for o in out)],
-                               rtol=1e-5, atol=1e-5)
-    assert nd == len(out)
+    want = conv_oracle(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), s, d,
+                       pb, [max(0, e) for e in pe], xs[1])[(...,) + tuple(slice(0, o)
+                                                                          for o in out)]
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    atol = tol * np.abs(want).max()
     for impl in impls():
-        got = _core.nn_conv_depthwise(x, w, b, list(s), list(d), list(pb), list(out), impl)
-        assert np.array_equal(got, ref), impl
+        for lo, hi in ((-np.inf, np.inf), (0.0, 6.0), (0.0, np.inf)):
+            got = _core.nn_conv_depthwise(x, w, b, list(s), list(d), list(pb), list(out), impl,
+                                          lo, hi)
+            assert got.dtype == dtype and got.shape == want.shape
+            np.testing.assert_allclose(got, np.clip(want, lo, hi), rtol=tol, atol=atol,
+                                       err_msg=f"{impl} [{lo}, {hi}]")
+    # without lo/hi the output is unclamped
+    got = _core.nn_conv_depthwise(x, w, None, list(s), list(d), list(pb), list(out), "ref")
+    np.testing.assert_allclose(got, want - b.reshape((1, -1) + (1,) * len(k)), rtol=tol,
+                               atol=atol)
+
+
+def test_depthwise_clamp_keeps_nan():
+    x = RNG.standard_normal((1, 2, 5, 9)).astype(np.float32)
+    x[0, 1, 2, 4] = np.nan
+    w = np.ones((2, 1, 3, 3), np.float32)
+    for impl in impls():
+        y = _core.nn_conv_depthwise(x, w, None, [1, 1], [1, 1], [1, 1], [5, 9], impl, 0.0, 6.0)
+        assert np.isnan(y[0, 1, 1:4, 3:6]).all() and not np.isnan(y[0, 0]).any()
+        assert (y[~np.isnan(y)] >= 0).all() and (y[~np.isnan(y)] <= 6).all()
 
 
 def convt_oracle(x, w, b, strides, dil, pb, out, group):

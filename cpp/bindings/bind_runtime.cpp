@@ -3,6 +3,7 @@
 // padded to the kernels' canonical 3-D geometry here; the Python ops compute output extents
 // and pads (auto_pad, ceil_mode) and validate shapes first, so errors here are internal.
 #include <cstring>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -119,7 +120,7 @@ py::array col2im(const py::array& col, int64_t C, const Ints& image, const Ints&
 
 py::array conv_depthwise(const py::array& x, const py::array& w, const py::object& bias,
                          const Ints& s, const Ints& d, const Ints& pad, const Ints& out,
-                         const std::string& impl_name) {
+                         const std::string& impl_name, double lo, double hi) {
   const Impl impl = float_impl(impl_name);
   require_float(x, "x");
   require_c_contiguous(x, "x");
@@ -141,11 +142,12 @@ py::array conv_depthwise(const py::array& x, const py::array& w, const py::objec
   {
     py::gil_scoped_release nogil;
     if (is_f32(x))
-      nn::depthwise_conv3(cptr<float>(x), cptr<float>(w), has_bias ? cptr<float>(b) : nullptr, N * C,
-                          C, g, mptr<float>(y), impl);
+      nn::depthwise_conv3(cptr<float>(x), cptr<float>(w), has_bias ? cptr<float>(b) : nullptr,
+                          static_cast<float>(lo), static_cast<float>(hi), N * C, C, g,
+                          mptr<float>(y), impl);
     else
       nn::depthwise_conv3(cptr<double>(x), cptr<double>(w), has_bias ? cptr<double>(b) : nullptr,
-                          N * C, C, g, mptr<double>(y), impl);
+                          lo, hi, N * C, C, g, mptr<double>(y), impl);
   }
   return y;
 }
@@ -332,7 +334,10 @@ void bind_runtime(py::module_& m) {
   m.def("nn_conv_depthwise", &conv_depthwise, py::arg("x").noconvert(),
         py::arg("w").noconvert(), py::arg("bias"), py::arg("strides"), py::arg("dilations"),
         py::arg("pads"), py::arg("out_shape"), py::arg("impl") = "ref",
-        "Direct depthwise conv: x (N, C, *in), w (C, 1, *kernel), bias (C,) or None.");
+        py::arg("lo") = -std::numeric_limits<double>::infinity(),
+        py::arg("hi") = std::numeric_limits<double>::infinity(),
+        "Direct depthwise conv: x (N, C, *in), w (C, 1, *kernel), bias (C,) or None; output\n"
+        "clamped to [lo, hi] (a fused Relu/Clip) in the same pass.");
   m.def("nn_pool", &pool, py::arg("x").noconvert(), py::arg("kind"), py::arg("kernel"),
         py::arg("strides"), py::arg("dilations"), py::arg("pads_begin"), py::arg("pads_end"),
         py::arg("out_shape"), py::arg("count_include_pad") = false, py::arg("p") = 2,

@@ -82,17 +82,17 @@ void col2im3(const T* col, int64_t C, const Geom3& g, T* img) {
 }
 
 template <typename T>
-void depthwise_conv3(const T* x, const T* w, const T* bias, int64_t planes, int64_t C,
-                     const Geom3& g, T* y, Impl impl) {
+void depthwise_conv3(const T* x, const T* w, const T* bias, T lo, T hi, int64_t planes,
+                     int64_t C, const Geom3& g, T* y, Impl impl) {
   const int64_t work = g.in_vol() + g.out_vol() * g.k_vol();
   parallel_chunks(planes, min_items(work), [&](int64_t p0, int64_t p1) {
 #if defined(FASTQ_HAVE_X86)
     if (impl == Impl::Avx512Vnni)
-      return depthwise_planes_avx512(x, w, bias, p0, p1, C, g, y);
-    if (impl == Impl::Avx2) return depthwise_planes_avx2(x, w, bias, p0, p1, C, g, y);
+      return depthwise_planes_avx512(x, w, bias, lo, hi, p0, p1, C, g, y);
+    if (impl == Impl::Avx2) return depthwise_planes_avx2(x, w, bias, lo, hi, p0, p1, C, g, y);
 #endif
     (void)impl;
-    dw_body(x, w, bias, p0, p1, C, g, y);
+    dw_body(x, w, bias, lo, hi, p0, p1, C, g, y);
   });
 }
 
@@ -100,9 +100,11 @@ template void im2col3<float>(const float*, int64_t, const Geom3&, float*);
 template void im2col3<double>(const double*, int64_t, const Geom3&, double*);
 template void col2im3<float>(const float*, int64_t, const Geom3&, float*);
 template void col2im3<double>(const double*, int64_t, const Geom3&, double*);
-template void depthwise_conv3<float>(const float*, const float*, const float*, int64_t,
+template void depthwise_conv3<float>(const float*, const float*, const float*, float, float,
+                                     int64_t,
                                      int64_t, const Geom3&, float*, Impl);
-template void depthwise_conv3<double>(const double*, const double*, const double*, int64_t,
+template void depthwise_conv3<double>(const double*, const double*, const double*, double,
+                                      double, int64_t,
                                       int64_t, const Geom3&, double*, Impl);
 
 }  // namespace nn

@@ -1,10 +1,11 @@
 // Kernel bodies shared by the portable, AVX2 and AVX-512 builds of the depthwise conv and
 // the pooling kernels (nn_window.cpp / nn_pool.cpp, avx2/nn_avx2.cpp,
-// avx512vnni/nn_avx512.cpp). Plain C++, no intrinsics: each build compiles the same source
-// with its own flags (FASTQ_NN_VEC_BYTES sets the vector width), and since every build has
-// -ffp-contract=off (no FMA contraction) and the same per-element operation order, all
-// builds return bit-identical results. Internal linkage (anonymous namespace) keeps the
-// per-ISA copies apart, so including this from several object libraries breaks no ODR.
+// avx512vnni/nn_avx512.cpp). Plain C++: each build compiles the same source with its own
+// flags (FASTQ_NN_VEC_BYTES sets the vector width). Pooling has no multiply-add, so all its
+// builds return bit-identical results; the depthwise conv's multiply-adds are fused (one
+// rounding) in the FMA builds (dw_madd), so its float results differ from the portable
+// build's in the last bits only. Internal linkage (anonymous namespace) keeps the per-ISA
+// copies apart, so including this from several object libraries breaks no ODR.
 #pragma once
 #include <algorithm>
 #include <cmath>
@@ -13,6 +14,10 @@
 #include <vector>
 
 #include "fastq/nn_f32.h"
+
+#if defined(__GNUC__) && (defined(__FMA__) || defined(__AVX512F__))
+#include <immintrin.h>
+#endif
 
 namespace fastq {
 namespace nn {
@@ -34,10 +39,18 @@ constexpr int64_t dw_block() {
   return FASTQ_NN_VEC_BYTES / sizeof(T) > 8 ? FASTQ_NN_VEC_BYTES / sizeof(T) : 8;
 }
 
-// One block of dw_block<T>() outputs, portable form: acc = b, then acc += w[t] * tap t.
+// The fused activation's clamp min(max(v, lo), hi); NaN passes through.
 template <typename T>
-inline void dw_block_plain(const T* const* rows, const T* wts, int64_t K, T b, int64_t o0,
-                           T* out) {
+inline T dw_clamp(T v, T lo, T hi) {
+  v = v < lo ? lo : v;
+  return v > hi ? hi : v;
+}
+
+// One block of dw_block<T>() outputs, portable form: acc = b, then acc += w[t] * tap t,
+// then the clamp.
+template <typename T>
+inline void dw_block_plain(const T* const* rows, const T* wts, int64_t K, T b, T lo, T hi,
+                           int64_t o0, T* out) {
   constexpr int64_t n = dw_block<T>();
   T acc[n];
   for (int64_t j = 0; j < n; ++j) acc[j] = b;
@@ -46,20 +59,38 @@ inline void dw_block_plain(const T* const* rows, const T* wts, int64_t K, T b, i
     const T wt = wts[t];
     for (int64_t j = 0; j < n; ++j) acc[j] += wt * s[j];
   }
-  for (int64_t j = 0; j < n; ++j) out[o0 + j] = acc[j];
+  for (int64_t j = 0; j < n; ++j) out[o0 + j] = dw_clamp(acc[j], lo, hi);
 }
 
 #if defined(__GNUC__)
 // GCC/Clang vector types (not intrinsics; each build picks the width its registers hold):
 // NR output rows x NV vectors of accumulators at once give independent add chains and stay
 // in registers, where a plain array would spill. Row r's taps are rows[t] + r*drow.
-// Lane-wise the sequence is dw_block_plain's (b, then += w*tap in t order), so every build,
-// block width and row pairing gives the same bits.
+// Lane-wise the sequence is dw_block_plain's (b, then += w*tap in t order, then the clamp),
+// so within one build every block width and row pairing gives the same bits.
+template <typename T, typename V>
+inline V dw_madd(V acc, T w, V x) {
+#if defined(__AVX512F__)
+  if constexpr (sizeof(V) == 64 && std::is_same<T, float>::value)
+    return (V)_mm512_fmadd_ps((__m512)x, _mm512_set1_ps(w), (__m512)acc);
+  if constexpr (sizeof(V) == 64 && std::is_same<T, double>::value)
+    return (V)_mm512_fmadd_pd((__m512d)x, _mm512_set1_pd(w), (__m512d)acc);
+#endif
+#if defined(__FMA__)
+  if constexpr (sizeof(V) == 32 && std::is_same<T, float>::value)
+    return (V)_mm256_fmadd_ps((__m256)x, _mm256_set1_ps(w), (__m256)acc);
+  if constexpr (sizeof(V) == 32 && std::is_same<T, double>::value)
+    return (V)_mm256_fmadd_pd((__m256d)x, _mm256_set1_pd(w), (__m256d)acc);
+#endif
+  return acc + w * x;
+}
+
 template <typename T, int NV, int NR>
-inline void dw_vecs(const T* const* rows, int64_t drow, const T* wts, int64_t K, T b,
-                    int64_t o0, T* const* outs) {
+inline void dw_vecs(const T* const* rows, int64_t drow, const T* wts, int64_t K, T b, T lo,
+                    T hi, int64_t o0, T* const* outs) {
   typedef T V __attribute__((vector_size(FASTQ_NN_VEC_BYTES)));
   constexpr int64_t L = FASTQ_NN_VEC_BYTES / sizeof(T);
+  const V lov = V{} + lo, hiv = V{} + hi;
   V acc[NR][NV];
 #pragma GCC unroll 8
   for (int r = 0; r < NR; ++r)
@@ -74,13 +105,17 @@ inline void dw_vecs(const T* const* rows, int64_t drow, const T* wts, int64_t K,
       for (int v = 0; v < NV; ++v) {
         V x;
         __builtin_memcpy(&x, s + r * drow + v * L, sizeof(V));
-        acc[r][v] += wt * x;
+        acc[r][v] = dw_madd(acc[r][v], wt, x);
       }
   }
 #pragma GCC unroll 8
   for (int r = 0; r < NR; ++r)
 #pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v) __builtin_memcpy(outs[r] + o0 + v * L, &acc[r][v], sizeof(V));
+    for (int v = 0; v < NV; ++v) {
+      V a = acc[r][v] < lov ? lov : acc[r][v];
+      a = a > hiv ? hiv : a;
+      __builtin_memcpy(outs[r] + o0 + v * L, &a, sizeof(V));
+    }
 }
 #endif
 
@@ -88,8 +123,8 @@ inline void dw_vecs(const T* const* rows, int64_t drow, const T* wts, int64_t K,
 // points at tap t's input for output 0 of the first row, the second row's inputs are drow
 // further, and consecutive outputs read consecutive inputs.
 template <typename T, int NR>
-void dw_row(const T* const* rows, int64_t drow, const T* wts, int64_t K, T b, int64_t n_out,
-            T* const* outs) {
+void dw_row(const T* const* rows, int64_t drow, const T* wts, int64_t K, T b, T lo, T hi,
+            int64_t n_out, T* const* outs) {
 #if defined(__GNUC__)
   // Groups of 4, then 2, then 1 vectors, stored from the last group to the first: a first
   // row's padding spill (< one vector, in its last group) lands on the second row's first
@@ -98,15 +133,15 @@ void dw_row(const T* const* rows, int64_t drow, const T* wts, int64_t K, T b, in
   const int64_t n4 = n_out / (4 * L) * (4 * L);
   const bool has2 = n_out - n4 >= 2 * L;
   const int64_t o1 = n4 + (has2 ? 2 * L : 0);  // start of the single vectors
-  for (int64_t o = n_out - L; o >= o1; o -= L) dw_vecs<T, 1, NR>(rows, drow, wts, K, b, o, outs);
-  if (has2) dw_vecs<T, 2, NR>(rows, drow, wts, K, b, n4, outs);
+  for (int64_t o = n_out - L; o >= o1; o -= L) dw_vecs<T, 1, NR>(rows, drow, wts, K, b, lo, hi, o, outs);
+  if (has2) dw_vecs<T, 2, NR>(rows, drow, wts, K, b, lo, hi, n4, outs);
   for (int64_t o = n4 - 4 * L; o >= 0; o -= 4 * L)
-    dw_vecs<T, 4, NR>(rows, drow, wts, K, b, o, outs);
+    dw_vecs<T, 4, NR>(rows, drow, wts, K, b, lo, hi, o, outs);
 #else
   std::vector<const T*> shifted(rows, rows + K);
   for (int r = 0; r < NR; ++r) {
     for (int64_t o = 0; o < n_out; o += dw_block<T>())
-      dw_block_plain(shifted.data(), wts, K, b, o, outs[r]);
+      dw_block_plain(shifted.data(), wts, K, b, lo, hi, o, outs[r]);
     for (auto& p : shifted) p += drow;
   }
 #endif
@@ -129,14 +164,90 @@ inline void split_phases(const T* s, int64_t n, int64_t pad, int64_t sw_rt, T* r
   }
 }
 
+// split_phases for stride 2 in one pass over the row: input pair (2i, 2i+1) lands at
+// column 2i + pad (phase pad % 2, position i + pad / 2) and 2i + 1 + pad (the other phase,
+// position i + (pad + 1) / 2), one loop for both phases (half the loop and tail overhead of
+// two strided passes).
+template <typename T>
+inline void split_pairs(const T* __restrict s, int64_t n, int64_t pad, T* row,
+                        int64_t phase_vol) {
+  T* __restrict a = row + (pad % 2) * phase_vol + pad / 2;
+  T* __restrict b = row + ((pad + 1) % 2) * phase_vol + (pad + 1) / 2;
+  const int64_t half = n / 2;
+  for (int64_t i = 0; i < half; ++i) {
+    a[i] = s[2 * i];
+    b[i] = s[2 * i + 1];
+  }
+  if (n % 2) a[half] = s[n - 1];
+}
+
+// 2-D (and 1-D) depthwise planes [p0, p1), "flat": the plane is copied into a zero-padded
+// buffer split by (H, W) stride phase (padded (r, c) goes to phase plane (r % sh, c % sw) at
+// (r / sh, c / sw)), Wq columns per row, so output (oh, ow)'s tap (kh, kw) sits at
+// oh*Wq + ow + a per-tap offset into its phase plane: the whole plane is one long row of
+// oH*Wq outputs (columns ow >= oW are discarded), computed as two halves side by side (twice
+// the add chains) with no per-row setup, then its valid columns are copied out. Taps run in
+// (kh, kw) order after the bias, then the clamp, as in the row-wise path.
+template <typename T>
+void dw_body_flat(const T* x, const T* w, const T* bias, T lo, T hi, int64_t p0, int64_t p1,
+                  int64_t C, const Geom3& g, T* y) {
+  constexpr int64_t kBlock = dw_block<T>();
+  const int64_t oH = g.out[1], oW = g.out[2], dh = g.dil[1], dw = g.dil[2];
+  const int64_t sh = g.stride[1], sw = g.stride[2];
+  const int64_t Hq = (padded_extent(g, 1) + sh - 1) / sh;
+  const int64_t Wq = (padded_extent(g, 2) + sw - 1) / sw;
+  const int64_t plane = Hq * Wq;
+  const int64_t n_half = ((oH * Wq + 1) / 2 + kBlock - 1) / kBlock * kBlock;
+  const int64_t K = g.k[1] * g.k[2], V = g.in_vol(), P = g.out_vol();
+  std::vector<const T*> rows(static_cast<size_t>(K));
+  std::vector<int64_t> off(static_cast<size_t>(K));
+  int64_t max_off = 0;
+  for (int64_t kh = 0, t = 0; kh < g.k[1]; ++kh)
+    for (int64_t kw = 0; kw < g.k[2]; ++kw, ++t) {
+      const int64_t r = kh * dh, c = kw * dw;
+      off[t] = ((r % sh) * sw + c % sw) * plane + (r / sh) * Wq + c / sw;
+      max_off = std::max(max_off, off[t]);
+    }
+  // Discarded outputs of the last rows may read past their phase plane: keep that in bounds.
+  std::vector<T> buf(static_cast<size_t>(std::max(sh * sw * plane, 2 * n_half + max_off)),
+                     T(0));
+  for (int64_t t = 0; t < K; ++t) rows[t] = buf.data() + off[t];
+  std::vector<T> flat(static_cast<size_t>(2 * n_half));
+  T* outs[2] = {flat.data(), flat.data() + n_half};
+  // Where input row h starts in buf (divisions here, once, not per plane and row).
+  std::vector<int64_t> row_at(static_cast<size_t>(g.in[1]));
+  for (int64_t h = 0; h < g.in[1]; ++h) {
+    const int64_t r = h + g.pad[1];
+    row_at[h] = (r % sh) * sw * plane + (r / sh) * Wq;
+  }
+  for (int64_t p = p0; p < p1; ++p) {
+    const int64_t c = p % C;
+    const T* src = x + p * V;
+    for (int64_t h = 0; h < g.in[1]; ++h) {
+      const T* s = src + h * g.in[2];
+      T* row = buf.data() + row_at[h];
+      if (sw == 1) std::copy(s, s + g.in[2], row + g.pad[2]);
+      else if (sw == 2) split_pairs(s, g.in[2], g.pad[2], row, plane);
+      else split_phases<T, 0>(s, g.in[2], g.pad[2], sw, row, plane);
+    }
+    dw_row<T, 2>(rows.data(), n_half, w + c * K, K, bias ? bias[c] : T(0), lo, hi, n_half,
+                 outs);
+    T* dst = y + p * P;
+    for (int64_t oh = 0; oh < oH; ++oh)
+      std::copy(flat.data() + oh * Wq, flat.data() + oh * Wq + oW, dst + oh * oW);
+  }
+}
+
 // Depthwise conv of planes [p0, p1). Each plane is first copied into a zero-padded buffer
 // split by W stride phase (padded column c at phase c % sw, position c / sw), so every tap
 // reads unit-stride whatever the stride, with no bounds checks; rows are padded to whole
 // blocks, so no scalar tail either: every output gets the same instruction sequence, taps
-// in (kd, kh, kw) order.
+// in (kd, kh, kw) order, then the clamp to [lo, hi] (the fused Relu/Clip) on the store.
 template <typename T>
-void dw_body(const T* x, const T* w, const T* bias, int64_t p0, int64_t p1, int64_t C,
-             const Geom3& g, T* y) {
+void dw_body(const T* x, const T* w, const T* bias, T lo, T hi, int64_t p0, int64_t p1,
+             int64_t C, const Geom3& g, T* y) {
+  if (g.in[0] == 1 && g.k[0] == 1 && g.out[0] == 1)
+    return dw_body_flat(x, w, bias, lo, hi, p0, p1, C, g, y);
   constexpr int64_t kBlock = dw_block<T>();
   const int64_t oD = g.out[0], oH = g.out[1], oW = g.out[2];
   const int64_t n_row = (oW + kBlock - 1) / kBlock * kBlock;
@@ -190,8 +301,8 @@ void dw_body(const T* x, const T* w, const T* bias, int64_t p0, int64_t p1, int6
           const bool direct = oW == n_row || ro * oW + n_row <= P;
           outs[r] = direct ? yrows[r] : orow.data() + r * n_row;
         }
-        if (nr == 2) dw_row<T, 2>(rows.data(), drow, wc, K, b, n_row, outs);
-        else dw_row<T, 1>(rows.data(), drow, wc, K, b, n_row, outs);
+        if (nr == 2) dw_row<T, 2>(rows.data(), drow, wc, K, b, lo, hi, n_row, outs);
+        else dw_row<T, 1>(rows.data(), drow, wc, K, b, lo, hi, n_row, outs);
         for (int r = 0; r < nr; ++r)
           if (outs[r] != yrows[r]) std::copy(outs[r], outs[r] + oW, yrows[r]);
       }

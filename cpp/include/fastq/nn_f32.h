@@ -73,12 +73,14 @@ template <typename T>
 void col2im3(const T* col, int64_t C, const Geom3& g, T* img);
 
 // Depthwise conv (group == C_in == C_out): y[n,c,o] = bias[c] + sum_kk w[c,kk] * x[n,c,...],
-// taps summed in (kd, kh, kw) order after the bias. x: (planes, in_vol) with channel
-// plane % C, w: (C, Kvol), bias: C values or nullptr, y: (planes, out_vol).
-// Every impl (Ref, Avx2, Avx512Vnni) builds the same source: bit-identical results.
+// taps summed in (kd, kh, kw) order after the bias, then clamped: y = min(max(y, lo), hi)
+// (a fused Relu/Clip; +-inf for none). x: (planes, in_vol) with channel plane % C,
+// w: (C, Kvol), bias: C values or nullptr, y: (planes, out_vol). Every impl (Ref, Avx2,
+// Avx512Vnni) builds the same source; the SIMD builds fuse multiply-adds (FMA), so they
+// differ from Ref by rounding only.
 template <typename T>
-void depthwise_conv3(const T* x, const T* w, const T* bias, int64_t planes, int64_t C,
-                     const Geom3& g, T* y, Impl impl);
+void depthwise_conv3(const T* x, const T* w, const T* bias, T lo, T hi, int64_t planes,
+                     int64_t C, const Geom3& g, T* y, Impl impl);
 
 enum class PoolKind { kMax, kAvg, kLp };
 
@@ -136,15 +138,15 @@ void pool3(const T* x, int64_t planes, const Geom3& g, const PoolArgs& a, T* y, 
 #if defined(FASTQ_HAVE_X86)
 // AVX2 builds (cpp/src/avx2/nn_avx2.cpp) of the plane-range bodies in nn_body.h.
 template <typename T>
-void depthwise_planes_avx2(const T* x, const T* w, const T* bias, int64_t p0, int64_t p1,
-                           int64_t C, const Geom3& g, T* y);
+void depthwise_planes_avx2(const T* x, const T* w, const T* bias, T lo, T hi, int64_t p0,
+                           int64_t p1, int64_t C, const Geom3& g, T* y);
 template <typename T>
 void pool_planes_avx2(const T* x, int64_t p0, int64_t p1, const Geom3& g, const PoolArgs& a,
                       const AxisTaps& td, const AxisTaps& th, const AxisTaps& tw, T* y);
 // AVX-512 builds (cpp/src/avx512vnni/nn_avx512.cpp), run for Impl::Avx512Vnni.
 template <typename T>
-void depthwise_planes_avx512(const T* x, const T* w, const T* bias, int64_t p0, int64_t p1,
-                             int64_t C, const Geom3& g, T* y);
+void depthwise_planes_avx512(const T* x, const T* w, const T* bias, T lo, T hi, int64_t p0,
+                             int64_t p1, int64_t C, const Geom3& g, T* y);
 template <typename T>
 void pool_planes_avx512(const T* x, int64_t p0, int64_t p1, const Geom3& g,
                         const PoolArgs& a, const AxisTaps& td, const AxisTaps& th,

@@ -1,6 +1,7 @@
 // AVX-512 builds of the depthwise-conv and pooling bodies (nn_body.h): the same source compiled
 // with AVX-512 flags so the compiler vectorizes 16 floats wide. -ffp-contract=off holds here
-// too, so no multiply-add is fused and the results equal the portable build bit for bit.
+// too; only the depthwise conv fuses its multiply-adds explicitly (dw_madd), so pooling
+// equals the portable build bit for bit and the depthwise conv equals it up to rounding.
 #ifndef FASTQ_HAVE_X86
 #define FASTQ_HAVE_X86 1  // this directory is only built on x86; expose the declarations
 #endif
@@ -12,9 +13,9 @@ namespace fastq {
 namespace nn {
 
 template <typename T>
-void depthwise_planes_avx512(const T* x, const T* w, const T* bias, int64_t p0, int64_t p1,
-                           int64_t C, const Geom3& g, T* y) {
-  dw_body(x, w, bias, p0, p1, C, g, y);
+void depthwise_planes_avx512(const T* x, const T* w, const T* bias, T lo, T hi, int64_t p0,
+                           int64_t p1, int64_t C, const Geom3& g, T* y) {
+  dw_body(x, w, bias, lo, hi, p0, p1, C, g, y);
 }
 
 template <typename T>
@@ -23,10 +24,10 @@ void pool_planes_avx512(const T* x, int64_t p0, int64_t p1, const Geom3& g, cons
   pool_body(x, p0, p1, g, a, td, th, tw, y);
 }
 
-template void depthwise_planes_avx512<float>(const float*, const float*, const float*, int64_t,
-                                           int64_t, int64_t, const Geom3&, float*);
+template void depthwise_planes_avx512<float>(const float*, const float*, const float*, float,
+    float, int64_t, int64_t, int64_t, const Geom3&, float*);
 template void depthwise_planes_avx512<double>(const double*, const double*, const double*,
-                                            int64_t, int64_t, int64_t, const Geom3&, double*);
+    double, double, int64_t, int64_t, int64_t, const Geom3&, double*);
 #define FASTQ_POOL_AVX512(T)                                                                   \
   template void pool_planes_avx512<T>(const T*, int64_t, int64_t, const Geom3&, const PoolArgs&, \
                                     const AxisTaps&, const AxisTaps&, const AxisTaps&, T*);

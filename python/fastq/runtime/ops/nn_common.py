@@ -8,10 +8,12 @@ does; the C++ kernels take begin pads and the output extent.
 
 from __future__ import annotations
 
+from os import environ as _environ
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ... import kernels as _kernels
 from ...errors import ModelError, UnsupportedOpError
 from ..registry import Node
 
@@ -126,14 +128,20 @@ def float_impl() -> str:
     """Impl of the float kernels, from the int8 default (best built impl this CPU runs,
     capped by FASTQ_ISA / kernels.use_impl), except that a VNNI host runs the AVX2 build:
     the 16-lane AVX-512 build measured slower on common rows (56/28/14 wide round up to whole
-    16-float blocks). Every impl computes identical bits; only speed varies."""
-    from ... import kernels
-    cap = kernels._cap()   # cheap; the CPU/build probe below is memoized per cap
-    impl = _FLOAT_IMPL.get(cap)
+    16-float blocks). Every impl computes the same results up to rounding (the depthwise conv
+    fuses multiply-adds in its SIMD builds); only speed varies. Called once per float node
+    run, so memoized on the raw (use_impl cap, FASTQ_ISA) pair: ~0.7 us, not ~2 us."""
+    raw = (getattr(_kernels._override, "impl", None), _environ.get("FASTQ_ISA"))
+    impl = _FLOAT_IMPL_RAW.get(raw)
     if impl is None:
-        best = kernels.default_impl()
-        impl = _FLOAT_IMPL[cap] = "avx2" if best == "avx512vnni" else best
+        cap = _kernels._cap()   # validates FASTQ_ISA; the CPU/build probe is memoized per cap
+        impl = _FLOAT_IMPL.get(cap)
+        if impl is None:
+            best = _kernels.default_impl()
+            impl = _FLOAT_IMPL[cap] = "avx2" if best == "avx512vnni" else best
+        _FLOAT_IMPL_RAW[raw] = impl
     return impl
 
 
+_FLOAT_IMPL_RAW: dict = {}   # (use_impl cap, FASTQ_ISA text) -> float impl
 _FLOAT_IMPL: dict = {}   # cap (None, "ref", "avx2", ...) -> float impl; the CPU never changes

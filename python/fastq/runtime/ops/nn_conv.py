@@ -2,10 +2,11 @@
 group (incl. depthwise), kernel_shape, output_padding/output_shape; 1-D, 2-D and 3-D.
 
 Paths, chosen per node: depthwise (group == C, any channel multiplier) runs the direct C++
-kernel (the tap count is far too small a reduction for GEMM); unpadded 1x1 conv is a plain
+kernel (the tap count is far too small a reduction for GEMM) with the bias and a fused
+Relu/Clip applied as it stores each output; unpadded 1x1 conv is a plain
 BLAS matmul on the (strided) input; 3x3 stride-1 undilated 2-D conv with >= 16 channels
 (group 1) and >= 32 output tiles is Winograd F(2x2, 3x3); everything else is C++ im2col + one
-batched BLAS matmul over the groups. Bias and a fused Relu/Clip are one C++ epilogue pass.
+batched BLAS matmul over the groups; there bias and a fused Relu/Clip are one C++ epilogue pass.
 With constant weights (the prepare hook) the weight layouts (BatchNormalization folded,
 Winograd filter transform) are built once per session and the geometry once per input shape.
 ConvTranspose is the adjoint: BLAS matmul to columns, then C++ col2im.
@@ -147,9 +148,9 @@ class _ConvPlan:
         impl = float_impl()
         if self.path == "dw":
             xd = x if self.mult == 1 else np.repeat(x, self.mult, axis=1)
+            lo, hi = self.act if self.act is not None else (-np.inf, np.inf)
             y = _core.nn_conv_depthwise(xd, self.wmat, self.b, self.strides, self.dil, self.pb,
-                                        out, impl)
-            _activate(y, None, self.act, impl)
+                                        out, impl, lo, hi)   # bias + Relu/Clip in its store
         elif self.path == "winograd":
             y = _winograd_f23(x, self.wmat, self.b, self.pb, out)
             _activate(y, None, self.act, impl)

@@ -8,7 +8,10 @@ inputs after; Pad from attributes before 11; Shape slices (start/end) from 15; R
 
 from __future__ import annotations
 
+import math
+
 import ml_dtypes
+
 import numpy as np
 from onnx import helper
 
@@ -49,8 +52,8 @@ def flatten(node, x):
     axis = node.attr("axis", 1)
     if axis < 0:
         axis += x.ndim
-    outer = int(np.prod(x.shape[:axis], dtype=np.int64))
-    return x.reshape(outer, int(np.prod(x.shape[axis:], dtype=np.int64)))
+    # math.prod on the int shape tuple: ~0.4 us where np.prod costs ~3 us per call
+    return x.reshape(math.prod(x.shape[:axis]), math.prod(x.shape[axis:]))
 
 
 @register("Squeeze")
