@@ -215,6 +215,19 @@ def _packed_conv(w, group, pairing) -> PackedConvWeights:
     return pack_conv_weights(w, group=group or 1, pairing=pairing or "per_tap")
 
 
+def _u8_conv_operands(x, w, group, pairing, strides, pads, dilations, x_zero_point):
+    """Checked operands of a uint8-input conv: (packed weights, 4-D x, strides, pads,
+    dilations, spatial rank)."""
+    if not isinstance(x, np.ndarray) or x.dtype != np.uint8:
+        raise KernelError(f"x must be a uint8 numpy array, got "
+                          f"{getattr(x, 'dtype', type(x).__name__)}")
+    pw = _packed_conv(w, group, pairing)
+    x4, st, pd, dl, nd = _conv_geometry(x, pw, strides, pads, dilations)
+    if not 0 <= int(x_zero_point) <= 255:
+        raise KernelError(f"x_zero_point={x_zero_point} is outside [0, 255]")
+    return pw, x4, st, pd, dl, nd
+
+
 def conv_u8s8(x: np.ndarray, w, *, strides=None, pads=None, dilations=None, group=None,
               x_zero_point: int = 0, pairing=None, arith: str = "exact32",
               impl: str = "auto") -> np.ndarray:
@@ -224,13 +237,8 @@ def conv_u8s8(x: np.ndarray, w, *, strides=None, pads=None, dilations=None, grou
     subtracting ``x_zero_point * colsum`` gives the zero-point-corrected sums.
     """
     impl = _resolve_impl(impl, arith)
-    if not isinstance(x, np.ndarray) or x.dtype != np.uint8:
-        raise KernelError(f"x must be a uint8 numpy array, got "
-                          f"{getattr(x, 'dtype', type(x).__name__)}")
-    pw = _packed_conv(w, group, pairing)
-    x4, st, pd, dl, nd = _conv_geometry(x, pw, strides, pads, dilations)
-    if not 0 <= int(x_zero_point) <= 255:
-        raise KernelError(f"x_zero_point={x_zero_point} is outside [0, 255]")
+    pw, x4, st, pd, dl, nd = _u8_conv_operands(x, w, group, pairing, strides, pads, dilations,
+                                               x_zero_point)
     out = _core.conv_u8s8(x4, pw, st, pd, dl, int(x_zero_point), arith, impl)
     return out[:, :, 0, :] if nd == 1 else out
 
@@ -309,13 +317,8 @@ def conv_u8s8_satcount(x: np.ndarray, w, *, strides=None, pads=None, dilations=N
     (per-tap pairing: C/group rounded up to even; a depthwise per-tap pair is one product
     beside a zero pad, so it never reaches a limit). Same arguments as ``conv_u8s8``."""
     impl = _satcount_impl(impl)
-    if not isinstance(x, np.ndarray) or x.dtype != np.uint8:
-        raise KernelError(f"x must be a uint8 numpy array, got "
-                          f"{getattr(x, 'dtype', type(x).__name__)}")
-    pw = _packed_conv(w, group, pairing)
-    x4, st, pd, dl, nd = _conv_geometry(x, pw, strides, pads, dilations)
-    if not 0 <= int(x_zero_point) <= 255:
-        raise KernelError(f"x_zero_point={x_zero_point} is outside [0, 255]")
+    pw, x4, st, pd, dl, nd = _u8_conv_operands(x, w, group, pairing, strides, pads, dilations,
+                                               x_zero_point)
     sat, exact, counts = _core.conv_u8s8_satcount(x4, pw, st, pd, dl, int(x_zero_point), impl)
     if nd == 1:
         sat, exact = sat[:, :, 0, :], exact[:, :, 0, :]
