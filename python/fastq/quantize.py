@@ -23,7 +23,7 @@ from .algorithms import bias_correction as bc
 from .algorithms import saturation_fix as sat_fix
 from .algorithms.placement import Plan, build_plan, check_scope
 from .algorithms.ranges import activation_qparams, weight_qparams
-from .algorithms.statistics import RangeRequest, collect
+from .algorithms.statistics import RangeRequest, collect, with_dynamic_batch
 from .config.types import AlgorithmName, ModelType, SaturationFix, TargetDevice
 from .data import input_specs, read_samples
 from .errors import ConfigError, FastqError, ModelError
@@ -187,7 +187,10 @@ def run_default(model: Any, calibration_data: Any, cfg, name: AlgorithmName, par
     for s in sites.values():
         means[s.out] = s.out_axis
     # keep: the executor's float fusions (Conv+BN+Relu...) leave every requested tensor produced
-    session = InferenceSession(g.to_model(), keep=[r.tensor for r in requests] + list(means))
+    stat_model = g.to_model()
+    if len(samples) > 2:
+        stat_model = _batchable_model(stat_model, samples, plan.decisions)
+    session = InferenceSession(stat_model, keep=[r.tensor for r in requests] + list(means))
     bar = _Progress(progress, len(samples), "fastq statistics")
     try:
         stats = collect(session, samples, requests, means, bar)
@@ -252,6 +255,24 @@ def run_default(model: Any, calibration_data: Any, cfg, name: AlgorithmName, par
     state = DefaultState(g, plan, act_qp, w_qp, bias_before, proto, stats, samples, sites,
                          params, algo_name)
     return QuantizationResult(qdq, report, plan), state
+
+
+def _batchable_model(model: onnx.ModelProto, samples: list, decisions: list
+                     ) -> onnx.ModelProto:
+    """The float model for the statistics pass: with a fixed batch-1 axis made symbolic when
+    stacking the first two samples gives their single-run outputs (so samples run in
+    batches), else the model as is. Recorded in the decisions."""
+    from .algorithms.aa_eval import batch_verdict
+    try:
+        dyn = with_dynamic_batch(model)        # None unless every input has a fixed batch 1
+        if dyn is not None and batch_verdict(dyn, samples[:2]):
+            decisions.append("statistics pass: the model's fixed batch axis of 1 was made "
+                             "symbolic to run calibration samples in batches (stacked and "
+                             "single runs of the first two samples agree)")
+            return dyn
+    except FastqError:
+        pass                                   # any doubt: the model as given, unbatched
+    return model
 
 
 def _fill_report(report, g, plan, act_qp, final_w, w_qp, stats, bc_result, export_info):

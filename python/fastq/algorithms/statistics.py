@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
+import onnx
 
 from .. import stats as fstats
 from ..config.types import Granularity
@@ -103,6 +104,34 @@ def _batchable(session, samples) -> bool:
         if arg.shape is None or not arg.shape or isinstance(arg.shape[0], int):
             return False
     return all(np.shape(x)[:1] == (1,) for x in samples[0].values())
+
+
+def with_dynamic_batch(model: onnx.ModelProto) -> Optional[onnx.ModelProto]:
+    """A copy of ``model`` whose inputs' and outputs' leading dimension 1 is symbolic, so the
+    statistics pass can stack batch-1 samples (exporters often fix the batch at 1); None when
+    some input is not batch-1 shaped. Inner shapes are re-inferred by the session; a graph
+    that hard-codes the batch (e.g. Reshape to [1, -1]) is caught by the per-tensor batch
+    check of ``collect`` or by the caller's equivalence probe, and runs unbatched."""
+    ins = [vi for vi in model.graph.input
+           if vi.name not in {t.name for t in model.graph.initializer}]
+    if not ins:
+        return None
+    for vi in ins:
+        dims = vi.type.tensor_type.shape.dim
+        if not vi.type.tensor_type.HasField("shape") or not dims or dims[0].dim_value != 1:
+            return None
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    inits = {t.name for t in m.graph.initializer}
+    for vi in list(m.graph.input) + list(m.graph.output):
+        if vi.name in inits or not vi.type.tensor_type.HasField("shape"):
+            continue
+        dims = vi.type.tensor_type.shape.dim
+        if dims and dims[0].dim_value == 1:
+            dims[0].Clear()
+            dims[0].dim_param = "fastq_batch"
+    del m.graph.value_info[:]
+    return m
 
 
 def batches(session, samples, limit: int = MAX_BATCH) -> List[dict]:
