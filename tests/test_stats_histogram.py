@@ -199,3 +199,29 @@ def test_histogram_core_uneven_edges_are_exact(impl):
     x = np.concatenate([g.uniform(-1, 1, 50_000).astype(np.float32), edge_probe(lin)])
     full, _ = _core.stats_histogram(x, lin, impl)
     assert np.array_equal(full[:2048], np.histogram(x, bins=lin)[0])
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_histogram_dense_near_every_edge(impl):
+    """The fast kernels trust their float bin guess only a derived error bound away from a
+    bin edge: values 1..24 ulps either side of every edge, on ranges whose offset from zero
+    is large against the bin width (the bound's largest term), count exactly as numpy."""
+    g = np.random.default_rng(77)
+    for lo, hi, bins in [(-5.3, 5.3, 2048), (1000.0, 1001.0, 256), (-3e-3, 7e-3, 4095),
+                         (0.0, 255.0, 2048), (-1e4, -9.99e3, 128), (12.5, 13.75, 1000)]:
+        edges = np.histogram(np.zeros(0, np.float32), bins, range=(lo, hi))[1]
+        e = edges.astype(np.float32)
+        probes = [e]
+        up, down = e.copy(), e.copy()
+        for _ in range(24):
+            up = np.nextafter(up, np.float32(np.inf))
+            down = np.nextafter(down, np.float32(-np.inf))
+            probes += [up, down]
+        x = np.concatenate(probes + [g.uniform(lo, hi, 100_000).astype(np.float32)])
+        x = x[g.permutation(x.size)]
+        want, _ = np.histogram(x, bins, range=(lo, hi))
+        got, _ = stats.histogram(x, bins, range=(lo, hi), impl=impl)
+        assert np.array_equal(got, want), (lo, hi, bins, np.nonzero(got != want))
+        want, we = np.histogram(x, bins)
+        got, ge = stats.histogram(x, bins, impl=impl)
+        assert np.array_equal(ge, we) and np.array_equal(got, want), (lo, hi, bins)

@@ -114,21 +114,23 @@ bool histogram(const float* x, int64_t n, const float* edges, int64_t bins, int6
   const double lo = edges[0], hi = edges[bins];
   const double w = (hi - lo) / static_cast<double>(bins);
   hp.scale = w > 0 ? static_cast<float>(1.0 / w) : 0.0f;
-  // The fast path trusts floor((x - lo) * scale) only away from bin boundaries. Error budget
-  // in bin units: float32 edges (linspace, possibly computed in float32) sit within ~2 ulp of
-  // their ideal place, x - lo rounds by <= 1 ulp of max|edge|, and the scale and product
-  // roundings add ~bins * 2^-23. Take 4x that; past a quarter bin, trust nothing.
+  // The fast path trusts floor(t1), t1 = fma(x, S, O) with S = fl(1/w), O = fl(1 - fl(lo*S)),
+  // only away from slot boundaries. In bin units, against T(x) = (x - lo)/w + 1:
+  //   t1 - T(x) = (x - lo)(S - 1/w) - e_p + e_s + e_fma, where |x - lo|/w <= bins near the
+  //   boundaries that matter, |S - 1/w| <= 2^-24/w, |e_p| <= (|lo|/w) 2^-24 (lo*S rounded),
+  //   |e_s| <= (1 + |lo|/w) 2^-24 (1 - p rounded), |e_fma| <= (bins + 2) 2^-24;
+  // so |t1 - T| <= delta = 2^-24 (2 bins + 3 + 2|lo|/w). The true boundary of slot i+1 sits
+  // at T(e_i) = i + 1 + d_i with |d_i| <= dev, the edges' largest distance from the ideal
+  // grid (float32 linspace rounding, or a caller's uneven edges). So floor(t1) is the slot
+  // whenever frac(t1) is at least delta + dev from an integer; eps takes 1.5x that. Past a
+  // quarter bin, trust nothing.
   double eps = 1.0;
   if (w > 0 && std::isfinite(w)) {
-    const double m = std::max(std::fabs(lo), std::fabs(hi));
-    const double ulp = m > 0 ? std::ldexp(1.0, std::ilogb(m) - 23) : 0.0;
-    eps = 4.0 * (3.0 * ulp / w + static_cast<double>(bins) * std::ldexp(1.0, -23)) + 1e-6;
-    // Edges that are not linspace-like (a caller's own) widen the budget by their largest
-    // distance from the ideal grid, in bins; uneven enough, and only the exact path runs.
     double dev = 0.0;
     for (int64_t i = 1; i < bins; ++i)
       dev = std::max(dev, std::fabs((static_cast<double>(edges[i]) - lo) / w - i));
-    eps += 2.0 * dev;
+    const double delta = std::ldexp(2.0 * bins + 3.0 + 2.0 * std::fabs(lo) / w, -24);
+    eps = 1.5 * (delta + dev) + 1e-7;
     if (eps > 0.25) eps = 1.0;
   }
   hp.eps = static_cast<float>(eps);
