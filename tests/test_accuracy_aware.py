@@ -413,6 +413,19 @@ def test_rerank_every_iteration_extension(setup):
     with pytest.raises(fastq.ConfigError, match="rerank"):
         fastq.quantize(m, s[2], aa_config(), validation_data=val, metric=metrics.neg_mse,
                        progress=False, rerank="always")
+    # the same as a config key (so the CLI's --config reaches it); the keyword overrides it
+    cfg = aa_config(maximal_drop=0.0, use_prev_if_drop_increase=False, rerank="every_iteration",
+                    metrics=[{"name": "neg_mse", "baseline_value": 1.0}])
+    r2 = fastq.quantize(m, s[2], cfg, validation_data=val, metric=metrics.neg_mse,
+                        progress=False)
+    a2 = r2.report.accuracy_aware
+    assert a2["rerank"] == "every_iteration"
+    assert [x["layers"] for x in a2["reverts"]] == [x["layers"] for x in a["reverts"]]
+    r3 = fastq.quantize(m, s[2], cfg, validation_data=val, metric=metrics.neg_mse,
+                        progress=False, rerank="drop_increase")
+    assert r3.report.accuracy_aware["rerank"] == "drop_increase"
+    with pytest.raises(fastq.ConfigError, match=r"params\.rerank.*every_iteration"):
+        fastq.config.load(aa_config(rerank="always"))
 
 
 def test_minmax_base_algorithm_skips_bias_correction(setup, monkeypatch):

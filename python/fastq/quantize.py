@@ -87,7 +87,7 @@ def quantize(model: Any, calibration_data: Any, config: Any = None, *,
              progress: bool = True, validation_data: Any = None, metric: Any = None,
              executor: Any = None, intermediate_dir: Any = None,
              memory_budget: Optional[int] = None,
-             rerank: str = "drop_increase") -> QuantizationResult:
+             rerank: Optional[str] = None) -> QuantizationResult:
     """Quantize ``model`` (path, bytes or ModelProto) with POT's DefaultQuantization.
 
     ``calibration_data``: an iterable of samples; each sample is one feed of the model (a
@@ -100,7 +100,8 @@ def quantize(model: Any, calibration_data: Any, config: Any = None, *,
     or an object with ``per_sample``/``aggregate``/``higher_is_better``), ``executor`` (a
     ``concurrent.futures.Executor`` for the ranking evaluations), ``intermediate_dir`` (the
     model after each iteration), ``memory_budget`` (bytes of cached activations used by
-    the ranking) and ``rerank`` ("drop_increase" as POT, or "every_iteration"); see
+    the ranking) and ``rerank`` ("drop_increase" as POT, or "every_iteration"; None takes the
+    config's ``rerank`` key, default "drop_increase"); see
     ``fastq.algorithms.accuracy_aware``.
     """
     cfg = config_mod.load(config)

@@ -186,7 +186,7 @@ class _Current:
 def accuracy_aware(model, calibration_data, cfg, *, validation_data=None, metric=None,
                    executor=None, intermediate_dir=None, memory_budget=None,
                    progress: bool = True, batched: Any = "auto",
-                   rerank: str = "drop_increase"):
+                   rerank: Optional[str] = None):
     """POT accuracy_aware_common/algorithm.py AccuracyAwareCommon.run. ``batched``: "auto"
     (stack validation samples when the model allows it), True or False. ``rerank``:
     "drop_increase" (POT, NNCF: go down one ranking until the drop grows) or
@@ -197,6 +197,8 @@ def accuracy_aware(model, calibration_data, cfg, *, validation_data=None, metric
 
     t_start = time.perf_counter()
     aa = cfg.main.params
+    if rerank is None:
+        rerank = aa.rerank.value          # the config's fastq extension key
     if rerank not in ("drop_increase", "every_iteration"):
         raise ConfigError(f"rerank: 'drop_increase' or 'every_iteration', got {rerank!r}")
     if aa.base_algorithm not in (AlgorithmName.DEFAULT_QUANTIZATION,

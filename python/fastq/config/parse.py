@@ -22,7 +22,7 @@ from .types import (AccuracyAwareParams, Aggregator, AlgorithmConfig, AlgorithmN
                     BiasCorrectionParams, ConvPairing, DefaultQuantizationParams, DropType,
                     Granularity, IgnoredScope, LayerQuantConfig, MetricConfig, MinMaxParams,
                     Mode, ModelType, OpPattern, Preset, QuantizationConfig, RangeEstimatorConfig,
-                    RangePreset, Role, SaturationFix, StatConfig, StatType, TargetArith,
+                    RangePreset, Rerank, Role, SaturationFix, StatConfig, StatType, TargetArith,
                     TargetDevice, _freeze)
 
 SUPPORTED_BITS = (2, 3, 4, 5, 6, 7, 8)    # every grid fits 8-bit QDQ storage
@@ -232,6 +232,7 @@ _AA = {
     "annotation_free": c.boolean,
     "annotation_conf_threshold": _num(0.0, 1.0),
     "metrics": _opt(_metrics),
+    "rerank": _enum(Rerank),
 }
 
 

@@ -103,6 +103,12 @@ class DropType(_StrEnum):
     RELATIVE = "relative"
 
 
+class Rerank(_StrEnum):
+    """fastq extension: when AccuracyAware re-ranks the remaining quantizer groups."""
+    DROP_INCREASE = "drop_increase"      # POT: only after a revert made the drop grow
+    EVERY_ITERATION = "every_iteration"  # after every kept revert (can revert far fewer)
+
+
 class TargetArith(_StrEnum):
     """fastq extension: the int8 arithmetic quantized layers are evaluated in."""
     EXACT32 = "exact32"        # s32 sum of u8*s8 products, as VNNI vpdpbusd
@@ -295,6 +301,7 @@ class AccuracyAwareParams:
     annotation_free: bool = False
     annotation_conf_threshold: float = 0.6
     metrics: Optional[Tuple[MetricConfig, ...]] = None
+    rerank: Rerank = Rerank.DROP_INCREASE        # fastq extension
 
     def __getattr__(self, name: str) -> Any:
         # Only called when normal lookup fails: delegate DefaultQuantization keys to base.
