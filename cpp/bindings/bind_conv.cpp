@@ -17,6 +17,16 @@ Pairing parse_pairing(const std::string& s) {
   throw std::invalid_argument("unknown pairing '" + s + "'; valid: per_tap, flat");
 }
 
+void require_conv_channels(const ConvShape& s, const PackedConv& w) {
+  if (s.C != w.Cg * w.group)
+    throw std::invalid_argument("x has C=" + std::to_string(s.C) + " but the weights expect " +
+                                std::to_string(w.Cg * w.group));
+}
+
+void require_u8_zero_point(int x_zp) {
+  if (x_zp < 0 || x_zp > 255) throw std::invalid_argument("x_zero_point must be in [0, 255]");
+}
+
 ConvShape make_shape(const py::array& x, int64_t OC, int64_t KH, int64_t KW, int64_t group,
                      std::array<int64_t, 2> strides, std::array<int64_t, 4> pads,
                      std::array<int64_t, 2> dil) {
@@ -102,10 +112,8 @@ void bind_conv(py::module_& m) {
                         const std::string& arith, const std::string& impl) {
     require_dtype<uint8_t>(x, "x", "uint8");
     ConvShape s = make_shape(x, w.OC, w.KH, w.KW, w.group, strides, pads, dil);
-    if (s.C != w.Cg * w.group)
-      throw std::invalid_argument("x has C=" + std::to_string(s.C) + " but the weights expect " +
-                                  std::to_string(w.Cg * w.group));
-    if (x_zp < 0 || x_zp > 255) throw std::invalid_argument("x_zero_point must be in [0, 255]");
+    require_conv_channels(s, w);
+    require_u8_zero_point(x_zp);
     Arith ar = parse_arith(arith);
     Impl im = parse_impl(impl);
     auto out = alloc_out_i32(s);
@@ -131,7 +139,7 @@ void bind_conv(py::module_& m) {
     if (w.shape(1) != s.Cg())
       throw std::invalid_argument("w has C/group=" + std::to_string(w.shape(1)) +
                                   ", expected " + std::to_string(s.Cg()));
-    if (x_zp < 0 || x_zp > 255) throw std::invalid_argument("x_zero_point must be in [0, 255]");
+    require_u8_zero_point(x_zp);
     Arith ar = parse_arith(arith);
     Pairing p = parse_pairing(pairing);
     auto out = alloc_out_i32(s);
@@ -153,9 +161,7 @@ void bind_conv(py::module_& m) {
     const bool is_signed = same_dtype(x.dtype(), py::dtype::of<int8_t>());
     if (!is_signed) require_dtype<uint8_t>(x, "x", "uint8 or int8");
     ConvShape s = make_shape(x, w.OC, w.KH, w.KW, w.group, strides, pads, dil);
-    if (s.C != w.Cg * w.group)
-      throw std::invalid_argument("x has C=" + std::to_string(s.C) + " but the weights expect " +
-                                  std::to_string(w.Cg * w.group));
+    require_conv_channels(s, w);
     const int32_t lo = is_signed ? -128 : 0, hi = is_signed ? 127 : 255;
     if (x_zp < lo || x_zp > hi) throw std::invalid_argument("x_zero_point out of range");
     check_scales(w_scales, w.OC);

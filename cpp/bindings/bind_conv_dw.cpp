@@ -26,7 +26,7 @@ void bind_conv_dw(py::module_& m) {
                                   std::to_string(x.shape(1)) + ", got " + shape_str(w));
     const ConvShape s = make_shape(x, w.shape(0), w.shape(2), w.shape(3), x.shape(1), strides,
                                    pads, dil);
-    if (x_zp < 0 || x_zp > 255) throw std::invalid_argument("x_zero_point must be in [0, 255]");
+    require_u8_zero_point(x_zp);
     const Pairing p = parse_pairing(pairing);
     const Arith ar = parse_arith(arith);
     const Impl im = parse_impl(impl);

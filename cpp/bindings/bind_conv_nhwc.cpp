@@ -27,9 +27,7 @@ ConvShape nhwc_shape(const py::array& x, const std::string& layout, const Packed
              : std::array<int64_t, 4>{x.shape(0), x.shape(1), x.shape(2), x.shape(3)};
   ConvShape s = make_shape_dims(d, w.OC, w.KH, w.KW, w.group, strides, pads, dil,
                                 shape_str(x));
-  if (s.C != w.Cg * w.group)
-    throw std::invalid_argument("x has C=" + std::to_string(s.C) + " but the weights expect " +
-                                std::to_string(w.Cg * w.group));
+  require_conv_channels(s, w);
   return s;
 }
 
@@ -42,7 +40,7 @@ void bind_conv_nhwc(py::module_& m) {
                              const std::string& impl) {
     bool x_nhwc = true;
     const ConvShape s = nhwc_shape(x, layout, w, strides, pads, dil, x_nhwc);
-    if (x_zp < 0 || x_zp > 255) throw std::invalid_argument("x_zero_point must be in [0, 255]");
+    require_u8_zero_point(x_zp);
     const Arith ar = parse_arith(arith);
     const Impl im = parse_impl(impl);
     py::array_t<int32_t> out({s.N, s.OH(), s.OW(), s.OC});
@@ -63,7 +61,7 @@ void bind_conv_nhwc(py::module_& m) {
                                  const std::string& arith, const std::string& impl) {
     bool x_nhwc = true;
     const ConvShape s = nhwc_shape(x, layout, w, strides, pads, dil, x_nhwc);
-    if (x_zp < 0 || x_zp > 255) throw std::invalid_argument("x_zero_point must be in [0, 255]");
+    require_u8_zero_point(x_zp);
     require_dtype<int64_t>(zcomp, "zcomp", "int64");
     require_dtype<float>(mult, "mult", "float32");
     require_c_contiguous(zcomp, "zcomp");

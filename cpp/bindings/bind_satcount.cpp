@@ -48,6 +48,17 @@ py::dict stats_dict(const AccErrorStats& r) {
   return d;
 }
 
+// (outer, C, inner) of a C-contiguous array around `axis` (C = its length), checked.
+std::array<int64_t, 3> split_axis(const py::array& a, int64_t axis) {
+  if (axis < 0 || axis >= a.ndim())
+    throw std::invalid_argument("axis " + std::to_string(axis) + " out of range for " +
+                                shape_str(a));
+  int64_t outer = 1, inner = 1;
+  for (int64_t i = 0; i < axis; ++i) outer *= a.shape(i);
+  for (int64_t i = axis + 1; i < a.ndim(); ++i) inner *= a.shape(i);
+  return {outer, static_cast<int64_t>(a.shape(axis)), inner};
+}
+
 }  // namespace
 
 void bind_satcount(py::module_& m) {
@@ -56,10 +67,8 @@ void bind_satcount(py::module_& m) {
                                  std::array<int64_t, 2> dil, int x_zp, const std::string& impl) {
     require_dtype<uint8_t>(x, "x", "uint8");
     ConvShape s = make_shape(x, w.OC, w.KH, w.KW, w.group, strides, pads, dil);
-    if (s.C != w.Cg * w.group)
-      throw std::invalid_argument("x has C=" + std::to_string(s.C) + " but the weights expect " +
-                                  std::to_string(w.Cg * w.group));
-    if (x_zp < 0 || x_zp > 255) throw std::invalid_argument("x_zero_point must be in [0, 255]");
+    require_conv_channels(s, w);
+    require_u8_zero_point(x_zp);
     Impl im = parse_impl(impl);
     py::array_t<int32_t> c_sat({s.N, s.OC, s.OH(), s.OW()});
     py::array_t<int32_t> c_exact({s.N, s.OC, s.OH(), s.OW()});
@@ -86,13 +95,7 @@ void bind_satcount(py::module_& m) {
     if (target.ndim() != base.ndim() || shape_str(target) != shape_str(base))
       throw std::invalid_argument("target " + shape_str(target) + " and base " +
                                   shape_str(base) + " differ in shape");
-    if (axis < 0 || axis >= target.ndim())
-      throw std::invalid_argument("axis " + std::to_string(axis) + " out of range for " +
-                                  shape_str(target));
-    int64_t outer = 1, inner = 1;
-    const int64_t C = target.shape(axis);
-    for (int64_t i = 0; i < axis; ++i) outer *= target.shape(i);
-    for (int64_t i = axis + 1; i < target.ndim(); ++i) inner *= target.shape(i);
+    const auto [outer, C, inner] = split_axis(target, axis);
     py::array bias_arr;
     const double* bp = check_epilogue(zc, scale, bias, C, bias_arr);
     const int32_t* tp = static_cast<const int32_t*>(target.data());
@@ -117,10 +120,8 @@ void bind_satcount(py::module_& m) {
                                  py::object bias, bool want_base) {
     require_dtype<uint8_t>(x, "x", "uint8");
     ConvShape s = make_shape(x, w.OC, w.KH, w.KW, w.group, strides, pads, dil);
-    if (s.C != w.Cg * w.group)
-      throw std::invalid_argument("x has C=" + std::to_string(s.C) + " but the weights expect " +
-                                  std::to_string(w.Cg * w.group));
-    if (x_zp < 0 || x_zp > 255) throw std::invalid_argument("x_zero_point must be in [0, 255]");
+    require_conv_channels(s, w);
+    require_u8_zero_point(x_zp);
     py::array bias_arr;
     const double* bp = check_epilogue(zc, scale, bias, w.OC, bias_arr);
     py::array_t<int64_t> counts(static_cast<py::ssize_t>(w.OC));
@@ -182,13 +183,7 @@ void bind_satcount(py::module_& m) {
                            py::object bias) {
     require_dtype<int32_t>(acc, "acc", "int32");
     require_c_contiguous(acc, "acc");
-    if (axis < 0 || axis >= acc.ndim())
-      throw std::invalid_argument("axis " + std::to_string(axis) + " out of range for " +
-                                  shape_str(acc));
-    int64_t outer = 1, inner = 1;
-    const int64_t C = acc.shape(axis);
-    for (int64_t i = 0; i < axis; ++i) outer *= acc.shape(i);
-    for (int64_t i = axis + 1; i < acc.ndim(); ++i) inner *= acc.shape(i);
+    const auto [outer, C, inner] = split_axis(acc, axis);
     require_dtype<int64_t>(zc, "zc", "int64");
     require_ndim(zc, 1, "zc");
     require_c_contiguous(zc, "zc");

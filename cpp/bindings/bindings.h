@@ -39,6 +39,9 @@ ConvShape make_shape_dims(std::array<int64_t, 4> nchw, int64_t OC, int64_t KH, i
                           std::array<int64_t, 4> pads, std::array<int64_t, 2> dil,
                           const std::string& x_shape);
 Pairing parse_pairing(const std::string& s);
+// x's channel count against packed weights (C == Cg * group), and a uint8 input zero point.
+void require_conv_channels(const ConvShape& s, const PackedConv& w);
+void require_u8_zero_point(int x_zp);
 
 // Per-output-channel epilogue arguments shared by qlinear and qconv: w_scales (1 or n
 // float32 entries) and an optional float32 bias of n entries (nullptr when None).
