@@ -44,6 +44,19 @@ inline float round_even(float v) {
   return (v + magic) - magic;
 }
 
+// One row of per-column requantization (channel = column). Arguments, not captures: stores
+// through T* (a char type) may alias anything captured by reference, which would stop the
+// loop from vectorizing.
+template <class T>
+inline void requant_row(const int32_t* a, int64_t n, const int64_t* zc, const float* mu,
+                        float l, float h, int32_t zq, T* o) {
+  for (int64_t c = 0; c < n; ++c) {
+    float v = float(int32_t(uint32_t(a[c]) - uint32_t(zc[c]))) * mu[c];
+    v = std::min(h, std::max(l, v));
+    o[c] = T(int32_t(round_even(v)) + zq);
+  }
+}
+
 template <class T>
 void requant_t(const int32_t* acc, int64_t outer, int64_t C, int64_t inner,
                const int64_t* zcomp, const float* mult, int32_t y_zp, T* out) {
@@ -82,18 +95,7 @@ void requant_t(const int32_t* acc, int64_t outer, int64_t C, int64_t inner,
   }
   if (inner == 1) {  // GEMM rows [outer, C]: channel = column
     auto row = [&](int64_t r) {
-      const int64_t n = C;  // locals, not captures: see below
-      const int32_t zq = y_zp;
-      const float l = lo, h = hi;
-      const int64_t* zc = zcomp;
-      const float* mu = mult;
-      const int32_t* a = acc + r * n;
-      T* o = out + r * n;
-      for (int64_t c = 0; c < n; ++c) {
-        float v = float(int32_t(uint32_t(a[c]) - uint32_t(zc[c]))) * mu[c];
-        v = std::min(h, std::max(l, v));
-        o[c] = T(int32_t(round_even(v)) + zq);
-      }
+      requant_row(acc + r * C, C, zcomp, mult, lo, hi, y_zp, out + r * C);
     };
     if (outer * C > (1 << 15))
       parallel_for(outer, row);
@@ -114,20 +116,8 @@ void requant_rows_t(const int32_t* acc, int64_t M, int64_t C, int64_t lda,
                     int64_t ldo) {
   const float lo = float(std::numeric_limits<T>::min() - y_zp);
   const float hi = float(std::numeric_limits<T>::max() - y_zp);
-  for (int64_t r = 0; r < M; ++r) {
-    const int64_t n = C;  // locals, not captures: see requant_t
-    const int32_t zq = y_zp;
-    const float l = lo, h = hi;
-    const int64_t* zc = zcomp;
-    const float* mu = mult;
-    const int32_t* a = acc + r * lda;
-    T* o = out + r * ldo;
-    for (int64_t c = 0; c < n; ++c) {
-      float v = float(int32_t(uint32_t(a[c]) - uint32_t(zc[c]))) * mu[c];
-      v = std::min(h, std::max(l, v));
-      o[c] = T(int32_t(round_even(v)) + zq);
-    }
-  }
+  for (int64_t r = 0; r < M; ++r)
+    requant_row(acc + r * lda, C, zcomp, mult, lo, hi, y_zp, out + r * ldo);
 }
 
 template <class T>
