@@ -9,6 +9,7 @@
 #include <cstring>
 #include <vector>
 
+#include "fastq/conv_dw_body.h"
 #include "fastq/conv_satcount.h"
 
 namespace fastq {
@@ -37,23 +38,15 @@ inline void dw_flat_satcount_body(const DwSatArgs& a, int64_t p0, int64_t p1,
                                   int64_t* per_plane) {
   const ConvShape& s = a.s;
   const int64_t OH = s.OH(), OW = s.OW(), T = s.KH * s.KW, mult = s.OC / s.C;
-  const int64_t Hp = std::max((OH - 1) * s.stride_h + (s.KH - 1) * s.dil_h + 1,
-                              s.pad_top + s.H);
-  const int64_t Wp = std::max((OW - 1) * s.stride_w + (s.KW - 1) * s.dil_w + 1,
-                              s.pad_left + s.W);
+  const int64_t Wp = dw_padded_width(s);
   const int64_t sw = s.stride_w;
   thread_local std::vector<uint8_t> pad;
-  pad.resize(static_cast<size_t>(Hp * Wp));
   int64_t filled_plane = -1;
   for (int64_t p = p0; p < p1; ++p) {
     const int64_t n = p / s.OC, oc = p % s.OC, c = oc / mult;
     const int64_t in_plane = n * s.C + c;
     if (in_plane != filled_plane) {  // a channel multiplier > 1 reuses the copy
-      std::fill(pad.begin(), pad.end(), a.x_zp);
-      const uint8_t* src = a.x + in_plane * s.H * s.W;
-      for (int64_t h = 0; h < s.H; ++h)
-        std::memcpy(pad.data() + (h + s.pad_top) * Wp + s.pad_left, src + h * s.W,
-                    static_cast<size_t>(s.W));
+      dw_fill_padded(s, a.x + in_plane * s.H * s.W, a.x_zp, &pad);
       filled_plane = in_plane;
     }
     const int8_t* wk = a.w + oc * T;
