@@ -31,7 +31,7 @@ the fused ones. Float sessions (arith None) are never rewritten.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -240,6 +240,17 @@ def _steady_heap() -> None:
         pass
 
 
+def _producers_consumers(nodes: List[Node]) -> Tuple[Dict[str, Node], Dict[str, List[Node]]]:
+    """Tensor name -> its producing node, and -> the nodes reading it (in node order)."""
+    producer = {o: n for n in nodes for o in n.outputs if o}
+    consumers: Dict[str, List[Node]] = {}
+    for n in nodes:
+        for x in n.inputs:
+            if x:
+                consumers.setdefault(x, []).append(n)
+    return producer, consumers
+
+
 def qdq_layer_stage(nodes: List[Node], consts: Dict[str, np.ndarray], ctx: OpContext
                     ) -> List[Node]:
     """GRAPH_REWRITES stage: fuse QDQ layers when the session has an arith."""
@@ -252,12 +263,7 @@ def qdq_layer_stage(nodes: List[Node], consts: Dict[str, np.ndarray], ctx: OpCon
     dq_candidates = set()
     matched = set()
     dropped = set()
-    producer = {o: n for n in nodes for o in n.outputs if o}
-    consumers: Dict[str, List[Node]] = {}
-    for n in nodes:
-        for x in n.inputs:
-            if x:
-                consumers.setdefault(x, []).append(n)
+    producer, consumers = _producers_consumers(nodes)
     for layer in find_qdq_layers(nodes, consts):
         matched.add(id(layer.layer))
         try:
@@ -308,12 +314,7 @@ def _fuse_adds(nodes: List[Node], consts, ctx: OpContext, dq_candidates: set) ->
     of four passes over float ones; ``QuantizeLinear(Concat(DequantizeLinear(x_i)...))`` ->
     ``QdqConcat`` (each input requantized by the same two steps, then concatenated in u8).
     The Add's, Relu's and Concat's outputs must have no other reader."""
-    producer = {o: n for n in nodes for o in n.outputs if o}
-    consumers: Dict[str, List[Node]] = {}
-    for n in nodes:
-        for x in n.inputs:
-            if x:
-                consumers.setdefault(x, []).append(n)
+    producer, consumers = _producers_consumers(nodes)
 
     def only_user(name: str) -> Optional[Node]:
         users = consumers.get(name, [])
