@@ -26,6 +26,14 @@ inline void store16(__m256i a0, __m256i a1, bool y_signed, void* dst) {
   _mm_storeu_si128(static_cast<__m128i*>(dst), _mm256_castsi256_si128(b));
 }
 
+// Round half to even (the 1.5 * 2^23 trick, as round_even) and add the zero point; v is
+// already clamped to the output range.
+inline __m256i round_add_zp(__m256 v, __m256i vz) {
+  const __m256 magic = _mm256_set1_ps(12582912.0f);
+  return _mm256_add_epi32(_mm256_cvttps_epi32(_mm256_sub_ps(_mm256_add_ps(v, magic), magic)),
+                          vz);
+}
+
 template <class T>
 inline T finish(float v, float l, float h, int32_t zq) {
   v = std::min(h, std::max(l, v));
@@ -40,15 +48,13 @@ void requantize_rows_avx2(const int32_t* acc, int64_t M, int64_t C, int64_t lda,
   const float lo = y_signed ? float(-128 - y_zp) : float(0 - y_zp);
   const float hi = y_signed ? float(127 - y_zp) : float(255 - y_zp);
   const __m256 vl = _mm256_set1_ps(lo), vh = _mm256_set1_ps(hi);
-  const __m256 magic = _mm256_set1_ps(12582912.0f);
   const __m256i vz = _mm256_set1_epi32(y_zp);
   auto one = [&](const int32_t* a, int64_t c) {
     __m256i d = _mm256_sub_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + c)),
                                  _mm256_loadu_si256(reinterpret_cast<const __m256i*>(z32 + c)));
     __m256 v = _mm256_mul_ps(_mm256_cvtepi32_ps(d), _mm256_loadu_ps(mult + c));
     v = _mm256_min_ps(vh, _mm256_max_ps(vl, v));
-    v = _mm256_sub_ps(_mm256_add_ps(v, magic), magic);
-    return _mm256_add_epi32(_mm256_cvttps_epi32(v), vz);
+    return round_add_zp(v, vz);
   };
   for (int64_t r = 0; r < M; ++r) {
     const int32_t* a = acc + r * lda;
@@ -70,15 +76,13 @@ void quantize_f32_avx2(const float* x, int64_t n, float scale, int32_t zp, bool 
   const float lo = y_signed ? float(-128 - zp) : float(0 - zp);
   const float hi = y_signed ? float(127 - zp) : float(255 - zp);
   const __m256 vl = _mm256_set1_ps(lo), vh = _mm256_set1_ps(hi), vs = _mm256_set1_ps(scale);
-  const __m256 magic = _mm256_set1_ps(12582912.0f);
   const __m256i vz = _mm256_set1_epi32(zp);
   auto one = [&](int64_t i) {
     __m256 v = _mm256_div_ps(_mm256_loadu_ps(x + i), vs);
     // max(lo, NaN) must give lo as std::max(lo, v) does: vmaxps returns its second
     // operand when either is NaN
     v = _mm256_min_ps(vh, _mm256_max_ps(v, vl));
-    v = _mm256_sub_ps(_mm256_add_ps(v, magic), magic);
-    return _mm256_add_epi32(_mm256_cvttps_epi32(v), vz);
+    return round_add_zp(v, vz);
   };
   uint8_t* o = static_cast<uint8_t*>(out);
   int64_t i = 0;
@@ -111,7 +115,7 @@ void qdq_add_avx2(const void* a, bool a_signed, float a_scale, int32_t a_zp, con
   const __m256 vl = _mm256_set1_ps(lo), vh = _mm256_set1_ps(hi), vsy = _mm256_set1_ps(y_scale);
   const __m256 vfa = _mm256_set1_ps(fa), vfb = _mm256_set1_ps(fb);
   const __m256 vsa = _mm256_set1_ps(a_scale), vsb = _mm256_set1_ps(b_scale);
-  const __m256 magic = _mm256_set1_ps(12582912.0f), zero = _mm256_setzero_ps();
+  const __m256 zero = _mm256_setzero_ps();
   const __m256i vz = _mm256_set1_epi32(y_zp);
   const uint8_t* pa = static_cast<const uint8_t*>(a);
   const uint8_t* pb = static_cast<const uint8_t*>(b);
@@ -121,8 +125,7 @@ void qdq_add_avx2(const void* a, bool a_signed, float a_scale, int32_t a_zp, con
     __m256 v = _mm256_add_ps(va, vb);
     if (relu) v = _mm256_max_ps(v, zero);  // no NaN: finite operands
     v = _mm256_min_ps(vh, _mm256_max_ps(_mm256_div_ps(v, vsy), vl));
-    v = _mm256_sub_ps(_mm256_add_ps(v, magic), magic);
-    return _mm256_add_epi32(_mm256_cvttps_epi32(v), vz);
+    return round_add_zp(v, vz);
   };
   uint8_t* o = static_cast<uint8_t*>(out);
   int64_t i = 0;
