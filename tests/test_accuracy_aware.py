@@ -249,7 +249,7 @@ def test_suffix_model_outputs_equal_full_model(setup):
     cand, _ = aa_mod.export(state, {"mm3"})
     sub, cut, passthrough = aa_mod._suffix_model(cand, {"mm3"}, known)
     assert len(sub.graph.node) < len(cand.graph.node) and passthrough == []
-    sess = fastq.InferenceSession(cur, arith="exact32")
+    sess = fastq.InferenceSession(cur, arith="exact32", keep=cut)   # as aa_eval does
     feeds = [{"x": x} for x, _ in val[:5]]
     cached = [sess.run_with_intermediates(f, cut) for f in feeds]
     got = aa_mod.run_suffix(sub.SerializeToString(), "exact32", cut, cached)

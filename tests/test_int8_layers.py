@@ -373,6 +373,51 @@ def test_kept_tensor_stays_produced_and_float():
     assert y.dtype == np.float32 and np.array_equal(y, want)
 
 
+def _conv_act_q(act, yz, ydt=np.uint8, ys=0.05):
+    """DQ -> Conv -> act -> Q(ys, yz): act is ("Relu",) or ("Clip", lo, hi)."""
+    xs_, wsh, attrs = CONV_CASES[1]
+    xq, wq = _saturating(xs_, wsh, np.uint8)
+    ws = (RNG.random(wsh[0]) * 0.01 + 0.002).astype(np.float32)
+    m = _qdq_conv(TensorProto.UINT8, xs_, wq, ws, np.uint8(3), **attrs)
+    ins = ["y"]
+    if act[0] == "Clip":
+        m.graph.initializer.extend([numpy_helper.from_array(np.asarray(np.float32(v)), k)
+                                    for k, v in (("lo", act[1]), ("hi", act[2]))])
+        ins += ["lo", "hi"]
+    m.graph.node.extend([helper.make_node(act[0], ins, ["a"], name="act"),
+                         helper.make_node("QuantizeLinear", ["a", "ys", "yz"], ["yq"], name="q")])
+    m.graph.initializer.extend([numpy_helper.from_array(np.asarray(np.float32(ys)), "ys"),
+                                numpy_helper.from_array(np.asarray(ydt(yz)), "yz")])
+    del m.graph.output[:]
+    m.graph.output.append(vi("yq", helper.np_dtype_to_tensor_dtype(np.dtype(ydt)),
+                             ["a", "b", "c", "d"]))
+    return m, xq
+
+
+@pytest.mark.parametrize("act, yz, ydt, absorbed", [
+    (("Relu",), 0, np.uint8, True),            # zero point at the type minimum
+    (("Relu",), -128, np.int8, True),
+    (("Relu",), 7, np.uint8, False),           # Q(0) = 7 > 0: the Relu clamps, kept
+    (("Clip", -1e9, 1e9), 100, np.uint8, True),   # bounds outside what Q can represent
+    (("Clip", 0.0, 6.0), 0, np.uint8, False),  # Q(6) = 120 < 255: the clip bites, kept
+    (("Clip", 0.0, 1e9), 0, np.uint8, True),
+])
+@pytest.mark.parametrize("arith", ["exact32", "sat16pair"])
+def test_activation_before_quantize_is_absorbed_only_when_exact(act, yz, ydt, absorbed, arith):
+    """Relu/Clip -> QuantizeLinear is dropped exactly when Q's saturation performs it (as ONNX
+    Runtime's Relu/Clip-Q fusion), making Conv -> act -> Q one requantized int8 layer; the
+    outputs are bit-identical to the session that keeps the activation (pinned via keep)."""
+    m, xq = _conv_act_q(act, yz, ydt)
+    s = fastq.InferenceSession(m, arith=arith)
+    kept = fastq.InferenceSession(m, arith=arith, keep=["a"])
+    assert [r.output for r in s.int8_layers()] == ["int8" if absorbed else "float"]
+    assert [r.output for r in kept.int8_layers()] == ["float"]
+    got, want = s.run(None, {"xq": xq})[0], kept.run(None, {"xq": xq})[0]
+    assert got.dtype == ydt and np.array_equal(got, want)
+    # the activation had negatives to remove: they land on Q(lower bound)
+    assert want.min() == (np.iinfo(ydt).min if absorbed else yz)
+
+
 def test_matmul_with_quantize_after_requantizes_like_ort():
     xq, wq = _saturating((3, 4, 16), (6, 16))
     wq = np.ascontiguousarray(wq.T)

@@ -48,7 +48,7 @@ def int_weights(model, layer):
 
 
 def layer_output(model, tensor, data, arith):
-    s = fastq.InferenceSession(model, arith=arith)
+    s = fastq.InferenceSession(model, arith=arith, keep=[tensor])
     return np.concatenate([s.run([tensor], {"x": x})[0] for x in data])
 
 

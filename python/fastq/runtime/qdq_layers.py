@@ -251,12 +251,69 @@ def _producers_consumers(nodes: List[Node]) -> Tuple[Dict[str, Node], Dict[str, 
     return producer, consumers
 
 
+def _q_scalar(x: float, q: Node, consts) -> int:
+    """QuantizeLinear(x) of one float32 value with q's constant scalar parameters."""
+    scale = np.float32(np.asarray(consts[q.inputs[1]]).reshape(()))
+    z = np.asarray(consts[q.inputs[2]])
+    lo, hi = _LIMITS[z.dtype]
+    v = np.rint(np.float32(x) / scale) if np.isfinite(np.float32(x)) else np.float32(x)
+    return int(np.clip(v + np.float32(z.reshape(())), lo, hi))
+
+
+_LIMITS = {np.dtype(np.uint8): (0, 255), np.dtype(np.int8): (-128, 127)}
+
+
+def _absorb_activations(nodes: List[Node], consts, ctx: OpContext) -> List[Node]:
+    """``Relu|Clip -> QuantizeLinear`` whose activation the quantizer's saturation already
+    performs: dropped, the QuantizeLinear reads the activation's input. Exact, not an
+    approximation: Q is monotone, so Q(clip(x, a, b)) = clamp(Q(x), Q(a), Q(b)), which is Q(x)
+    whenever Q(a) is the type's minimum and Q(b) its maximum (a Relu before a quantizer whose
+    zero point is the minimum, as after every calibrated ReLU). This is ONNX Runtime's own
+    Relu/Clip-QuantizeLinear fusion; it lets ``DQ -> Conv -> Relu -> Q`` run as one requantized
+    int8 layer, as QLinearConv does there."""
+    from .float_fusion import _act_bounds, _implicit
+    pinned = set(ctx.graph_outputs) | _implicit(nodes)
+    _, consumers = _producers_consumers(nodes)
+    rename: Dict[str, str] = {}
+    dropped = set()
+    for n in nodes:
+        if n.domain != "" or n.op_type not in ("Relu", "Clip") or n.outputs[0] in pinned:
+            continue
+        users = consumers.get(n.outputs[0], [])
+        if len(users) != 1 or users[0].op_type != "QuantizeLinear" or \
+                users[0].inputs[0] != n.outputs[0] or not _scalar_q(consts, users[0]):
+            continue
+        bounds = _act_bounds(n, consts)
+        if bounds is None:
+            continue
+        q = users[0]
+        lo, hi = _LIMITS[np.asarray(consts[q.inputs[2]]).dtype]
+        if _q_scalar(bounds[0], q, consts) == lo and _q_scalar(bounds[1], q, consts) == hi:
+            dropped.add(id(n))
+            rename[n.outputs[0]] = n.inputs[0]
+    if not dropped:
+        return nodes
+    ctx.rewrites.setdefault("absorbed_activations", []).extend(
+        n.name for n in nodes if id(n) in dropped)
+    ctx.rewrites.setdefault("fused_away", set()).update(rename)
+    out = []
+    for n in nodes:
+        if id(n) in dropped:
+            continue
+        if n.op_type == "QuantizeLinear" and n.inputs and n.inputs[0] in rename:
+            n = Node(n.name, n.op_type, n.domain, n.version, n.opset, n.attrs,
+                     (rename[n.inputs[0]],) + tuple(n.inputs[1:]), n.outputs, None)
+        out.append(n)
+    return out
+
+
 def qdq_layer_stage(nodes: List[Node], consts: Dict[str, np.ndarray], ctx: OpContext
                     ) -> List[Node]:
     """GRAPH_REWRITES stage: fuse QDQ layers when the session has an arith."""
     if ctx.arith is None:
         return nodes
     _steady_heap()
+    nodes = _absorb_activations(nodes, consts, ctx)
     fused_rec = ctx.rewrites.setdefault("int8_layers", [])
     skip_rec = ctx.rewrites.setdefault("unfused_qdq_layers", [])
     swap: Dict[int, Node] = {}
