@@ -12,7 +12,7 @@ from fastq.graph import Graph, prepare
 from models import builders as B
 
 
-def _plan_stats(m, data, batch=None, params=None):
+def _plan_stats(m, data, batch=None, params=None, workers=None, means=False):
     params = params or fastq.config.load(None).main.params
     g = Graph(m)
     prepare(g)
@@ -20,7 +20,49 @@ def _plan_stats(m, data, batch=None, params=None):
     sess = fastq.InferenceSession(g.to_model())
     reqs = [RangeRequest(t, q.layer.range_estimator, q.channel_axis)
             for t, q in plan.activations.items()]
-    return collect(sess, data, reqs, {}, batch=batch), plan
+    mean_req = {t: 1 for t in plan.activations} if means else {}
+    return collect(sess, data, reqs, mean_req, batch=batch, workers=workers), plan
+
+
+def test_worker_threads_give_the_serial_bits():
+    """Groups run on several threads (runtime/parallel.py) and merge in sample order: every
+    per-sample reduction, range and mean is bit-identical to the one-thread pass, batched
+    and one sample at a time, and the BLAS thread count is restored afterwards."""
+    from fastq.runtime import parallel
+    m, make = B.resnet_like()
+    data = make(23, seed=5)
+    libs = parallel._blas_libraries()
+    before = [g() for _, g in libs]
+    for batch in (None, 1, 3):
+        one, plan = _plan_stats(m, data, batch=batch, workers=1, means=True)
+        for w in (2, 3):
+            par, _ = _plan_stats(m, data, batch=batch, workers=w, means=True)
+            assert par.batched == one.batched and par.shapes == one.shapes
+            assert one.per_sample.keys() == par.per_sample.keys()
+            for k, v in one.per_sample.items():
+                assert np.array_equal(v, par.per_sample[k]), (batch, w, k)
+            for t in plan.activations:
+                assert np.array_equal(one.means[t], par.means[t])
+    assert [g() for _, g in libs] == before
+
+
+def test_ordered_map_keeps_order_and_raises_in_turn():
+    import time
+    from fastq.runtime.parallel import ordered_map
+
+    def slow_first(i):
+        time.sleep(0.02 if i == 0 else 0.0)
+        if i == 5:
+            raise ValueError("item 5")
+        return i * i
+    got = []
+    try:
+        for r in ordered_map(slow_first, range(9), workers=3):
+            got.append(r)
+    except ValueError as e:
+        assert str(e) == "item 5"
+    assert got == [0, 1, 4, 9, 16]
+    assert list(ordered_map(lambda i: -i, range(4), workers=1)) == [0, -1, -2, -3]
 
 
 def test_batched_equals_one_by_one():

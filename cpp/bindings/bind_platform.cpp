@@ -25,6 +25,8 @@ void bind_platform(py::module_& m) {
   }, "Impls compiled into this build (whether or not this CPU can run them).");
   m.def("get_num_threads", &num_threads);
   m.def("set_num_threads", &set_num_threads, py::arg("n"));
+  m.def("set_thread_local_num_threads", &set_thread_local_num_threads, py::arg("n"),
+        "Cap the kernels called from this thread at n threads (n <= 0: no cap).");
 }
 
 }  // namespace fastq

@@ -99,6 +99,9 @@ class Pool {
 };
 
 std::atomic<int> g_threads{0};
+// A calling thread's own cap (0: none): a data-parallel Python worker runs its kernels inline
+// instead of queueing on the one shared pool behind the other workers.
+thread_local int t_threads = 0;
 std::atomic<Pool*> g_pool{nullptr};
 std::mutex g_pool_mutex;
 
@@ -128,11 +131,14 @@ Pool& pool() {
 }  // namespace
 
 int num_threads() {
+  if (t_threads > 0) return t_threads;
   int n = g_threads.load();
   return n > 0 ? n : default_threads();
 }
 
 void set_num_threads(int n) { g_threads.store(n > 0 ? n : 0); }
+
+void set_thread_local_num_threads(int n) { t_threads = n > 0 ? n : 0; }
 
 void parallel_for(int64_t n, const std::function<void(int64_t)>& fn) {
   if (n <= 0) return;

@@ -11,6 +11,9 @@ namespace fastq {
 int num_threads();
 // n <= 0 restores the default (hardware concurrency).
 void set_num_threads(int n);
+// The calling thread's own cap, overriding the process-wide count for kernels it calls;
+// n <= 0 removes it.
+void set_thread_local_num_threads(int n);
 void parallel_for(int64_t n, const std::function<void(int64_t)>& fn);
 
 }  // namespace fastq

@@ -23,6 +23,7 @@ import onnx
 
 from .. import stats as fstats
 from ..config.types import Granularity
+from ..runtime.parallel import ordered_map
 
 BATCH_BYTES = 1 << 20          # input bytes per batched run (bounds live activations: at 8 MiB
                                # MobileNetV2-112 peaked at +198 MiB, at 1 MiB +31 MiB, same time)
@@ -82,18 +83,15 @@ class _Side:
         self.reducer, self.q, self.axis = key
         self.values: List[np.ndarray] = []
 
-    def add_sample(self, x, name):
-        self.values.append(np.atleast_1d(np.asarray(fstats.reduce(
-            x, self.reducer, self.axis, self.q, name=name)))[None] if self.axis is not None
-            else np.asarray(fstats.reduce(x, self.reducer, None, self.q, name=name)).reshape(1))
-
-    def add_batch(self, x, name):
+    def reduce(self, x, name, batched: bool) -> np.ndarray:
+        """Per-sample values of ``x`` (axis 0 = samples when ``batched``, else one sample)."""
+        if not batched:
+            v = np.asarray(fstats.reduce(x, self.reducer, self.axis, self.q, name=name))
+            return np.atleast_1d(v)[None] if self.axis is not None else v.reshape(1)
         if self.axis is not None:                      # per-channel: one sample at a time
-            for i in range(x.shape[0]):
-                self.add_sample(x[i:i + 1], name)
-            return
-        self.values.append(np.asarray(fstats.reduce(x, self.reducer, 0, self.q, name=name))
-                           .reshape(-1))
+            return np.concatenate([self.reduce(x[i:i + 1], name, False)
+                                   for i in range(x.shape[0])], axis=0)
+        return np.asarray(fstats.reduce(x, self.reducer, 0, self.q, name=name)).reshape(-1)
 
     def result(self) -> np.ndarray:
         return np.concatenate(self.values, axis=0)
@@ -159,8 +157,14 @@ def _groups(samples, limit) -> List[List[int]]:
 
 
 def collect(session, samples: List[dict], ranges: List[RangeRequest],
-            means: Dict[str, int], progress=None, batch: Optional[int] = None) -> Stats:
-    """Run ``session`` (a float fastq.InferenceSession) once over ``samples``."""
+            means: Dict[str, int], progress=None, batch: Optional[int] = None,
+            workers: Optional[int] = None) -> Stats:
+    """Run ``session`` (a float fastq.InferenceSession) once over ``samples``.
+
+    Groups of samples (batches, or single samples) run on ``workers`` threads (default
+    ``fastq.get_num_threads()``; runtime/parallel.py); each group's per-sample reductions and
+    mean partial sums are merged in sample order, so the result is bit-identical for any
+    worker count."""
     t0 = time.perf_counter()
     sides: Dict[str, Dict[tuple, _Side]] = {}
     for r in ranges:
@@ -171,21 +175,41 @@ def collect(session, samples: List[dict], ranges: List[RangeRequest],
                 key = side_key(side, s, r.channel_axis)
                 if key not in per:
                     per[key] = _Side(key)
+    mean_axes = dict(means)
     mean_cols = {t: fstats.MeanCollector(channel_axis=ax) for t, ax in means.items()}
     names = set(sides) | set(mean_cols)
     out = Stats()
-    n_in_batch = [1]
 
-    def callback(name, x):
-        x32 = x if x.dtype == np.float32 else np.asarray(x, np.float32)
-        b = n_in_batch[0]
-        if name not in out.shapes:
-            out.shapes[name] = (1,) + tuple(x.shape[1:]) if b > 1 else tuple(x.shape)
-        for s in sides.get(name, {}).values():
-            (s.add_batch if b > 1 else s.add_sample)(x32, name)
-        mc = mean_cols.get(name)
-        if mc is not None:
-            mc.update(x32, name=name)
+    def run_group(feeds: dict, n: int, strict: bool) -> tuple:
+        """One run over ``n`` samples stacked on axis 0 (n == 1: one sample's own feed):
+        (per-side values, mean partials, shapes) of this group only."""
+        vals: Dict[tuple, np.ndarray] = {}
+        partial: Dict[str, object] = {}
+        shapes: Dict[str, tuple] = {}
+
+        def callback(name, x):
+            if strict and (np.ndim(x) < 1 or np.shape(x)[0] != n):
+                raise _NotBatched(name)
+            x32 = x if x.dtype == np.float32 else np.asarray(x, np.float32)
+            shapes[name] = (1,) + tuple(x.shape[1:]) if n > 1 else tuple(x.shape)
+            for key, side in sides.get(name, {}).items():
+                vals[(name, key)] = side.reduce(x32, name, n > 1)
+            if name in mean_axes:
+                partial[name] = fstats.MeanCollector(channel_axis=mean_axes[name]).update(
+                    x32, name=name)
+        session.run_with_intermediates(feeds, names, callback)
+        return vals, partial, shapes
+
+    def merge(res: tuple, n: int) -> None:
+        vals, partial, shapes = res
+        for name, shp in shapes.items():
+            out.shapes.setdefault(name, shp)
+        for (name, key), v in vals.items():
+            sides[name][key].values.append(v)
+        for name, c in partial.items():
+            mean_cols[name].merge(c)
+        if progress is not None:
+            progress.update(n)
 
     start = 0
     if batch is None:
@@ -194,36 +218,33 @@ def collect(session, samples: List[dict], ranges: List[RangeRequest],
     if batch > 1 and len(samples) > 1 and _batchable(session, samples):
         probe = session.run_with_intermediates(samples[0], names)
         if all(np.ndim(v) >= 1 and np.shape(v)[0] == 1 for v in probe.values()):
-            callback_probe = [(k, v) for k, v in probe.items()]
-            for k, v in callback_probe:
-                callback(k, v)
+            res = ({}, {}, {})
+            for name, x in probe.items():       # the probe's tensors count as sample 0
+                x32 = x if x.dtype == np.float32 else np.asarray(x, np.float32)
+                res[2][name] = tuple(x.shape)
+                for key, side in sides.get(name, {}).items():
+                    res[0][(name, key)] = side.reduce(x32, name, False)
+                if name in mean_axes:
+                    res[1][name] = fstats.MeanCollector(
+                        channel_axis=mean_axes[name]).update(x32, name=name)
+            merge(res, 1)
             start = 1
             out.batched = True
-            if progress is not None:
-                progress.update(1)
     if out.batched:
-        for idx in _groups(samples[start:], batch):
-            idx = [i + start for i in idx]
-            feeds = {k: np.concatenate([samples[i][k] for i in idx]) for k in samples[0]}
-            n_in_batch[0] = len(idx)
-            got = {}
+        groups = [[i + start for i in idx] for idx in _groups(samples[start:], batch)]
 
-            def check(name, x, _got=got, _n=len(idx)):
-                if np.ndim(x) < 1 or np.shape(x)[0] != _n:
-                    raise _NotBatched(name)
-                callback(name, x)
-            try:
-                session.run_with_intermediates(feeds, names, check if len(idx) > 1
-                                               else callback)
-            except _NotBatched:                     # e.g. a Reshape with a fixed batch:
-                return collect(session, samples, ranges, means, progress, batch=1)
-            if progress is not None:
-                progress.update(len(idx))
+        def run_batch(idx):
+            feeds = {k: np.concatenate([samples[i][k] for i in idx]) for k in samples[0]}
+            return run_group(feeds, len(idx), len(idx) > 1)
+        try:
+            for idx, res in zip(groups, ordered_map(run_batch, groups, workers)):
+                merge(res, len(idx))
+        except _NotBatched:                     # e.g. a Reshape with a fixed batch:
+            return collect(session, samples, ranges, means, progress, batch=1,
+                           workers=workers)
     else:
-        for feeds in samples:
-            session.run_with_intermediates(feeds, names, callback)
-            if progress is not None:
-                progress.update(1)
+        for res in ordered_map(lambda feeds: run_group(feeds, 1, False), samples, workers):
+            merge(res, 1)
     out.samples = len(samples)
     for t, per in sides.items():
         for key, side in per.items():
