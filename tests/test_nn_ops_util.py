@@ -3,8 +3,6 @@ fastq's registry, ONNX Runtime or the ONNX reference evaluator."""
 
 from __future__ import annotations
 
-import numpy as np
-import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 import fastq.runtime.ops  # noqa: F401  (registers every op)

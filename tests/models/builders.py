@@ -169,7 +169,7 @@ def bert_like(seed=2, d=32, heads=4, ffn=64):
     g = b.node("Mul", [f, b.node("Add", [b.node("Erf", [b.node("Div", [f, b.const(
         np.float32(np.sqrt(2)))])]), b.const(np.float32(1))])])
     g = b.node("Mul", [g, b.const(np.float32(0.5))])
-    y = ln(b.node("Add", [lin(g, ffn, d), h], "residual"))
+    ln(b.node("Add", [lin(g, ffn, d), h], "residual"))
     b.nodes[-1].output[0] = "output"
     m = b.model([helper.make_tensor_value_info("input", TensorProto.FLOAT, ["B", "S", d]),
                  helper.make_tensor_value_info("mask", TensorProto.FLOAT, ["B", 1, 1, "S"])],

@@ -27,7 +27,7 @@ import os
 import sys
 import time
 from dataclasses import replace
-from typing import Any, Dict, List, Set, Tuple
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 import numpy as np
 import onnx
