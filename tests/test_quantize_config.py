@@ -169,6 +169,50 @@ def test_smoothquant_preserves_float_outputs():
     assert np.max(np.abs(a - b)) <= 1e-4 * np.max(np.abs(a))
 
 
+def test_smoothquant_one_pass_equals_its_own_pass(monkeypatch):
+    """SmoothQuant's scales and the smoothed tensors' ranges come from the statistics pass
+    (per-channel min/max, derived per tensor); forcing SmoothQuant's own float pass first (the
+    fallback for figures that cannot be derived) gives the same model: identical integer
+    weights/biases and zero points, scales within float rounding."""
+    import fastq.quantize as _  # noqa: F401  (the module, not the function)
+    import sys
+    qmod = sys.modules["fastq.quantize"]
+    m, make = B.bert_like()
+    data = make(12, 2)
+    c = cfg(model_type="transformer")
+    one = fastq.quantize(m, data, c, progress=False)
+    monkeypatch.setattr(qmod, "_sq_derivable", lambda *a: False)
+    two = fastq.quantize(m, data, c, progress=False)
+    assert one.report.transforms["smooth_quant"].keys() == \
+        two.report.transforms["smooth_quant"].keys() != set()
+    a = {t.name: onnx.numpy_helper.to_array(t) for t in one.model.graph.initializer}
+    b = {t.name: onnx.numpy_helper.to_array(t) for t in two.model.graph.initializer}
+    assert a.keys() == b.keys()
+    for k, v in a.items():
+        if v.dtype.kind == "f":
+            np.testing.assert_allclose(v, b[k], rtol=1e-5, atol=1e-6 * np.abs(v).max(),
+                                       err_msg=k)
+        else:
+            assert np.array_equal(v, b[k]), k
+
+
+def test_smoothquant_with_a_quantile_estimator_takes_its_own_pass(monkeypatch):
+    from fastq.algorithms import smooth_quant as sq
+    calls = []
+    real = sq.own_pass
+    monkeypatch.setattr(sq, "own_pass", lambda *a: calls.append(1) or real(*a))
+    m, make = B.bert_like()
+    data = make(10, 4)
+    fastq.quantize(m, data, cfg(model_type="transformer"), progress=False)
+    assert calls == []               # min/abs_max estimators: derived from the one pass
+    res = fastq.quantize(m, data, cfg(model_type="transformer", activations={
+        "range_estimator": {"max": {"type": "quantile", "outlier_prob": 1e-3}}}),
+        progress=False)
+    assert res.report.transforms["smooth_quant"] and calls == [1]
+    ref = run_all(ort_session(m), data)
+    assert sqnr_db(ref, run_all(ort_session(res.model), data)) > 15
+
+
 def test_bias_correction_flavours_and_threshold(resnet):
     fast = q(resnet)
     full = q(resnet, use_fast_bias=False)

@@ -23,7 +23,7 @@ from .algorithms import bias_correction as bc
 from .algorithms import saturation_fix as sat_fix
 from .algorithms.placement import Plan, build_plan, check_scope
 from .algorithms.ranges import activation_qparams, weight_qparams
-from .algorithms.statistics import RangeRequest, collect, with_dynamic_batch
+from .algorithms.statistics import RangeRequest, collect, side_key, with_dynamic_batch
 from .config.types import AlgorithmName, ModelType, SaturationFix, TargetDevice
 from .data import input_specs, read_samples
 from .errors import ConfigError, FastqError, ModelError
@@ -140,6 +140,33 @@ class DefaultState:
     name: Any = None
 
 
+def _sq_derivable(sites, requests, means) -> bool:
+    """Every figure the statistics pass must give for a smoothed tensor is a per-tensor
+    min/max/abs_max or a last-axis mean (statistics.rescale can derive it)."""
+    from .algorithms.statistics import DERIVABLE
+    for r in requests:
+        if r.tensor in sites:
+            for side_name in ("min", "max"):
+                side = getattr(r.estimator, side_name)
+                if side is not None and (side.type.value not in DERIVABLE or
+                                         side_key(side, side_name, r.channel_axis)[2]
+                                         is not None):
+                    return False
+    return all(means[t] == -1 for t in sites if t in means)
+
+
+def _sq_finish(g, sites, stats, requests, alpha) -> dict:
+    from .algorithms import smooth_quant as sq_mod
+    from .algorithms.statistics import channel_keys, rescale
+    kmin, kmax = channel_keys()
+    a_max = {t: np.maximum(np.abs(stats.per_sample[(t, kmin)]),
+                           np.abs(stats.per_sample[(t, kmax)])).max(axis=0) for t in sites}
+    done = sq_mod.finish(g, sites, a_max, alpha)
+    for t, (sc, _) in done.items():
+        rescale(stats, t, sc, requests)
+    return {sites[t].source: rep for t, (_, rep) in done.items()}
+
+
 def run_default(model: Any, calibration_data: Any, cfg, name: AlgorithmName, params,
                 progress: bool, extra_params=()):
     """DefaultQuantization (``name`` DefaultQuantization or MinMaxQuantization) with
@@ -161,15 +188,15 @@ def run_default(model: Any, calibration_data: Any, cfg, name: AlgorithmName, par
                     config=config_mod.to_dict(cfg))
     timings = report.timings
 
+    sq_sites = {}
     if params.model_type is ModelType.TRANSFORMER and params.smooth_quant_alpha is not None:
-        from .algorithms.smooth_quant import smooth_quant
+        from .algorithms import smooth_quant as sq_mod
         t0 = time.perf_counter()
-        sq = smooth_quant(g, samples, params.smooth_quant_alpha,
-                          config_mod.effective_ignored(params))
-        timings["smooth_quant"] = time.perf_counter() - t0
-        report.transforms["smooth_quant"] = sq
-        if sq:
+        sq_sites = sq_mod.prepare(g, config_mod.effective_ignored(params))   # unit scales
+        report.transforms["smooth_quant"] = {}
+        if sq_sites:
             infer_shapes(g)                       # types of the inserted tensors
+        timings["smooth_quant"] = time.perf_counter() - t0
 
     plan = build_plan(g, params)
     use_bc = algo_name is AlgorithmName.DEFAULT_QUANTIZATION
@@ -187,6 +214,14 @@ def run_default(model: Any, calibration_data: Any, cfg, name: AlgorithmName, par
             means[nodes[k].input[0]] = s.in_axis
     for s in sites.values():
         means[s.out] = s.out_axis
+    if sq_sites and not _sq_derivable(sq_sites, requests, means):
+        # a figure of a smoothed tensor that per-channel min/max cannot give: SmoothQuant's own
+        # pass first, then the statistics pass sees the smoothed graph
+        t0 = time.perf_counter()
+        report.transforms["smooth_quant"] = sq_mod.own_pass(g, sq_sites, samples,
+                                                            params.smooth_quant_alpha)
+        timings["smooth_quant"] += time.perf_counter() - t0
+        sq_sites = {}
     # keep: the executor's float fusions (Conv+BN+Relu...) leave every requested tensor produced
     stat_model = g.to_model()
     if len(samples) > 2:
@@ -194,10 +229,15 @@ def run_default(model: Any, calibration_data: Any, cfg, name: AlgorithmName, par
     session = InferenceSession(stat_model, keep=[r.tensor for r in requests] + list(means))
     bar = _Progress(progress, len(samples), "fastq statistics")
     try:
-        stats = collect(session, samples, requests, means, bar)
+        stats = collect(session, samples, requests, means, bar, channel_minmax=sq_sites)
     finally:
         bar.close()
     timings["statistics"] = stats.seconds
+    if sq_sites:      # scales from the same pass; the smoothed tensors' figures derived
+        t0 = time.perf_counter()
+        report.transforms["smooth_quant"] = _sq_finish(g, sq_sites, stats, requests,
+                                                       params.smooth_quant_alpha)
+        timings["smooth_quant"] += time.perf_counter() - t0
     act_qp, decisions = activation_qparams(plan, stats)
     plan.decisions.extend(decisions)
     w_qp = weight_qparams(g.inits, plan)

@@ -2,13 +2,19 @@
 by MatMuls with constant [K, N] weights, s_k = max|X_k|^alpha / max|W_k,:|^(1-alpha) per input
 channel k; X is divided by s (folded into a LayerNormalization's scale and bias when X is its
 only output, else an inserted Mul) and W's rows are multiplied by s, so X @ W is unchanged
-while the activation outliers move into the per-channel-quantized weights. Needs one float
-pass of its own (per-channel abs-max of each X) before the statistics pass.
+while the activation outliers move into the per-channel-quantized weights.
+
+One float pass serves both: ``prepare`` inserts the structure with unit scales (the graph
+computes exactly what it did), the statistics pass also keeps per-sample per-channel min/max of
+each smoothed tensor, ``finish`` writes the scales, and the smoothed tensors' per-tensor figures
+are derived from the per-channel ones (min(X/s) = min_k min(X_k)/s_k for s > 0; statistics.py
+``Stats.rescale``). ``smooth_quant`` is the two-pass form for what cannot be derived.
 """
 
 from __future__ import annotations
 
-from typing import Dict, List
+from dataclasses import dataclass, field
+from typing import Dict, List, Tuple
 
 import numpy as np
 from onnx import helper
@@ -42,11 +48,94 @@ def _candidates(g: Graph, ignored) -> Dict[str, List]:
     return out
 
 
-def smooth_quant(g: Graph, samples, alpha: float, ignored) -> Dict[str, dict]:
+@dataclass
+class Site:
+    """One smoothed activation: ``tensor`` is what its MatMuls read after the transform (the
+    LayerNormalization output when folded, else the inserted Mul's output)."""
+    source: str                   # the activation before smoothing
+    tensor: str
+    layers: List                  # the MatMul nodes
+    weights: Dict[str, np.ndarray] = field(default_factory=dict)    # W' name -> W
+    divided: Dict[str, np.ndarray] = field(default_factory=dict)    # LN param' name -> value
+    mul_scale: str = ""           # the Mul's 1/s initializer (when not folded)
+    how: str = ""
+
+
+def prepare(g: Graph, ignored) -> Dict[str, Site]:
+    """Insert the smoothing structure with unit scales (s = 1, so the graph computes exactly
+    what it did): fresh initializers for each W and folded LayerNormalization parameter, or a
+    Mul by ones. ``finish`` writes the real scales. Keyed by ``Site.tensor``."""
     cands = _candidates(g, ignored)
-    if not cands:
-        return {}
-    cols = {x: fstats.AbsMaxCollector(channel_axis=-1) for x in cands}
+    prods = g.producers()
+    sites: Dict[str, Site] = {}
+    for x, users in cands.items():
+        site = Site(source=x, tensor=x, layers=users)
+        for n in users:
+            w = g.fresh(n.input[1] + "_smooth")
+            site.weights[w] = g.inits[n.input[1]]
+            g.inits[w] = g.inits[n.input[1]].copy()
+            n.input[1] = w
+        p = prods.get(x)
+        cons = g.consumers()
+        k = site.weights[next(iter(site.weights))].shape[0]
+        if p is not None and p.op_type == "LayerNormalization" and len(p.input) >= 2 and \
+                all(g.is_const(t) for t in p.input[1:]) and x not in g.output_names and \
+                len(cons.get(x, [])) == len(users) and g.inits[p.input[1]].shape == (k,):
+            for j in range(1, len(p.input)):
+                t = g.fresh(p.input[j] + "_smooth")
+                site.divided[t] = g.inits[p.input[j]]
+                g.inits[t] = g.inits[p.input[j]].copy()
+                p.input[j] = t
+            site.how = f"folded into {p.name}"
+        else:
+            c = g.fresh(x + "_smooth_scale")
+            g.inits[c] = np.ones(k, np.float32)
+            y = g.fresh(x + "_smoothed")
+            mul = helper.make_node("Mul", [x, c], [y], name=g.fresh(x + "_SmoothQuantMul"))
+            for n in users:
+                n.input[0] = y
+            g.nodes.append(mul)
+            site.mul_scale, site.tensor = c, y
+            site.how = f"Mul {mul.name} inserted"
+        sites[site.tensor] = site
+    g.topo_sort()
+    return sites
+
+
+def scales(site: Site, a_max: np.ndarray, alpha: float) -> np.ndarray:
+    """s_k = max|X_k|^alpha / max|W_k,:|^(1-alpha), 1 where undefined, at least S_MIN."""
+    a_max = np.asarray(a_max, np.float64)
+    w_max = np.max([np.max(np.abs(w), axis=1) for w in site.weights.values()], axis=0)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        s = np.power(a_max, alpha) / np.power(w_max, 1.0 - alpha)
+    s = np.where(np.isfinite(s) & (s > 0) & (a_max > 0) & (w_max > 0), s, 1.0)
+    return np.maximum(s, S_MIN)
+
+
+def finish(g: Graph, sites: Dict[str, Site], a_max: Dict[str, np.ndarray], alpha: float
+           ) -> Dict[str, Tuple[np.ndarray, dict]]:
+    """Write the real scales from each site's per-channel abs-max: W' = W * s (rows),
+    LayerNormalization parameters / s or the Mul by 1/s. Returns tensor -> (s, report
+    entry keyed by the source activation)."""
+    out = {}
+    for t, site in sites.items():
+        s = scales(site, a_max[t], alpha)
+        for name, w in site.weights.items():
+            g.inits[name] = (w * s[:, None]).astype(np.float32)
+        for name, v in site.divided.items():
+            g.inits[name] = (v / s).astype(np.float32)
+        if site.mul_scale:
+            g.inits[site.mul_scale] = (1.0 / s).astype(np.float32)
+        out[t] = (s, {"layers": [n.name for n in site.layers], "method": site.how,
+                      "scale_min": float(s.min()), "scale_max": float(s.max())})
+    return out
+
+
+def own_pass(g: Graph, sites: Dict[str, Site], samples, alpha: float) -> Dict[str, dict]:
+    """A float pass of its own for the per-channel abs-max of each prepared site, then
+    ``finish``: for figures the statistics pass cannot derive (e.g. quantile estimators).
+    Returns the report entries by source activation."""
+    cols = {t: fstats.AbsMaxCollector(channel_axis=-1) for t in sites}
     sess = InferenceSession(g.to_model(), keep=cols.keys())     # not fused away
 
     def cb(name, a):
@@ -56,42 +145,14 @@ def smooth_quant(g: Graph, samples, alpha: float, ignored) -> Dict[str, dict]:
         for feeds in batches(sess, samples):     # abs-max over any batching is the same
             sess.run_with_intermediates(feeds, cols.keys(), cb)
     except Exception:
-        cols = {x: fstats.AbsMaxCollector(channel_axis=-1) for x in cands}
+        cols = {t: fstats.AbsMaxCollector(channel_axis=-1) for t in sites}
         for feeds in samples:
             sess.run_with_intermediates(feeds, cols.keys(), cb)
-    prods = g.producers()
-    done: Dict[str, dict] = {}
-    for x, users in cands.items():
-        a_max = np.asarray(cols[x].result(), np.float64)
-        w_max = np.max([np.max(np.abs(g.inits[n.input[1]]), axis=1) for n in users], axis=0)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            s = np.power(a_max, alpha) / np.power(w_max, 1.0 - alpha)
-        s = np.where(np.isfinite(s) & (s > 0) & (a_max > 0) & (w_max > 0), s, 1.0)
-        s = np.maximum(s, S_MIN)
-        for n in users:
-            w = g.fresh(n.input[1] + "_smooth")
-            g.inits[w] = (g.inits[n.input[1]] * s[:, None]).astype(np.float32)
-            n.input[1] = w
-        p = prods.get(x)
-        cons = g.consumers()
-        if p is not None and p.op_type == "LayerNormalization" and len(p.input) >= 2 and \
-                all(g.is_const(t) for t in p.input[1:]) and x not in g.output_names and \
-                len(cons.get(x, [])) == len(users) and g.inits[p.input[1]].shape == s.shape:
-            for j in range(1, len(p.input)):
-                t = g.fresh(p.input[j] + "_smooth")
-                g.inits[t] = (g.inits[p.input[j]] / s).astype(np.float32)
-                p.input[j] = t
-            how = f"folded into {p.name}"
-        else:
-            c = g.fresh(x + "_smooth_scale")
-            g.inits[c] = (1.0 / s).astype(np.float32)
-            y = g.fresh(x + "_smoothed")
-            mul = helper.make_node("Mul", [x, c], [y], name=g.fresh(x + "_SmoothQuantMul"))
-            for n in users:
-                n.input[0] = y
-            g.nodes.append(mul)
-            how = f"Mul {mul.name} inserted"
-        done[x] = {"layers": [n.name for n in users], "method": how,
-                   "scale_min": float(s.min()), "scale_max": float(s.max())}
-    g.topo_sort()
-    return done
+    done = finish(g, sites, {t: cols[t].result() for t in sites}, alpha)
+    return {sites[t].source: rep for t, (_, rep) in done.items()}
+
+
+def smooth_quant(g: Graph, samples, alpha: float, ignored) -> Dict[str, dict]:
+    """The two-pass form: ``prepare`` then ``own_pass``."""
+    sites = prepare(g, ignored)
+    return own_pass(g, sites, samples, alpha) if sites else {}

@@ -76,6 +76,38 @@ class Stats:
         return out[0], out[1]
 
 
+DERIVABLE = ("min", "max", "abs_max")      # per-tensor reducers rescale() can derive
+
+
+def channel_keys(axis: int = -1) -> Tuple[tuple, tuple]:
+    """The per-sample per-channel min and max side keys ``collect(channel_minmax=...)`` adds."""
+    return ("min", None, axis), ("max", None, axis)
+
+
+def rescale(stats: "Stats", tensor: str, s: np.ndarray, ranges: List["RangeRequest"],
+            axis: int = -1) -> None:
+    """``tensor`` is now X / s (s > 0 per channel on ``axis``): replace its per-tensor
+    per-sample min/max/abs_max (derived from the kept per-channel ones, exact in real
+    arithmetic), its mean (a per-channel mean on ``axis`` divides by s) and its ranges."""
+    s = np.asarray(s, np.float64)
+    kmin, kmax = channel_keys(axis)
+    lo = stats.per_sample[(tensor, kmin)] / s          # [samples, channels]
+    hi = stats.per_sample[(tensor, kmax)] / s
+    for key in [k for t, k in stats.per_sample if t == tensor and k[2] is None]:
+        reducer = key[0]
+        if reducer not in DERIVABLE:
+            raise ValueError(f"{tensor}: reducer {reducer!r} cannot be derived per channel")
+        v = lo.min(axis=1) if reducer == "min" else hi.max(axis=1) if reducer == "max" else \
+            np.maximum(np.abs(lo), np.abs(hi)).max(axis=1)
+        stats.per_sample[(tensor, key)] = v.astype(stats.per_sample[(tensor, key)].dtype)
+    if tensor in stats.means:
+        stats.means[tensor] = stats.means[tensor] / s
+    for r in ranges:
+        if r.tensor == tensor:
+            stats.ranges[tensor] = stats.range_for(r.tensor, r.estimator, r.channel_axis)
+            break
+
+
 class _Side:
     """One per-sample reduction of one tensor (shared by every estimator that uses it)."""
 
@@ -158,15 +190,20 @@ def _groups(samples, limit) -> List[List[int]]:
 
 def collect(session, samples: List[dict], ranges: List[RangeRequest],
             means: Dict[str, int], progress=None, batch: Optional[int] = None,
-            workers: Optional[int] = None) -> Stats:
+            workers: Optional[int] = None, channel_minmax=()) -> Stats:
     """Run ``session`` (a float fastq.InferenceSession) once over ``samples``.
 
     Groups of samples (batches, or single samples) run on ``workers`` threads (default
     ``fastq.get_num_threads()``; runtime/parallel.py); each group's per-sample reductions and
     mean partial sums are merged in sample order, so the result is bit-identical for any
-    worker count."""
+    worker count. ``channel_minmax``: tensors that also keep per-sample per-channel min and max
+    on the last axis (``channel_keys``; SmoothQuant derives its scales and ``rescale``s from
+    them)."""
     t0 = time.perf_counter()
     sides: Dict[str, Dict[tuple, _Side]] = {}
+    for t in channel_minmax:
+        for key in channel_keys():
+            sides.setdefault(t, {})[key] = _Side(key)
     for r in ranges:
         per = sides.setdefault(r.tensor, {})
         for s in ("min", "max"):
@@ -241,7 +278,7 @@ def collect(session, samples: List[dict], ranges: List[RangeRequest],
                 merge(res, len(idx))
         except _NotBatched:                     # e.g. a Reshape with a fixed batch:
             return collect(session, samples, ranges, means, progress, batch=1,
-                           workers=workers)
+                           workers=workers, channel_minmax=channel_minmax)
     else:
         for res in ordered_map(lambda feeds: run_group(feeds, 1, False), samples, workers):
             merge(res, 1)
