@@ -150,3 +150,21 @@ def test_pytorch_style_shape_chain():
     x = np.concatenate(data[:5])
     assert sqnr_db(ort_session(m).run(None, {"x": x})[0],
                    ort_session(res.model).run(None, {"x": x})[0]) > 15
+
+
+def test_shared_minmax_pass_equals_each_reduction():
+    """min, max and abs_max of one tensor share one C++ min-max pass: each equals its own
+    reduction exactly, per tensor and per channel, batched and for one sample."""
+    from fastq.algorithms.statistics import _reduce_sides, _Side
+    rng = np.random.default_rng(3)
+    x = (rng.standard_normal((4, 6, 5, 3)) * 10).astype(np.float32)
+    x[2, 1, 0, 0] = -1e30
+    for axis in (None, 1, -1):
+        per = {(r, None, axis): _Side((r, None, axis)) for r in ("min", "max", "abs_max")}
+        per[("quantile", 0.9, axis)] = _Side(("quantile", 0.9, axis))
+        for batched, xx in ((True, x), (False, x[:1])):
+            got = _reduce_sides(per, xx, "t", batched)
+            assert got.keys() == per.keys()
+            for key, side in per.items():
+                want = side.reduce(xx, "t", batched)
+                assert got[key].shape == want.shape and np.array_equal(got[key], want), key

@@ -129,6 +129,38 @@ class _Side:
         return np.concatenate(self.values, axis=0)
 
 
+def _reduce_sides(per: Dict[tuple, _Side], x, name, batched: bool) -> Dict[tuple, np.ndarray]:
+    """Every side's per-sample values for one tensor. The min/max/abs_max sides of one axis
+    share one C++ min-max pass (abs_max = max(|min|, |max|), exact for finite data; a
+    non-finite value raises in that pass as it would in abs_max's own)."""
+    out: Dict[tuple, np.ndarray] = {}
+    shared: Dict[Optional[int], List[tuple]] = {}
+    for key, side in per.items():
+        if side.reducer in DERIVABLE:
+            shared.setdefault(side.axis, []).append(key)
+        else:
+            out[key] = side.reduce(x, name, batched)
+    for axis, keys in shared.items():
+        if len(keys) == 1:
+            out[keys[0]] = per[keys[0]].reduce(x, name, batched)
+            continue
+        if axis is None:
+            if batched:
+                mn, mx = fstats.minmax(x, 0, name=name)
+            else:
+                mn, mx = (np.asarray(v).reshape(1) for v in fstats.minmax(x, None, name=name))
+        else:
+            parts = [fstats.minmax(x[i:i + 1], axis, name=name) for i in range(x.shape[0])] \
+                if batched else [fstats.minmax(x, axis, name=name)]
+            mn = np.stack([np.atleast_1d(p[0]) for p in parts])
+            mx = np.stack([np.atleast_1d(p[1]) for p in parts])
+        for key in keys:
+            r = per[key].reducer
+            out[key] = mn if r == "min" else mx if r == "max" else \
+                np.maximum(np.abs(mn), np.abs(mx))
+    return out
+
+
 def _batchable(session, samples) -> bool:
     for arg in session.get_inputs():
         if arg.shape is None or not arg.shape or isinstance(arg.shape[0], int):
@@ -227,15 +259,18 @@ def collect(session, samples: List[dict], ranges: List[RangeRequest],
         def callback(name, x):
             if strict and (np.ndim(x) < 1 or np.shape(x)[0] != n):
                 raise _NotBatched(name)
-            x32 = x if x.dtype == np.float32 else np.asarray(x, np.float32)
-            shapes[name] = (1,) + tuple(x.shape[1:]) if n > 1 else tuple(x.shape)
-            for key, side in sides.get(name, {}).items():
-                vals[(name, key)] = side.reduce(x32, name, n > 1)
-            if name in mean_axes:
-                partial[name] = fstats.MeanCollector(channel_axis=mean_axes[name]).update(
-                    x32, name=name)
+            reduce_one(name, x, n > 1, vals, partial, shapes)
         session.run_with_intermediates(feeds, names, callback)
         return vals, partial, shapes
+
+    def reduce_one(name, x, batched: bool, vals, partial, shapes) -> None:
+        x32 = x if x.dtype == np.float32 else np.asarray(x, np.float32)
+        shapes[name] = (1,) + tuple(x.shape[1:]) if batched else tuple(x.shape)
+        for key, v in _reduce_sides(sides.get(name, {}), x32, name, batched).items():
+            vals[(name, key)] = v
+        if name in mean_axes:
+            partial[name] = fstats.MeanCollector(channel_axis=mean_axes[name]).update(
+                x32, name=name)
 
     def merge(res: tuple, n: int) -> None:
         vals, partial, shapes = res
@@ -257,13 +292,7 @@ def collect(session, samples: List[dict], ranges: List[RangeRequest],
         if all(np.ndim(v) >= 1 and np.shape(v)[0] == 1 for v in probe.values()):
             res = ({}, {}, {})
             for name, x in probe.items():       # the probe's tensors count as sample 0
-                x32 = x if x.dtype == np.float32 else np.asarray(x, np.float32)
-                res[2][name] = tuple(x.shape)
-                for key, side in sides.get(name, {}).items():
-                    res[0][(name, key)] = side.reduce(x32, name, False)
-                if name in mean_axes:
-                    res[1][name] = fstats.MeanCollector(
-                        channel_axis=mean_axes[name]).update(x32, name=name)
+                reduce_one(name, x, False, *res)
             merge(res, 1)
             start = 1
             out.batched = True
