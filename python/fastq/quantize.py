@@ -30,6 +30,7 @@ from .errors import ConfigError, FastqError, ModelError
 from .export import build, save_model
 from .export.qdq import as_u8
 from .graph.ir import Graph, load_model
+from .graph.light import check_and_infer
 from .graph.transforms import infer_shapes, prepare, upgrade_opset
 from .report import Report
 from .runtime import InferenceSession
@@ -75,7 +76,7 @@ class _Progress:
 
 def _check(proto: onnx.ModelProto) -> None:
     try:
-        onnx.checker.check_model(proto)
+        check_and_infer(proto, infer=False)
     except onnx.checker.ValidationError as e:
         raise ModelError(f"the model fails the ONNX checker: {str(e).splitlines()[0]}") from None
     except ValueError as e:

@@ -149,18 +149,18 @@ class InferenceSession:
             kernels._resolve_impl(impl, arith or "exact32")  # IsaError early if unusable
         self.arith = arith
         self.impl = impl
+        from ..graph.light import check_and_infer   # (fastq.graph imports this module)
         proto = _sorted_copy(load_any(model))
+        # checker, then shape inference (a help for folding limits and shapes, not required);
+        # both on a copy without the large weights (graph/light.py)
         try:
-            onnx.checker.check_model(proto)
+            inferred = check_and_infer(proto)
         except onnx.checker.ValidationError as e:
             raise ModelError(f"the model fails the ONNX checker: {e}") from e
         except ValueError as e:  # > 2 GB protos cannot be checked in memory
             if "2GB" not in str(e) and "2 GB" not in str(e):
                 raise ModelError(f"the model fails the ONNX checker: {e}") from e
-        try:
-            inferred = onnx.shape_inference.infer_shapes(proto, data_prop=True)
-        except Exception:
-            inferred = proto  # inference is a help (folding limits, shapes), not required
+            inferred = check_and_infer(proto, check=False)
         g = inferred.graph
         self._inputs = [_node_arg(vi) for vi in g.input
                         if vi.name not in {t.name for t in g.initializer}]
