@@ -145,5 +145,47 @@ def calibration(name: str, m: onnx.ModelProto, n: int, seed: int = 1) -> list:
     return out
 
 
+def nncf_ready(m: onnx.ModelProto):
+    """The same function as ``m`` in a form NNCF 3.4's ONNX backend takes: ConstantOfShape
+    nodes fed by an initializer (how onnx's light models make their weights) folded into
+    initializers -- NNCF's graph builder raises AttributeError on such weights -- and an
+    opset below 13 converted to 13 (NNCF rejects opset < 10 and is per-tensor only below 13).
+    Returns ``(model, changes)``; ``m`` itself is returned when nothing needs changing."""
+    from onnx import version_converter
+
+    def constant_of_shape(model):
+        inits = {t.name: t for t in model.graph.initializer}
+        return inits, [n for n in model.graph.node
+                       if n.op_type == "ConstantOfShape" and n.input[0] in inits]
+    inits, folds = constant_of_shape(m)
+    if not folds and m.opset_import[0].version >= 13:
+        return m, []
+    m = onnx.ModelProto.FromString(m.SerializeToString())
+    inits, folds = constant_of_shape(m)
+    for n in folds:
+        shape = numpy_helper.to_array(inits[n.input[0]])
+        fill = (numpy_helper.to_array(n.attribute[0].t).ravel() if n.attribute
+                else np.zeros(1, np.float32))
+        m.graph.initializer.append(numpy_helper.from_array(np.full(shape, fill[0]), n.output[0]))
+    done = {id(n) for n in folds}
+    keep = [n for n in m.graph.node if id(n) not in done]
+    del m.graph.node[:]
+    m.graph.node.extend(keep)
+    used = {i for n in m.graph.node for i in n.input} | {o.name for o in m.graph.output}
+    live = [t for t in m.graph.initializer if t.name in used]
+    del m.graph.initializer[:]
+    m.graph.initializer.extend(live)
+    ins = [i for i in m.graph.input if i.name not in inits]   # IR >= 4: weights are no inputs
+    del m.graph.input[:]
+    m.graph.input.extend(ins)
+    changes = [f"{len(folds)} ConstantOfShape weights folded into initializers"] if folds else []
+    m.ir_version = max(m.ir_version, 7)
+    if m.opset_import[0].version < 13:
+        changes.append(f"opset {m.opset_import[0].version} -> 13")
+        m = version_converter.convert_version(m, 13)
+    onnx.checker.check_model(m)
+    return m, changes
+
+
 MODELS = {"resnet50_light": light_resnet50, "mobilenet_v2_like": mobilenet_v2_like,
           "bert_6x128": bert_like}
