@@ -143,12 +143,13 @@ def test_use_prev_if_drop_increase_follows_pot_step_back():
     outputs (every revert raises the drop): the first revert is kept although it worsens
     (is_step_back starts true); the next worsening one is rolled back and the groups are
     re-ranked; the group stepped back from is not excluded, and right after a step back a
-    worsening revert is kept. Without use_prev_if_drop_increase nothing is rolled back."""
+    worsening revert is kept. Without use_prev_if_drop_increase nothing is rolled back.
+    (POT's re-ranking rule, rerank="drop_increase"; fastq's default re-ranks every time.)"""
     m, fwd = fragile_mlp(outlier=1.0)
     calib, xs = data(40, 1), data(60, 2)
     s = (m, fwd, calib, [(x, 0) for x in xs])
     val = int8_targets(s)
-    kw = dict(metric=metrics.neg_mse, val=val, maximal_drop=0.0,
+    kw = dict(metric=metrics.neg_mse, val=val, maximal_drop=0.0, rerank="drop_increase",
               metrics=[{"name": "neg_mse", "baseline_value": 1.0}])
     res = run(s, **kw)
     a = res.report.accuracy_aware
@@ -397,8 +398,9 @@ def test_metric_subset_ratio_is_a_seeded_random_subset(setup, monkeypatch):
 
 
 def test_rerank_every_iteration_extension(setup):
-    """fastq's rerank="every_iteration" ranks again after every kept revert (POT and NNCF
-    only after the drop grew); a bad value is a ConfigError."""
+    """rerank="every_iteration" (the default: DESIGN.md §4 and the issue's loop re-rank after
+    each revert) ranks again after every kept revert; POT's "drop_increase" only after the
+    drop grew; a bad value is a ConfigError."""
     m, fwd = fragile_mlp(outlier=1.0)
     s = (m, fwd, data(40, 1), [(x, 0) for x in data(60, 2)])
     val = int8_targets(s)
@@ -424,6 +426,13 @@ def test_rerank_every_iteration_extension(setup):
     r3 = fastq.quantize(m, s[2], cfg, validation_data=val, metric=metrics.neg_mse,
                         progress=False, rerank="drop_increase")
     assert r3.report.accuracy_aware["rerank"] == "drop_increase"
+    assert r3.report.accuracy_aware["ranking_runs"]["rankings"] < 3
+    default = fastq.quantize(m, s[2], aa_config(
+        maximal_drop=0.0, use_prev_if_drop_increase=False,
+        metrics=[{"name": "neg_mse", "baseline_value": 1.0}]), validation_data=val,
+        metric=metrics.neg_mse, progress=False).report.accuracy_aware
+    assert default["rerank"] == "every_iteration" and \
+        default["reverted_layers"] == a["reverted_layers"]
     with pytest.raises(fastq.ConfigError, match=r"params\.rerank.*every_iteration"):
         fastq.config.load(aa_config(rerank="always"))
 

@@ -301,7 +301,7 @@ class AccuracyAwareParams:
     annotation_free: bool = False
     annotation_conf_threshold: float = 0.6
     metrics: Optional[Tuple[MetricConfig, ...]] = None
-    rerank: Rerank = Rerank.DROP_INCREASE        # fastq extension
+    rerank: Rerank = Rerank.EVERY_ITERATION      # fastq extension (DESIGN §4: re-rank)
 
     def __getattr__(self, name: str) -> Any:
         # Only called when normal lookup fails: delegate DefaultQuantization keys to base.
