@@ -334,3 +334,22 @@ def test_ignored_reasons_and_algorithm_choice(resnet):
     with pytest.raises(fastq.ConfigError, match="needs a metric"):
         fastq.quantize(resnet[0], resnet[1], {"name": "AccuracyAwareQuantization",
                                               "params": {}}, progress=False)
+
+
+def test_smoothquant_scales_down_a_channel_with_zero_weights():
+    """A channel read only through all-zero weight rows contributes nothing to X @ W: its
+    outlier is scaled to the largest ordinary smoothed channel (not left at s = 1 to set the
+    activation's range), and X @ W is unchanged."""
+    from fastq.algorithms.smooth_quant import Site, scales
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((6, 4)).astype(np.float32)
+    w[2] = 0.0
+    site = Site(source="x", tensor="x", layers=[], weights={"w": w})
+    a_max = np.array([1.0, 2.0, 1000.0, 0.5, 1.5, 0.0])
+    s = scales(site, a_max, 0.95)
+    ordinary = [0, 1, 3, 4]
+    top = np.max(a_max[ordinary] / s[ordinary])
+    assert np.isclose(a_max[2] / s[2], top)            # the outlier lands on the top
+    assert s[5] == 1.0                                 # an all-zero activation: untouched
+    x = rng.standard_normal((5, 6)) * a_max
+    np.testing.assert_allclose((x / s) @ (w * s[:, None]), x @ w, rtol=1e-5, atol=1e-6)

@@ -103,12 +103,20 @@ def prepare(g: Graph, ignored) -> Dict[str, Site]:
 
 
 def scales(site: Site, a_max: np.ndarray, alpha: float) -> np.ndarray:
-    """s_k = max|X_k|^alpha / max|W_k,:|^(1-alpha), 1 where undefined, at least S_MIN."""
+    """s_k = max|X_k|^alpha / max|W_k,:|^(1-alpha), 1 where undefined, at least S_MIN; a
+    channel whose weight rows are all zero gets max|X_k| / (the largest smoothed channel's
+    max), so it stops setting the quantization range."""
     a_max = np.asarray(a_max, np.float64)
     w_max = np.max([np.max(np.abs(w), axis=1) for w in site.weights.values()], axis=0)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         s = np.power(a_max, alpha) / np.power(w_max, 1.0 - alpha)
-    s = np.where(np.isfinite(s) & (s > 0) & (a_max > 0) & (w_max > 0), s, 1.0)
+    ok = np.isfinite(s) & (s > 0) & (a_max > 0) & (w_max > 0)
+    s = np.where(ok, s, 1.0)
+    # An all-zero weight row: channel k adds nothing to X @ W whatever s_k is, so scale it
+    # down to the largest smoothed channel instead of letting its outliers set the range.
+    dead = (w_max == 0) & (a_max > 0) & np.isfinite(a_max)
+    if dead.any() and ok.any():
+        s = np.where(dead, a_max / np.max(a_max[ok] / s[ok]), s)
     return np.maximum(s, S_MIN)
 
 
