@@ -42,7 +42,7 @@ def test_fixed_batch_runs_stacked_and_matches_unbatched(monkeypatch):
     assert not isinstance(calls[0][0][0], int)           # the session saw a symbolic batch
     # the caller's input shape is kept in the export
     assert r.model.graph.input[0].type.tensor_type.shape.dim[0].dim_value == 1
-    monkeypatch.setattr(quantize_mod, "with_dynamic_batch", lambda m: None)
+    monkeypatch.setattr(quantize_mod, "with_dynamic_batch", lambda m, copy=True: None)
     r1 = fastq.quantize(m1, data, progress=False)
     assert not any("made symbolic" in d for d in r1.report.decisions)
     a, b = r.report.to_dict()["activations"], r1.report.to_dict()["activations"]

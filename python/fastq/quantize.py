@@ -132,7 +132,6 @@ class DefaultState:
     act_qp: dict
     w_qp: dict
     bias_before: dict          # layer -> (bias initializer, value before bias correction)
-    float_model: onnx.ModelProto
     # for re-quantizing with other settings without another statistics pass (AccuracyAware)
     stats: Any = None
     samples: Any = None
@@ -178,8 +177,8 @@ def run_default(model: Any, calibration_data: Any, cfg, name: AlgorithmName, par
     algo_name = name
     proto = load_model(model)
     _check(proto)
-    proto = upgrade_opset(proto)
-    g = Graph(proto)
+    g = Graph(upgrade_opset(proto))
+    del proto                  # the Graph holds the weights now (as numpy arrays)
     check_scope(params, [n.name for n in g.nodes])
     transforms = prepare(g)
     specs = input_specs(g.inputs)
@@ -224,16 +223,16 @@ def run_default(model: Any, calibration_data: Any, cfg, name: AlgorithmName, par
         timings["smooth_quant"] += time.perf_counter() - t0
         sq_sites = {}
     # keep: the executor's float fusions (Conv+BN+Relu...) leave every requested tensor produced
-    stat_model = g.to_model()
-    if len(samples) > 2:
-        stat_model = _batchable_model(stat_model, samples, plan.decisions)
-    session = InferenceSession(stat_model, keep=[r.tensor for r in requests] + list(means))
+    session, batch = _stat_session(g, samples, [r.tensor for r in requests] + list(means),
+                                   sq_sites, plan.decisions)
     bar = _Progress(progress, len(samples), "fastq statistics")
     try:
-        stats = collect(session, samples, requests, means, bar, channel_minmax=sq_sites)
+        stats = collect(session, samples, requests, means, bar, batch=batch,
+                        channel_minmax=sq_sites)
     finally:
         bar.close()
     timings["statistics"] = stats.seconds
+    del session                # the float session's weights and plans: not needed from here
     if sq_sites:      # scales from the same pass; the smoothed tensors' figures derived
         t0 = time.perf_counter()
         report.transforms["smooth_quant"] = _sq_finish(g, sq_sites, stats, requests,
@@ -294,27 +293,40 @@ def run_default(model: Any, calibration_data: Any, cfg, name: AlgorithmName, par
                     k: v for k, v in r.to_dict().items() if k in _SAT_KEYS}
         timings["saturation_report"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - t_start
-    state = DefaultState(g, plan, act_qp, w_qp, bias_before, proto, stats, samples, sites,
+    state = DefaultState(g, plan, act_qp, w_qp, bias_before, stats, samples, sites,
                          params, algo_name)
     return QuantizationResult(qdq, report, plan), state
 
 
-def _batchable_model(model: onnx.ModelProto, samples: list, decisions: list
-                     ) -> onnx.ModelProto:
-    """The float model for the statistics pass: with a fixed batch-1 axis made symbolic when
-    stacking the first two samples gives their single-run outputs (so samples run in
-    batches), else the model as is. Recorded in the decisions."""
+def _stat_session(g: Graph, samples: list, keep: list, sq_sites, decisions: list):
+    """The float session for the statistics pass: on the model with a fixed batch-1 axis made
+    symbolic when stacking the first two samples gives their single-run outputs (so samples
+    run in batches; recorded in the decisions), else on the model as is. One session is
+    built (the probe runs on the session the pass then uses). Returns (session, batch): batch
+    1 when the probe says samples must run one at a time, else None (collect decides)."""
     from .algorithms.aa_eval import batch_verdict
-    try:
-        dyn = with_dynamic_batch(model)        # None unless every input has a fixed batch 1
-        if dyn is not None and batch_verdict(dyn, samples[:2]):
-            decisions.append("statistics pass: the model's fixed batch axis of 1 was made "
-                             "symbolic to run calibration samples in batches (stacked and "
-                             "single runs of the first two samples agree)")
-            return dyn
-    except FastqError:
-        pass                                   # any doubt: the model as given, unbatched
-    return model
+    model = g.to_model()
+    keep = list(keep) + list(sq_sites)
+    if len(samples) > 2:
+        try:
+            dyn = with_dynamic_batch(model, copy=False)   # None unless every input is batch 1
+            if dyn is not None:
+                sess = InferenceSession(dyn, keep=keep)
+                del dyn, model
+                try:
+                    ok = batch_verdict(sess, samples[:2])
+                except FastqError:             # e.g. a Reshape to [1, -1] on stacked feeds
+                    ok = False
+                if ok:
+                    decisions.append(
+                        "statistics pass: the model's fixed batch axis of 1 was made symbolic "
+                        "to run calibration samples in batches (stacked and single runs of the "
+                        "first two samples agree)")
+                    return sess, None
+                return sess, 1     # computes the same for batch-1 feeds: run one at a time
+        except FastqError:
+            model = g.to_model()               # any doubt: the model as given, unbatched
+    return InferenceSession(model, keep=keep), None
 
 
 def _fill_report(report, g, plan, act_qp, final_w, w_qp, stats, bc_result, export_info):

@@ -69,10 +69,11 @@ def _dynamic_batch(sess, feeds: Sequence[dict]) -> bool:
 def batch_verdict(model: Any, feeds: Sequence[dict]) -> bool:
     """Whether ``model`` (float) may run these feeds stacked: dynamic batch axes, every output
     keeps the batch on axis 0, and the first two samples stacked give their single-run
-    outputs (a model mixing samples, e.g. a batch-wide reduction, fails here)."""
+    outputs (a model mixing samples, e.g. a batch-wide reduction, fails here). ``model`` may
+    be a float InferenceSession already built on it."""
     if len(feeds) < 2:
         return False
-    sess = InferenceSession(model)
+    sess = model if isinstance(model, InferenceSession) else InferenceSession(model)
     if not _dynamic_batch(sess, feeds[:2]) or groups(feeds[:2]) != [[0, 1]]:
         return False
     single = [sess.run(None, _canon(f)) for f in feeds[:2]]

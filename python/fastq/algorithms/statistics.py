@@ -168,12 +168,14 @@ def _batchable(session, samples) -> bool:
     return all(np.shape(x)[:1] == (1,) for x in samples[0].values())
 
 
-def with_dynamic_batch(model: onnx.ModelProto) -> Optional[onnx.ModelProto]:
+def with_dynamic_batch(model: onnx.ModelProto, copy: bool = True
+                       ) -> Optional[onnx.ModelProto]:
     """A copy of ``model`` whose inputs' and outputs' leading dimension 1 is symbolic, so the
     statistics pass can stack batch-1 samples (exporters often fix the batch at 1); None when
     some input is not batch-1 shaped. Inner shapes are re-inferred by the session; a graph
     that hard-codes the batch (e.g. Reshape to [1, -1]) is caught by the per-tensor batch
-    check of ``collect`` or by the caller's equivalence probe, and runs unbatched."""
+    check of ``collect`` or by the caller's equivalence probe, and runs unbatched.
+    ``copy=False`` edits ``model`` itself (the caller's own, about to be discarded)."""
     ins = [vi for vi in model.graph.input
            if vi.name not in {t.name for t in model.graph.initializer}]
     if not ins:
@@ -182,8 +184,11 @@ def with_dynamic_batch(model: onnx.ModelProto) -> Optional[onnx.ModelProto]:
         dims = vi.type.tensor_type.shape.dim
         if not vi.type.tensor_type.HasField("shape") or not dims or dims[0].dim_value != 1:
             return None
-    m = onnx.ModelProto()
-    m.CopyFrom(model)
+    if copy:
+        m = onnx.ModelProto()
+        m.CopyFrom(model)
+    else:
+        m = model
     inits = {t.name for t in m.graph.initializer}
     for vi in list(m.graph.input) + list(m.graph.output):
         if vi.name in inits or not vi.type.tensor_type.HasField("shape"):
