@@ -124,6 +124,16 @@ def channel_axis_shape(ndim: int, n: int) -> Tuple[int, ...]:
     return (1, n) + (1,) * (ndim - 2)
 
 
+def nhwc_view(x) -> "np.ndarray | None":
+    """The C-contiguous NHWC buffer behind a 4-D NCHW-shaped view (what the channels-last
+    convs return: ``y_nhwc.transpose(0, 3, 1, 2)``), or None for a C-contiguous (NCHW) or
+    otherwise strided array."""
+    if type(x) is not np.ndarray or x.ndim != 4 or x.flags.c_contiguous:
+        return None
+    t = x.transpose(0, 2, 3, 1)
+    return t if t.flags.c_contiguous else None
+
+
 def float_impl() -> str:
     """Impl of the float kernels, from the int8 default (best built impl this CPU runs,
     capped by FASTQ_ISA / kernels.use_impl), except that a VNNI host runs the AVX2 build:

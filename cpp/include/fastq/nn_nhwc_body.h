@@ -1,0 +1,330 @@
+// Bodies of the NHWC float32 conv kernels (nn_nhwc.h), built once per ISA: the portable
+// build (Impl::Ref, 16-byte vectors, separate multiply and add), avx2/ (32-byte, FMA) and
+// avx512vnni/ (64-byte, FMA) each include this with FASTQ_NHWC_VEC_BYTES set. GCC/Clang
+// vector types, not intrinsics, except the one fused multiply-add per width. Internal
+// linkage (anonymous namespace) keeps the per-ISA copies apart (no ODR clash).
+#pragma once
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "fastq/nn_nhwc.h"
+
+#if defined(__GNUC__) && (defined(__FMA__) || defined(__AVX512F__))
+#include <immintrin.h>
+#endif
+
+#ifndef FASTQ_NHWC_VEC_BYTES
+#define FASTQ_NHWC_VEC_BYTES 16
+#endif
+
+namespace fastq {
+namespace nn {
+namespace {  // NOLINT: deliberate, see above
+
+typedef float VF __attribute__((vector_size(FASTQ_NHWC_VEC_BYTES)));
+constexpr int kL = FASTQ_NHWC_VEC_BYTES / 4;  // floats per vector
+// GEMM register tile: kMR rows (broadcast from X) x kNV vectors (kNR columns of a panel).
+// 64-byte: 24 accumulators + 2 weights + 1 broadcast of 32 zmm; 32-byte: 12 + 2 + 1 of 16
+// ymm; 16-byte (portable SSE2, no FMA): 8 + 4 + 1 of 16 xmm.
+#if FASTQ_NHWC_VEC_BYTES == 64
+constexpr int kMR = 12, kNV = 2;
+#elif FASTQ_NHWC_VEC_BYTES == 32
+constexpr int kMR = 6, kNV = 2;
+#else
+constexpr int kMR = 2, kNV = 4;
+#endif
+constexpr int kNR = kL * kNV;
+constexpr int kMaxTaps = 64;  // kernel extent limit per axis (nn_nhwc.cpp checks it)
+
+inline VF vload(const float* p) {
+  VF v;
+  std::memcpy(&v, p, sizeof(VF));
+  return v;
+}
+inline void vstore(float* p, VF v) { std::memcpy(p, &v, sizeof(VF)); }
+// Every lane v: one broadcast instruction (a generic lane loop compiles to insert chains;
+// VF{} + v keeps an add of +0.0, which is no identity for -0.0).
+inline VF vset1(float v) {
+#if FASTQ_NHWC_VEC_BYTES == 64 && defined(__AVX512F__)
+  return (VF)_mm512_set1_ps(v);
+#elif FASTQ_NHWC_VEC_BYTES == 32 && defined(__FMA__)
+  return (VF)_mm256_set1_ps(v);
+#elif FASTQ_NHWC_VEC_BYTES == 16
+  return VF{v, v, v, v};
+#else
+#error "FASTQ_NHWC_VEC_BYTES must be 16, 32 (AVX2+FMA build) or 64 (AVX-512 build)"
+#endif
+}
+
+// acc + a * b, fused (one rounding) in the FMA builds.
+inline VF vmadd(VF acc, VF a, VF b) {
+#if FASTQ_NHWC_VEC_BYTES == 64 && defined(__AVX512F__)
+  return (VF)_mm512_fmadd_ps((__m512)a, (__m512)b, (__m512)acc);
+#elif FASTQ_NHWC_VEC_BYTES == 32 && defined(__FMA__)
+  return (VF)_mm256_fmadd_ps((__m256)a, (__m256)b, (__m256)acc);
+#else
+  return acc + a * b;
+#endif
+}
+
+inline float smadd(float acc, float a, float b) {
+#if defined(__FMA__) || defined(__AVX512F__)
+  return __builtin_fmaf(a, b, acc);
+#else
+  return acc + a * b;
+#endif
+}
+
+inline VF vclamp(VF v, VF lo, VF hi) {
+  v = v < lo ? lo : v;  // NaN passes through (compare false)
+  return v > hi ? hi : v;
+}
+inline float sclamp(float v, float lo, float hi) {
+  v = v < lo ? lo : v;
+  return v > hi ? hi : v;
+}
+
+// ---- GEMM ---------------------------------------------------------------------------------
+
+// kMR rows of X (row r at x + r*ldx, K values) times one packed panel (K + 1 rows of kNR,
+// the last the bias): the first mr rows and ncols columns go to y (row stride ldy). Rows are
+// addressed from kMR/3 (or 1) bases plus 0, ldx, 2*ldx so the pointers fit in registers.
+void gemm_tile(const float* x, int64_t ldx, int64_t K, const float* panel, float lo, float hi,
+               float* y, int64_t ldy, int mr, int64_t ncols) {
+  VF acc[kMR][kNV];
+  const float* bias = panel + K * kNR;
+#pragma GCC unroll 16
+  for (int r = 0; r < kMR; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < kNV; ++v) acc[r][v] = vload(bias + v * kL);
+  const float* xr[kMR];
+#pragma GCC unroll 16
+  for (int r = 0; r < kMR; ++r) xr[r] = x + r * ldx;
+  const float* w = panel;
+  for (int64_t k = 0; k < K; ++k, w += kNR) {
+    VF wv[kNV];
+#pragma GCC unroll 4
+    for (int v = 0; v < kNV; ++v) wv[v] = vload(w + v * kL);
+#pragma GCC unroll 16
+    for (int r = 0; r < kMR; ++r) {
+      const VF xb = vset1(xr[r][k]);
+#pragma GCC unroll 4
+      for (int v = 0; v < kNV; ++v) acc[r][v] = vmadd(acc[r][v], xb, wv[v]);
+    }
+  }
+  const VF lov = vset1(lo), hiv = vset1(hi);
+  const bool full = ncols == kNR;
+  float tmp[kNR];
+#pragma GCC unroll 16
+  for (int r = 0; r < kMR; ++r) {
+    if (r < mr) {
+      float* d = full ? y + r * ldy : tmp;
+#pragma GCC unroll 4
+      for (int v = 0; v < kNV; ++v) vstore(d + v * kL, vclamp(acc[r][v], lov, hiv));
+      if (!full) std::memcpy(y + r * ldy, tmp, sizeof(float) * ncols);
+    }
+  }
+}
+
+// Rows [p0, p1) of the output pixels (n, oh, ow) of a 1x1 (im2col false) or general conv:
+// whole tiles of kMR pixels (p0 is a multiple of kMR). Pixels whose input rows are not one
+// uniform stride apart (strided 1x1 across an output row, any im2col tile, the last short
+// tile) are first gathered into a tile buffer.
+void gemm_rows_body(const float* x, bool x_nchw, bool im2col, const NhwcGeom& g,
+                    const float* packed, int64_t M, float lo, float hi, float* y, int64_t p0,
+                    int64_t p1) {
+  const int64_t K = im2col ? g.KH * g.KW * g.C : g.C;
+  const int64_t npanel = (M + kNR - 1) / kNR;
+  const int64_t plane = g.OH * g.OW;
+  std::vector<float> buf(static_cast<size_t>(kMR * K));
+  for (int64_t p = p0; p < p1; p += kMR) {
+    const int mr = static_cast<int>(std::min<int64_t>(kMR, p1 - p));
+    const float* x0;
+    int64_t ldx = K;
+    const int64_t n = p / plane, oh = (p % plane) / g.OW, ow = p % g.OW;
+    if (!im2col) {
+      const float* row0 = x + ((n * g.H + oh * g.SH) * g.W + ow * g.SW) * g.C;
+      // stride 1: every pixel's row follows the last (OW == W, OH == H); strided: within
+      // one output row the rows are SW*C apart
+      if (mr == kMR && ((g.SH == 1 && g.SW == 1) || ow + kMR <= g.OW)) {
+        x0 = row0;
+        ldx = g.SW * g.C;
+      } else {
+        for (int r = 0; r < kMR; ++r) {
+          float* d = buf.data() + r * K;
+          if (r >= mr) {
+            std::fill(d, d + K, 0.0f);
+            continue;
+          }
+          const int64_t q = p + r, qn = q / plane, qh = (q % plane) / g.OW, qw = q % g.OW;
+          std::memcpy(d, x + ((qn * g.H + qh * g.SH) * g.W + qw * g.SW) * g.C,
+                      sizeof(float) * K);
+        }
+        x0 = buf.data();
+      }
+    } else {
+      for (int r = 0; r < kMR; ++r) {
+        float* d = buf.data() + r * K;
+        if (r >= mr) {
+          std::fill(d, d + K, 0.0f);
+          continue;
+        }
+        const int64_t q = p + r, qn = q / plane, qh = (q % plane) / g.OW, qw = q % g.OW;
+        const int64_t iw0 = qw * g.SW - g.PW;
+        const bool row_inside = !x_nchw && g.DW == 1 && iw0 >= 0 && iw0 + g.KW <= g.W;
+        for (int64_t kh = 0; kh < g.KH; ++kh) {
+          const int64_t ih = qh * g.SH - g.PH + kh * g.DH;
+          if (row_inside && ih >= 0 && ih < g.H) {  // the KW taps are KW*C adjacent floats
+            const float* s = x + ((qn * g.H + ih) * g.W + iw0) * g.C;
+            for (int64_t i = 0; i < g.KW * g.C; ++i) d[i] = s[i];
+            d += g.KW * g.C;
+            continue;
+          }
+          for (int64_t kw = 0; kw < g.KW; ++kw, d += g.C) {
+            const int64_t iw = qw * g.SW - g.PW + kw * g.DW;
+            if (ih < 0 || ih >= g.H || iw < 0 || iw >= g.W) {
+              std::fill(d, d + g.C, 0.0f);
+            } else if (x_nchw) {
+              const float* s = x + (qn * g.C * g.H + ih) * g.W + iw;
+              for (int64_t c = 0; c < g.C; ++c) d[c] = s[c * g.H * g.W];
+            } else {
+              const float* s = x + ((qn * g.H + ih) * g.W + iw) * g.C;
+              for (int64_t c = 0; c < g.C; ++c) d[c] = s[c];
+            }
+          }
+        }
+      }
+      x0 = buf.data();
+    }
+    for (int64_t j = 0; j < npanel; ++j)
+      gemm_tile(x0, ldx, K, packed + j * (K + 1) * kNR, lo, hi, y + p * M + j * kNR, M, mr,
+                std::min<int64_t>(kNR, M - j * kNR));
+  }
+}
+
+// ---- depthwise ----------------------------------------------------------------------------
+
+// NP output pixels (input columns `step` floats apart, tap row kh at xs[kh], tap 0 of
+// pixel 0) x NV channel vectors: bias, taps kh in [kh0, kh1), kw in [kw0, kw1) in that
+// order, clamp, store NP pixels C floats apart. xs, w, bias and y start at the block's
+// first channel.
+template <int NP, int NV>
+inline void dw_vecs(const float* const* xs, int64_t kh0, int64_t kh1, int64_t kw0,
+                    int64_t kw1, int64_t KW, int64_t dwc, int64_t step, const float* w,
+                    int64_t C, const float* bias, VF lo, VF hi, float* y) {
+  VF acc[NP][NV];
+#pragma GCC unroll 8
+  for (int v = 0; v < NV; ++v) {
+    const VF b = bias ? vload(bias + v * kL) : VF{};
+#pragma GCC unroll 8
+    for (int j = 0; j < NP; ++j) acc[j][v] = b;
+  }
+  for (int64_t kh = kh0; kh < kh1; ++kh) {
+    const float* xrow = xs[kh];
+    const float* wrow = w + kh * KW * C;
+    for (int64_t kw = kw0; kw < kw1; ++kw) {
+      const float* xp = xrow + kw * dwc;
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v) {
+        const VF wv = vload(wrow + kw * C + v * kL);
+#pragma GCC unroll 8
+        for (int j = 0; j < NP; ++j)
+          acc[j][v] = vmadd(acc[j][v], vload(xp + j * step + v * kL), wv);
+      }
+    }
+  }
+#pragma GCC unroll 8
+  for (int j = 0; j < NP; ++j)
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) vstore(y + j * C + v * kL, vclamp(acc[j][v], lo, hi));
+}
+
+// The same for one pixel and the channels [c0, C) one at a time (the channel tail).
+inline void dw_scalar(const float* const* xs, int64_t kh0, int64_t kh1, int64_t kw0,
+                      int64_t kw1, int64_t KW, int64_t dwc, const float* w, int64_t C,
+                      const float* bias, float lo, float hi, int64_t c0, float* y) {
+  for (int64_t c = c0; c < C; ++c) {
+    float acc = bias ? bias[c] : 0.0f;
+    for (int64_t kh = kh0; kh < kh1; ++kh)
+      for (int64_t kw = kw0; kw < kw1; ++kw)
+        acc = smadd(acc, xs[kh][kw * dwc + c], w[(kh * KW + kw) * C + c]);
+    y[c] = sclamp(acc, lo, hi);
+  }
+}
+
+// All channels of NP pixels: pairs of vectors, then one vector, then the scalar tail.
+template <int NP>
+inline void dw_pixels(const float* const* xs, int64_t kh0, int64_t kh1, int64_t kw0,
+                      int64_t kw1, int64_t KW, int64_t dwc, int64_t step, const float* w,
+                      int64_t C, const float* bias, float lo, float hi, float* y) {
+  const VF lov = vset1(lo), hiv = vset1(hi);
+  const float* xsc[kMaxTaps];
+  auto shifted = [&](int64_t off) {
+    for (int64_t kh = kh0; kh < kh1; ++kh) xsc[kh] = xs[kh] + off;
+    return static_cast<const float* const*>(xsc);
+  };
+  int64_t c = 0;
+  for (; c + 2 * kL <= C; c += 2 * kL)
+    dw_vecs<NP, 2>(shifted(c), kh0, kh1, kw0, kw1, KW, dwc, step, w + c, C,
+                   bias ? bias + c : nullptr, lov, hiv, y + c);
+  for (; c + kL <= C; c += kL)
+    dw_vecs<NP, 1>(shifted(c), kh0, kh1, kw0, kw1, KW, dwc, step, w + c, C,
+                   bias ? bias + c : nullptr, lov, hiv, y + c);
+  if (c < C)
+    for (int j = 0; j < NP; ++j)
+      dw_scalar(shifted(j * step), kh0, kh1, kw0, kw1, KW, dwc, w, C, bias, lo, hi, c,
+                y + j * C);
+}
+
+// Output rows [r0, r1) (r = n*OH + oh) of the depthwise conv. Interior pixels (every kw tap
+// inside the row) go 4 at a time; border pixels run only their in-bounds kw taps; tap rows
+// outside the input are skipped for the whole row.
+void dw_rows_body(const float* x, const NhwcGeom& g, const float* w, const float* bias,
+                  float lo, float hi, float* y, int64_t r0, int64_t r1) {
+  const int64_t C = g.C, KW = g.KW, dwc = g.DW * C, step = g.SW * C;
+  // interior: ow*SW - PW >= 0 and ow*SW - PW + (KW-1)*DW <= W - 1
+  const int64_t lo_ow = std::min(g.OW, (g.PW + g.SW - 1) / g.SW);
+  const int64_t last = g.W - 1 - (KW - 1) * g.DW + g.PW;  // ow*SW <= last
+  const int64_t hi_ow = last < 0 ? lo_ow : std::max(lo_ow, std::min(g.OW, last / g.SW + 1));
+  const float* xo[kMaxTaps];
+  for (int64_t r = r0; r < r1; ++r) {
+    const int64_t n = r / g.OH, oh = r % g.OH;
+    int64_t kh0 = 0, kh1 = g.KH;
+    while (kh0 < kh1 && oh * g.SH - g.PH + kh0 * g.DH < 0) ++kh0;
+    while (kh1 > kh0 && oh * g.SH - g.PH + (kh1 - 1) * g.DH >= g.H) --kh1;
+    // base[kh]: offset of tap row kh's input at column -PW (tap 0 of output 0), as an index
+    // (a pointer before the row may not be formed)
+    int64_t base[kMaxTaps];
+    for (int64_t kh = kh0; kh < kh1; ++kh)
+      base[kh] = ((n * g.H + oh * g.SH - g.PH + kh * g.DH) * g.W - g.PW) * C;
+    float* yr = y + r * g.OW * C;
+    auto at = [&](int64_t ow, int64_t kw0) {  // tap kw0 of pixel ow, per tap row
+      for (int64_t kh = kh0; kh < kh1; ++kh) xo[kh] = x + (base[kh] + ow * step + kw0 * dwc);
+      return static_cast<const float* const*>(xo);
+    };
+    auto border = [&](int64_t ow) {
+      int64_t kw0 = 0, kw1 = KW;
+      while (kw0 < kw1 && ow * g.SW - g.PW + kw0 * g.DW < 0) ++kw0;
+      while (kw1 > kw0 && ow * g.SW - g.PW + (kw1 - 1) * g.DW >= g.W) --kw1;
+      // pointers start at tap kw0 (in bounds); the weights shift with them
+      dw_pixels<1>(at(ow, kw0), kh0, kh1, 0, kw1 - kw0, KW, dwc, step, w + kw0 * C, C, bias,
+                   lo, hi, yr + ow * C);
+    };
+    for (int64_t ow = 0; ow < lo_ow; ++ow) border(ow);
+    int64_t ow = lo_ow;
+    for (; ow + 4 <= hi_ow; ow += 4)
+      dw_pixels<4>(at(ow, 0), kh0, kh1, 0, KW, KW, dwc, step, w, C, bias, lo, hi, yr + ow * C);
+    for (; ow < hi_ow; ++ow)
+      dw_pixels<1>(at(ow, 0), kh0, kh1, 0, KW, KW, dwc, step, w, C, bias, lo, hi, yr + ow * C);
+    for (ow = hi_ow; ow < g.OW; ++ow) border(ow);
+  }
+}
+
+NhwcKernels make_nhwc_kernels() {
+  return NhwcKernels{kNR, &gemm_rows_body, &dw_rows_body};
+}
+
+}  // namespace
+}  // namespace nn
+}  // namespace fastq
