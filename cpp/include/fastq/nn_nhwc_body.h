@@ -253,7 +253,59 @@ inline void dw_scalar(const float* const* xs, int64_t kh0, int64_t kh1, int64_t 
   }
 }
 
-// All channels of NP pixels: pairs of vectors, then one vector, then the scalar tail.
+// dw_vecs for the common 3-wide kernel row (all three kw taps inside the input), unrolled;
+// with S1 (stride 1, dilation 1) pixel j's tap kw is input column j + kw, so each input
+// vector is loaded once and used for up to three outputs. Same per-lane sequence (bias,
+// taps in (kh, kw) order, clamp) as dw_vecs.
+template <int NP, int NV, bool S1>
+inline void dw_vecs_k3(const float* const* xs, int64_t kh0, int64_t kh1, int64_t dwc,
+                       int64_t step, const float* w, int64_t C, const float* bias, VF lo,
+                       VF hi, float* y) {
+  VF acc[NP][NV];
+#pragma GCC unroll 8
+  for (int v = 0; v < NV; ++v) {
+    const VF b = bias ? vload(bias + v * kL) : VF{};
+#pragma GCC unroll 16
+    for (int j = 0; j < NP; ++j) acc[j][v] = b;
+  }
+  for (int64_t kh = kh0; kh < kh1; ++kh) {
+    const float* xrow = xs[kh];
+    const float* wrow = w + kh * 3 * C;
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) {
+      const VF w0 = vload(wrow + v * kL), w1 = vload(wrow + C + v * kL),
+               w2 = vload(wrow + 2 * C + v * kL);
+      if constexpr (S1) {
+#pragma GCC unroll 18
+        for (int i = 0; i < NP + 2; ++i) {
+          const VF xv = vload(xrow + i * C + v * kL);
+          if (i < NP) acc[i][v] = vmadd(acc[i][v], xv, w0);
+          if (i >= 1 && i - 1 < NP) acc[i - 1][v] = vmadd(acc[i - 1][v], xv, w1);
+          if (i >= 2) acc[i - 2][v] = vmadd(acc[i - 2][v], xv, w2);
+        }
+      } else {
+#pragma GCC unroll 16
+        for (int j = 0; j < NP; ++j) {
+          const float* xp = xrow + j * step + v * kL;
+          acc[j][v] = vmadd(acc[j][v], vload(xp), w0);
+          acc[j][v] = vmadd(acc[j][v], vload(xp + dwc), w1);
+          acc[j][v] = vmadd(acc[j][v], vload(xp + 2 * dwc), w2);
+        }
+      }
+    }
+  }
+#pragma GCC unroll 16
+  for (int j = 0; j < NP; ++j)
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) vstore(y + j * C + v * kL, vclamp(acc[j][v], lo, hi));
+}
+
+// Channel vectors per block of the 3-wide body: 8 pixels x kDwNV accumulators fit the
+// register file (16 ymm/xmm: 8 + 3 weights + loads; 32 zmm: 16 + 6 + loads).
+constexpr int kDwNV = FASTQ_NHWC_VEC_BYTES == 64 ? 2 : 1;
+
+// All channels of NP pixels: blocks of vectors (the unrolled 3-wide body when the row is
+// 3 taps), then single vectors, then the scalar channel tail.
 template <int NP>
 inline void dw_pixels(const float* const* xs, int64_t kh0, int64_t kh1, int64_t kw0,
                       int64_t kw1, int64_t KW, int64_t dwc, int64_t step, const float* w,
@@ -265,6 +317,18 @@ inline void dw_pixels(const float* const* xs, int64_t kh0, int64_t kh1, int64_t 
     return static_cast<const float* const*>(xsc);
   };
   int64_t c = 0;
+  if (KW == 3 && kw0 == 0 && kw1 == 3) {
+    const bool s1 = step == C && dwc == C;
+    for (; c + kDwNV * kL <= C; c += kDwNV * kL) {
+      const float* bc = bias ? bias + c : nullptr;
+      if (s1)
+        dw_vecs_k3<NP, kDwNV, true>(shifted(c), kh0, kh1, dwc, step, w + c, C, bc, lov, hiv,
+                                    y + c);
+      else
+        dw_vecs_k3<NP, kDwNV, false>(shifted(c), kh0, kh1, dwc, step, w + c, C, bc, lov, hiv,
+                                     y + c);
+    }
+  }
   for (; c + 2 * kL <= C; c += 2 * kL)
     dw_vecs<NP, 2>(shifted(c), kh0, kh1, kw0, kw1, KW, dwc, step, w + c, C,
                    bias ? bias + c : nullptr, lov, hiv, y + c);
@@ -278,7 +342,7 @@ inline void dw_pixels(const float* const* xs, int64_t kh0, int64_t kh1, int64_t 
 }
 
 // Output rows [r0, r1) (r = n*OH + oh) of the depthwise conv. Interior pixels (every kw tap
-// inside the row) go 4 at a time; border pixels run only their in-bounds kw taps; tap rows
+// inside the row) go 8 or 4 at a time; border pixels run only their in-bounds kw taps; tap rows
 // outside the input are skipped for the whole row.
 void dw_rows_body(const float* x, const NhwcGeom& g, const float* w, const float* bias,
                   float lo, float hi, float* y, int64_t r0, int64_t r1) {
@@ -313,6 +377,8 @@ void dw_rows_body(const float* x, const NhwcGeom& g, const float* w, const float
     };
     for (int64_t ow = 0; ow < lo_ow; ++ow) border(ow);
     int64_t ow = lo_ow;
+    for (; ow + 8 <= hi_ow; ow += 8)
+      dw_pixels<8>(at(ow, 0), kh0, kh1, 0, KW, KW, dwc, step, w, C, bias, lo, hi, yr + ow * C);
     for (; ow + 4 <= hi_ow; ow += 4)
       dw_pixels<4>(at(ow, 0), kh0, kh1, 0, KW, KW, dwc, step, w, C, bias, lo, hi, yr + ow * C);
     for (; ow < hi_ow; ++ow)
