@@ -105,7 +105,7 @@ class _ConvPlan:
     path and the weight in that path's layout (Winograd U, grouped GEMM matrix)."""
     __slots__ = ("path", "out_dtype", "n", "m", "c", "group", "strides", "dil", "kernel",
                  "out", "pb", "pe", "b", "wmat", "nd", "act", "mult", "cg", "p_out", "w2d",
-                 "strided", "nhwc", "nhwc_out", "wcache", "wfull")
+                 "strided", "nhwc", "nhwc_out", "wcache", "wfull", "nhwc_fns")
 
     def __init__(self, node: Node, x: np.ndarray, w: np.ndarray, b, wcache: dict):
         x, w, self.out_dtype, nd, group = _conv_operands(node, x, w)
@@ -155,7 +155,7 @@ class _ConvPlan:
             elif self.path in ("1x1", "im2col") and group == 1:
                 self.nhwc = self.path
         self.nhwc_out = bool(node.attr("nhwc_out", 0))
-        self.wcache, self.wfull = wcache, w
+        self.wcache, self.wfull, self.nhwc_fns = wcache, w, {}
 
     def _nhwc_weights(self, impl: str):
         """The NHWC path's weight layout, built once per session (and impl): depthwise
@@ -172,32 +172,38 @@ class _ConvPlan:
             self.wcache[key] = got
         return got
 
-    def _run_nhwc(self, x: np.ndarray, buf) -> np.ndarray:
-        """The channels-last path: buf is x's NHWC buffer (None: x is NCHW)."""
-        impl = float_impl()
-        lo, hi = self.act if self.act is not None else (-np.inf, np.inf)
+    def _nhwc_fn(self, impl: str):
+        """fn(x, buf) -> y for the channels-last path in impl, everything but the input bound
+        (a run pays one call): buf is x's NHWC buffer, or None when x is NCHW."""
         wts = self._nhwc_weights(impl)
-        if self.nhwc == "im2col":
-            lay, src = ("nhwc", buf) if buf is not None else ("nchw", np.ascontiguousarray(x))
-            y = _core.nn_conv_nhwc(src, lay, wts, self.m, self.kernel, self.strides, self.dil,
-                                   self.pb, self.out, lo, hi, impl)
-        else:
-            if buf is None:
-                buf = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
-            if self.nhwc == "dw":
-                y = _core.nn_depthwise_nhwc(buf, wts, self.b, self.strides, self.dil, self.pb,
-                                            self.out, lo, hi, impl)
+        lo, hi = self.act if self.act is not None else (-np.inf, np.inf)
+        m, st, dl, pb, out, keep = (self.m, list(self.strides), list(self.dil), list(self.pb),
+                                    list(self.out), self.nhwc_out)
+        kind, b, k = self.nhwc, self.b, list(self.kernel)
+        conv, conv1, dw = _core.nn_conv_nhwc, _core.nn_conv1x1_nhwc, _core.nn_depthwise_nhwc
+
+        def fn(x, buf):
+            if kind == "im2col":   # reads an NCHW input (the model input) directly
+                y = (conv(buf, "nhwc", wts, m, k, st, dl, pb, out, lo, hi, impl) if buf is not None
+                     else conv(np.ascontiguousarray(x), "nchw", wts, m, k, st, dl, pb, out, lo,
+                               hi, impl))
             else:
-                y = _core.nn_conv1x1_nhwc(buf, wts, self.m, self.strides, self.out, lo, hi,
-                                          impl)
-        y = y.transpose(0, 3, 1, 2)
-        return y if self.nhwc_out else np.ascontiguousarray(y)
+                if buf is None:
+                    buf = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+                y = (dw(buf, wts, b, st, dl, pb, out, lo, hi, impl) if kind == "dw"
+                     else conv1(buf, wts, m, st, out, lo, hi, impl))
+            y = y.transpose(0, 3, 1, 2)
+            return y if keep else np.ascontiguousarray(y)
+        self.nhwc_fns[impl] = fn
+        return fn
 
     def run(self, x: np.ndarray) -> np.ndarray:
         if self.nhwc is not None and x.dtype == np.float32:
             buf = nhwc_view(x)
             if buf is not None or self.nhwc_out:
-                return self._run_nhwc(x, buf)
+                impl = float_impl()
+                fn = self.nhwc_fns.get(impl)
+                return (fn or self._nhwc_fn(impl))(x, buf)
         n, m, group, out = x.shape[0], self.m, self.group, self.out
         if x.dtype != self.wmat.dtype or not x.flags.c_contiguous:
             x = np.ascontiguousarray(x, dtype=self.wmat.dtype)
@@ -288,8 +294,14 @@ def _prep_conv(node: Node, consts, ctx):
         w, b = fold_batchnorm(node, w, b, consts[3:])
     wcache: dict = {}
     plans: dict = {}
+    # (shape, plan) of the last float32 call, one tuple so concurrent runs read a matching pair
+    last: list = [None]
 
     def kernel(x, *_):
+        lp = last[0]
+        if lp is not None and type(x) is np.ndarray and x.shape == lp[0] \
+                and x.dtype == np.float32:
+            return lp[1].run(x)
         key = (x.shape, x.dtype.str) if isinstance(x, np.ndarray) else None
         plan = plans.get(key) if key is not None else None
         if plan is None:
@@ -298,6 +310,8 @@ def _prep_conv(node: Node, consts, ctx):
                 if len(plans) >= 16:
                     plans.clear()
                 plans[key] = plan
+        if key is not None and x.dtype == np.float32:
+            last[0] = (x.shape, plan)
         return plan.run(x)
     kernel.runtime_inputs = 1   # W, B and the BN parameters live in the closure
     return kernel
