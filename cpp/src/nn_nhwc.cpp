@@ -42,7 +42,7 @@ void check_geom(const NhwcGeom& g) {
     throw std::invalid_argument("bad NHWC conv geometry");
 }
 
-void run_gemm(const float* x, bool x_nchw, bool im2col, const NhwcGeom& g, const float* packed,
+void run_gemm(const float* x, bool im2col, const NhwcGeom& g, const float* packed,
               int64_t M, float lo, float hi, float* y, Impl impl) {
   check_geom(g);
   const NhwcKernels k = kernels_for(impl);
@@ -52,7 +52,7 @@ void run_gemm(const float* x, bool x_nchw, bool im2col, const NhwcGeom& g, const
   const int64_t tile = 12;
   const int64_t tiles = (rows + tile - 1) / tile;
   parallel_chunks(tiles, min_items(tile * K * M / 8), [&](int64_t t0, int64_t t1) {
-    k.gemm_rows(x, x_nchw, im2col, g, packed, M, lo, hi, y, t0 * tile,
+    k.gemm_rows(x, im2col, g, packed, M, lo, hi, y, t0 * tile,
                 std::min(rows, t1 * tile));
   });
 }
@@ -78,13 +78,13 @@ void nhwc_pack_gemm(const float* w, const float* bias, int64_t K, int64_t M, int
 
 void conv1x1_nhwc(const float* x, const NhwcGeom& g, const float* packed, int64_t M, float lo,
                   float hi, float* y, Impl impl) {
-  run_gemm(x, false, false, g, packed, M, lo, hi, y, impl);
+  run_gemm(x, false, g, packed, M, lo, hi, y, impl);
 }
 
 void conv_nhwc(const float* x, bool x_nchw, const NhwcGeom& g, const float* packed, int64_t M,
                float lo, float hi, float* y, Impl impl) {
   if (!x_nchw || g.C == 1) {  // one channel: NCHW and NHWC are the same memory
-    run_gemm(x, false, true, g, packed, M, lo, hi, y, impl);
+    run_gemm(x, true, g, packed, M, lo, hi, y, impl);
     return;
   }
   // NCHW input (a model input, typically 3 channels): one transpose to NHWC first, so the
@@ -101,7 +101,7 @@ void conv_nhwc(const float* x, bool x_nchw, const NhwcGeom& g, const float* pack
         for (int64_t c = 0; c < g.C; ++c) d[w * g.C + c] = s[c * hw + w];
     }
   });
-  run_gemm(xt.data(), false, true, g, packed, M, lo, hi, y, impl);
+  run_gemm(xt.data(), true, g, packed, M, lo, hi, y, impl);
 }
 
 void depthwise_nhwc(const float* x, const NhwcGeom& g, const float* w, const float* bias,

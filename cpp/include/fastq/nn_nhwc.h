@@ -50,9 +50,8 @@ void depthwise_nhwc(const float* x, const NhwcGeom& g, const float* w, const flo
 // or output pixels (GEMM).
 struct NhwcKernels {
   int64_t nr;  // GEMM panel width
-  void (*gemm_rows)(const float* x, bool x_nchw, bool im2col, const NhwcGeom& g,
-                    const float* packed, int64_t M, float lo, float hi, float* y, int64_t p0,
-                    int64_t p1);
+  void (*gemm_rows)(const float* x, bool im2col, const NhwcGeom& g, const float* packed,
+                    int64_t M, float lo, float hi, float* y, int64_t p0, int64_t p1);
   void (*dw_rows)(const float* x, const NhwcGeom& g, const float* w, const float* bias,
                   float lo, float hi, float* y, int64_t r0, int64_t r1);
 };

@@ -87,119 +87,128 @@ inline float sclamp(float v, float lo, float hi) {
 
 // ---- GEMM ---------------------------------------------------------------------------------
 
-// kMR rows of X (row r at x + r*ldx, K values) times one packed panel (K + 1 rows of kNR,
-// the last the bias): the first mr rows and ncols columns go to y (row stride ldy). Rows are
-// addressed from kMR/3 (or 1) bases plus 0, ldx, 2*ldx so the pointers fit in registers.
-void gemm_tile(const float* x, int64_t ldx, int64_t K, const float* panel, float lo, float hi,
-               float* y, int64_t ldy, int mr, int64_t ncols) {
-  VF acc[kMR][kNV];
-  const float* bias = panel + K * kNR;
+// kMR rows of X times one packed panel (K + 1 rows of kNR, the last the bias), using the
+// panel's first NV vectors: the first mr rows and ncols (<= NV*kL) columns go to y (row
+// stride ldy). Row r's K = nseg*kseg reduction values are nseg runs of kseg floats, run s at
+// x + r*ldx + s*ldseg (one run for a plain row; a conv's kernel rows for an im2col-free
+// tile).
+template <int NV>
+void gemm_tile(const float* x, int64_t ldx, int64_t nseg, int64_t ldseg, int64_t kseg,
+               const float* panel, float lo, float hi, float* y, int64_t ldy, int mr,
+               int64_t ncols) {
+  VF acc[kMR][NV];
+  const float* bias = panel + nseg * kseg * kNR;
 #pragma GCC unroll 16
   for (int r = 0; r < kMR; ++r)
 #pragma GCC unroll 4
-    for (int v = 0; v < kNV; ++v) acc[r][v] = vload(bias + v * kL);
-  const float* xr[kMR];
-#pragma GCC unroll 16
-  for (int r = 0; r < kMR; ++r) xr[r] = x + r * ldx;
+    for (int v = 0; v < NV; ++v) acc[r][v] = vload(bias + v * kL);
   const float* w = panel;
-  for (int64_t k = 0; k < K; ++k, w += kNR) {
-    VF wv[kNV];
-#pragma GCC unroll 4
-    for (int v = 0; v < kNV; ++v) wv[v] = vload(w + v * kL);
+  for (int64_t sg = 0; sg < nseg; ++sg) {
+    const float* xr[kMR];
 #pragma GCC unroll 16
-    for (int r = 0; r < kMR; ++r) {
-      const VF xb = vset1(xr[r][k]);
+    for (int r = 0; r < kMR; ++r) xr[r] = x + sg * ldseg + r * ldx;
+    for (int64_t k = 0; k < kseg; ++k, w += kNR) {
+      VF wv[NV];
 #pragma GCC unroll 4
-      for (int v = 0; v < kNV; ++v) acc[r][v] = vmadd(acc[r][v], xb, wv[v]);
+      for (int v = 0; v < NV; ++v) wv[v] = vload(w + v * kL);
+#pragma GCC unroll 16
+      for (int r = 0; r < kMR; ++r) {
+        const VF xb = vset1(xr[r][k]);
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) acc[r][v] = vmadd(acc[r][v], xb, wv[v]);
+      }
     }
   }
   const VF lov = vset1(lo), hiv = vset1(hi);
-  const bool full = ncols == kNR;
-  float tmp[kNR];
+  const bool full = ncols == NV * kL;
+  float tmp[NV * kL];
 #pragma GCC unroll 16
   for (int r = 0; r < kMR; ++r) {
     if (r < mr) {
       float* d = full ? y + r * ldy : tmp;
 #pragma GCC unroll 4
-      for (int v = 0; v < kNV; ++v) vstore(d + v * kL, vclamp(acc[r][v], lov, hiv));
+      for (int v = 0; v < NV; ++v) vstore(d + v * kL, vclamp(acc[r][v], lov, hiv));
       if (!full) std::memcpy(y + r * ldy, tmp, sizeof(float) * ncols);
     }
   }
 }
 
-// Rows [p0, p1) of the output pixels (n, oh, ow) of a 1x1 (im2col false) or general conv:
-// whole tiles of kMR pixels (p0 is a multiple of kMR). Pixels whose input rows are not one
-// uniform stride apart (strided 1x1 across an output row, any im2col tile, the last short
-// tile) are first gathered into a tile buffer.
-void gemm_rows_body(const float* x, bool x_nchw, bool im2col, const NhwcGeom& g,
-                    const float* packed, int64_t M, float lo, float hi, float* y, int64_t p0,
-                    int64_t p1) {
-  const int64_t K = im2col ? g.KH * g.KW * g.C : g.C;
-  const int64_t npanel = (M + kNR - 1) / kNR;
+// One tile of kMR rows times every panel; a last panel with few columns runs only the
+// vectors it needs (M = 24 on 16-wide panels: 8 columns, not 16).
+inline void gemm_panels(const float* x, int64_t ldx, int64_t nseg, int64_t ldseg, int64_t kseg,
+                        const float* packed, int64_t M, float lo, float hi, float* y, int mr) {
+  const int64_t K = nseg * kseg, npanel = (M + kNR - 1) / kNR;
+  for (int64_t j = 0; j < npanel; ++j) {
+    const float* panel = packed + j * (K + 1) * kNR;
+    const int64_t nc = std::min<int64_t>(kNR, M - j * kNR);
+    float* yj = y + j * kNR;
+    if (nc <= kL)
+      gemm_tile<1>(x, ldx, nseg, ldseg, kseg, panel, lo, hi, yj, M, mr, nc);
+    else if (kNV > 2 && nc <= 2 * kL)
+      gemm_tile<(kNV > 2 ? 2 : kNV)>(x, ldx, nseg, ldseg, kseg, panel, lo, hi, yj, M, mr, nc);
+    else
+      gemm_tile<kNV>(x, ldx, nseg, ldseg, kseg, panel, lo, hi, yj, M, mr, nc);
+  }
+}
+
+// Rows [p0, p1) of the output pixels (n, oh, ow) of a 1x1 (im2col false) or general conv
+// on NHWC x: whole tiles of kMR pixels (p0 is a multiple of kMR). A tile whose input rows
+// are one uniform stride apart (1x1: stride 1, or within one output row; general conv:
+// within one output row with every tap inside the input and dilation 1 along W) is read in
+// place; other tiles (borders, the last short tile) are first gathered into a buffer in
+// (kh, kw, c) order, zeros outside the input.
+void gemm_rows_body(const float* x, bool im2col, const NhwcGeom& g, const float* packed,
+                    int64_t M, float lo, float hi, float* y, int64_t p0, int64_t p1) {
+  const int64_t C = g.C, K = im2col ? g.KH * g.KW * C : C;
   const int64_t plane = g.OH * g.OW;
   std::vector<float> buf(static_cast<size_t>(kMR * K));
   for (int64_t p = p0; p < p1; p += kMR) {
     const int mr = static_cast<int>(std::min<int64_t>(kMR, p1 - p));
-    const float* x0;
-    int64_t ldx = K;
     const int64_t n = p / plane, oh = (p % plane) / g.OW, ow = p % g.OW;
+    float* yp = y + p * M;
+    const bool one_row = mr == kMR && ow + kMR <= g.OW;
     if (!im2col) {
-      const float* row0 = x + ((n * g.H + oh * g.SH) * g.W + ow * g.SW) * g.C;
-      // stride 1: every pixel's row follows the last (OW == W, OH == H); strided: within
-      // one output row the rows are SW*C apart
-      if (mr == kMR && ((g.SH == 1 && g.SW == 1) || ow + kMR <= g.OW)) {
-        x0 = row0;
-        ldx = g.SW * g.C;
-      } else {
-        for (int r = 0; r < kMR; ++r) {
-          float* d = buf.data() + r * K;
-          if (r >= mr) {
-            std::fill(d, d + K, 0.0f);
-            continue;
-          }
-          const int64_t q = p + r, qn = q / plane, qh = (q % plane) / g.OW, qw = q % g.OW;
-          std::memcpy(d, x + ((qn * g.H + qh * g.SH) * g.W + qw * g.SW) * g.C,
-                      sizeof(float) * K);
-        }
-        x0 = buf.data();
+      if (mr == kMR && ((g.SH == 1 && g.SW == 1) || one_row)) {
+        // stride 1: every pixel's row follows the last (OW == W, OH == H)
+        gemm_panels(x + ((n * g.H + oh * g.SH) * g.W + ow * g.SW) * C, g.SW * C, 1, 0, K,
+                    packed, M, lo, hi, yp, mr);
+        continue;
       }
-    } else {
-      for (int r = 0; r < kMR; ++r) {
-        float* d = buf.data() + r * K;
-        if (r >= mr) {
-          std::fill(d, d + K, 0.0f);
-          continue;
-        }
-        const int64_t q = p + r, qn = q / plane, qh = (q % plane) / g.OW, qw = q % g.OW;
-        const int64_t iw0 = qw * g.SW - g.PW;
-        const bool row_inside = !x_nchw && g.DW == 1 && iw0 >= 0 && iw0 + g.KW <= g.W;
-        for (int64_t kh = 0; kh < g.KH; ++kh) {
-          const int64_t ih = qh * g.SH - g.PH + kh * g.DH;
-          if (row_inside && ih >= 0 && ih < g.H) {  // the KW taps are KW*C adjacent floats
-            const float* s = x + ((qn * g.H + ih) * g.W + iw0) * g.C;
-            for (int64_t i = 0; i < g.KW * g.C; ++i) d[i] = s[i];
-            d += g.KW * g.C;
-            continue;
-          }
-          for (int64_t kw = 0; kw < g.KW; ++kw, d += g.C) {
-            const int64_t iw = qw * g.SW - g.PW + kw * g.DW;
-            if (ih < 0 || ih >= g.H || iw < 0 || iw >= g.W) {
-              std::fill(d, d + g.C, 0.0f);
-            } else if (x_nchw) {
-              const float* s = x + (qn * g.C * g.H + ih) * g.W + iw;
-              for (int64_t c = 0; c < g.C; ++c) d[c] = s[c * g.H * g.W];
-            } else {
-              const float* s = x + ((qn * g.H + ih) * g.W + iw) * g.C;
-              for (int64_t c = 0; c < g.C; ++c) d[c] = s[c];
-            }
-          }
-        }
+    } else if (one_row && g.DW == 1) {
+      const int64_t ih0 = oh * g.SH - g.PH, iw0 = ow * g.SW - g.PW;
+      if (ih0 >= 0 && ih0 + (g.KH - 1) * g.DH < g.H && iw0 >= 0 &&
+          iw0 + (kMR - 1) * g.SW + g.KW <= g.W) {
+        gemm_panels(x + ((n * g.H + ih0) * g.W + iw0) * C, g.SW * C, g.KH, g.DH * g.W * C,
+                    g.KW * C, packed, M, lo, hi, yp, mr);
+        continue;
       }
-      x0 = buf.data();
     }
-    for (int64_t j = 0; j < npanel; ++j)
-      gemm_tile(x0, ldx, K, packed + j * (K + 1) * kNR, lo, hi, y + p * M + j * kNR, M, mr,
-                std::min<int64_t>(kNR, M - j * kNR));
+    for (int r = 0; r < kMR; ++r) {
+      float* d = buf.data() + r * K;
+      if (r >= mr) {
+        std::fill(d, d + K, 0.0f);
+        continue;
+      }
+      const int64_t q = p + r, qn = q / plane, qh = (q % plane) / g.OW, qw = q % g.OW;
+      if (!im2col) {
+        const float* s = x + ((qn * g.H + qh * g.SH) * g.W + qw * g.SW) * C;
+        std::copy(s, s + C, d);
+        continue;
+      }
+      for (int64_t kh = 0; kh < g.KH; ++kh) {
+        const int64_t ih = qh * g.SH - g.PH + kh * g.DH;
+        for (int64_t kw = 0; kw < g.KW; ++kw, d += C) {
+          const int64_t iw = qw * g.SW - g.PW + kw * g.DW;
+          if (ih < 0 || ih >= g.H || iw < 0 || iw >= g.W) {
+            std::fill(d, d + C, 0.0f);
+          } else {
+            const float* s = x + ((qn * g.H + ih) * g.W + iw) * C;
+            std::copy(s, s + C, d);
+          }
+        }
+      }
+    }
+    gemm_panels(buf.data(), K, 1, 0, K, packed, M, lo, hi, yp, mr);
   }
 }
 
