@@ -361,3 +361,17 @@ def test_residual_add_passes_views_on():
     got, = sess.run(None, {"X": x})
     want, = run_ort(m, {"X": x})
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+
+
+def test_nhwc_impls_follow_the_impl_cap():
+    """The depthwise conv may take the widest built impl, the GEMM float_impl(); a use_impl
+    cap applies to both."""
+    from fastq import kernels
+    from fastq.runtime.ops.nn_common import float_impl, nhwc_impls
+    assert nhwc_impls() == (float_impl(), kernels.default_impl())
+    with kernels.use_impl("ref"):
+        assert nhwc_impls() == ("ref", "ref")
+        m = mixed_model()
+        x = RNG.standard_normal((1, 3, 23, 21)).astype(np.float32)
+        for g, w in zip(fastq.InferenceSession(m).run(None, {"X": x}), run_ort(m, {"X": x})):
+            np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4 * np.abs(w).max())

@@ -154,4 +154,19 @@ def float_impl() -> str:
 
 
 _FLOAT_IMPL_RAW: dict = {}   # (use_impl cap, FASTQ_ISA text) -> float impl
+
+
+def nhwc_impls() -> tuple:
+    """(GEMM impl, depthwise impl) of the channels-last conv kernels: float_impl() and the
+    best built impl itself (also AVX-512: the channels-last depthwise loop is load-bound, and
+    16-lane loads measured ~20% faster on every MobileNet layer; its GEMM is not, so it
+    keeps float_impl's AVX2 build). Memoized like float_impl."""
+    raw = (getattr(_kernels._override, "impl", None), _environ.get("FASTQ_ISA"))
+    got = _NHWC_IMPLS_RAW.get(raw)
+    if got is None:
+        got = _NHWC_IMPLS_RAW[raw] = (float_impl(), _kernels.default_impl())
+    return got
+
+
+_NHWC_IMPLS_RAW: dict = {}   # (use_impl cap, FASTQ_ISA text) -> (GEMM impl, depthwise impl)
 _FLOAT_IMPL: dict = {}   # cap (None, "ref", "avx2", ...) -> float impl; the CPU never changes

@@ -25,8 +25,8 @@ import numpy as np
 
 from ... import _core
 from ..registry import Node, register
-from .nn_common import (fail, float_impl, float_in, ints_attr, need, nhwc_view,
-                        spatial_rank, window_geometry)
+from .nn_common import (fail, float_impl, float_in, ints_attr, need, nhwc_impls,
+                        nhwc_view, spatial_rank, window_geometry)
 
 
 # Winograd pays off once the 16 GEMMs are big enough for BLAS; below this the transforms
@@ -172,9 +172,12 @@ class _ConvPlan:
             self.wcache[key] = got
         return got
 
-    def _nhwc_fn(self, impl: str):
-        """fn(x, buf) -> y for the channels-last path in impl, everything but the input bound
-        (a run pays one call): buf is x's NHWC buffer, or None when x is NCHW."""
+    def _nhwc_fn(self, impls: tuple):
+        """fn(x, buf) -> y for the channels-last path in impls (nhwc_impls()), everything but
+        the input bound (a run pays one call): buf is x's NHWC buffer, or None when x is
+        NCHW. The depthwise conv takes the wide impl only for whole 16-channel vectors (its
+        channel tail is scalar)."""
+        impl = impls[1] if self.nhwc == "dw" and self.c % 16 == 0 else impls[0]
         wts = self._nhwc_weights(impl)
         lo, hi = self.act if self.act is not None else (-np.inf, np.inf)
         m, st, dl, pb, out, keep = (self.m, list(self.strides), list(self.dil), list(self.pb),
@@ -194,16 +197,16 @@ class _ConvPlan:
                      else conv1(buf, wts, m, st, out, lo, hi, impl))
             y = y.transpose(0, 3, 1, 2)
             return y if keep else np.ascontiguousarray(y)
-        self.nhwc_fns[impl] = fn
+        self.nhwc_fns[impls] = fn
         return fn
 
     def run(self, x: np.ndarray) -> np.ndarray:
         if self.nhwc is not None and x.dtype == np.float32:
             buf = nhwc_view(x)
             if buf is not None or self.nhwc_out:
-                impl = float_impl()
-                fn = self.nhwc_fns.get(impl)
-                return (fn or self._nhwc_fn(impl))(x, buf)
+                impls = nhwc_impls()
+                fn = self.nhwc_fns.get(impls)
+                return (fn or self._nhwc_fn(impls))(x, buf)
         n, m, group, out = x.shape[0], self.m, self.group, self.out
         if x.dtype != self.wmat.dtype or not x.flags.c_contiguous:
             x = np.ascontiguousarray(x, dtype=self.wmat.dtype)
