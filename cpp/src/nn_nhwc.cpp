@@ -5,9 +5,9 @@
 #include "fastq/nn_nhwc.h"
 
 #include <algorithm>
+#include <memory>
 #include <stdexcept>
 #include <string>
-#include <vector>
 
 #include "fastq/cpu_features.h"
 #include "fastq/nn_f32.h"
@@ -91,17 +91,17 @@ void conv_nhwc(const float* x, bool x_nchw, const NhwcGeom& g, const float* pack
   // column rows are built from contiguous channel runs instead of plane-strided loads
   check_geom(g);
   const int64_t hw = g.H * g.W;
-  std::vector<float> xt(static_cast<size_t>(g.N * hw * g.C));
+  std::unique_ptr<float[]> xt(new float[static_cast<size_t>(g.N * hw * g.C)]);  // no zero fill
   parallel_chunks(g.N * g.H, min_items(g.W * g.C), [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t n = r / g.H, h = r % g.H;
       const float* s = x + n * g.C * hw + h * g.W;
-      float* d = xt.data() + r * g.W * g.C;
-      for (int64_t w = 0; w < g.W; ++w)
-        for (int64_t c = 0; c < g.C; ++c) d[w * g.C + c] = s[c * hw + w];
+      float* d = xt.get() + r * g.W * g.C;
+      for (int64_t c = 0; c < g.C; ++c)  // one sequential read stream per channel plane
+        for (int64_t w = 0; w < g.W; ++w) d[w * g.C + c] = s[c * hw + w];
     }
   });
-  run_gemm(xt.data(), true, g, packed, M, lo, hi, y, impl);
+  run_gemm(xt.get(), true, g, packed, M, lo, hi, y, impl);
 }
 
 void depthwise_nhwc(const float* x, const NhwcGeom& g, const float* w, const float* bias,
