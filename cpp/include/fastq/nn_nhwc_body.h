@@ -1,8 +1,8 @@
 // Bodies of the NHWC float32 conv kernels (nn_nhwc.h), built once per ISA: the portable
 // build (Impl::Ref, 16-byte vectors, separate multiply and add), avx2/ (32-byte, FMA) and
 // avx512vnni/ (64-byte, FMA) each include this with FASTQ_NHWC_VEC_BYTES set. GCC/Clang
-// vector types, not intrinsics, except the one fused multiply-add per width. Internal
-// linkage (anonymous namespace) keeps the per-ISA copies apart (no ODR clash).
+// vector types, not intrinsics, except the fused multiply-add and the broadcast per width.
+// Internal linkage (anonymous namespace) keeps the per-ISA copies apart (no ODR clash).
 #pragma once
 #include <algorithm>
 #include <cstring>

@@ -150,7 +150,7 @@ class _ConvPlan:
         # the channels-last kind of this conv, if it has one (float32, 2-D)
         self.nhwc = None
         if x.dtype == np.float32 and nd == 2:
-            if self.path == "dw" and self.mult == 1:
+            if self.path == "dw" and self.mult == 1 and max(kernel) <= 64:   # kernel's limit
                 self.nhwc = "dw"
             elif self.path in ("1x1", "im2col") and group == 1:
                 self.nhwc = self.path
