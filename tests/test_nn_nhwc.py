@@ -106,6 +106,38 @@ def test_depthwise_nhwc_matches_oracle(case):
         check(y, want - b[None, :, None, None], -np.inf, np.inf, f"{impl} no bias")
 
 
+# 3x3 stride-1 rows with whole 16-channel vectors: the AVX-512 build computes pairs of
+# output rows together (interior groups of 8 and 4 pixels); odd row counts, top/bottom pads
+# of 0..2 and row chunks split across threads must all line up
+DW_PAIR_CASES = [(32, 13, 21, (1, 1), (1, 1)), (16, 10, 12, (0, 1), (2, 1)),
+                 (48, 9, 30, (1, 0), (1, 2)), (64, 7, 7, (1, 1), (1, 1)),
+                 (16, 6, 40, (2, 2), (0, 0)), (32, 4, 4, (0, 0), (0, 0))]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("case", DW_PAIR_CASES, ids=str)
+def test_depthwise_nhwc_row_pairs(case, threads):
+    c, h, wd, pb, pe = case
+    out = [h + pb[0] + pe[0] - 2, wd + pb[1] + pe[1] - 2]
+    x = RNG.standard_normal((2, c, h, wd)).astype(np.float32)
+    w = RNG.standard_normal((c, 1, 3, 3)).astype(np.float32)
+    b = RNG.standard_normal(c).astype(np.float32)
+    wfull = np.zeros((c, c, 3, 3), np.float32)
+    wfull[np.arange(c), np.arange(c)] = w[:, 0]
+    want = oracle(x, wfull, b, (1, 1), (1, 1), pb, out)
+    wp = np.ascontiguousarray(w[:, 0].transpose(1, 2, 0))
+    old = fastq.get_num_threads()
+    fastq.set_num_threads(threads)
+    try:
+        for impl in impls():
+            for lo, hi in CLAMPS[:2]:
+                y = _core.nn_depthwise_nhwc(nhwc(x), wp, b, [1, 1], [1, 1], list(pb), out, lo,
+                                            hi, impl)
+                check(y, want, lo, hi, f"{impl} [{lo}, {hi}]")
+    finally:
+        fastq.set_num_threads(old)
+
+
 # GEMM (1x1): (N, C, M, H, W, strides)
 GEMM_CASES = [
     (1, 16, 24, 7, 9, (1, 1)), (1, 1, 1, 1, 1, (1, 1)), (2, 3, 5, 3, 3, (1, 1)),
@@ -151,6 +183,7 @@ CONV_CASES = [
     (1, 3, 16, 40, 41, (3, 3), (1, 1), (1, 1), (1, 1), (1, 1)),
     (2, 8, 24, 30, 37, (3, 3), (2, 2), (2, 1), (2, 1), (2, 1)),
     (1, 5, 40, 9, 64, (3, 5), (1, 3), (3, 1), (0, 2), (0, 2)),
+    (1, 4, 9, 8, 8, (3, 3), (1, 1), (1, 1), (0, 0), (2, 2)),      # end pads > begin pads
 ]
 
 

@@ -350,9 +350,47 @@ inline void dw_pixels(const float* const* xs, int64_t kh0, int64_t kh1, int64_t 
                 y + j * C);
 }
 
+// Two output rows (oh, oh + 1) of NP pixels x one channel vector of a 3x3 stride-1
+// undilated depthwise conv, every tap of both rows inside the input: the four input rows'
+// vectors are loaded once each and feed both rows (up to six multiply-adds per load; the
+// loop is load-bound). x0: input row oh - PH at the column of pixel 0's tap 0; rows ldrow
+// floats apart. Per lane the same sequence as dw_vecs: bias, taps in (kh, kw) order, clamp.
+// Needs 2*NP accumulators + 9 weights in registers: the 32-register AVX-512 build only.
+template <int NP>
+inline void dw_2rows_k3s1(const float* x0, int64_t ldrow, const float* w, int64_t C,
+                          const float* bias, VF lo, VF hi, float* y0, float* y1) {
+  VF a0[NP], a1[NP], wk[9];
+  const VF b = bias ? vload(bias) : VF{};
+#pragma GCC unroll 16
+  for (int j = 0; j < NP; ++j) a0[j] = a1[j] = b;
+#pragma GCC unroll 9
+  for (int t = 0; t < 9; ++t) wk[t] = vload(w + t * C);
+#pragma GCC unroll 4
+  for (int r = 0; r < 4; ++r) {
+    const float* xr = x0 + r * ldrow;
+#pragma GCC unroll 18
+    for (int i = 0; i < NP + 2; ++i) {
+      const VF xv = vload(xr + i * C);
+#pragma GCC unroll 3
+      for (int kw = 0; kw < 3; ++kw) {
+        const int j = i - kw;
+        if (j < 0 || j >= NP) continue;
+        if (r < 3) a0[j] = vmadd(a0[j], xv, wk[r * 3 + kw]);
+        if (r >= 1) a1[j] = vmadd(a1[j], xv, wk[(r - 1) * 3 + kw]);
+      }
+    }
+  }
+#pragma GCC unroll 16
+  for (int j = 0; j < NP; ++j) {
+    vstore(y0 + j * C, vclamp(a0[j], lo, hi));
+    vstore(y1 + j * C, vclamp(a1[j], lo, hi));
+  }
+}
+
 // Output rows [r0, r1) (r = n*OH + oh) of the depthwise conv. Interior pixels (every kw tap
-// inside the row) go 8 or 4 at a time; border pixels run only their in-bounds kw taps; tap rows
-// outside the input are skipped for the whole row.
+// inside the row) go 8 or 4 at a time; border pixels run only their in-bounds kw taps; tap
+// rows outside the input are skipped for the whole row. In the AVX-512 build, pairs of
+// 3x3 stride-1 rows with all tap rows inside run their interior through dw_2rows_k3s1.
 void dw_rows_body(const float* x, const NhwcGeom& g, const float* w, const float* bias,
                   float lo, float hi, float* y, int64_t r0, int64_t r1) {
   const int64_t C = g.C, KW = g.KW, dwc = g.DW * C, step = g.SW * C;
@@ -361,7 +399,8 @@ void dw_rows_body(const float* x, const NhwcGeom& g, const float* w, const float
   const int64_t last = g.W - 1 - (KW - 1) * g.DW + g.PW;  // ow*SW <= last
   const int64_t hi_ow = last < 0 ? lo_ow : std::max(lo_ow, std::min(g.OW, last / g.SW + 1));
   const float* xo[kMaxTaps];
-  for (int64_t r = r0; r < r1; ++r) {
+  // row r with its first `done` interior pixels already computed
+  auto one_row = [&](int64_t r, int64_t done) {
     const int64_t n = r / g.OH, oh = r % g.OH;
     int64_t kh0 = 0, kh1 = g.KH;
     while (kh0 < kh1 && oh * g.SH - g.PH + kh0 * g.DH < 0) ++kh0;
@@ -385,7 +424,7 @@ void dw_rows_body(const float* x, const NhwcGeom& g, const float* w, const float
                    lo, hi, yr + ow * C);
     };
     for (int64_t ow = 0; ow < lo_ow; ++ow) border(ow);
-    int64_t ow = lo_ow;
+    int64_t ow = lo_ow + done;
     for (; ow + 8 <= hi_ow; ow += 8)
       dw_pixels<8>(at(ow, 0), kh0, kh1, 0, KW, KW, dwc, step, w, C, bias, lo, hi, yr + ow * C);
     for (; ow + 4 <= hi_ow; ow += 4)
@@ -393,6 +432,32 @@ void dw_rows_body(const float* x, const NhwcGeom& g, const float* w, const float
     for (; ow < hi_ow; ++ow)
       dw_pixels<1>(at(ow, 0), kh0, kh1, 0, KW, KW, dwc, step, w, C, bias, lo, hi, yr + ow * C);
     for (ow = hi_ow; ow < g.OW; ++ow) border(ow);
+  };
+  const bool pairs = FASTQ_NHWC_VEC_BYTES == 64 && g.KH == 3 && KW == 3 && g.SH == 1 &&
+                     g.SW == 1 && g.DH == 1 && g.DW == 1 && C % kL == 0;
+  const VF lov = vset1(lo), hiv = vset1(hi);
+  for (int64_t r = r0; r < r1; ++r) {
+    const int64_t n = r / g.OH, oh = r % g.OH;
+    if (pairs && r + 1 < r1 && oh + 1 < g.OH && oh - g.PH >= 0 && oh + 3 - g.PH < g.H) {
+      // stride 1: lo_ow == PW, so the interior starts at input column 0
+      const float* x0 = x + ((n * g.H + oh - g.PH) * g.W + lo_ow - g.PW) * C;
+      float* y0 = y + (r * g.OW + lo_ow) * C;
+      const int64_t ldy = g.OW * C, ldx = g.W * C, width = hi_ow - lo_ow;
+      int64_t done = 0;
+      for (; done + 8 <= width; done += 8)
+        for (int64_t c = 0; c < C; c += kL)
+          dw_2rows_k3s1<8>(x0 + done * C + c, ldx, w + c, C, bias ? bias + c : nullptr, lov,
+                           hiv, y0 + done * C + c, y0 + ldy + done * C + c);
+      for (; done + 4 <= width; done += 4)
+        for (int64_t c = 0; c < C; c += kL)
+          dw_2rows_k3s1<4>(x0 + done * C + c, ldx, w + c, C, bias ? bias + c : nullptr, lov,
+                           hiv, y0 + done * C + c, y0 + ldy + done * C + c);
+      one_row(r, done);
+      one_row(r + 1, done);
+      ++r;
+      continue;
+    }
+    one_row(r, 0);
   }
 }
 
