@@ -262,11 +262,12 @@ inline void dw_scalar(const float* const* xs, int64_t kh0, int64_t kh1, int64_t 
   }
 }
 
-// dw_vecs for the common 3-wide kernel row (all three kw taps inside the input), unrolled;
-// with S1 (stride 1, dilation 1) pixel j's tap kw is input column j + kw, so each input
-// vector is loaded once and used for up to three outputs. Same per-lane sequence (bias,
-// taps in (kh, kw) order, clamp) as dw_vecs.
-template <int NP, int NV, bool S1>
+// dw_vecs for the common 3-wide kernel row (all three kw taps inside the input), unrolled.
+// Undilated with stride S = 1 or 2, pixel j's tap kw is input column S*j + kw, so each
+// input vector is loaded once and used by every pixel that reads it (stride 1: three,
+// stride 2: tap 2 of pixel j is tap 0 of pixel j + 1); S = 0: any stride/dilation, no
+// sharing. Same per-lane sequence (bias, taps in (kh, kw) order, clamp) as dw_vecs.
+template <int NP, int NV, int S>
 inline void dw_vecs_k3(const float* const* xs, int64_t kh0, int64_t kh1, int64_t dwc,
                        int64_t step, const float* w, int64_t C, const float* bias, VF lo,
                        VF hi, float* y) {
@@ -284,13 +285,15 @@ inline void dw_vecs_k3(const float* const* xs, int64_t kh0, int64_t kh1, int64_t
     for (int v = 0; v < NV; ++v) {
       const VF w0 = vload(wrow + v * kL), w1 = vload(wrow + C + v * kL),
                w2 = vload(wrow + 2 * C + v * kL);
-      if constexpr (S1) {
+      if constexpr (S == 1 || S == 2) {
 #pragma GCC unroll 18
-        for (int i = 0; i < NP + 2; ++i) {
+        for (int i = 0; i < S * (NP - 1) + 3; ++i) {  // input columns, in order
           const VF xv = vload(xrow + i * C + v * kL);
-          if (i < NP) acc[i][v] = vmadd(acc[i][v], xv, w0);
-          if (i >= 1 && i - 1 < NP) acc[i - 1][v] = vmadd(acc[i - 1][v], xv, w1);
-          if (i >= 2) acc[i - 2][v] = vmadd(acc[i - 2][v], xv, w2);
+          if (i % S == 0 && i / S < NP) acc[i / S][v] = vmadd(acc[i / S][v], xv, w0);
+          if (i >= 1 && (i - 1) % S == 0 && (i - 1) / S < NP)
+            acc[(i - 1) / S][v] = vmadd(acc[(i - 1) / S][v], xv, w1);
+          if (i >= 2 && (i - 2) % S == 0 && (i - 2) / S < NP)
+            acc[(i - 2) / S][v] = vmadd(acc[(i - 2) / S][v], xv, w2);
         }
       } else {
 #pragma GCC unroll 16
@@ -327,15 +330,18 @@ inline void dw_pixels(const float* const* xs, int64_t kh0, int64_t kh1, int64_t 
   };
   int64_t c = 0;
   if (KW == 3 && kw0 == 0 && kw1 == 3) {
-    const bool s1 = step == C && dwc == C;
+    const int s = dwc != C ? 0 : step == C ? 1 : step == 2 * C ? 2 : 0;
     for (; c + kDwNV * kL <= C; c += kDwNV * kL) {
       const float* bc = bias ? bias + c : nullptr;
-      if (s1)
-        dw_vecs_k3<NP, kDwNV, true>(shifted(c), kh0, kh1, dwc, step, w + c, C, bc, lov, hiv,
-                                    y + c);
+      if (s == 1)
+        dw_vecs_k3<NP, kDwNV, 1>(shifted(c), kh0, kh1, dwc, step, w + c, C, bc, lov, hiv,
+                                 y + c);
+      else if (s == 2)
+        dw_vecs_k3<NP, kDwNV, 2>(shifted(c), kh0, kh1, dwc, step, w + c, C, bc, lov, hiv,
+                                 y + c);
       else
-        dw_vecs_k3<NP, kDwNV, false>(shifted(c), kh0, kh1, dwc, step, w + c, C, bc, lov, hiv,
-                                     y + c);
+        dw_vecs_k3<NP, kDwNV, 0>(shifted(c), kh0, kh1, dwc, step, w + c, C, bc, lov, hiv,
+                                 y + c);
     }
   }
   for (; c + 2 * kL <= C; c += 2 * kL)
