@@ -22,6 +22,7 @@ void bind_requant(py::module_& m);   // bind_requant.cpp: requantize, (de)quanti
 void bind_stats(py::module_& m);     // bind_stats.cpp: statistics collectors
 void bind_runtime(py::module_& m);   // bind_runtime.cpp: float/int8 conv and other op kernels
 void bind_satcount(py::module_& m);  // bind_satcount.cpp: conv saturation counts, error stats
+void bind_nn_nhwc(py::module_& m);    // bind_nn_nhwc.cpp: NHWC float conv kernels
 
 // Shared argument checks (throw std::invalid_argument with the shapes in the message).
 void require_ndim(const py::array& a, int ndim, const char* what);

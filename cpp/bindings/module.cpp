@@ -56,4 +56,5 @@ PYBIND11_MODULE(_core, m) {
   fastq::bind_stats(m);
   fastq::bind_runtime(m);
   fastq::bind_satcount(m);
+  fastq::bind_nn_nhwc(m);
 }

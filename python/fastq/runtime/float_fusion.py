@@ -8,6 +8,12 @@ pattern fuses only when the intermediate has that one consumer and is neither a 
 nor a tensor the session keeps for ``run_with_intermediates``, so every requested tensor
 still exists. Results differ from the unfused graph by float rounding only (ONNX Runtime folds the
 same way).
+
+Layout: a float Conv/FusedConv whose output may be handed on as an NCHW-shaped view of an NHWC
+buffer gets the attribute ``nhwc_out`` (ops/nn_conv.py): when every consumer is a conv with an
+NHWC path (reads the buffer with no copy), a GlobalAveragePool (averages channel rows) or an
+elementwise op in ``_LAYOUT_KEEPING`` (numpy ufuncs keep the operands' memory order) whose own
+output satisfies the same rule, and no tensor on the way is a graph output or kept tensor.
 """
 
 from __future__ import annotations
@@ -113,6 +119,69 @@ def _act_bounds(act: Node, consts: Dict[str, np.ndarray]):
     return bounds[0], bounds[1]
 
 
+# Elementwise ops audited to compute on strided views with numpy ufuncs (order 'K': an NHWC
+# view in gives an NHWC view out): they pass the layout on to their consumers.
+_LAYOUT_KEEPING = {("", "Add"), ("", "Sub"), ("", "Mul"), ("", "Div"), ("", "Relu"),
+                   ("", "Clip"), (DOMAIN, "FusedAdd")}
+# Keep 2-D 3x3 stride-1 group-1 convs with >= this many channels NCHW: they run Winograd
+# (nn_conv.py), which has no NHWC path, so an NHWC input would cost it a copy.
+_WINOGRAD_MIN_CHANNELS = 16
+
+
+def _nhwc_conv(n: Node, consts: Dict[str, np.ndarray]) -> bool:
+    """True for a float32 2-D conv with constant weights that nn_conv.py runs channels-last:
+    depthwise with multiplier 1, or group 1 except the Winograd-sized 3x3 stride-1 ones."""
+    if not ((n.domain == "" and n.op_type == "Conv")
+            or (n.domain == DOMAIN and n.op_type == "FusedConv")) or len(n.inputs) < 2:
+        return False
+    w = consts.get(n.inputs[1])
+    if not isinstance(w, np.ndarray) or w.ndim != 4 or w.dtype != np.float32:
+        return False
+    group = int(n.attr("group", 1))
+    m, cg, kh, kw = w.shape
+    if group != 1:
+        return cg == 1 and m == group
+    ones = [1, 1]
+    return not ((kh, kw) == (3, 3) and list(n.attr("strides", ones)) == ones
+                and list(n.attr("dilations", ones)) == ones
+                and min(cg, m) >= _WINOGRAD_MIN_CHANNELS)
+
+
+def mark_nhwc_outputs(nodes: List[Node], consts: Dict[str, np.ndarray], pinned: Set[str]
+                      ) -> List[Node]:
+    """``nodes`` with ``nhwc_out=1`` on every NHWC-path conv whose output may stay an NHWC
+    view (the rule in the module docstring)."""
+    cons = _consumers(nodes)
+    memo: Dict[str, bool] = {}
+
+    def view_ok(name: str) -> bool:
+        if name in memo:
+            return memo[name]
+        memo[name] = False   # a cycle (impossible in a DAG) stays conservative
+        ok = name not in pinned and bool(cons.get(name))
+        for c in cons.get(name, []):
+            if not ok:
+                break
+            if _nhwc_conv(c, consts):
+                ok = c.inputs[0] == name and name not in c.inputs[1:]
+            elif c.domain == "" and c.op_type == "GlobalAveragePool":
+                ok = True
+            elif (c.domain, c.op_type) in _LAYOUT_KEEPING and len(c.outputs) == 1:
+                ok = view_ok(c.outputs[0])
+            else:
+                ok = False
+        memo[name] = ok
+        return ok
+
+    out = []
+    for n in nodes:
+        if _nhwc_conv(n, consts) and len(n.outputs) == 1 and view_ok(n.outputs[0]):
+            n = Node(n.name, n.op_type, n.domain, n.version, n.opset,
+                     dict(n.attrs, nhwc_out=1), n.inputs, n.outputs, n.proto)
+        out.append(n)
+    return out
+
+
 def float_fusion_stage(nodes: List[Node], consts: Dict[str, np.ndarray], ctx: OpContext
                        ) -> List[Node]:
     pinned = set(ctx.graph_outputs) | _implicit(nodes)
@@ -158,13 +227,13 @@ def float_fusion_stage(nodes: List[Node], consts: Dict[str, np.ndarray], ctx: Op
                                    {"activation": "Relu"}, n.inputs, nxt.outputs, None)
                 dropped.add(id(nxt))
     if not swap:
-        return nodes
+        return mark_nhwc_outputs(nodes, consts, pinned)
     out = [swap.get(id(n), n) for n in nodes if id(n) not in dropped]
     # intermediates that no longer exist: run_with_intermediates names them in its error
     gone = ctx.rewrites.setdefault("fused_away", set())
     gone.update(x for n in nodes for x in n.outputs if x)
     gone.difference_update(x for n in out for x in n.outputs if x)
-    return out
+    return mark_nhwc_outputs(out, consts, pinned)
 
 
 graph.GRAPH_REWRITES.append(float_fusion_stage)

@@ -124,6 +124,16 @@ def channel_axis_shape(ndim: int, n: int) -> Tuple[int, ...]:
     return (1, n) + (1,) * (ndim - 2)
 
 
+def nhwc_view(x) -> "np.ndarray | None":
+    """The C-contiguous NHWC buffer behind a 4-D NCHW-shaped view (what the channels-last
+    convs return: ``y_nhwc.transpose(0, 3, 1, 2)``), or None for a C-contiguous (NCHW) or
+    otherwise strided array."""
+    if type(x) is not np.ndarray or x.ndim != 4 or x.flags.c_contiguous:
+        return None
+    t = x.transpose(0, 2, 3, 1)
+    return t if t.flags.c_contiguous else None
+
+
 def float_impl() -> str:
     """Impl of the float kernels, from the int8 default (best built impl this CPU runs,
     capped by FASTQ_ISA / kernels.use_impl), except that a VNNI host runs the AVX2 build:
@@ -144,4 +154,19 @@ def float_impl() -> str:
 
 
 _FLOAT_IMPL_RAW: dict = {}   # (use_impl cap, FASTQ_ISA text) -> float impl
+
+
+def nhwc_impls() -> tuple:
+    """(GEMM impl, depthwise impl) of the channels-last conv kernels: float_impl() and the
+    best built impl itself (also AVX-512: the channels-last depthwise loop is load-bound, and
+    16-lane loads measured ~20% faster on every MobileNet layer; its GEMM is not, so it
+    keeps float_impl's AVX2 build). Memoized like float_impl."""
+    raw = (getattr(_kernels._override, "impl", None), _environ.get("FASTQ_ISA"))
+    got = _NHWC_IMPLS_RAW.get(raw)
+    if got is None:
+        got = _NHWC_IMPLS_RAW[raw] = (float_impl(), _kernels.default_impl())
+    return got
+
+
+_NHWC_IMPLS_RAW: dict = {}   # (use_impl cap, FASTQ_ISA text) -> (GEMM impl, depthwise impl)
 _FLOAT_IMPL: dict = {}   # cap (None, "ref", "avx2", ...) -> float impl; the CPU never changes

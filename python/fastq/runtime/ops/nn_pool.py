@@ -13,8 +13,8 @@ import numpy as np
 from ... import _core
 from ...errors import UnsupportedOpError
 from ..registry import Node, register
-from .nn_common import (fail, float_impl, float_in, ints_attr, need, spatial_rank,
-                        window_geometry)
+from .nn_common import (fail, float_impl, float_in, ints_attr, need, nhwc_view,
+                        spatial_rank, window_geometry)
 
 
 def _pool(node: Node, x, kind: str, want_indices: bool = False):
@@ -80,6 +80,15 @@ def _spatial_axes(node: Node, x) -> tuple:
 @register("GlobalAveragePool")
 def global_average_pool(node: Node, x):
     axes = _spatial_axes(node, x)
+    buf = nhwc_view(x)
+    if buf is not None:
+        # channels-last view (an NHWC conv's output): average the (N, H*W, C) rows, a
+        # vectorized sum of whole channel rows; accumulated in float64 for long planes
+        n, h, w, c = buf.shape
+        acc = np.float64 if h * w > 256 else buf.dtype
+        y = np.add.reduce(buf.reshape(n, h * w, c), axis=1, dtype=acc)
+        y = (y / (h * w)).astype(x.dtype, copy=False)
+        return y.reshape(n, c, 1, 1)
     return np.mean(x, axis=axes, keepdims=True, dtype=x.dtype)
 
 
