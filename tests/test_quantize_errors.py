@@ -160,6 +160,31 @@ def test_cli_quantize(small, tmp_path, capsys):
     onnx.checker.check_model(onnx.load(str(tmp_path / "q.onnx")))
 
 
+def test_cli_threads(small, tmp_path, capsys):
+    """--threads N sets the thread count (one thread gives the same model as all cores);
+    --threads 0 is an argparse usage error."""
+    m, data = small
+    onnx.save(m, str(tmp_path / "f.onnx"))
+    np.savez(tmp_path / "cal.npz", input=np.concatenate([d["input"] for d in data]))
+    before = fastq.get_num_threads()
+    try:
+        outs = []
+        for n in ("1", "2"):
+            out = tmp_path / f"q{n}.onnx"
+            assert main(["quantize", str(tmp_path / "f.onnx"), "-o", str(out), "--data",
+                         str(tmp_path / "cal.npz"), "--no-progress", "--threads", n]) == 0
+            assert fastq.get_num_threads() == int(n)
+            outs.append(onnx.load(str(out)))
+        assert outs[0].graph.initializer == outs[1].graph.initializer
+        with pytest.raises(SystemExit):
+            main(["quantize", str(tmp_path / "f.onnx"), "-o", str(tmp_path / "x.onnx"),
+                  "--data", str(tmp_path / "cal.npz"), "--threads", "0"])
+        assert "--threads must be at least 1" in capsys.readouterr().err
+    finally:
+        fastq.set_num_threads(0)
+        assert fastq.get_num_threads() == before
+
+
 @pytest.mark.parametrize("problem", ["missing_data", "bad_shape", "nan", "bad_out"])
 def test_cli_errors_one_line(small, tmp_path, capsys, problem):
     m, data = small

@@ -165,6 +165,18 @@ def _demo(args) -> int:
     return 0
 
 
+def _threads(text: str) -> int:
+    n = int(text)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"--threads must be at least 1, got {n}")
+    return n
+
+
+def _threads_arg(p) -> None:
+    p.add_argument("--threads", type=_threads, metavar="N",
+                   help="threads for calibration and the int8 kernels (default: all cores)")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="fastq", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -182,6 +194,7 @@ def main(argv=None) -> int:
     p.add_argument("--metric", help="AccuracyAwareQuantization: top1, neg_mse or "
                    "MODULE:FUNCTION (metric(outputs, annotation) -> float, higher is better)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    _threads_arg(p)
     p.set_defaults(func=_quantize)
     p = sub.add_parser("saturation", help="per int8 layer of a QDQ model: what AVX2 "
                        "(sat16pair) saturation changes against VNNI (exact32)")
@@ -195,12 +208,16 @@ def main(argv=None) -> int:
     p.add_argument("--limit", type=int, help="analyze only the first LIMIT samples")
     p.add_argument("--metric", help="also compare a metric (top1, neg_mse or MODULE:FUNCTION) "
                    "on both arithmetics; DATA.npz then holds an array 'labels'")
+    _threads_arg(p)
     p.set_defaults(func=_saturation)
     p = sub.add_parser("demo", help="quantize the packaged digits CNN and compare accuracy")
     p.add_argument("-o", "--output", help="where to write the int8 model (default: temp dir)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_demo)
     args = parser.parse_args(argv)
+    if getattr(args, "threads", None) is not None:
+        import fastq
+        fastq.set_num_threads(args.threads)
     try:
         return args.func(args)
     except Exception as e:  # one-line error, non-zero exit
