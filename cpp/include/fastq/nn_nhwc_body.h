@@ -214,6 +214,26 @@ void gemm_rows_body(const float* x, bool im2col, const NhwcGeom& g, const float*
 
 // ---- depthwise ----------------------------------------------------------------------------
 
+// The depthwise accumulators of NP pixels x NV channel vectors: start at the bias (or 0);
+// stored clamped, pixels C floats apart.
+template <int NP, int NV>
+inline void dw_acc_init(VF (&acc)[NP][NV], const float* bias) {
+#pragma GCC unroll 8
+  for (int v = 0; v < NV; ++v) {
+    const VF b = bias ? vload(bias + v * kL) : VF{};
+#pragma GCC unroll 16
+    for (int j = 0; j < NP; ++j) acc[j][v] = b;
+  }
+}
+
+template <int NP, int NV>
+inline void dw_acc_store(const VF (&acc)[NP][NV], int64_t C, VF lo, VF hi, float* y) {
+#pragma GCC unroll 16
+  for (int j = 0; j < NP; ++j)
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) vstore(y + j * C + v * kL, vclamp(acc[j][v], lo, hi));
+}
+
 // NP output pixels (input columns `step` floats apart, tap row kh at xs[kh], tap 0 of
 // pixel 0) x NV channel vectors: bias, taps kh in [kh0, kh1), kw in [kw0, kw1) in that
 // order, clamp, store NP pixels C floats apart. xs, w, bias and y start at the block's
@@ -223,12 +243,7 @@ inline void dw_vecs(const float* const* xs, int64_t kh0, int64_t kh1, int64_t kw
                     int64_t kw1, int64_t KW, int64_t dwc, int64_t step, const float* w,
                     int64_t C, const float* bias, VF lo, VF hi, float* y) {
   VF acc[NP][NV];
-#pragma GCC unroll 8
-  for (int v = 0; v < NV; ++v) {
-    const VF b = bias ? vload(bias + v * kL) : VF{};
-#pragma GCC unroll 8
-    for (int j = 0; j < NP; ++j) acc[j][v] = b;
-  }
+  dw_acc_init<NP, NV>(acc, bias);
   for (int64_t kh = kh0; kh < kh1; ++kh) {
     const float* xrow = xs[kh];
     const float* wrow = w + kh * KW * C;
@@ -243,10 +258,7 @@ inline void dw_vecs(const float* const* xs, int64_t kh0, int64_t kh1, int64_t kw
       }
     }
   }
-#pragma GCC unroll 8
-  for (int j = 0; j < NP; ++j)
-#pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v) vstore(y + j * C + v * kL, vclamp(acc[j][v], lo, hi));
+  dw_acc_store<NP, NV>(acc, C, lo, hi, y);
 }
 
 // The same for one pixel and the channels [c0, C) one at a time (the channel tail).
@@ -272,12 +284,7 @@ inline void dw_vecs_k3(const float* const* xs, int64_t kh0, int64_t kh1, int64_t
                        int64_t step, const float* w, int64_t C, const float* bias, VF lo,
                        VF hi, float* y) {
   VF acc[NP][NV];
-#pragma GCC unroll 8
-  for (int v = 0; v < NV; ++v) {
-    const VF b = bias ? vload(bias + v * kL) : VF{};
-#pragma GCC unroll 16
-    for (int j = 0; j < NP; ++j) acc[j][v] = b;
-  }
+  dw_acc_init<NP, NV>(acc, bias);
   for (int64_t kh = kh0; kh < kh1; ++kh) {
     const float* xrow = xs[kh];
     const float* wrow = w + kh * 3 * C;
@@ -306,10 +313,7 @@ inline void dw_vecs_k3(const float* const* xs, int64_t kh0, int64_t kh1, int64_t
       }
     }
   }
-#pragma GCC unroll 16
-  for (int j = 0; j < NP; ++j)
-#pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v) vstore(y + j * C + v * kL, vclamp(acc[j][v], lo, hi));
+  dw_acc_store<NP, NV>(acc, C, lo, hi, y);
 }
 
 // Channel vectors per block of the 3-wide body: 8 pixels x kDwNV accumulators fit the
