@@ -3,7 +3,8 @@ on up to ``fastq.get_num_threads()`` Python threads and yields the results in it
 caller that merges them in that order gets the bits a serial loop gets. The heavy work (C++
 kernels, numpy ufuncs, BLAS) releases the GIL; each worker runs its C++ kernels inline (a
 per-thread cap of 1) and the BLAS library numpy loaded is held at one thread while the map
-runs (restored after), so the workers never queue on one shared pool. At most
+runs (restored after; also with one worker), so the workers never queue on one shared pool
+or oversubscribe the cores. At most
 ``workers + 1`` items are in flight: memory stays bounded by a few items' live sets.
 """
 
@@ -86,8 +87,9 @@ def ordered_map(fn: Callable[[T], R], items: Iterable[T],
     turn comes; items not yet started are then dropped. ``fn`` must be safe to call from
     several threads at once (an InferenceSession's run is: all per-run state is local)."""
     n = int(_core.get_num_threads()) if workers is None else int(workers)
-    if n <= 1:
-        yield from map(fn, items)
+    if n <= 1:     # one thread asked for: BLAS too (its own threads only contend here)
+        with blas_single_thread():
+            yield from map(fn, items)
         return
     it = iter(items)
     pending: deque = deque()
