@@ -4,12 +4,7 @@ suite compares single-threaded engines."""
 
 from __future__ import annotations
 
-import ctypes
-import glob
-import os
 import time
-
-import numpy as np
 
 
 def best_time(fn, reps: int = 5, warmup: int = 0) -> float:
@@ -25,14 +20,6 @@ def best_time(fn, reps: int = 5, warmup: int = 0) -> float:
 
 
 def blas_threads(n: int) -> bool:
-    """Set numpy's bundled OpenBLAS thread count (no threadpoolctl dependency)."""
-    libs = glob.glob(os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs",
-                                  "libscipy_openblas*.so"))
-    for path in libs:
-        lib = ctypes.CDLL(path)
-        for sym in ("scipy_openblas_set_num_threads64_", "openblas_set_num_threads"):
-            fn = getattr(lib, sym, None)
-            if fn is not None:
-                fn(n)
-                return True
-    return False
+    """Set numpy's bundled OpenBLAS thread count (fastq's own finder; no threadpoolctl)."""
+    from fastq.runtime.parallel import set_blas_threads
+    return set_blas_threads(n)

@@ -44,6 +44,9 @@ def test_worker_threads_give_the_serial_bits():
             for t in plan.activations:
                 assert np.array_equal(one.means[t], par.means[t])
     assert [g() for _, g in libs] == before
+    if libs:                                      # numpy's wheels bundle OpenBLAS
+        assert parallel.set_blas_threads(1) and [g() for _, g in libs] == [1] * len(libs)
+        parallel.set_blas_threads(before[0])
 
 
 def test_ordered_map_keeps_order_and_raises_in_turn():

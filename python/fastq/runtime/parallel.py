@@ -59,6 +59,15 @@ def _blas_libraries() -> list:
     return found
 
 
+def set_blas_threads(n: int) -> bool:
+    """Set every loaded OpenBLAS's thread count (process-wide); False when none is found."""
+    libs = _blas_libraries()
+    with _BLAS_LOCK:
+        for s, _ in libs:
+            s(int(n))
+    return bool(libs)
+
+
 @contextmanager
 def blas_single_thread():
     """Hold every loaded OpenBLAS at one thread inside the block (process-wide; restored on
