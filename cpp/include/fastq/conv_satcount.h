@@ -77,6 +77,23 @@ AccErrorStats conv_u8s8_satstats(const uint8_t* x, const ConvShape& s, const Pac
 AccErrorStats gemm_u8s8_satstats(const uint8_t* x, int64_t M, const PackedB& b,
                                  const SatStatsArgs& a);
 
+// The same pass for a requantized conv layer in the int8 executor's layout
+// (conv_satstats_nhwc.cpp): x u8 [N, H, W, C] when x_nhwc, else NCHW; out [N, OH, OW, OC] u8
+// (s8 when y_signed) is what qconv_requant_nhwc returns in the base arithmetic, requantized
+// from the base sums of the counting pass with zcomp / mult per output channel (requant.h).
+// Stats: a.zc (usually zcomp), a.scale, a.bias as above (|zc| < 2^53); a.base_out unused.
+// The float figures are summed in satstats.h's order (equal to the above up to rounding).
+struct RequantOut {
+  const int64_t* zcomp;
+  const float* mult;
+  int32_t y_zp;
+  bool y_signed;
+  void* out;
+};
+AccErrorStats qconv_requant_satstats_nhwc(const uint8_t* x, bool x_nhwc, const ConvShape& s,
+                                          const PackedConv& w, uint8_t x_zp,
+                                          const SatStatsArgs& a, const RequantOut& r);
+
 // The quantized layers' float epilogue over raw sums laid out [outer, C, inner]:
 //   out = float(int64(acc) - zc[c]) * scale[c] (+ bias[c])   (float32, in this order)
 // the operations qconv / qlinear_epilogue perform (-ffp-contract=off), so a layer's float
