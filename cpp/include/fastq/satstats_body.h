@@ -3,7 +3,8 @@
 // with AVX-512 flags. The float sums use a fixed order -- the signal in 16 lanes by c % 16,
 // row by row, then a fixed tree; d^2 per channel in row order -- which the compilers
 // vectorize without reassociating (no -ffast-math), so every build gives the same bits.
-// A row whose target sums equal its base sums (memcmp) skips the difference work.
+// A row whose target sums equal its base sums (memcmp) skips the difference work, and so does
+// each run of 16 equal channels in a changed row (a difference of 0 adds exactly nothing).
 #pragma once
 #include <algorithm>
 #include <cstring>
@@ -39,14 +40,22 @@ inline void row_stats_body(const RowStatsArgs& a, RowStats& p, double* d2) {
     }
     if (a.target == a.base || std::memcmp(t, b, static_cast<size_t>(C) * 4) == 0) continue;
     any = true;
-    for (int64_t c = 0; c < C; ++c) {
-      const int64_t d = int64_t(t[c]) - int64_t(b[c]);
-      const int64_t ad = d < 0 ? -d : d;
-      changed += d != 0;
-      max_abs = std::max(max_abs, ad);
-      sum_abs += ad;
-      const double dd = static_cast<double>(t[c]) - static_cast<double>(b[c]);  // exact
-      d2[c] += dd * dd;
+    // a changed row usually differs in a few channels: runs of 16 channels that are equal
+    // add exactly nothing (d = 0), so they are skipped
+    for (int64_t c0 = 0; c0 < C; c0 += kStatLanes) {
+      const int64_t n = std::min<int64_t>(kStatLanes, C - c0);
+      int32_t diff = 0;
+      for (int64_t l = 0; l < n; ++l) diff |= t[c0 + l] ^ b[c0 + l];
+      if (diff == 0) continue;
+      for (int64_t c = c0; c < c0 + n; ++c) {
+        const int64_t d = int64_t(t[c]) - int64_t(b[c]);
+        const int64_t ad = d < 0 ? -d : d;
+        changed += d != 0;
+        max_abs = std::max(max_abs, ad);
+        sum_abs += ad;
+        const double dd = static_cast<double>(t[c]) - static_cast<double>(b[c]);  // exact
+        d2[c] += dd * dd;
+      }
     }
   }
   for (int l = 0; l < kStatLanes; ++l) p.sig[l] = sig[l];

@@ -117,7 +117,7 @@ void micro4_asm(const uint8_t* ap, int64_t lda, const int8_t* b, int64_t panel_s
 template <int MR>
 void micro(const uint8_t* ap, int64_t lda, const int8_t* b, int64_t panel_stride, int64_t ng,
            const uint8_t* f0, const uint8_t* f1, int32_t* c, int32_t* ce, int64_t ldc,
-           int64_t ncols, bool first, int64_t* counts) {
+           int64_t ncols, bool first, __m512i* colcnt) {
   __m512i sat[MR][2], ex[MR][2], cnt[2];
   __mmask16 mask[2];
   unroll<2>([&](auto v) {
@@ -174,17 +174,13 @@ void micro(const uint8_t* ap, int64_t lda, const int8_t* b, int64_t panel_stride
       _mm512_mask_storeu_epi32(ep, mask[v], e);
     });
   });
-  unroll<2>([&](auto v) {
-    alignas(64) int32_t per_col[16];
-    _mm512_store_si512(per_col, _mm512_madd_epi16(cnt[v], ones));  // both pairs of a column
-    const int64_t cols = std::min<int64_t>(16, ncols - v * 16);
-    for (int64_t j = 0; j < cols; ++j) counts[v * 16 + j] += per_col[j];
-  });
+  // both pairs of a column into its int32 lane (the caller widens them to int64)
+  unroll<2>([&](auto v) { colcnt[v] = _mm512_add_epi32(colcnt[v], _mm512_madd_epi16(cnt[v], ones)); });
 }
 
 using MicroFn = void (*)(const uint8_t*, int64_t, const int8_t*, int64_t, int64_t,
                          const uint8_t*, const uint8_t*, int32_t*, int32_t*, int64_t, int64_t,
-                         bool, int64_t*);
+                         bool, __m512i*);
 
 template <int... R>
 constexpr std::array<MicroFn, sizeof...(R)> make_table(std::integer_sequence<int, R...>) {
@@ -212,13 +208,30 @@ void gemm_u8s8_satcount_avx512vnni(const GemmTile& t, int32_t* c_exact, int64_t*
       const bool two = p + 1 < t.p1;
       const int8_t* bp = b.panel(p) + k0 * kPanel;
       const int64_t ncols = std::min<int64_t>((two ? 2 : 1) * kPanel, b.N - p * kPanel);
+      // per-column counts stay in int32 lanes over up to kFlush tiles (each adds at most
+      // 2 * kMR * kKc / 4 = 8192 per lane), then widen into the int64 totals
+      constexpr int64_t kFlush = 1024;
+      __m512i colcnt[2] = {_mm512_setzero_si512(), _mm512_setzero_si512()};
+      auto flush = [&]() {
+        alignas(64) int32_t per_col[2][16];
+        _mm512_store_si512(per_col[0], colcnt[0]);
+        _mm512_store_si512(per_col[1], colcnt[1]);
+        for (int64_t j = 0; j < ncols; ++j) counts[p * kPanel + j] += per_col[j / 16][j % 16];
+        colcnt[0] = colcnt[1] = _mm512_setzero_si512();
+      };
+      int64_t tiles = 0;
       for (int64_t m = 0; m < t.m; m += kMR) {
         const int mr = static_cast<int>(std::min<int64_t>(kMR, t.m - m));
         const uint8_t* f0 = flags + p * groups + k0 / kGroup;
         table[mr - 1](t.a + m * t.lda + k0, t.lda, bp, two ? panel_stride : 0, ng, f0,
-                      two ? f0 + groups : f0, t.c + m * t.ldc + p * kPanel, c_exact + m * t.ldc + p * kPanel, t.ldc,
-                      ncols, k0 == 0, counts + p * kPanel);
+                      two ? f0 + groups : f0, t.c + m * t.ldc + p * kPanel,
+                      c_exact + m * t.ldc + p * kPanel, t.ldc, ncols, k0 == 0, colcnt);
+        if (++tiles == kFlush) {
+          flush();
+          tiles = 0;
+        }
       }
+      flush();
     }
   }
 }
