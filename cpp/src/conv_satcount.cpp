@@ -117,6 +117,11 @@ void dw_flat_satcount_planes_ref(const DwSatArgs& a, int64_t p0, int64_t p1,
   dw_flat_satcount_body(a, p0, p1, per_plane);
 }
 
+void dw_flat_satcount_nhwc_row_ref(const DwNhwcSatArgs& a, int64_t n, int64_t oh, int32_t* sat,
+                                   int32_t* exact, int64_t* lim) {
+  dw_flat_satcount_nhwc_row_body(a, n, oh, sat, exact, lim);
+}
+
 void conv_u8s8_satcount(const uint8_t* x, const ConvShape& s, const PackedConv& w,
                         uint8_t x_zp, int32_t* c_sat, int32_t* c_exact, int64_t* limit_counts,
                         Impl impl) {

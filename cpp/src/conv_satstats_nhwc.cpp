@@ -5,7 +5,7 @@
 // the input rows themselves for 1x1 unpadded convs, else an L2-sized im2col block) through the
 // counting kernel, then the block's error reduction (satstats.h) and requantization while it
 // is in cache. Per-tap depthwise convs cannot saturate (target == base): the plain NHWC rows
-// plus the signal. Per-block partial figures merge in block order: no thread-count dependence.
+// plus the signal; flat-pairing ones (multiplier 1) count NHWC rows directly. Per-block partial figures merge in block order: no thread-count dependence.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -69,6 +69,57 @@ AccErrorStats dw_fallback(const uint8_t* x, bool x_nhwc, const ConvShape& s,
   return st;
 }
 
+// Flat-pairing depthwise, multiplier 1: the NHWC counting rows (conv_satcount_body.h), each
+// reduced and requantized as it is produced.
+AccErrorStats dw_flat(const uint8_t* x, bool x_nhwc, const ConvShape& s, const PackedConv& w,
+                      uint8_t x_zp, const SatStatsArgs& a, const RequantOut& r,
+                      const std::vector<double>& zcd, const std::vector<double>& bias) {
+  void (*row)(const DwNhwcSatArgs&, int64_t, int64_t, int32_t*, int32_t*, int64_t*) =
+      dw_flat_satcount_nhwc_row_ref;
+#if defined(FASTQ_HAVE_X86)
+  if (a.impl == Impl::Avx512Vnni) row = dw_flat_satcount_nhwc_row_avx2;
+#endif
+  const RowStatsFn stats = row_stats_kernel(a.impl);
+  const int64_t C = s.C, OH = s.OH(), OW = s.OW(), T = s.KH * s.KW, HW = s.H * s.W;
+  const uint8_t* nhwc = x;
+  thread_local std::vector<uint8_t> xt;
+  if (!x_nhwc) {
+    uint8_t* t = grown(xt, static_cast<size_t>(s.N * HW * C));
+    for (int64_t n = 0; n < s.N; ++n)
+      transpose2d(x + n * C * HW, C, HW, HW, t + n * HW * C, C);
+    nhwc = t;
+  }
+  std::vector<int16_t> wt(static_cast<size_t>(T * C));
+  for (int64_t c = 0; c < C; ++c)
+    for (int64_t t = 0; t < T; ++t) wt[static_cast<size_t>(t * C + c)] = w.dw[c * T + t];
+  std::vector<uint8_t> zrow(static_cast<size_t>(C), x_zp);
+  const DwNhwcSatArgs args{nhwc, wt.data(), s, zrow.data()};
+  const int64_t rows = s.N * OH;
+  std::vector<RowStats> parts(static_cast<size_t>(rows));
+  std::vector<int64_t> counts(static_cast<size_t>(rows * C), 0);
+  uint8_t* out = static_cast<uint8_t*>(r.out);
+  auto one = [&](int64_t i) {
+    thread_local std::vector<int32_t> tbuf, bbuf;
+    thread_local std::vector<double> d2buf;
+    int32_t* target = grown(tbuf, static_cast<size_t>(OW * C));
+    int32_t* base = grown(bbuf, static_cast<size_t>(OW * C));
+    double* d2 = grown(d2buf, static_cast<size_t>(C));
+    row(args, i / OH, i % OH, a.base_is_exact ? target : base, a.base_is_exact ? base : target,
+        counts.data() + i * C);
+    stats(RowStatsArgs{target, base, OW, C, C, zcd.data(), a.scale, bias.data()},
+          parts[static_cast<size_t>(i)], d2);
+    requantize_rows(base, OW, C, C, r.zcomp, r.mult, r.y_zp, r.y_signed, out + i * OW * C, C);
+  };
+  if (num_threads() > 1 && rows * OW * C * T > (1 << 18))
+    parallel_for(rows, one);
+  else
+    for (int64_t i = 0; i < rows; ++i) one(i);
+  for (int64_t c = 0; c < C; ++c) a.limit_counts[c] = 0;
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t c = 0; c < C; ++c) a.limit_counts[c] += counts[static_cast<size_t>(i * C + c)];
+  return finish(parts);
+}
+
 }  // namespace
 
 AccErrorStats qconv_requant_satstats_nhwc(const uint8_t* x, bool x_nhwc, const ConvShape& s,
@@ -97,7 +148,8 @@ AccErrorStats qconv_requant_satstats_nhwc(const uint8_t* x, bool x_nhwc, const C
   };
   std::vector<RowStats> parts;
   if (!w.dw.empty()) {
-    if (w.pairing != Pairing::PerTap || s.OC != s.C) return dw_fallback(x, x_nhwc, s, w, x_zp, a, r);
+    if (s.OC != s.C) return dw_fallback(x, x_nhwc, s, w, x_zp, a, r);
+    if (w.pairing == Pairing::Flat) return dw_flat(x, x_nhwc, s, w, x_zp, a, r, zcd, bias);
     // per tap: each tap's product stands beside a zero pad, no pair can reach a limit, so
     // the sat16pair sums are the exact ones (conv_satcount.h)
     parts.resize(static_cast<size_t>(s.N * OH));

@@ -30,6 +30,20 @@ void dw_flat_satcount_planes_ref(const DwSatArgs& a, int64_t p0, int64_t p1,
 void dw_flat_satcount_planes_avx2(const DwSatArgs& a, int64_t p0, int64_t p1,
                                   int64_t* per_plane);
 
+// The NHWC form (multiplier 1): one output row (n, oh) of all C channels, sat / exact [OW, C],
+// lim[c] += the channel's pairs on a limit (conv_satcount_body.h; ref portable, avx2 for
+// Impl::Avx512Vnni as above).
+struct DwNhwcSatArgs {
+  const uint8_t* x;     // [N, H, W, C]
+  const int16_t* wt;    // [KH * KW, C]: the weights tap-major
+  ConvShape s;
+  const uint8_t* zrow;  // C bytes of x_zp (padding taps)
+};
+void dw_flat_satcount_nhwc_row_ref(const DwNhwcSatArgs& a, int64_t n, int64_t oh, int32_t* sat,
+                                   int32_t* exact, int64_t* lim);
+void dw_flat_satcount_nhwc_row_avx2(const DwNhwcSatArgs& a, int64_t n, int64_t oh, int32_t* sat,
+                                    int32_t* exact, int64_t* lim);
+
 // c_sat, c_exact: [N, OC, OH, OW]; limit_counts: OC entries, overwritten. Impl as
 // satcount_kernel(impl) accepts it (ref, avx512vnni).
 void conv_u8s8_satcount(const uint8_t* x, const ConvShape& s, const PackedConv& w,
