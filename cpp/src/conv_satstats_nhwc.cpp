@@ -41,6 +41,42 @@ AccErrorStats finish(const std::vector<RowStats>& parts) {
   return r;
 }
 
+// im2col_nhwc's rows for an ungrouped conv whose taps pad an odd channel count C by one zero
+// weight (per-tap pairing, the stem's 3 -> 4): each tap copies C + 1 bytes at once -- the
+// extra byte is the next pixel's first channel, or x_zp, and meets a zero weight, so it adds
+// nothing to any pair -- except at the input's last byte, where it is written as 0.
+void im2col_odd_tap(const uint8_t* nhwc, const uint8_t* end, const ConvShape& s, uint8_t x_zp,
+                    int64_t row0, int64_t rows, uint8_t* cols, int64_t ld) {
+  const int64_t OH = s.OH(), OW = s.OW(), C = s.C, Cp = C + 1;
+  int64_t n = row0 / (OH * OW), oh = (row0 / OW) % OH, ow = row0 % OW - 1;
+  for (int64_t r = 0; r < rows; ++r) {
+    if (++ow == OW) {
+      ow = 0;
+      if (++oh == OH) oh = 0, ++n;
+    }
+    uint8_t* dst = cols + r * ld;
+    for (int64_t kh = 0; kh < s.KH; ++kh) {
+      const int64_t ih = oh * s.stride_h - s.pad_top + kh * s.dil_h;
+      for (int64_t kw = 0; kw < s.KW; ++kw, dst += Cp) {
+        const int64_t iw = ow * s.stride_w - s.pad_left + kw * s.dil_w;
+        if (ih >= 0 && ih < s.H && iw >= 0 && iw < s.W) {
+          const uint8_t* src = nhwc + ((n * s.H + ih) * s.W + iw) * C;
+          if (Cp == 4 && src + 4 <= end) {  // a constant size: one 32-bit move, no call
+            std::memcpy(dst, src, 4);
+          } else if (src + Cp <= end) {
+            std::memcpy(dst, src, static_cast<size_t>(Cp));
+          } else {
+            std::memcpy(dst, src, static_cast<size_t>(C));
+            dst[C] = 0;
+          }
+        } else {
+          for (int64_t c = 0; c < Cp; ++c) dst[c] = x_zp;
+        }
+      }
+    }
+  }
+}
+
 // Depthwise convs the NHWC rows do not count (flat pairing, channel multipliers): the NCHW
 // counting pass, its base sums transposed to rows and requantized.
 AccErrorStats dw_fallback(const uint8_t* x, bool x_nhwc, const ConvShape& s,
@@ -182,6 +218,8 @@ AccErrorStats qconv_requant_satstats_nhwc(const uint8_t* x, bool x_nhwc, const C
     });
     nhwc = t;
   }
+  const bool odd_tap = s.group == 1 && w.Cpad == w.Cg + 1;
+  const uint8_t* nhwc_end = nhwc + s.N * HW * s.C;
   parts.resize(static_cast<size_t>(blocks * s.group));
   std::vector<int64_t> counts(static_cast<size_t>(blocks * OC), 0);
   auto run = [&](int64_t i) {
@@ -197,7 +235,10 @@ AccErrorStats qconv_requant_satstats_nhwc(const uint8_t* x, bool x_nhwc, const C
       const uint8_t* arows = nhwc + row0 * s.C;
       int64_t lda = s.C;
       if (!direct) {
-        im2col_nhwc(nhwc, s, w, g, x_zp, row0, rows, cols, Kp);
+        if (odd_tap)
+          im2col_odd_tap(nhwc, nhwc_end, s, x_zp, row0, rows, cols, Kp);
+        else
+          im2col_nhwc(nhwc, s, w, g, x_zp, row0, rows, cols, Kp);
         if (Kp > K)
           for (int64_t m = 0; m < rows; ++m) std::memset(cols + m * Kp + K, 0, Kp - K);
         arows = cols;
