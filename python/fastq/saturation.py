@@ -2,13 +2,15 @@
 model, per int8 layer, measured on any host against ``exact32`` (VNNI).
 
 Contract: the model runs ONCE per sample in the ``baseline`` arithmetic, in a session whose
-fused int8 layers run the C++ counting kernels (``conv_u8s8_satstats`` / ``gemm_u8s8_satstats``:
-both arithmetics' sums and the int16-limit pair counts in one pass, reduced to the layer's
-figures in C++) on their quantized input and return their baseline output from the same
-pass's base sums; so every layer is measured on the inputs the baseline gives it (its figures
-isolate that layer) and no layer is computed twice. A second run per sample in the ``target``
-arithmetic gives the whole-model output difference (and the metric difference for labelled
-data); ``whole_model=False`` skips it.
+fused int8 layers run the C++ counting kernels (both arithmetics' sums and the int16-limit
+pair counts in one pass, reduced to the layer's figures in C++) on their quantized input and
+return their baseline output from the same pass's base sums; so every layer is measured on
+the inputs the baseline gives it (its figures isolate that layer) and no layer is computed
+twice. Requantized 2-D convs -- nearly every layer of a QDQ CNN -- run in the plain int8
+path's NHWC u8 layout (``qconv_requant_satstats_nhwc``, row blocks reduced and requantized in
+cache); other layers through ``conv_u8s8_satstats`` / ``gemm_u8s8_satstats``. A second run
+per sample in the ``target`` arithmetic gives the whole-model output difference (and the
+metric difference for labelled data); ``whole_model=False`` skips it.
 """
 
 from __future__ import annotations
