@@ -260,20 +260,18 @@ void bind_satcount(py::module_& m) {
     py::array bias_arr;
     const double* bp = check_epilogue(zc, scale, bias, C, bias_arr);
     const Impl im = parse_impl(impl);
-    std::vector<double> zcd(static_cast<size_t>(C)), bi(static_cast<size_t>(C), 0.0),
-        d2(static_cast<size_t>(C), 0.0);
+    std::vector<double> zcd(static_cast<size_t>(C)), d2(static_cast<size_t>(C), 0.0);
     const int64_t* zp = static_cast<const int64_t*>(zc.data());
     for (int64_t c = 0; c < C; ++c) {
       if (zp[c] >= (int64_t(1) << 53) || zp[c] <= -(int64_t(1) << 53))
         throw std::invalid_argument("zc beyond 2^53");
       zcd[c] = static_cast<double>(zp[c]);
-      if (bp) bi[c] = bp[c];
     }
     const RowStatsFn fn = row_stats_kernel(im);
     RowStats p;
     RowStatsArgs a{static_cast<const int32_t*>(target.data()),
                    static_cast<const int32_t*>(base.data()), M, C, ld, zcd.data(),
-                   static_cast<const double*>(scale.data()), bi.data()};
+                   static_cast<const double*>(scale.data()), bp};
     {
       py::gil_scoped_release nogil;
       fn(a, p, d2.data());

@@ -167,16 +167,14 @@ AccErrorStats row_error_stats(const int32_t* target, const int32_t* base, int64_
                               const int64_t* zc, const double* scale, const double* bias,
                               Impl impl = Impl::Ref) {
   const RowStatsFn stats = row_stats_kernel(impl);
-  std::vector<double> zcd(static_cast<size_t>(C)), bi(static_cast<size_t>(C), 0.0),
-      d2(static_cast<size_t>(C), 0.0);
+  std::vector<double> zcd(static_cast<size_t>(C)), d2(static_cast<size_t>(C), 0.0);
   for (int64_t c = 0; c < C; ++c) {
     if (std::llabs(zc[c]) >= (int64_t(1) << 53))
       throw std::invalid_argument("zero-point term beyond 2^53: not exact in double");
     zcd[c] = static_cast<double>(zc[c]);
-    if (bias) bi[c] = bias[c];
   }
   RowStats p;
-  stats(RowStatsArgs{target, base, M, C, C, zcd.data(), scale, bi.data()}, p, d2.data());
+  stats(RowStatsArgs{target, base, M, C, C, zcd.data(), scale, bias}, p, d2.data());
   AccErrorStats r;
   r.changed = p.changed;
   r.max_abs = p.max_abs;

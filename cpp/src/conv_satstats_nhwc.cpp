@@ -109,7 +109,7 @@ AccErrorStats dw_fallback(const uint8_t* x, bool x_nhwc, const ConvShape& s,
 // reduced and requantized as it is produced.
 AccErrorStats dw_flat(const uint8_t* x, bool x_nhwc, const ConvShape& s, const PackedConv& w,
                       uint8_t x_zp, const SatStatsArgs& a, const RequantOut& r,
-                      const std::vector<double>& zcd, const std::vector<double>& bias) {
+                      const std::vector<double>& zcd) {
   void (*row)(const DwNhwcSatArgs&, int64_t, int64_t, int32_t*, int32_t*, int64_t*) =
       dw_flat_satcount_nhwc_row_ref;
 #if defined(FASTQ_HAVE_X86)
@@ -142,7 +142,7 @@ AccErrorStats dw_flat(const uint8_t* x, bool x_nhwc, const ConvShape& s, const P
     double* d2 = grown(d2buf, static_cast<size_t>(C));
     row(args, i / OH, i % OH, a.base_is_exact ? target : base, a.base_is_exact ? base : target,
         counts.data() + i * C);
-    stats(RowStatsArgs{target, base, OW, C, C, zcd.data(), a.scale, bias.data()},
+    stats(RowStatsArgs{target, base, OW, C, C, zcd.data(), a.scale, a.bias},
           parts[static_cast<size_t>(i)], d2);
     requantize_rows(base, OW, C, C, r.zcomp, r.mult, r.y_zp, r.y_signed, out + i * OW * C, C);
   };
@@ -169,13 +169,13 @@ AccErrorStats qconv_requant_satstats_nhwc(const uint8_t* x, bool x_nhwc, const C
   if (s.OH() <= 0 || s.OW() <= 0)
     throw std::invalid_argument("conv output would be empty: kernel larger than padded input");
   const int64_t OC = s.OC, OCg = s.OCg(), OH = s.OH(), OW = s.OW(), M = s.N * OH * OW;
-  std::vector<double> zcd(static_cast<size_t>(OC)), bias(static_cast<size_t>(OC), 0.0);
+  std::vector<double> zcd(static_cast<size_t>(OC));
   for (int64_t c = 0; c < OC; ++c) {
     if (std::llabs(a.zc[c]) >= (int64_t(1) << 53))
       throw std::invalid_argument("zero-point term beyond 2^53: not exact in double");
     zcd[c] = static_cast<double>(a.zc[c]);
-    if (a.bias) bias[c] = a.bias[c];
   }
+  const double* bias = a.bias;  // nullable
   uint8_t* out = static_cast<uint8_t*>(r.out);
   auto requant = [&](const int32_t* acc, int64_t row0, int64_t rows, int64_t width,
                      int64_t ld, int64_t c0) {
@@ -185,7 +185,7 @@ AccErrorStats qconv_requant_satstats_nhwc(const uint8_t* x, bool x_nhwc, const C
   std::vector<RowStats> parts;
   if (!w.dw.empty()) {
     if (s.OC != s.C) return dw_fallback(x, x_nhwc, s, w, x_zp, a, r);
-    if (w.pairing == Pairing::Flat) return dw_flat(x, x_nhwc, s, w, x_zp, a, r, zcd, bias);
+    if (w.pairing == Pairing::Flat) return dw_flat(x, x_nhwc, s, w, x_zp, a, r, zcd);
     // per tap: each tap's product stands beside a zero pad, no pair can reach a limit, so
     // the sat16pair sums are the exact ones (conv_satcount.h)
     parts.resize(static_cast<size_t>(s.N * OH));
@@ -193,7 +193,7 @@ AccErrorStats qconv_requant_satstats_nhwc(const uint8_t* x, bool x_nhwc, const C
                         [&](int64_t row0, int64_t rows, const int32_t* acc, int64_t lda,
                             int64_t) {
                           stats(RowStatsArgs{acc, acc, rows, OC, lda, zcd.data(),
-                                             a.scale, bias.data()},
+                                             a.scale, bias},
                                 parts[static_cast<size_t>(row0 / OW)], nullptr);
                           requant(acc, row0, rows, OC, lda, 0);
                         });
@@ -248,7 +248,7 @@ AccErrorStats qconv_requant_satstats_nhwc(const uint8_t* x, bool x_nhwc, const C
                       a.base_is_exact ? target : base, OCg},
              a.base_is_exact ? base : target, counts.data() + i * OC + g * OCg);
       stats(RowStatsArgs{target, base, rows, OCg, OCg, zcd.data() + g * OCg,
-                         a.scale + g * OCg, bias.data() + g * OCg},
+                         a.scale + g * OCg, bias ? bias + g * OCg : nullptr},
             parts[static_cast<size_t>(i * s.group + g)], d2);
       requant(base, row0, rows, OCg, OCg, g * OCg);
     }

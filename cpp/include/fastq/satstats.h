@@ -1,5 +1,5 @@
 // The saturation analysis' per-output error reduction over row blocks of raw sums laid out
-// [rows, C] (row stride ld): with y = (acc - zc[c]) * scale[c] + bias[c] in double,
+// [rows, C] (row stride ld): with y = (acc - zc[c]) * scale[c] (+ bias[c]) in double,
 //   changed += #(target != base), max_abs = max |target - base|, sum_abs += sum |t - b|
 //   (int64, exact), sig[c % 16] += y(base)^2 row by row, and per block noise += sum over c of
 //   (sum over the block's rows of (t - b)^2) * scale[c]^2.
@@ -29,7 +29,7 @@ struct RowStatsArgs {
   int64_t rows, C, ld;
   const double* zc;     // C entries each; zc holds integers below 2^53 in magnitude
   const double* scale;
-  const double* bias;   // zeros when the layer has none
+  const double* bias;   // nullptr when the layer has none
 };
 
 // d2: C doubles, all zero on entry and on return (per-channel d^2 of the block).

@@ -27,7 +27,10 @@ inline void diff_run(const int32_t* t, const int32_t* b, int64_t c0, int64_t n, 
   }
 }
 
-inline void row_stats_body(const RowStatsArgs& a, RowStats& p, double* d2) {
+// HasBias false: the bias is absent, and y = v * scale (+ 0.0 in acc_error_stats) has the
+// same square (only the sign of a zero differs), so the add is left out.
+template <bool HasBias>
+inline void row_stats_impl(const RowStatsArgs& a, RowStats& p, double* d2) {
   const int64_t C = a.C, full = C - C % kStatLanes;
   const double* zc = a.zc;
   const double* sc = a.scale;
@@ -47,7 +50,8 @@ inline void row_stats_body(const RowStatsArgs& a, RowStats& p, double* d2) {
     for (int64_t c0 = 0; c0 < full; c0 += kStatLanes) {
       int32_t diff = 0;
       for (int l = 0; l < kStatLanes; ++l) {
-        const double y = (static_cast<double>(b[c0 + l]) - zc[c0 + l]) * sc[c0 + l] + bi[c0 + l];
+        double y = (static_cast<double>(b[c0 + l]) - zc[c0 + l]) * sc[c0 + l];
+        if constexpr (HasBias) y += bi[c0 + l];
         sig[l] += y * y;
         if (!same) diff |= t[c0 + l] ^ b[c0 + l];
       }
@@ -58,7 +62,8 @@ inline void row_stats_body(const RowStatsArgs& a, RowStats& p, double* d2) {
     }
     int32_t diff = 0;
     for (int64_t c = full; c < C; ++c) {
-      const double y = (static_cast<double>(b[c]) - zc[c]) * sc[c] + bi[c];
+      double y = (static_cast<double>(b[c]) - zc[c]) * sc[c];
+      if constexpr (HasBias) y += bi[c];
       sig[c - full] += y * y;
       if (!same) diff |= t[c] ^ b[c];
     }
@@ -79,6 +84,13 @@ inline void row_stats_body(const RowStatsArgs& a, RowStats& p, double* d2) {
     }
     p.noise += nz;
   }
+}
+
+inline void row_stats_body(const RowStatsArgs& a, RowStats& p, double* d2) {
+  if (a.bias)
+    row_stats_impl<true>(a, p, d2);
+  else
+    row_stats_impl<false>(a, p, d2);
 }
 
 }  // namespace
