@@ -1,8 +1,11 @@
 """Saturation analysis benchmarks (1 thread): ``fastq.analyze_saturation`` on a QDQ model
-against a plain exact32 evaluation of the same model and samples (session creation included
-on both sides: the analysis builds an exact32 and a sat16pair session), per model: a
-ResNet-style CNN (3x3 convs at 56x56) and a MobileNet-style depthwise CNN, quantized by fastq
-with ``saturation_fix: no`` so there is saturation to find. And the counting conv kernel
+against a plain sat16pair session running the same samples (issue 7's target: the analysis
+<= 2x that run), per model: a ResNet-style CNN (3x3 convs at 56x56), a MobileNet-style
+depthwise CNN and bench/_models.py's ``mobilenet_v2_like`` (112x112), all quantized by fastq
+with ``saturation_fix: no`` so there is saturation to find. Reported twice: runs only (session
+creation excluded on both sides: the analysis' own ``timings`` against ``sess.run`` of a
+prepared session) and end to end (creation included on both sides: the analysis builds an
+exact32 and a sat16pair session), with and without the whole-model (target) run. And the counting conv kernel
 against the plain sat16pair conv on the same impl (target <= 2x), per conv shape: as
 ``conv_u8s8_satcount`` (two output arrays) and as the analysis' ``conv_u8s8_satstats`` (counts
 and error figures only). Results are asserted before timing; ``test_*_report`` print the
@@ -20,14 +23,26 @@ import fastq
 from fastq import _core, kernels
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+import _models as BM  # noqa: E402
 import _qdq_models as M  # noqa: E402
 from _timing import best_time  # noqa: E402
 
 SAMPLES = 8
-MODELS = {
-    "resnet56": lambda: M.cnn_model(hw=56, c=64, blocks=2),
-    "mobilenet56": lambda: M.depthwise_model(hw=112, c=64, blocks=4),
+MODELS = {  # name: (float model, calibration data)
+    "resnet56": lambda: _with_data(M.cnn_model(hw=56, c=64, blocks=2)),
+    "mobilenet56": lambda: _with_data(M.depthwise_model(hw=112, c=64, blocks=4)),
+    "mobilenet_v2_like": lambda: _bench_model("mobilenet_v2_like"),
 }
+
+
+def _with_data(m):
+    m = typed_outputs(m)
+    return m, M.calibration(m, SAMPLES)
+
+
+def _bench_model(name):
+    m = BM.MODELS[name]()
+    return m, BM.calibration(name, m, SAMPLES)
 _CACHE: dict = {}
 
 
@@ -45,8 +60,7 @@ def typed_outputs(m):
 
 def case(name):
     if name not in _CACHE:
-        m = typed_outputs(MODELS[name]())
-        data = M.calibration(m, SAMPLES)
+        m, data = MODELS[name]()
         q = fastq.quantize(m, data, {"name": "DefaultQuantization",
                                      "params": {"saturation_fix": "no"}}, progress=False).model
         a = fastq.analyze_saturation(q, data)
@@ -79,16 +93,30 @@ def test_bench_analysis(benchmark, name, what):
         benchmark.pedantic(evaluate, args=(q, data, what), rounds=3, iterations=1)
 
 
+def runs_only(q, data, whole_model):
+    """The analysis' time without its session creation (its own timings)."""
+    t = fastq.analyze_saturation(q, data, whole_model=whole_model).timings
+    return t["baseline_runs_with_counting"] + t["target_runs"]
+
+
 @pytest.mark.parametrize("name", list(MODELS))
 def test_analysis_ratio_report(name):
     q, data = case(name)
-    t_a = best_time(lambda: fastq.analyze_saturation(q, data), reps=3)
-    t_e = best_time(lambda: evaluate(q, data, "exact32"), reps=3)
+    sess = fastq.InferenceSession(q, arith="sat16pair")
+    t_run = best_time(lambda: [sess.run(None, x) for x in data], reps=3)
+    t_ra = min(runs_only(q, data, True) for _ in range(3))
+    t_rl = min(runs_only(q, data, False) for _ in range(3))
     t_s = best_time(lambda: evaluate(q, data, "sat16pair"), reps=3)
+    t_e = best_time(lambda: evaluate(q, data, "exact32"), reps=3)
+    t_a = best_time(lambda: fastq.analyze_saturation(q, data), reps=3)
     t_l = best_time(lambda: fastq.analyze_saturation(q, data, whole_model=False), reps=3)
-    print(f"\n{name} ({SAMPLES} samples): exact32 evaluation {t_e * 1e3:.1f} ms, sat16pair "
-          f"{t_s * 1e3:.1f} ms; analysis {t_a * 1e3:.1f} ms (ratio {t_a / t_e:.2f} vs exact32), "
-          f"per-layer only (no target run) {t_l * 1e3:.1f} ms (ratio {t_l / t_e:.2f})")
+    print(f"\n{name} ({SAMPLES} samples), against a plain sat16pair session (target <= 2):\n"
+          f"  runs only (creation excluded): sat16pair {t_run * 1e3:.1f} ms; analysis "
+          f"{t_ra * 1e3:.1f} ms (a: ratio {t_ra / t_run:.2f}); per-layer only "
+          f"{t_rl * 1e3:.1f} ms (b: ratio {t_rl / t_run:.2f})\n"
+          f"  end to end (creation included): sat16pair {t_s * 1e3:.1f} ms (exact32 "
+          f"{t_e * 1e3:.1f} ms); analysis {t_a * 1e3:.1f} ms (a: ratio {t_s and t_a / t_s:.2f}); "
+          f"per-layer only {t_l * 1e3:.1f} ms (b: ratio {t_l / t_s:.2f})")
 
 
 # ----------------------------------------------------------------------- conv counting kernel
@@ -138,14 +166,37 @@ def satstats(x, w, kw):
                                     np.zeros(oc, np.int64), np.ones(oc), None)
 
 
+def nhwc_layer(x, w, kw, counting):
+    """A requantized layer as the int8 executor runs it (NHWC u8 in and out): the plain
+    sat16pair layer, or the analysis' counting pass (exact32 base)."""
+    oc = w.shape[0]
+    st, pd, zp = kw["strides"], kw["pads"], kw["x_zero_point"]
+    zc, mult = np.zeros(oc, np.int64), np.full(oc, 1e-4, np.float32)
+    if counting:
+        return _core.qconv_requant_satstats_nhwc(x, w, st, pd, (1, 1), zp, "nhwc", IMPL, True,
+                                                 np.ones(oc), zc, mult, 0, False,
+                                                 np.zeros(4 + oc, np.int64), np.zeros(2))
+    return _core.qconv_requant_nhwc(x, w, st, pd, (1, 1), zp, "nhwc", zc, mult, 0, False,
+                                    "sat16pair", IMPL)
+
+
 def test_conv_satcount_ratio_report():
     lines = []
     for name in CONVS:
         x, w, kw = conv_operands(name)
+        xn = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+        assert np.array_equal(nhwc_layer(xn, w, kw, True), _core.qconv_requant_nhwc(
+            xn, w, kw["strides"], kw["pads"], (1, 1), kw["x_zero_point"], "nhwc",
+            np.zeros(w.shape[0], np.int64), np.full(w.shape[0], 1e-4, np.float32), 0, False,
+            "exact32", IMPL))
         t_c = best_time(lambda: kernels.conv_u8s8_satcount(x, w, impl=IMPL, **kw))
         t_a = best_time(lambda: satstats(x, w, kw))
         t_s = best_time(lambda: kernels.conv_u8s8(x, w, arith="sat16pair", impl=IMPL, **kw))
-        lines.append(f"{name}: sat16pair conv {t_s * 1e3:.2f} ms; satcount (2 outputs) "
-                     f"{t_c * 1e3:.2f} ms, ratio {t_c / t_s:.2f}; satstats (analysis pass) "
-                     f"{t_a * 1e3:.2f} ms, ratio {t_a / t_s:.2f} (target 2)")
+        t_nc = best_time(lambda: nhwc_layer(xn, w, kw, True))
+        t_ns = best_time(lambda: nhwc_layer(xn, w, kw, False))
+        lines.append(f"{name}: NCHW sat16pair conv {t_s * 1e3:.2f} ms; satcount (2 outputs) "
+                     f"{t_c * 1e3:.2f} ms, ratio {t_c / t_s:.2f}; satstats (NCHW pass) "
+                     f"{t_a * 1e3:.2f} ms, ratio {t_a / t_s:.2f} | NHWC requantized layer: "
+                     f"sat16pair {t_ns * 1e3:.2f} ms, counting pass {t_nc * 1e3:.2f} ms, "
+                     f"ratio {t_nc / t_ns:.2f} (target 2)")
     print(f"\nconv counting kernel, impl {IMPL}:\n" + "\n".join(lines))

@@ -317,3 +317,6 @@ def test_counting_layers_return_the_layers_outputs_bit_for_bit(tmp_path, baselin
                 assert got.dtype == want.dtype and np.array_equal(got, want), what
         assert all(c.fast and c.checked for c in counters), \
             (what, [c.rec.name for c in counters if not c.fast])
+        if what.startswith("requantizing"):   # requantized 2-D convs count in NHWC
+            assert any(c.nhwc for c in counters), what
+            assert all(c.nhwc for c in counters if c.conv and c.layer.requant), what

@@ -11,8 +11,6 @@
 
 namespace fastq {
 
-namespace {
-
 ConvShape nhwc_shape(const py::array& x, const std::string& layout, const PackedConv& w,
                      std::array<int64_t, 2> strides, std::array<int64_t, 4> pads,
                      std::array<int64_t, 2> dil, bool& x_nhwc) {
@@ -30,8 +28,6 @@ ConvShape nhwc_shape(const py::array& x, const std::string& layout, const Packed
   require_conv_channels(s, w);
   return s;
 }
-
-}  // namespace
 
 void bind_conv_nhwc(py::module_& m) {
   m.def("conv_u8s8_nhwc", [](py::array x, const PackedConv& w, std::array<int64_t, 2> strides,

@@ -2,6 +2,7 @@
 // sums in both arithmetics plus per-channel int16-limit counts, one pass), acc_error_stats
 // (the per-layer error reduction over those sums) and conv/gemm_u8s8_satstats (both at once,
 // the outputs never leaving C++). Same checks as conv_u8s8's binding.
+#include <algorithm>
 #include <array>
 #include <string>
 #include <vector>
@@ -10,6 +11,7 @@
 
 #include "bindings.h"
 #include "fastq/conv_satcount.h"
+#include "fastq/satstats.h"
 
 namespace fastq {
 namespace {
@@ -178,6 +180,114 @@ void bind_satcount(py::module_& m) {
      py::arg("scale"), py::arg("bias"), py::arg("want_base") = false,
      "(per-column int16-limit counts, acc_error_stats of the GEMM, the base arith's raw sums "
      "[M, N] if want_base else None)");
+
+  m.def("qconv_requant_satstats_nhwc", [](py::array x, const PackedConv& w,
+                                          std::array<int64_t, 2> strides,
+                                          std::array<int64_t, 4> pads,
+                                          std::array<int64_t, 2> dil, int x_zp,
+                                          const std::string& layout, const std::string& impl,
+                                          bool base_is_exact, py::array scale,
+                                          py::array zcomp, py::array mult, int32_t y_zp,
+                                          bool y_signed, py::array totals, py::array ftotals) {
+    bool x_nhwc = true;
+    const ConvShape s = nhwc_shape(x, layout, w, strides, pads, dil, x_nhwc);
+    require_u8_zero_point(x_zp);
+    py::array none_bias;
+    check_epilogue(zcomp, scale, py::none(), s.OC, none_bias);
+    require_dtype<float>(mult, "mult", "float32");
+    require_c_contiguous(mult, "mult");
+    if (mult.ndim() != 1 || mult.shape(0) != s.OC)
+      throw std::invalid_argument("mult needs one entry per output channel");
+    const int32_t lo = y_signed ? -128 : 0, hi = y_signed ? 127 : 255;
+    if (y_zp < lo || y_zp > hi) throw std::invalid_argument("y_zero_point out of range");
+    require_dtype<int64_t>(totals, "totals", "int64");
+    require_dtype<double>(ftotals, "ftotals", "float64");
+    require_c_contiguous(totals, "totals");
+    require_c_contiguous(ftotals, "ftotals");
+    if (totals.ndim() != 1 || totals.shape(0) != 4 + s.OC || ftotals.ndim() != 1 ||
+        ftotals.shape(0) != 2)
+      throw std::invalid_argument("totals needs 4 + OC int64 entries, ftotals 2 float64");
+    if (!totals.writeable() || !ftotals.writeable())
+      throw std::invalid_argument("totals / ftotals must be writeable");
+    const std::vector<py::ssize_t> shape{s.N, s.OH(), s.OW(), s.OC};
+    py::array out = y_signed ? py::array(py::dtype::of<int8_t>(), shape)
+                             : py::array(py::dtype::of<uint8_t>(), shape);
+    std::vector<int64_t> counts(static_cast<size_t>(s.OC));
+    const int64_t* zp = static_cast<const int64_t*>(zcomp.data());
+    SatStatsArgs a{parse_impl(impl), base_is_exact, zp, static_cast<const double*>(scale.data()),
+                   nullptr, counts.data()};
+    RequantOut r{zp, static_cast<const float*>(mult.data()), y_zp, y_signed, out.mutable_data()};
+    const uint8_t* xp = static_cast<const uint8_t*>(x.data());
+    int64_t* tp = static_cast<int64_t*>(totals.mutable_data());
+    double* fp = static_cast<double*>(ftotals.mutable_data());
+    {
+      py::gil_scoped_release nogil;
+      const AccErrorStats e = qconv_requant_satstats_nhwc(xp, x_nhwc, s, w,
+                                                          static_cast<uint8_t>(x_zp), a, r);
+      tp[0] += s.N * s.OC * s.OH() * s.OW();
+      tp[1] += e.changed;
+      tp[2] = std::max(tp[2], e.max_abs);
+      tp[3] += static_cast<int64_t>(e.sum_abs);
+      for (int64_t c = 0; c < s.OC; ++c) tp[4 + c] += counts[static_cast<size_t>(c)];
+      fp[0] += e.signal;
+      fp[1] += e.noise;
+    }
+    return out;
+  }, py::arg("x"), py::arg("w"), py::arg("strides"), py::arg("pads"), py::arg("dilations"),
+     py::arg("x_zero_point"), py::arg("layout"), py::arg("impl"), py::arg("base_is_exact"),
+     py::arg("scale"), py::arg("zcomp"), py::arg("mult"), py::arg("y_zero_point"),
+     py::arg("y_signed"), py::arg("totals"), py::arg("ftotals"),
+     "A requantized conv layer's analysis pass in NHWC: returns its base-arith output "
+     "[N, OH, OW, OC] (as qconv_requant_nhwc); adds the layer's figures into totals "
+     "[outputs, changed, max_abs (max), sum_abs, limit counts per channel...] (int64) and "
+     "ftotals [signal, noise] (float64); stats use zc = zcomp, no bias");
+
+  m.def("row_error_stats", [](py::array target, py::array base, py::array zc, py::array scale,
+                              py::object bias, const std::string& impl) {
+    require_dtype<int32_t>(target, "target", "int32");
+    require_dtype<int32_t>(base, "base", "int32");
+    require_ndim(target, 2, "target");
+    require_ndim(base, 2, "base");
+    if (shape_str(target) != shape_str(base))
+      throw std::invalid_argument("target " + shape_str(target) + " and base " +
+                                  shape_str(base) + " differ in shape");
+    const int64_t M = target.shape(0), C = target.shape(1);
+    if (target.strides(1) != 4 || base.strides(1) != 4 ||
+        target.strides(0) != base.strides(0) || target.strides(0) % 4 != 0 ||
+        target.strides(0) < 4 * C)
+      throw std::invalid_argument("target / base need contiguous rows and one row stride");
+    const int64_t ld = target.strides(0) / 4;
+    py::array bias_arr;
+    const double* bp = check_epilogue(zc, scale, bias, C, bias_arr);
+    const Impl im = parse_impl(impl);
+    std::vector<double> zcd(static_cast<size_t>(C)), d2(static_cast<size_t>(C), 0.0);
+    const int64_t* zp = static_cast<const int64_t*>(zc.data());
+    for (int64_t c = 0; c < C; ++c) {
+      if (zp[c] >= (int64_t(1) << 53) || zp[c] <= -(int64_t(1) << 53))
+        throw std::invalid_argument("zc beyond 2^53");
+      zcd[c] = static_cast<double>(zp[c]);
+    }
+    const RowStatsFn fn = row_stats_kernel(im);
+    RowStats p;
+    RowStatsArgs a{static_cast<const int32_t*>(target.data()),
+                   static_cast<const int32_t*>(base.data()), M, C, ld, zcd.data(),
+                   static_cast<const double*>(scale.data()), bp};
+    {
+      py::gil_scoped_release nogil;
+      fn(a, p, d2.data());
+    }
+    py::dict d;
+    d["changed"] = p.changed;
+    d["max_abs"] = p.max_abs;
+    d["sum_abs"] = p.sum_abs;
+    d["signal"] = p.signal();
+    d["noise"] = p.noise;
+    d["lanes"] = std::vector<double>(p.sig, p.sig + kStatLanes);
+    return d;
+  }, py::arg("target"), py::arg("base"), py::arg("zc"), py::arg("scale"), py::arg("bias"),
+     py::arg("impl"),
+     "satstats.h's row-block reduction of [M, C] int32 sums (rows may be strided) with the "
+     "given impl's build: {changed, max_abs, sum_abs, signal, noise, lanes}");
 
   m.def("acc_epilogue", [](py::array acc, int64_t axis, py::array zc, py::array scale,
                            py::object bias) {

@@ -42,6 +42,11 @@ ConvShape make_shape_dims(std::array<int64_t, 4> nchw, int64_t OC, int64_t KH, i
 Pairing parse_pairing(const std::string& s);
 // x's channel count against packed weights (C == Cg * group), and a uint8 input zero point.
 void require_conv_channels(const ConvShape& s, const PackedConv& w);
+// bind_conv_nhwc.cpp: the shape of a u8 conv input x, [N, H, W, C] when layout is "nhwc" (then
+// x_nhwc = true), [N, C, H, W] when "nchw"; C-contiguous, channels checked against w.
+ConvShape nhwc_shape(const py::array& x, const std::string& layout, const PackedConv& w,
+                     std::array<int64_t, 2> strides, std::array<int64_t, 4> pads,
+                     std::array<int64_t, 2> dil, bool& x_nhwc);
 void require_u8_zero_point(int x_zp);
 
 // Per-output-channel epilogue arguments shared by qlinear and qconv: w_scales (1 or n

@@ -38,8 +38,7 @@ void dw_nhwc_pack_pairs(const int8_t* w, int64_t C, int64_t T, int16_t* wp) {
 
 namespace {
 
-// sink(row0, rows, acc, lda, g): rows [row0, row0 + rows) of group g's [M, OCg] sums.
-using RowSink = std::function<void(int64_t, int64_t, const int32_t*, int64_t, int64_t)>;
+using RowSink = ConvRowSink;
 
 void check(const ConvShape& s, const PackedConv& w) {
   if (s.group != w.group || s.C != w.Cg * w.group || s.OC != w.OC || s.KH != w.KH ||
@@ -225,6 +224,11 @@ void run_nhwc(const uint8_t* x, bool x_nhwc, const ConvShape& s, const PackedCon
 }
 
 }  // namespace
+
+void conv_u8s8_nhwc_rows(const uint8_t* x, bool x_nhwc, const ConvShape& s, const PackedConv& w,
+                         uint8_t x_zp, Impl impl, Arith arith, const ConvRowSink& sink) {
+  run_nhwc(x, x_nhwc, s, w, x_zp, impl, arith, sink);
+}
 
 void conv_u8s8_nhwc(const uint8_t* x, bool x_nhwc, const ConvShape& s, const PackedConv& w,
                     uint8_t x_zp, int32_t* out, Impl impl, Arith arith) {

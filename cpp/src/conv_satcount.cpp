@@ -6,6 +6,7 @@
 #include "fastq/conv_satcount.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <stdexcept>
@@ -14,6 +15,7 @@
 #include "fastq/conv_dw.h"
 #include "fastq/conv_satcount_body.h"
 #include "fastq/satcount.h"
+#include "fastq/satstats.h"
 #include "fastq/threads.h"
 #include "fastq/transpose.h"
 
@@ -115,6 +117,11 @@ void dw_flat_satcount_planes_ref(const DwSatArgs& a, int64_t p0, int64_t p1,
   dw_flat_satcount_body(a, p0, p1, per_plane);
 }
 
+void dw_flat_satcount_nhwc_row_ref(const DwNhwcSatArgs& a, int64_t n, int64_t oh, int32_t* sat,
+                                   int32_t* exact, int64_t* lim) {
+  dw_flat_satcount_nhwc_row_body(a, n, oh, sat, exact, lim);
+}
+
 void conv_u8s8_satcount(const uint8_t* x, const ConvShape& s, const PackedConv& w,
                         uint8_t x_zp, int32_t* c_sat, int32_t* c_exact, int64_t* limit_counts,
                         Impl impl) {
@@ -154,35 +161,26 @@ void conv_u8s8_satcount(const uint8_t* x, const ConvShape& s, const PackedConv& 
 
 namespace {
 
-// acc_error_stats for inner == 1 (GEMM rows [M, C]): channel sums of d^2 in one array, the
-// signal in four accumulators (by c % 4) so the double adds do not form one latency chain;
-// |d| sums exactly in int64 (|d| < 2^32, far fewer than 2^31 terms per call).
+// acc_error_stats for inner == 1 (GEMM rows [M, C]): the row-block reduction of satstats.h
+// (its float order), built for `impl`.
 AccErrorStats row_error_stats(const int32_t* target, const int32_t* base, int64_t M, int64_t C,
-                              const int64_t* zc, const double* scale, const double* bias) {
-  AccErrorStats r;
-  std::vector<double> d2(static_cast<size_t>(C), 0.0);
-  double sig[4] = {0, 0, 0, 0};
-  int64_t changed = 0, max_abs = 0, sum_abs = 0;
-  for (int64_t m = 0; m < M; ++m) {
-    const int32_t* t = target + m * C;
-    const int32_t* b = base + m * C;
-    for (int64_t c = 0; c < C; ++c) {
-      const int64_t d = int64_t(t[c]) - int64_t(b[c]);
-      const int64_t ad = d < 0 ? -d : d;
-      changed += d != 0;
-      max_abs = ad > max_abs ? ad : max_abs;
-      sum_abs += ad;
-      d2[c] += static_cast<double>(d) * static_cast<double>(d);
-      const double y = static_cast<double>(int64_t(b[c]) - zc[c]) * scale[c] +
-                       (bias ? bias[c] : 0.0);
-      sig[c & 3] += y * y;
-    }
+                              const int64_t* zc, const double* scale, const double* bias,
+                              Impl impl = Impl::Ref) {
+  const RowStatsFn stats = row_stats_kernel(impl);
+  std::vector<double> zcd(static_cast<size_t>(C)), d2(static_cast<size_t>(C), 0.0);
+  for (int64_t c = 0; c < C; ++c) {
+    if (std::llabs(zc[c]) >= (int64_t(1) << 53))
+      throw std::invalid_argument("zero-point term beyond 2^53: not exact in double");
+    zcd[c] = static_cast<double>(zc[c]);
   }
-  r.changed = changed;
-  r.max_abs = max_abs;
-  r.sum_abs = static_cast<double>(sum_abs);
-  r.signal = (sig[0] + sig[1]) + (sig[2] + sig[3]);
-  for (int64_t c = 0; c < C; ++c) r.noise += d2[c] * scale[c] * scale[c];
+  RowStats p;
+  stats(RowStatsArgs{target, base, M, C, C, zcd.data(), scale, bias}, p, d2.data());
+  AccErrorStats r;
+  r.changed = p.changed;
+  r.max_abs = p.max_abs;
+  r.sum_abs = static_cast<double>(p.sum_abs);
+  r.signal = p.signal();
+  r.noise = p.noise;
   return r;
 }
 
@@ -256,7 +254,7 @@ AccErrorStats conv_u8s8_satstats(const uint8_t* x, const ConvShape& s, const Pac
     gemm_u8s8_satcount(rows, M, w.K(), *w.groups[g], a.base_is_exact ? target : base,
                        a.base_is_exact ? base : target, a.limit_counts + g * OCg, a.impl);
     r.merge(row_error_stats(target, base, M, OCg, a.zc + g * OCg, a.scale + g * OCg,
-                            a.bias ? a.bias + g * OCg : nullptr));
+                            a.bias ? a.bias + g * OCg : nullptr, a.impl));
     if (a.base_out) {  // [M, OCg] rows (m = n*OHW + p) -> planes [n, g*OCg + j, p]
       parallel_for(s.N, [&](int64_t n) {
         transpose2d(base + n * OHW * OCg, OHW, OCg, OCg,
@@ -281,7 +279,7 @@ AccErrorStats gemm_u8s8_satstats(const uint8_t* x, int64_t M, const PackedB& b,
   }
   gemm_u8s8_satcount(x, M, b.K, b, a.base_is_exact ? target : base,
                      a.base_is_exact ? base : target, a.limit_counts, a.impl);
-  return row_error_stats(target, base, M, b.N, a.zc, a.scale, a.bias);
+  return row_error_stats(target, base, M, b.N, a.zc, a.scale, a.bias, a.impl);
 }
 
 void acc_epilogue(const int32_t* acc, int64_t outer, int64_t C, int64_t inner,

@@ -4,6 +4,7 @@
 #include "fastq/cpu_features.h"
 #include "fastq/gemm.h"
 #include "fastq/satcount.h"
+#include "fastq/satstats.h"
 
 namespace fastq {
 
@@ -24,6 +25,20 @@ SatCountKernel satcount_kernel(Impl impl) {
 #endif
   throw std::invalid_argument(std::string("the saturation-counting GEMM has no '") +
                               impl_name(impl) + "' kernel; valid: ref, avx512vnni");
+}
+
+RowStatsFn row_stats_kernel(Impl impl) {
+  require_runnable(impl);
+  switch (impl) {
+    case Impl::Ref: return row_stats_ref;
+#if defined(FASTQ_HAVE_X86)
+    case Impl::Avx2: return row_stats_avx2;
+    case Impl::Avx512Vnni: return row_stats_avx512;
+#else
+    default: break;
+#endif
+  }
+  throw std::invalid_argument(std::string("impl '") + impl_name(impl) + "' is not built");
 }
 
 ImplicitKernel implicit_kernel(Impl impl, Arith arith) {

@@ -2,13 +2,15 @@
 model, per int8 layer, measured on any host against ``exact32`` (VNNI).
 
 Contract: the model runs ONCE per sample in the ``baseline`` arithmetic, in a session whose
-fused int8 layers run the C++ counting kernels (``conv_u8s8_satstats`` / ``gemm_u8s8_satstats``:
-both arithmetics' sums and the int16-limit pair counts in one pass, reduced to the layer's
-figures in C++) on their quantized input and return their baseline output from the same
-pass's base sums; so every layer is measured on the inputs the baseline gives it (its figures
-isolate that layer) and no layer is computed twice. A second run per sample in the ``target``
-arithmetic gives the whole-model output difference (and the metric difference for labelled
-data); ``whole_model=False`` skips it.
+fused int8 layers run the C++ counting kernels (both arithmetics' sums and the int16-limit
+pair counts in one pass, reduced to the layer's figures in C++) on their quantized input and
+return their baseline output from the same pass's base sums; so every layer is measured on
+the inputs the baseline gives it (its figures isolate that layer) and no layer is computed
+twice. Requantized 2-D convs -- nearly every layer of a QDQ CNN -- run in the plain int8
+path's NHWC u8 layout (``qconv_requant_satstats_nhwc``, row blocks reduced and requantized in
+cache); other layers through ``conv_u8s8_satstats`` / ``gemm_u8s8_satstats``. A second run
+per sample in the ``target`` arithmetic gives the whole-model output difference (and the
+metric difference for labelled data); ``whole_model=False`` skips it.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import numpy as np
 from . import _core, kernels
 from .data import input_specs, iter_samples
 from .errors import ConfigError, DataError, ModelError
+from .runtime.qdq_layers import memory_order
 from .saturation_result import LayerSaturation, OutputDiff, SaturationAnalysis
 
 ARITHS = ("exact32", "sat16pair")
@@ -33,7 +36,9 @@ class _Counter:
     that same pass (requantized, or the float epilogue) instead of a second conv/GEMM. The
     first call checks that output against the layer's own kernel bit for bit; on any
     difference the counter keeps running the layer's kernel for outputs (never wrong, only
-    slower)."""
+    slower). A requantized 2-D conv runs as the plain layer does -- NHWC u8 in, the base
+    arithmetic's requantized NHWC u8 out (``_core.qconv_requant_satstats_nhwc``) -- and its
+    figures add up in C++ (``totals`` / ``ftotals``), so a call costs one C++ call."""
 
     def __init__(self, step, op_type: str, impl: str, base_is_exact: bool):
         self.layer = lay = step.kernel
@@ -61,9 +66,43 @@ class _Counter:
         else:
             self.zc = self.zc_epi
             self.bias = None if lay.bias is None else np.ascontiguousarray(lay.bias, np.float64)
-        self.rec = LayerSaturation(name=node.name, op_type=op_type, input=node.inputs[0], k=k,
-                                   pairs_per_output=ppo, channels=n_out,
-                                   channel_counts=np.zeros(n_out, np.int64))
+        self._rec = LayerSaturation(name=node.name, op_type=op_type, input=node.inputs[0], k=k,
+                                    pairs_per_output=ppo, channels=n_out,
+                                    channel_counts=np.zeros(n_out, np.int64))
+        self.nhwc = self.conv and lay.requant and lay.nd == 2
+        if self.nhwc:  # [outputs, changed, max_abs, sum_abs, counts...], [signal, noise]
+            self.totals = np.zeros(4 + n_out, np.int64)
+            self.ftotals = np.zeros(2, np.float64)
+
+    @property
+    def rec(self) -> LayerSaturation:
+        """The layer's figures so far."""
+        r = self._rec
+        if self.nhwc:
+            t, f = self.totals, self.ftotals
+            r.outputs = int(t[0])
+            r.pairs = r.outputs * r.pairs_per_output
+            r.channel_counts = t[4:].copy()
+            r.saturated_pairs = int(r.channel_counts.sum())
+            r.changed_outputs, r.max_abs_error = int(t[1]), int(t[2])
+            r.sum_abs_error, r.signal, r.noise = float(t[3]), float(f[0]), float(f[1])
+        return r
+
+    def count_nhwc(self, x: np.ndarray) -> np.ndarray:
+        """Adds this input's figures to the totals; returns the base arithmetic's requantized
+        output as the plain layer does (an NCHW view of an NHWC buffer)."""
+        lay = self.layer
+        st, pd, dl = lay.geometry(x)
+        if x.dtype != lay.xdt:
+            lay.u8(x)  # raises the dtype error
+        buf, nhwc = memory_order(x)
+        if lay.xdt == np.int8:
+            buf = buf.view(np.uint8) ^ np.uint8(0x80)
+        y = _core.qconv_requant_satstats_nhwc(
+            buf, lay.packed, st, pd, dl, lay.zp_u, "nhwc" if nhwc else "nchw", self.impl,
+            self.base_is_exact, self.scale, lay.zcomp, lay.mult, lay.yz, lay.ysigned,
+            self.totals, self.ftotals)
+        return y.transpose(0, 3, 1, 2)
 
     def count(self, x: np.ndarray, want_base: bool):
         """Adds this input's figures to the record; returns the base sums (or None)."""
@@ -82,7 +121,7 @@ class _Counter:
             a2 = lay.u8(x.reshape(-1, lay.k))
             counts, e, acc = _core.gemm_u8s8_satstats(a2, lay.packed, *epi)
             size = a2.shape[0] * lay.n
-        r = self.rec
+        r = self._rec
         r.outputs += size
         r.pairs += size * r.pairs_per_output
         r.saturated_pairs += int(counts.sum())
@@ -116,10 +155,15 @@ class _Counter:
 
     def __call__(self, *args):
         x = args[0]
-        if not self.fast:
+        if self.nhwc:
+            y = self.count_nhwc(x)
+            if not self.fast:
+                return self.orig(*args)
+        elif not self.fast:
             self.count(x, False)
             return self.orig(*args)
-        y = self.output(self.count(x, True), x, args)
+        else:
+            y = self.output(self.count(x, True), x, args)
         if not self.checked:
             self.checked = True
             ref = self.orig(*args)

@@ -11,6 +11,7 @@
 // zp * w, which the zero-point correction removes with the weights' full column sums.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -69,6 +70,15 @@ void conv_u8s8_nhwc(const uint8_t* x, bool x_nhwc, const ConvShape& s, const Pac
 void qconv_requant_nhwc(const uint8_t* x, bool x_nhwc, const ConvShape& s, const PackedConv& w,
                         uint8_t x_zp, const int64_t* zcomp, const float* mult, int32_t y_zp,
                         bool y_signed, void* out, Impl impl, Arith arith);
+
+// The drivers behind both: sink(row0, rows, acc, lda, g) receives rows [row0, row0 + rows)
+// (row m = (n*OH + oh)*OW + ow) of group g's sums, [rows, OCg] with row stride lda (depthwise:
+// all OC channels, g = 0), possibly from several threads at once; which rows one call holds
+// depends on the layer's shape only. Depthwise multiplier-1 convs hand one output row (n, oh)
+// per call.
+using ConvRowSink = std::function<void(int64_t, int64_t, const int32_t*, int64_t, int64_t)>;
+void conv_u8s8_nhwc_rows(const uint8_t* x, bool x_nhwc, const ConvShape& s, const PackedConv& w,
+                         uint8_t x_zp, Impl impl, Arith arith, const ConvRowSink& sink);
 
 // Quantized conv layer: out = float(acc - zp * colsum[oc]) * (x_scale * w_scale[oc]) + bias,
 // the same epilogue (and float operation order) as qlinear. A signed x runs shifted by +128.

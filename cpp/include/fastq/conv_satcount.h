@@ -30,6 +30,20 @@ void dw_flat_satcount_planes_ref(const DwSatArgs& a, int64_t p0, int64_t p1,
 void dw_flat_satcount_planes_avx2(const DwSatArgs& a, int64_t p0, int64_t p1,
                                   int64_t* per_plane);
 
+// The NHWC form (multiplier 1): one output row (n, oh) of all C channels, sat / exact [OW, C],
+// lim[c] += the channel's pairs on a limit (conv_satcount_body.h; ref portable, avx2 for
+// Impl::Avx512Vnni as above).
+struct DwNhwcSatArgs {
+  const uint8_t* x;     // [N, H, W, C]
+  const int16_t* wt;    // [KH * KW, C]: the weights tap-major
+  ConvShape s;
+  const uint8_t* zrow;  // C bytes of x_zp (padding taps)
+};
+void dw_flat_satcount_nhwc_row_ref(const DwNhwcSatArgs& a, int64_t n, int64_t oh, int32_t* sat,
+                                   int32_t* exact, int64_t* lim);
+void dw_flat_satcount_nhwc_row_avx2(const DwNhwcSatArgs& a, int64_t n, int64_t oh, int32_t* sat,
+                                    int32_t* exact, int64_t* lim);
+
 // c_sat, c_exact: [N, OC, OH, OW]; limit_counts: OC entries, overwritten. Impl as
 // satcount_kernel(impl) accepts it (ref, avx512vnni).
 void conv_u8s8_satcount(const uint8_t* x, const ConvShape& s, const PackedConv& w,
@@ -76,6 +90,23 @@ AccErrorStats conv_u8s8_satstats(const uint8_t* x, const ConvShape& s, const Pac
                                  uint8_t x_zp, const SatStatsArgs& a);
 AccErrorStats gemm_u8s8_satstats(const uint8_t* x, int64_t M, const PackedB& b,
                                  const SatStatsArgs& a);
+
+// The same pass for a requantized conv layer in the int8 executor's layout
+// (conv_satstats_nhwc.cpp): x u8 [N, H, W, C] when x_nhwc, else NCHW; out [N, OH, OW, OC] u8
+// (s8 when y_signed) is what qconv_requant_nhwc returns in the base arithmetic, requantized
+// from the base sums of the counting pass with zcomp / mult per output channel (requant.h).
+// Stats: a.zc (usually zcomp), a.scale, a.bias as above (|zc| < 2^53); a.base_out unused.
+// The float figures are summed in satstats.h's order (equal to the above up to rounding).
+struct RequantOut {
+  const int64_t* zcomp;
+  const float* mult;
+  int32_t y_zp;
+  bool y_signed;
+  void* out;
+};
+AccErrorStats qconv_requant_satstats_nhwc(const uint8_t* x, bool x_nhwc, const ConvShape& s,
+                                          const PackedConv& w, uint8_t x_zp,
+                                          const SatStatsArgs& a, const RequantOut& r);
 
 // The quantized layers' float epilogue over raw sums laid out [outer, C, inner]:
 //   out = float(int64(acc) - zc[c]) * scale[c] (+ bias[c])   (float32, in this order)

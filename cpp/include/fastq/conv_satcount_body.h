@@ -83,5 +83,56 @@ inline void dw_flat_satcount_body(const DwSatArgs& a, int64_t p0, int64_t p1,
   }
 }
 
+// The same contract for one NHWC output row (n, oh), all channels (multiplier 1): per output
+// pixel, tap pointers (an input pixel, or zrow for padding), then per tap pair a pass over
+// the channels, which the compiler vectorizes. sat / exact: [OW, C]; lim[c] += the
+// channel's pairs on a limit.
+inline void dw_flat_satcount_nhwc_row_body(const DwNhwcSatArgs& a, int64_t n, int64_t oh,
+                                           int32_t* sat, int32_t* exact, int64_t* lim) {
+  const ConvShape& s = a.s;
+  const int64_t OW = s.OW(), T = s.KH * s.KW, C = s.C;
+  thread_local std::vector<const uint8_t*> tp;
+  thread_local std::vector<int32_t> lim32;
+  tp.resize(static_cast<size_t>(T));
+  lim32.assign(static_cast<size_t>(C), 0);
+  int32_t* __restrict l32 = lim32.data();
+  for (int64_t ow = 0; ow < OW; ++ow) {
+    for (int64_t t = 0; t < T; ++t) {
+      const int64_t ih = oh * s.stride_h - s.pad_top + (t / s.KW) * s.dil_h;
+      const int64_t iw = ow * s.stride_w - s.pad_left + (t % s.KW) * s.dil_w;
+      tp[t] = ih >= 0 && ih < s.H && iw >= 0 && iw < s.W ? a.x + ((n * s.H + ih) * s.W + iw) * C
+                                                         : a.zrow;
+    }
+    int32_t* __restrict as = sat + ow * C;
+    int32_t* __restrict ae = exact + ow * C;
+    std::fill(as, as + C, 0);
+    std::fill(ae, ae + C, 0);
+    int64_t t = 0;
+    for (; t + 1 < T; t += 2) {
+      const uint8_t* __restrict pa = tp[t];
+      const uint8_t* __restrict pb = tp[t + 1];
+      const int16_t* __restrict wa = a.wt + t * C;
+      const int16_t* __restrict wb = a.wt + (t + 1) * C;
+      for (int64_t c = 0; c < C; ++c) {
+        const int32_t v = int32_t(pa[c]) * wa[c] + int32_t(pb[c]) * wb[c];
+        const int32_t c16 = std::min<int32_t>(32767, std::max<int32_t>(-32768, v));
+        as[c] += c16;
+        ae[c] += v;
+        l32[c] += (c16 == 32767) | (c16 == -32768);
+      }
+    }
+    if (t < T) {  // an odd last tap alone: never at a limit
+      const uint8_t* __restrict pa = tp[t];
+      const int16_t* __restrict wa = a.wt + t * C;
+      for (int64_t c = 0; c < C; ++c) {
+        const int32_t v = int32_t(pa[c]) * wa[c];
+        as[c] += v;
+        ae[c] += v;
+      }
+    }
+  }
+  for (int64_t c = 0; c < C; ++c) lim[c] += l32[c];
+}
+
 }  // namespace
 }  // namespace fastq

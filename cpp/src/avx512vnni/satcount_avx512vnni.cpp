@@ -114,28 +114,29 @@ void micro4_asm(const uint8_t* ap, int64_t lda, const int8_t* b, int64_t panel_s
 #undef FASTQ_SC_LIGHT
 }
 
-template <int MR>
+// NV: vectors (panels) of the tile, 2, or 1 for a lone last panel.
+template <int MR, int NV>
 void micro(const uint8_t* ap, int64_t lda, const int8_t* b, int64_t panel_stride, int64_t ng,
            const uint8_t* f0, const uint8_t* f1, int32_t* c, int32_t* ce, int64_t ldc,
-           int64_t ncols, bool first, int64_t* counts) {
+           int64_t ncols, bool first, __m512i* colcnt) {
   __m512i sat[MR][2], ex[MR][2], cnt[2];
   __mmask16 mask[2];
-  unroll<2>([&](auto v) {
+  unroll<NV>([&](auto v) {
     const int64_t cols = ncols - v * 16;
     mask[v] = cols >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (cols > 0 ? cols : 0)) - 1);
     cnt[v] = _mm512_setzero_si512();
   });
   unroll<MR>([&](auto r) {
-    unroll<2>([&](auto v) { sat[r][v] = ex[r][v] = _mm512_setzero_si512(); });
+    unroll<NV>([&](auto v) { sat[r][v] = ex[r][v] = _mm512_setzero_si512(); });
   });
   const __m512i ones = _mm512_set1_epi16(1);
   const __m512i shift = _mm512_set1_epi16(static_cast<int16_t>(32769 - 65536));
-  if constexpr (MR == 4) {
+  if constexpr (MR == 4 && NV == 2) {
     if (ng > 0) {
       alignas(64) __m512i exv[8], satv[8], cntv[2];
       micro4_asm(ap, lda, b, panel_stride, ng, f0, f1, exv, satv, cntv);
       unroll<MR>([&](auto r) {
-        unroll<2>([&](auto v) { ex[r][v] = exv[2 * r + v]; sat[r][v] = satv[2 * r + v]; });
+        unroll<NV>([&](auto v) { ex[r][v] = exv[2 * r + v]; sat[r][v] = satv[2 * r + v]; });
       });
       cnt[0] = cntv[0];
       cnt[1] = cntv[1];
@@ -144,7 +145,7 @@ void micro(const uint8_t* ap, int64_t lda, const int8_t* b, int64_t panel_stride
   }
   for (int64_t g = 0; g < ng; ++g) {
     __m512i bv[2];
-    unroll<2>([&](auto v) {
+    unroll<NV>([&](auto v) {
       bv[v] = _mm512_load_si512(reinterpret_cast<const void*>(b + v * panel_stride + g * 64));
     });
     const uint8_t* ag = ap + g * 4;
@@ -152,7 +153,7 @@ void micro(const uint8_t* ap, int64_t lda, const int8_t* b, int64_t panel_stride
       int32_t a4;
       std::memcpy(&a4, ag + r * lda, 4);
       const __m512i av = _mm512_set1_epi32(a4);
-      unroll<2>([&](auto v) {
+      unroll<NV>([&](auto v) {
         ex[r][v] = _mm512_dpbusd_epi32(ex[r][v], av, bv[v]);
         const __m512i t = _mm512_maddubs_epi16(av, bv[v]);
         sat[r][v] = _mm512_dpwssd_epi32(sat[r][v], t, ones);
@@ -162,7 +163,7 @@ void micro(const uint8_t* ap, int64_t lda, const int8_t* b, int64_t panel_stride
     });
   }
   unroll<MR>([&](auto r) {
-    unroll<2>([&](auto v) {
+    unroll<NV>([&](auto v) {
       int32_t* cp = c + r * ldc + v * 16;
       int32_t* ep = ce + r * ldc + v * 16;
       __m512i s = sat[r][v], e = ex[r][v];
@@ -174,27 +175,24 @@ void micro(const uint8_t* ap, int64_t lda, const int8_t* b, int64_t panel_stride
       _mm512_mask_storeu_epi32(ep, mask[v], e);
     });
   });
-  unroll<2>([&](auto v) {
-    alignas(64) int32_t per_col[16];
-    _mm512_store_si512(per_col, _mm512_madd_epi16(cnt[v], ones));  // both pairs of a column
-    const int64_t cols = std::min<int64_t>(16, ncols - v * 16);
-    for (int64_t j = 0; j < cols; ++j) counts[v * 16 + j] += per_col[j];
-  });
+  // both pairs of a column into its int32 lane (the caller widens them to int64)
+  unroll<NV>([&](auto v) { colcnt[v] = _mm512_add_epi32(colcnt[v], _mm512_madd_epi16(cnt[v], ones)); });
 }
 
 using MicroFn = void (*)(const uint8_t*, int64_t, const int8_t*, int64_t, int64_t,
                          const uint8_t*, const uint8_t*, int32_t*, int32_t*, int64_t, int64_t,
-                         bool, int64_t*);
+                         bool, __m512i*);
 
-template <int... R>
+template <int NV, int... R>
 constexpr std::array<MicroFn, sizeof...(R)> make_table(std::integer_sequence<int, R...>) {
-  return {{&micro<R + 1>...}};
+  return {{&micro<R + 1, NV>...}};
 }
 
 }  // namespace
 
 void gemm_u8s8_satcount_avx512vnni(const GemmTile& t, int32_t* c_exact, int64_t* counts) {
-  static constexpr auto table = make_table(std::make_integer_sequence<int, kMR>{});
+  static constexpr auto table2 = make_table<2>(std::make_integer_sequence<int, kMR>{});
+  static constexpr auto table1 = make_table<1>(std::make_integer_sequence<int, kMR>{});
   const PackedB& b = *t.b;
   const int64_t Kp = b.Kp, panel_stride = Kp * kPanel, groups = Kp / kGroup;
   // The 4-row tile skips counting in k groups whose weights cannot saturate (gemm.h).
@@ -204,21 +202,37 @@ void gemm_u8s8_satcount_avx512vnni(const GemmTile& t, int32_t* c_exact, int64_t*
     all.assign(static_cast<size_t>(b.Np / kPanel * groups), 1);
     flags = all.data();
   }
-  // A lone last panel runs as a 2-vector tile whose second vector re-reads the same panel
-  // (stride 0) and has no columns: its stores are masked off and its count is not added.
+  // A lone last panel runs as a 1-vector tile.
   for (int64_t k0 = 0; k0 < Kp; k0 += kKc) {
     const int64_t ng = std::min(kKc, Kp - k0) / kGroup;
     for (int64_t p = t.p0; p < t.p1; p += 2) {
       const bool two = p + 1 < t.p1;
       const int8_t* bp = b.panel(p) + k0 * kPanel;
       const int64_t ncols = std::min<int64_t>((two ? 2 : 1) * kPanel, b.N - p * kPanel);
+      // per-column counts stay in int32 lanes over up to kFlush tiles (each adds at most
+      // 2 * kMR * kKc / 4 = 8192 per lane), then widen into the int64 totals
+      constexpr int64_t kFlush = 1024;
+      __m512i colcnt[2] = {_mm512_setzero_si512(), _mm512_setzero_si512()};
+      auto flush = [&]() {
+        alignas(64) int32_t per_col[2][16];
+        _mm512_store_si512(per_col[0], colcnt[0]);
+        _mm512_store_si512(per_col[1], colcnt[1]);
+        for (int64_t j = 0; j < ncols; ++j) counts[p * kPanel + j] += per_col[j / 16][j % 16];
+        colcnt[0] = colcnt[1] = _mm512_setzero_si512();
+      };
+      int64_t tiles = 0;
       for (int64_t m = 0; m < t.m; m += kMR) {
         const int mr = static_cast<int>(std::min<int64_t>(kMR, t.m - m));
         const uint8_t* f0 = flags + p * groups + k0 / kGroup;
-        table[mr - 1](t.a + m * t.lda + k0, t.lda, bp, two ? panel_stride : 0, ng, f0,
-                      two ? f0 + groups : f0, t.c + m * t.ldc + p * kPanel, c_exact + m * t.ldc + p * kPanel, t.ldc,
-                      ncols, k0 == 0, counts + p * kPanel);
+        (two ? table2 : table1)[mr - 1](t.a + m * t.lda + k0, t.lda, bp, two ? panel_stride : 0, ng, f0,
+                      two ? f0 + groups : f0, t.c + m * t.ldc + p * kPanel,
+                      c_exact + m * t.ldc + p * kPanel, t.ldc, ncols, k0 == 0, colcnt);
+        if (++tiles == kFlush) {
+          flush();
+          tiles = 0;
+        }
       }
+      flush();
     }
   }
 }
