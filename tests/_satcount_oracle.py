@@ -48,3 +48,19 @@ def gemm_oracle(a, b):
     clipped = np.clip(p[:, 0::2] + p[:, 1::2], -32768, 32767)
     counts = ((clipped == 32767) | (clipped == -32768)).sum(axis=(0, 1)).astype(np.int64)
     return clipped.sum(axis=1).astype(np.int32), p.sum(axis=1).astype(np.int32), counts
+
+
+def conv_fills(case, rng):
+    """(name, x u8 NCHW, w s8, x zero point) fills for a conv case (N, C, H, W, OC, KH, KW,
+    group, ...): random, near-255 inputs, the int16-limit corners and small values."""
+    N, C, H, W, OC, KH, KW, group = case[:8]
+    xs, ws = (N, C, H, W), (OC, C // group, KH, KW)
+    yield "random", rng.integers(0, 256, xs, dtype=np.uint8), \
+        rng.integers(-128, 128, ws, dtype=np.int8), 11
+    yield "high", rng.integers(200, 256, xs, dtype=np.uint8), \
+        rng.integers(-128, 128, ws, dtype=np.int8), 250
+    yield "255x127", np.full(xs, 255, np.uint8), np.full(ws, 127, np.int8), 0
+    yield "255x-128", np.full(xs, 255, np.uint8), np.full(ws, -128, np.int8), 255
+    yield "0x127", np.zeros(xs, np.uint8), np.full(ws, 127, np.int8), 0
+    yield "small", rng.integers(0, 16, xs, dtype=np.uint8), \
+        rng.integers(-8, 8, ws, dtype=np.int8), 3

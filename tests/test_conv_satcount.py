@@ -10,7 +10,7 @@ import pytest
 import fastq
 from fastq import _core, kernels
 
-from _satcount_oracle import conv_oracle as oracle
+from _satcount_oracle import conv_fills, conv_oracle as oracle
 
 IMPLS = [i for i in kernels.available_impls() if i in kernels.SATCOUNT_IMPLS]
 
@@ -31,26 +31,13 @@ CASES = [
 ]
 
 
-def fills(case, rng):
-    N, C, H, W, OC, KH, KW, group = case[:8]
-    xs, ws = (N, C, H, W), (OC, C // group, KH, KW)
-    yield "random", rng.integers(0, 256, xs, dtype=np.uint8), \
-        rng.integers(-128, 128, ws, dtype=np.int8), 11
-    yield "high", rng.integers(200, 256, xs, dtype=np.uint8), \
-        rng.integers(-128, 128, ws, dtype=np.int8), 250
-    yield "255x127", np.full(xs, 255, np.uint8), np.full(ws, 127, np.int8), 0
-    yield "255x-128", np.full(xs, 255, np.uint8), np.full(ws, -128, np.int8), 255
-    yield "small", rng.integers(0, 16, xs, dtype=np.uint8), \
-        rng.integers(-8, 8, ws, dtype=np.int8), 3
-
-
 @pytest.mark.parametrize("case", CASES, ids=lambda c: "x".join(map(str, c[:8])))
 @pytest.mark.parametrize("pairing", ["per_tap", "flat"])
 @pytest.mark.parametrize("impl", IMPLS)
 def test_satcount_equals_conv_and_oracle(case, pairing, impl):
     N, C, H, W, OC, KH, KW, group, strides, pads, dil = case
     rng = np.random.default_rng(sum(map(hash, case[:8])) % 2**32)
-    for name, x, w, zp in fills(case, rng):
+    for name, x, w, zp in conv_fills(case, rng):
         pw = kernels.pack_conv_weights(w, group=group, pairing=pairing)
         geo = dict(strides=strides, pads=(pads[0], pads[1], pads[2], pads[3]),
                    dilations=dil, x_zero_point=zp)

@@ -15,6 +15,8 @@ import pytest
 import fastq
 from fastq import _core, kernels
 
+from _satcount_oracle import conv_fills
+
 STAT_IMPLS = [i for i in ("ref", "avx2", "avx512vnni") if i in kernels.available_impls()]
 IMPLS = [i for i in kernels.available_impls() if i in kernels.SATCOUNT_IMPLS]
 
@@ -125,18 +127,6 @@ CASES = [
 ]
 
 
-def layer_fills(case, rng):
-    N, C, H, W, OC, KH, KW, group = case[:8]
-    xs, ws = (N, C, H, W), (OC, C // group, KH, KW)
-    yield "random", rng.integers(0, 256, xs, dtype=np.uint8), \
-        rng.integers(-128, 128, ws, dtype=np.int8), 11
-    yield "high", rng.integers(200, 256, xs, dtype=np.uint8), \
-        rng.integers(-128, 128, ws, dtype=np.int8), 250
-    yield "255x127", np.full(xs, 255, np.uint8), np.full(ws, 127, np.int8), 0
-    yield "255x-128", np.full(xs, 255, np.uint8), np.full(ws, -128, np.int8), 255
-    yield "0x127", np.zeros(xs, np.uint8), np.full(ws, 127, np.int8), 0
-
-
 def layer_pass(x, pw, case, zp, impl, base_is_exact, layout, rng, y_signed):
     N, C, H, W, OC, KH, KW, group, strides, pads, dil = case
     zcomp = rng.integers(-2**20, 2**20, OC).astype(np.int64)
@@ -163,7 +153,7 @@ def layer_pass(x, pw, case, zp, impl, base_is_exact, layout, rng, y_signed):
 def test_layer_pass_equals_plain_layer_and_figures(case, pairing, impl):
     group = case[7]
     rng = np.random.default_rng(sum(map(hash, case[:8])) % 2**32)
-    for k, (name, x, w, zp) in enumerate(layer_fills(case, rng)):
+    for k, (name, x, w, zp) in enumerate(conv_fills(case, rng)):
         pw = kernels.pack_conv_weights(w, group=group, pairing=pairing)
         base_is_exact, layout, y_signed = k % 2 == 0, ("nhwc", "nchw")[k % 2], k == 3
         y, want_y, tot, ftot, counts, want, size = layer_pass(
