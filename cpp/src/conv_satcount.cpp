@@ -175,13 +175,7 @@ AccErrorStats row_error_stats(const int32_t* target, const int32_t* base, int64_
   }
   RowStats p;
   stats(RowStatsArgs{target, base, M, C, C, zcd.data(), scale, bias}, p, d2.data());
-  AccErrorStats r;
-  r.changed = p.changed;
-  r.max_abs = p.max_abs;
-  r.sum_abs = static_cast<double>(p.sum_abs);
-  r.signal = p.signal();
-  r.noise = p.noise;
-  return r;
+  return acc_error_stats_of(p);
 }
 
 // One channel's run of `inner` outputs (NCHW planes): four accumulators by i % 4.
@@ -207,6 +201,16 @@ void plane_error_stats(const int32_t* t, const int32_t* b, int64_t inner, int64_
 }
 
 }  // namespace
+
+AccErrorStats acc_error_stats_of(const RowStats& p) {
+  AccErrorStats r;
+  r.changed = p.changed;
+  r.max_abs = p.max_abs;
+  r.sum_abs = static_cast<double>(p.sum_abs);
+  r.signal = p.signal();
+  r.noise = p.noise;
+  return r;
+}
 
 AccErrorStats acc_error_stats(const int32_t* target, const int32_t* base, int64_t outer,
                               int64_t C, int64_t inner, const int64_t* zc, const double* scale,

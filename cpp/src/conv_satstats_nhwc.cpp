@@ -32,13 +32,7 @@ T* grown(std::vector<T>& v, size_t n) {
 AccErrorStats finish(const std::vector<RowStats>& parts) {
   RowStats all;
   for (const RowStats& p : parts) all.merge(p);
-  AccErrorStats r;
-  r.changed = all.changed;
-  r.max_abs = all.max_abs;
-  r.sum_abs = static_cast<double>(all.sum_abs);
-  r.signal = all.signal();
-  r.noise = all.noise;
-  return r;
+  return acc_error_stats_of(all);
 }
 
 // im2col_nhwc's rows for an ungrouped conv whose taps pad an odd channel count C by one zero

@@ -11,6 +11,7 @@
 
 #include "fastq/conv.h"
 #include "fastq/gemm.h"
+#include "fastq/satstats.h"
 
 namespace fastq {
 
@@ -67,6 +68,8 @@ struct AccErrorStats {
     noise += o.noise;
   }
 };
+// The figures of one SIMD row reduction (satstats.h) as an AccErrorStats.
+AccErrorStats acc_error_stats_of(const RowStats& p);
 AccErrorStats acc_error_stats(const int32_t* target, const int32_t* base, int64_t outer,
                               int64_t C, int64_t inner, const int64_t* zc, const double* scale,
                               const double* bias);
