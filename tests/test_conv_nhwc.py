@@ -260,3 +260,92 @@ def test_dequantize_add_matches_numpy_and_fused_session(tmp_path, monkeypatch):
         mp.setattr(qdq_layers, "_fuse_adds", lambda nodes, *a: nodes)
         u = fastq.InferenceSession(q, arith="exact32")
     assert np.array_equal(u.run(None, feeds)[0], s.run(None, feeds)[0])
+
+
+def _sweep_data(fill, shape_x, shape_w):
+    if fill == "random":
+        return (RNG.integers(0, 256, shape_x).astype(np.uint8),
+                RNG.integers(-128, 128, shape_w).astype(np.int8))
+    if fill == "edges":  # only the extreme values 0/255 and -128/127
+        return (np.where(RNG.random(shape_x) < 0.5, 0, 255).astype(np.uint8),
+                np.where(RNG.random(shape_w) < 0.5, -128, 127).astype(np.int8))
+    return np.full(shape_x, 255, np.uint8), np.full(shape_w, -128, np.int8)  # all extreme
+
+
+def _requant_params(oc):
+    """Offsets (some past int32: the requantization wraps them) and multipliers from tiny to
+    ones that clamp most outputs."""
+    zc = RNG.integers(-2**33, 2**33, oc) if RNG.random() < 0.3 else RNG.integers(-9e4, 9e4, oc)
+    mult = (RNG.random(oc) * 10.0 ** RNG.integers(-6, 1)).astype(np.float32)
+    return zc.astype(np.int64), mult
+
+
+DW_SWEEP = [  # (C, k, strides, pads (t, l, b, r), dilations, hw)
+    (c, k, st, pd, dl, hw)
+    for c in (1, 15, 16, 17, 31, 32, 33, 63, 64, 65, 96, 144)
+    for (k, st, pd, dl, hw) in [(3, (1, 1), (1, 1, 1, 1), (1, 1), (7, 9)),
+                                (3, (2, 2), (0, 0, 1, 1), (1, 1), (9, 8)),
+                                (3, (2, 1), (1, 2, 0, 1), (2, 2), (8, 10)),
+                                (5, (1, 2), (2, 2, 2, 2), (1, 1), (6, 7)),
+                                (2, (1, 1), (0, 1, 1, 0), (1, 1), (4, 5))]
+][::2]
+
+
+@pytest.mark.parametrize("case", DW_SWEEP, ids=lambda c: f"C{c[0]}-k{c[1]}-s{c[2][0]}{c[2][1]}")
+@pytest.mark.parametrize("fill", ["random", "edges", "extreme"])
+def test_depthwise_nhwc_impls_equal_reference_sweep(case, fill):
+    """Depthwise (multiplier 1) NHWC rows of every impl -- the AVX-512 32-channel blocks with
+    masked tails and fused requantization, the AVX2 16-channel blocks -- equal the scalar spec
+    bit for bit, raw sums and requantized u8/s8, both ariths and pairings."""
+    c, k, st, pd, dl, hw = case
+    x, w = _sweep_data(fill, (2, c) + hw, (c, 1, k, k))
+    zp = int(RNG.integers(0, 256))
+    xn = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    zc, mult = _requant_params(c)
+    for arith, pairing in itertools.product(["exact32", "sat16pair"], ["per_tap", "flat"]):
+        want = _core.conv_u8s8_reference(x, w, c, st, pd, dl, zp, arith, pairing)
+        want = np.ascontiguousarray(want.transpose(0, 2, 3, 1))
+        pk = _core.pack_conv_weights(w, c, pairing)
+        for signed, yz in ((False, 3), (True, -7)):
+            ywant = _core.requantize(want, 3, zc, mult, yz, signed)
+            for impl in IMPLS:
+                got = _core.conv_u8s8_nhwc(xn, pk, st, pd, dl, zp, "nhwc", arith, impl)
+                assert np.array_equal(got, want), (arith, pairing, impl)
+                y = _core.qconv_requant_nhwc(xn, pk, st, pd, dl, zp, "nhwc", zc, mult, yz,
+                                             signed, arith, impl)
+                assert np.array_equal(y, ywant), (arith, pairing, impl, signed)
+
+
+GEMM_SWEEP = [  # (C, OC, k, strides, pads, hw): 1x1 with short K, odd OC, M % 8 != 0; 3x3
+    (16, 96, 1, (1, 1), (0, 0, 0, 0), (7, 9)),
+    (24, 144, 1, (1, 1), (0, 0, 0, 0), (5, 5)),
+    (8, 17, 1, (1, 1), (0, 0, 0, 0), (3, 7)),
+    (6, 33, 1, (1, 1), (0, 0, 0, 0), (4, 4)),        # K % 4 != 0: the im2col copy
+    (144, 24, 1, (1, 1), (0, 0, 0, 0), (6, 6)),
+    (32, 16, 1, (2, 2), (0, 0, 0, 0), (9, 9)),        # strided 1x1
+    (3, 32, 3, (2, 2), (1, 1, 1, 1), (13, 11)),       # stem: implicit GEMM, padded channels
+    (20, 40, 3, (1, 1), (1, 0, 1, 2), (6, 7)),
+]
+
+
+@pytest.mark.parametrize("case", GEMM_SWEEP, ids=lambda c: f"C{c[0]}-OC{c[1]}-k{c[2]}")
+@pytest.mark.parametrize("fill", ["random", "edges", "extreme"])
+def test_gemm_conv_requant_store_equals_reference(case, fill):
+    """GEMM convs whose AVX-512 kernels requantize in their store (no s32 round trip) give
+    requantize() of the spec's sums bit for bit: u8 and s8 outputs, wrapping offsets,
+    clamping multipliers, both ariths and pairings, every impl."""
+    c, oc, k, st, pd, hw = case
+    x, w = _sweep_data(fill, (2, c) + hw, (oc, c, k, k))
+    zp = int(RNG.integers(0, 256))
+    xn = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    zc, mult = _requant_params(oc)
+    for arith, pairing in itertools.product(["exact32", "sat16pair"], ["per_tap", "flat"]):
+        want = _core.conv_u8s8_reference(x, w, 1, st, pd, (1, 1), zp, arith, pairing)
+        want = np.ascontiguousarray(want.transpose(0, 2, 3, 1))
+        pk = _core.pack_conv_weights(w, 1, pairing)
+        for signed, yz in ((False, 0), (False, 200), (True, 5)):
+            ywant = _core.requantize(want, 3, zc, mult, yz, signed)
+            for impl, (layout, xx) in itertools.product(IMPLS, [("nhwc", xn), ("nchw", x)]):
+                y = _core.qconv_requant_nhwc(xx, pk, st, pd, (1, 1), zp, layout, zc, mult, yz,
+                                             signed, arith, impl)
+                assert np.array_equal(y, ywant), (arith, pairing, impl, layout, signed)

@@ -40,6 +40,16 @@ namespace {
 
 using RowSink = ConvRowSink;
 
+// The requantized output, for kernels that requantize in their own store (the sink is then
+// not called for their rows): out[m * OC + c] per requant.h.
+struct RequantOut {
+  const int64_t* zcomp;
+  const float* mult;
+  int32_t y_zp;
+  bool y_signed;
+  uint8_t* out;
+};
+
 void check(const ConvShape& s, const PackedConv& w) {
   if (s.group != w.group || s.C != w.Cg * w.group || s.OC != w.OC || s.KH != w.KH ||
       s.KW != w.KW)
@@ -59,8 +69,26 @@ const uint8_t* as_nhwc(const uint8_t* x, bool x_nhwc, const ConvShape& s) {
 }
 
 void gemm_rows(const uint8_t* x, bool x_nhwc, const ConvShape& s, const PackedConv& w,
-               uint8_t x_zp, Impl impl, Arith arith, const RowSink& sink) {
+               uint8_t x_zp, Impl impl, Arith arith, const RowSink& sink,
+               const RequantOut* rq) {
   GemmKernel kernel = gemm_kernel(impl, arith);
+  // the AVX-512 kernels requantize in their store (gemm.h RequantStore): no s32 round trip
+  std::vector<int32_t> z32;
+  RequantStore rs{};
+  const bool fused = rq != nullptr && impl == Impl::Avx512Vnni;
+  if (fused) {
+    z32.resize(static_cast<size_t>(s.OC));
+    for (int64_t c = 0; c < s.OC; ++c) z32[c] = int32_t(uint32_t(rq->zcomp[c]));
+    rs = RequantStore{z32.data(), rq->mult, rq->y_zp, rq->y_signed, rq->out, s.OC};
+  }
+  // the store of rows [row0, row0 + rows) of group g: fused, or the sink's
+  auto tile_rq = [&](int64_t row0, int64_t g) {
+    RequantStore r = rs;
+    r.z32 += g * s.OCg();
+    r.mult += g * s.OCg();
+    r.out += row0 * s.OC + g * s.OCg();
+    return r;
+  };
   const int64_t M = s.N * s.OH() * s.OW(), OCg = s.OCg(), K = w.K();
   const PackedB& b0 = *w.groups[0];
   const int64_t Kp = b0.Kp, panels = b0.Np / kPanel;
@@ -133,8 +161,10 @@ void gemm_rows(const uint8_t* x, bool x_nhwc, const ConvShape& s, const PackedCo
           if (++oh == OH) oh = 0, ++n;
         }
       }
-      implicit(ImplicitTile{ptr.data(), T, cs, rows, w.groups[0].get(), 0, panels, acc, OCg});
-      sink(row0, rows, acc, OCg, 0);
+      const RequantStore r = tile_rq(row0, 0);
+      implicit(ImplicitTile{ptr.data(), T, cs, rows, w.groups[0].get(), 0, panels, acc, OCg,
+                            fused ? &r : nullptr});
+      if (!fused) sink(row0, rows, acc, OCg, 0);
       return;
     }
     uint8_t* cols = direct ? nullptr
@@ -149,8 +179,10 @@ void gemm_rows(const uint8_t* x, bool x_nhwc, const ConvShape& s, const PackedCo
         a = cols;
         lda = Kp;
       }
-      kernel(GemmTile{a, lda, rows, w.groups[g].get(), 0, panels, acc, OCg});
-      sink(row0, rows, acc, OCg, g);
+      const RequantStore r = tile_rq(row0, g);
+      kernel(GemmTile{a, lda, rows, w.groups[g].get(), 0, panels, acc, OCg,
+                      fused ? &r : nullptr});
+      if (!fused) sink(row0, rows, acc, OCg, g);
     }
   };
   if (num_threads() > 1 && blocks > 1 && work > 2e6)
@@ -161,7 +193,7 @@ void gemm_rows(const uint8_t* x, bool x_nhwc, const ConvShape& s, const PackedCo
 
 // Depthwise, multiplier 1: output rows (n, oh), each [OW, C], handed to the sink whole.
 void dw_rows(const uint8_t* nhwc, const ConvShape& s, const PackedConv& w, uint8_t x_zp,
-             Impl impl, Arith arith, const RowSink& sink) {
+             Impl impl, Arith arith, const RowSink& sink, const RequantOut* rq) {
   const std::string missing = impl_missing_feature(impl);
   if (!missing.empty())
     throw std::invalid_argument(std::string("impl '") + impl_name(impl) +
@@ -176,14 +208,36 @@ void dw_rows(const uint8_t* nhwc, const ConvShape& s, const PackedConv& w, uint8
 #else
   const bool fast = false;
 #endif
-  if (fast) {
+  const bool wide = fast && impl == Impl::Avx512Vnni;  // 32-channel blocks, fused requant
+  std::vector<int32_t> z32;
+  std::vector<float> mu;
+  DwRequant drq{};
+  if (wide) {
+    wp.resize(static_cast<size_t>(dw_nhwc512_pairs_size(C, T)));
+    dw_nhwc512_pack_pairs(w.dw.data(), C, T, wp.data());
+    if (rq) {
+      const int64_t CP = (C + 31) / 32 * 32;
+      z32.resize(static_cast<size_t>(CP));
+      mu.resize(static_cast<size_t>(CP));
+      dw_nhwc512_lane_order(rq->zcomp, rq->mult, C, z32.data(), mu.data());
+      drq = DwRequant{z32.data(), mu.data(), rq->y_zp, rq->y_signed, C};
+    }
+  } else if (fast) {
     wp.resize(static_cast<size_t>(dw_nhwc_pairs_size(C, T)));
     dw_nhwc_pack_pairs(w.dw.data(), C, T, wp.data());
   }
   auto row = [&](int64_t r) {
+#if defined(FASTQ_HAVE_X86)
+    if (wide && rq) {
+      conv_dw_nhwc_row_avx512(a, wp.data(), r / OH, r % OH, nullptr, &drq, rq->out + r * OW * C);
+      return;
+    }
+#endif
     int32_t* acc = scratch_as<int32_t>(Scratch::ConvAcc, static_cast<size_t>(OW * C));
 #if defined(FASTQ_HAVE_X86)
-    if (fast)
+    if (wide)
+      conv_dw_nhwc_row_avx512(a, wp.data(), r / OH, r % OH, acc, nullptr, nullptr);
+    else if (fast)
       conv_dw_nhwc_row_avx2(a, wp.data(), r / OH, r % OH, acc);
     else
 #endif
@@ -198,10 +252,11 @@ void dw_rows(const uint8_t* nhwc, const ConvShape& s, const PackedConv& w, uint8
 }
 
 void run_nhwc(const uint8_t* x, bool x_nhwc, const ConvShape& s, const PackedConv& w,
-              uint8_t x_zp, Impl impl, Arith arith, const RowSink& sink) {
+              uint8_t x_zp, Impl impl, Arith arith, const RowSink& sink,
+              const RequantOut* rq = nullptr) {
   check(s, w);
   if (!w.dw.empty() && s.OC == s.C) {
-    dw_rows(as_nhwc(x, x_nhwc, s), s, w, x_zp, impl, arith, sink);
+    dw_rows(as_nhwc(x, x_nhwc, s), s, w, x_zp, impl, arith, sink, rq);
   } else if (!w.dw.empty()) {  // depthwise with a channel multiplier: the NCHW kernel
     const int64_t HW = s.H * s.W, OHW = s.OH() * s.OW();
     const uint8_t* xc = x;
@@ -219,7 +274,7 @@ void run_nhwc(const uint8_t* x, bool x_nhwc, const ConvShape& s, const PackedCon
       sink(n * OHW, OHW, rows.data(), s.OC, 0);
     }
   } else {
-    gemm_rows(x, x_nhwc, s, w, x_zp, impl, arith, sink);
+    gemm_rows(x, x_nhwc, s, w, x_zp, impl, arith, sink, rq);
   }
 }
 
@@ -247,13 +302,15 @@ void qconv_requant_nhwc(const uint8_t* x, bool x_nhwc, const ConvShape& s, const
                         bool y_signed, void* out, Impl impl, Arith arith) {
   const int64_t OC = s.OC, OCg = s.OCg();
   uint8_t* o = static_cast<uint8_t*>(out);  // 1-byte elements either way
+  const RequantOut rq{zcomp, mult, y_zp, y_signed, o};
   run_nhwc(x, x_nhwc, s, w, x_zp, impl, arith,
            [&](int64_t row0, int64_t rows, const int32_t* acc, int64_t lda, int64_t g) {
              const int64_t c0 = w.dw.empty() ? g * OCg : 0;
              const int64_t width = w.dw.empty() ? OCg : OC;
              requantize_rows(acc, rows, width, lda, zcomp + c0, mult + c0, y_zp, y_signed,
                              o + row0 * OC + c0, OC);
-           });
+           },
+           &rq);
 }
 
 }  // namespace fastq

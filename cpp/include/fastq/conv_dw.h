@@ -56,4 +56,25 @@ int64_t dw_nhwc_pairs_size(int64_t C, int64_t T);
 void conv_dw_nhwc_row_avx2(const DwNhwcArgs& a, const int16_t* wpairs, int64_t n, int64_t oh,
                            int32_t* acc);
 
+// AVX-512 rows (Impl::Avx512Vnni): 32 channels per block, every channel tail masked (no
+// scalar loop); weights by dw_nhwc512_pack_pairs ((T + 1) / 2 pairs x ceil(C / 32) blocks x
+// 64 int16, lane order in conv_dw_nhwc_avx512.cpp). With rq == nullptr it writes the raw sums
+// to acc[OW * C] as conv_dw_nhwc_row_ref; with rq it writes the requantized row (requant.h:
+// the requantize_rows formula per channel) to out[ow * rq->ldo + c] and leaves acc alone.
+// rq->z32 / rq->mult are int32(zcomp) and mult in lane order (dw_nhwc512_lane_order,
+// ceil(C / 32) * 32 entries each).
+struct DwRequant {
+  const int32_t* z32;
+  const float* mult;
+  int32_t y_zp;
+  bool y_signed;
+  int64_t ldo;
+};
+int64_t dw_nhwc512_pairs_size(int64_t C, int64_t T);
+void dw_nhwc512_pack_pairs(const int8_t* w, int64_t C, int64_t T, int16_t* wpairs);
+void dw_nhwc512_lane_order(const int64_t* zcomp, const float* mult, int64_t C, int32_t* z32,
+                           float* mu);
+void conv_dw_nhwc_row_avx512(const DwNhwcArgs& a, const int16_t* wpairs, int64_t n,
+                             int64_t oh, int32_t* acc, const DwRequant* rq, uint8_t* out);
+
 }  // namespace fastq

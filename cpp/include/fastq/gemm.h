@@ -53,6 +53,19 @@ std::shared_ptr<PackedB> pack_b(const int8_t* b, int64_t K, int64_t N, int64_t s
 
 // What a kernel computes: rows [0, M) of A (row stride lda >= Kp, zero tail), panels
 // [p0, p1) of B, all of K; writes C[m][n] for the columns of those panels that are < N.
+// Requantizing store of a tile (requant.h's formula per column n: float(int32(acc - z32[n]))
+// * mult[n], clamp, round half to even, + y_zp): row m, column n goes to out[m * ldo + n] as
+// u8 (s8 when y_signed) and C is not written. Only the AVX-512 kernels honour it; drivers set
+// it only for Impl::Avx512Vnni (the other kernels write C and leave requantization to them).
+struct RequantStore {
+  const int32_t* z32;
+  const float* mult;
+  int32_t y_zp;
+  bool y_signed;
+  uint8_t* out;
+  int64_t ldo;
+};
+
 struct GemmTile {
   const uint8_t* a;
   int64_t lda;
@@ -61,6 +74,7 @@ struct GemmTile {
   int64_t p0, p1;
   int32_t* c;
   int64_t ldc;
+  const RequantStore* rq = nullptr;
 };
 
 using GemmKernel = void (*)(const GemmTile&);
@@ -89,6 +103,7 @@ struct ImplicitTile {
   int64_t p0, p1;
   int32_t* c;
   int64_t ldc;
+  const RequantStore* rq = nullptr;  // as GemmTile::rq
 };
 using ImplicitKernel = void (*)(const ImplicitTile&);
 void conv_implicit_exact32_avx512vnni(const ImplicitTile& t);

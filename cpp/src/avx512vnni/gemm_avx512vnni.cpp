@@ -29,9 +29,49 @@ inline __m512i bcast4(const uint8_t* p) {
 // amortized, e.g. 346 vs 443 GOPS at M=3136, N=64, K=576.)
 constexpr int kMR = 8;  // 8 x 2 panels = 16 zmm accumulators; 12 rows make GCC spill
 
+// The tile's store: raw sums to C, or (rq set) requant.h's requantization to u8/s8 straight
+// from the accumulators -- the same IEEE steps as requantize_rows_avx2 (convert, multiply,
+// clamp, round half to even by 1.5 * 2^23, + zero point), so the same bits, without the s32
+// round trip through memory that dominates convs with a short K.
+template <int MR, int NV>
+inline void store_tile(__m512i (&acc)[MR][NV], const __mmask16 (&mask)[NV], int32_t* c,
+                       int64_t ldc, const RequantStore* rq, int64_t row0, int64_t col0) {
+  if (!rq) {
+    unroll<MR>([&](auto r) {
+      unroll<NV>([&](auto v) {
+        _mm512_mask_storeu_epi32(c + r * ldc + v * 16, mask[v], acc[r][v]);
+      });
+    });
+    return;
+  }
+  const int32_t zq = rq->y_zp;
+  const __m512 vl = _mm512_set1_ps(rq->y_signed ? float(-128 - zq) : float(0 - zq));
+  const __m512 vh = _mm512_set1_ps(rq->y_signed ? float(127 - zq) : float(255 - zq));
+  const __m512 magic = _mm512_set1_ps(12582912.0f);
+  const __m512i vz = _mm512_set1_epi32(zq);
+  __m512i z[NV];
+  __m512 mu[NV];
+  unroll<NV>([&](auto v) {
+    z[v] = _mm512_maskz_loadu_epi32(mask[v], rq->z32 + col0 + v * 16);
+    mu[v] = _mm512_maskz_loadu_ps(mask[v], rq->mult + col0 + v * 16);
+  });
+  unroll<MR>([&](auto r) {
+    uint8_t* o = rq->out + (row0 + r) * rq->ldo + col0;
+    unroll<NV>([&](auto v) {
+      __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc[r][v], z[v])), mu[v]);
+      f = _mm512_min_ps(vh, _mm512_max_ps(vl, f));
+      const __m512i y = _mm512_add_epi32(
+          _mm512_cvttps_epi32(_mm512_sub_ps(_mm512_add_ps(f, magic), magic)), vz);
+      // in range already: the truncating narrowing is exact for u8 and s8 alike
+      _mm_mask_storeu_epi8(o + v * 16, mask[v], _mm512_cvtepi32_epi8(y));
+    });
+  });
+}
+
 template <int MR, int NV, bool kExact>
 void micro(const uint8_t* ap, int64_t lda, const int8_t* b, int64_t panel_stride, int64_t ng,
-           int32_t* c, int64_t ldc, int64_t ncols) {
+           int32_t* c, int64_t ldc, int64_t ncols, const RequantStore* rq, int64_t row0,
+           int64_t col0) {
   __m512i acc[MR][NV];
   __mmask16 mask[NV];
   unroll<NV>([&](auto v) {
@@ -58,16 +98,12 @@ void micro(const uint8_t* ap, int64_t lda, const int8_t* b, int64_t panel_stride
     });
   }
   (void)ones;
-  unroll<MR>([&](auto r) {
-    unroll<NV>([&](auto v) {
-      _mm512_mask_storeu_epi32(c + r * ldc + v * 16, mask[v], acc[r][v]);
-    });
-  });
+  store_tile<MR, NV>(acc, mask, c, ldc, rq, row0, col0);
 }
 
 template <int NV, bool kExact>
 using MicroFn = void (*)(const uint8_t*, int64_t, const int8_t*, int64_t, int64_t, int32_t*,
-                         int64_t, int64_t);
+                         int64_t, int64_t, const RequantStore*, int64_t, int64_t);
 
 template <int NV, bool kExact, int... R>
 constexpr auto make_table(std::integer_sequence<int, R...>) {
@@ -94,9 +130,9 @@ void gemm_tile(const GemmTile& t) {
       const uint8_t* ap = t.a + m * t.lda;
       int32_t* cp = t.c + m * t.ldc + p * kPanel;
       if (nv == 2)
-        t2[mr - 1](ap, t.lda, bp, panel_stride, ng, cp, t.ldc, ncols);
+        t2[mr - 1](ap, t.lda, bp, panel_stride, ng, cp, t.ldc, ncols, t.rq, m, p * kPanel);
       else
-        t1[mr - 1](ap, t.lda, bp, panel_stride, ng, cp, t.ldc, ncols);
+        t1[mr - 1](ap, t.lda, bp, panel_stride, ng, cp, t.ldc, ncols, t.rq, m, p * kPanel);
     }
   }
 }
@@ -105,7 +141,8 @@ void gemm_tile(const GemmTile& t) {
 // per-row pointers of an ImplicitTile (gemm.h).
 template <int MR, int NV, bool kExact>
 void micro_implicit(const uint8_t* const* rows, int64_t taps, int64_t tg, const int8_t* b,
-                    int64_t panel_stride, int32_t* c, int64_t ldc, int64_t ncols) {
+                    int64_t panel_stride, int32_t* c, int64_t ldc, int64_t ncols,
+                    const RequantStore* rq, int64_t row0, int64_t col0) {
   __m512i acc[MR][NV];
   __mmask16 mask[NV];
   unroll<NV>([&](auto v) {
@@ -136,16 +173,12 @@ void micro_implicit(const uint8_t* const* rows, int64_t taps, int64_t tg, const 
     }
   }
   (void)ones;
-  unroll<MR>([&](auto r) {
-    unroll<NV>([&](auto v) {
-      _mm512_mask_storeu_epi32(c + r * ldc + v * 16, mask[v], acc[r][v]);
-    });
-  });
+  store_tile<MR, NV>(acc, mask, c, ldc, rq, row0, col0);
 }
 
 template <int NV, bool kExact>
 using ImplicitFn = void (*)(const uint8_t* const*, int64_t, int64_t, const int8_t*, int64_t,
-                            int32_t*, int64_t, int64_t);
+                            int32_t*, int64_t, int64_t, const RequantStore*, int64_t, int64_t);
 
 template <int NV, bool kExact, int... R>
 constexpr auto make_implicit_table(std::integer_sequence<int, R...>) {
@@ -169,9 +202,9 @@ void implicit_tile(const ImplicitTile& t) {
       const uint8_t* const* rp = t.rows + m * t.taps;
       int32_t* cp = t.c + m * t.ldc + p * kPanel;
       if (nv == 2)
-        t2[mr - 1](rp, t.taps, tg, bp, panel_stride, cp, t.ldc, ncols);
+        t2[mr - 1](rp, t.taps, tg, bp, panel_stride, cp, t.ldc, ncols, t.rq, m, p * kPanel);
       else
-        t1[mr - 1](rp, t.taps, tg, bp, panel_stride, cp, t.ldc, ncols);
+        t1[mr - 1](rp, t.taps, tg, bp, panel_stride, cp, t.ldc, ncols, t.rq, m, p * kPanel);
     }
   }
 }

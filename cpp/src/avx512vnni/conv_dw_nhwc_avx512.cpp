@@ -1,0 +1,187 @@
+// AVX-512 body of the NHWC depthwise int8 rows (conv_dw.h): 32 channels per block, a tap pair
+// (2q, 2q+1) is one vpmaddwd per 16 channels of the u8 inputs widened to s16 against s16
+// weights (the exact pair sum, |sum| <= 65280); flat sat16pair clamps that pair sum to s16, as
+// conv_dw_nhwc_row_ref does. With a DwRequant the sums never leave the registers: the
+// requantization of requant.h (float32 multiply, clamp, round half to even, + zero point) is
+// done in the store. Integer sums and the same IEEE steps as the portable loops: same bits.
+// Lane order (dw_nhwc512_pack): unpacklo/hi_epi16 of two 32-channel rows give, per 128-bit
+// chunk k, channels 8k + [0..3] (lo) and 8k + 4 + [0..3] (hi); packs_epi32(lo, hi) restores
+// channel order, so z32/mult are passed in that lane order and the u8 store needs no shuffle.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "fastq/conv_dw.h"
+
+namespace fastq {
+
+namespace {
+
+inline __mmask32 mask32(int64_t rem) {
+  return rem >= 32 ? __mmask32(0xFFFFFFFFu) : __mmask32((1u << rem) - 1);
+}
+
+// channel (0..31) of lane L of the lo (h = 0) or hi (h = 1) accumulator
+inline int64_t lane_channel(int64_t L, int64_t h) { return 8 * (L / 4) + 4 * h + L % 4; }
+
+struct Block {
+  __m512i lo, hi;
+};
+
+// One block of one output pixel: taps[0 .. 2P) (the last of an odd count reads zero weights).
+template <int P>
+inline Block pixel(const uint8_t* const* taps, int64_t off, __mmask32 m, const __m512i* wl,
+                   const __m512i* wh, const int16_t* wq, int64_t wstride, int64_t np,
+                   bool flat_sat) {
+  const __m512i lo16 = _mm512_set1_epi32(-32768), hi16 = _mm512_set1_epi32(32767);
+  __m512i sl = _mm512_setzero_si512(), sh = _mm512_setzero_si512();
+  const int64_t n = P ? P : np;
+  for (int64_t q = 0; q < n; ++q) {
+    const __m512i x0 = _mm512_cvtepu8_epi16(_mm256_maskz_loadu_epi8(m, taps[2 * q] + off));
+    const __m512i x1 = _mm512_cvtepu8_epi16(_mm256_maskz_loadu_epi8(m, taps[2 * q + 1] + off));
+    __m512i a, b;
+    if (P) {
+      a = wl[q];
+      b = wh[q];
+    } else {
+      a = _mm512_loadu_si512(wq + q * wstride);
+      b = _mm512_loadu_si512(wq + q * wstride + 32);
+    }
+    __m512i pl = _mm512_madd_epi16(_mm512_unpacklo_epi16(x0, x1), a);
+    __m512i ph = _mm512_madd_epi16(_mm512_unpackhi_epi16(x0, x1), b);
+    if (flat_sat) {
+      pl = _mm512_min_epi32(hi16, _mm512_max_epi32(lo16, pl));
+      ph = _mm512_min_epi32(hi16, _mm512_max_epi32(lo16, ph));
+    }
+    sl = _mm512_add_epi32(sl, pl);
+    sh = _mm512_add_epi32(sh, ph);
+  }
+  return Block{sl, sh};
+}
+
+inline __m512i requant16(__m512i acc, const int32_t* z, const float* mu, __m512 vl, __m512 vh,
+                         __m512i vz) {
+  const __m512 magic = _mm512_set1_ps(12582912.0f);
+  __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc, _mm512_loadu_si512(z))),
+                           _mm512_loadu_ps(mu));
+  v = _mm512_min_ps(vh, _mm512_max_ps(vl, v));
+  return _mm512_add_epi32(_mm512_cvttps_epi32(_mm512_sub_ps(_mm512_add_ps(v, magic), magic)),
+                          vz);
+}
+
+template <int P>
+void row_body(const DwNhwcArgs& a, const int16_t* wp, const uint8_t* const* ptr, int64_t OW,
+              int32_t* acc, const DwRequant* rq, uint8_t* out) {
+  const int64_t C = a.s.C, T = a.s.KH * a.s.KW, np = (T + 1) / 2, CB = (C + 31) / 32;
+  const int64_t wstride = CB * 64, tp = 2 * np;  // int16 per pair; pointers per pixel
+  // raw sums: lanes back to channel order
+  alignas(64) int32_t i0[16], i1[16];
+  for (int64_t c = 0; c < 16; ++c) {
+    const int64_t k = c / 8, j = c % 8, k1 = (c + 16) / 8;
+    i0[c] = int32_t(j < 4 ? 4 * k + j : 16 + 4 * k + j - 4);
+    i1[c] = int32_t(j < 4 ? 4 * k1 + j : 16 + 4 * k1 + j - 4);
+  }
+  const __m512i perm0 = _mm512_load_si512(i0), perm1 = _mm512_load_si512(i1);
+  __m512 vl = _mm512_setzero_ps(), vh = vl;
+  __m512i vz = _mm512_setzero_si512();
+  if (rq) {
+    const int32_t zq = rq->y_zp;
+    vl = _mm512_set1_ps(rq->y_signed ? float(-128 - zq) : float(0 - zq));
+    vh = _mm512_set1_ps(rq->y_signed ? float(127 - zq) : float(255 - zq));
+    vz = _mm512_set1_epi32(zq);
+  }
+  __m512i wl[P ? P : 1], wh[P ? P : 1];
+  for (int64_t b = 0; b < CB; ++b) {
+    const int64_t off = b * 32;
+    const __mmask32 m = mask32(C - off);
+    const int16_t* wq = wp + b * 64;
+    if (P)
+      for (int q = 0; q < P; ++q) {
+        wl[q] = _mm512_loadu_si512(wq + q * wstride);
+        wh[q] = _mm512_loadu_si512(wq + q * wstride + 32);
+      }
+    for (int64_t ow = 0; ow < OW; ++ow) {
+      const Block s = pixel<P>(ptr + ow * tp, off, m, wl, wh, wq, wstride, np, a.flat_sat);
+      if (rq) {
+        const __m512i yl = requant16(s.lo, rq->z32 + off, rq->mult + off, vl, vh, vz);
+        const __m512i yh = requant16(s.hi, rq->z32 + off + 16, rq->mult + off + 16, vl, vh, vz);
+        // in range already: the s16 pack and the byte truncation change nothing
+        const __m256i y8 = _mm512_cvtepi16_epi8(_mm512_packs_epi32(yl, yh));
+        _mm256_mask_storeu_epi8(out + ow * rq->ldo + off, m, y8);
+      } else {
+        int32_t* o = acc + ow * C + off;
+        const int64_t rem = C - off;
+        const __mmask16 m0 = rem >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << rem) - 1);
+        const __mmask16 m1 = rem >= 32 ? __mmask16(0xFFFF)
+                             : rem > 16 ? __mmask16((1u << (rem - 16)) - 1) : __mmask16(0);
+        _mm512_mask_storeu_epi32(o, m0, _mm512_permutex2var_epi32(s.lo, perm0, s.hi));
+        _mm512_mask_storeu_epi32(o + 16, m1, _mm512_permutex2var_epi32(s.lo, perm1, s.hi));
+      }
+    }
+  }
+}
+
+}  // namespace
+
+int64_t dw_nhwc512_pairs_size(int64_t C, int64_t T) { return (T + 1) / 2 * ((C + 31) / 32) * 64; }
+
+void dw_nhwc512_pack_pairs(const int8_t* w, int64_t C, int64_t T, int16_t* wp) {
+  const int64_t CB = (C + 31) / 32, P = (T + 1) / 2;
+  for (int64_t q = 0; q < P; ++q)
+    for (int64_t b = 0; b < CB; ++b)
+      for (int64_t h = 0; h < 2; ++h)
+        for (int64_t i = 0; i < 32; ++i) {
+          const int64_t ch = b * 32 + lane_channel(i / 2, h), t = 2 * q + i % 2;
+          wp[(q * CB + b) * 64 + h * 32 + i] = t < T && ch < C ? int16_t(w[ch * T + t]) : 0;
+        }
+}
+
+void dw_nhwc512_lane_order(const int64_t* zcomp, const float* mult, int64_t C, int32_t* z32,
+                           float* mu) {
+  const int64_t CB = (C + 31) / 32;
+  for (int64_t b = 0; b < CB; ++b)
+    for (int64_t h = 0; h < 2; ++h)
+      for (int64_t L = 0; L < 16; ++L) {
+        const int64_t ch = b * 32 + lane_channel(L, h), i = b * 32 + h * 16 + L;
+        z32[i] = ch < C ? int32_t(uint32_t(zcomp[ch])) : 0;
+        mu[i] = ch < C ? mult[ch] : 0.0f;
+      }
+}
+
+void conv_dw_nhwc_row_avx512(const DwNhwcArgs& a, const int16_t* wp, int64_t n, int64_t oh,
+                             int32_t* acc, const DwRequant* rq, uint8_t* out) {
+  const ConvShape& s = a.s;
+  const int64_t OW = s.OW(), T = s.KH * s.KW, C = s.C, tp = 2 * ((T + 1) / 2);
+  thread_local std::vector<const uint8_t*> ptr;
+  ptr.resize(static_cast<size_t>(OW * tp));
+  thread_local std::vector<const uint8_t*> trow;
+  thread_local std::vector<int64_t> tcol;
+  trow.resize(static_cast<size_t>(T));
+  tcol.resize(static_cast<size_t>(T));
+  for (int64_t t = 0; t < T; ++t) {  // per tap: its input row (nullptr: padding), column
+    const int64_t ih = oh * s.stride_h - s.pad_top + (t / s.KW) * s.dil_h;
+    trow[t] = ih >= 0 && ih < s.H ? a.x + (n * s.H + ih) * s.W * C : nullptr;
+    tcol[t] = (t % s.KW) * s.dil_w - s.pad_left;
+  }
+  const int64_t span_w = (s.KW - 1) * s.dil_w;
+  for (int64_t ow = 0; ow < OW; ++ow) {
+    const uint8_t** p = ptr.data() + ow * tp;
+    const int64_t iw0 = ow * s.stride_w;
+    if (iw0 - s.pad_left >= 0 && iw0 - s.pad_left + span_w < s.W) {  // every column inside
+      for (int64_t t = 0; t < T; ++t) p[t] = trow[t] ? trow[t] + (iw0 + tcol[t]) * C : a.zrow;
+    } else {
+      for (int64_t t = 0; t < T; ++t) {
+        const int64_t iw = iw0 + tcol[t];
+        p[t] = trow[t] && iw >= 0 && iw < s.W ? trow[t] + iw * C : a.zrow;
+      }
+    }
+    if (T % 2) p[T] = a.zrow;  // paired with zero weights
+  }
+  if (T == 9)
+    row_body<5>(a, wp, ptr.data(), OW, acc, rq, out);
+  else
+    row_body<0>(a, wp, ptr.data(), OW, acc, rq, out);
+}
+
+}  // namespace fastq
