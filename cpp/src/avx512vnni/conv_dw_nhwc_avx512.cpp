@@ -31,7 +31,7 @@ struct Block {
 
 // One block of one output pixel: taps[0 .. 2P) (the last of an odd count reads zero weights).
 template <int P>
-inline Block pixel(const uint8_t* const* taps, int64_t off, __mmask32 m, const __m512i* wl,
+inline __attribute__((always_inline)) Block pixel(const uint8_t* const* taps, int64_t off, __mmask32 m, const __m512i* wl,
                    const __m512i* wh, const int16_t* wq, int64_t wstride, int64_t np,
                    bool flat_sat) {
   const __m512i lo16 = _mm512_set1_epi32(-32768), hi16 = _mm512_set1_epi32(32767);
@@ -60,7 +60,7 @@ inline Block pixel(const uint8_t* const* taps, int64_t off, __mmask32 m, const _
   return Block{sl, sh};
 }
 
-inline __m512i requant16(__m512i acc, const int32_t* z, const float* mu, __m512 vl, __m512 vh,
+inline __attribute__((always_inline)) __m512i requant16(__m512i acc, const int32_t* z, const float* mu, __m512 vl, __m512 vh,
                          __m512i vz) {
   const __m512 magic = _mm512_set1_ps(12582912.0f);
   __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc, _mm512_loadu_si512(z))),

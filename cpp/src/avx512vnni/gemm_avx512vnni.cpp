@@ -34,11 +34,11 @@ constexpr int kMR = 8;  // 8 x 2 panels = 16 zmm accumulators; 12 rows make GCC 
 // clamp, round half to even by 1.5 * 2^23, + zero point), so the same bits, without the s32
 // round trip through memory that dominates convs with a short K.
 template <int MR, int NV>
-inline void store_tile(__m512i (&acc)[MR][NV], const __mmask16 (&mask)[NV], int32_t* c,
+inline __attribute__((always_inline)) void store_tile(__m512i (&acc)[MR][NV], const __mmask16 (&mask)[NV], int32_t* c,
                        int64_t ldc, const RequantStore* rq, int64_t row0, int64_t col0) {
   if (!rq) {
-    unroll<MR>([&](auto r) {
-      unroll<NV>([&](auto v) {
+    unroll<MR>([&](auto r) __attribute__((always_inline)) {
+      unroll<NV>([&](auto v) __attribute__((always_inline)) {
         _mm512_mask_storeu_epi32(c + r * ldc + v * 16, mask[v], acc[r][v]);
       });
     });
@@ -51,13 +51,13 @@ inline void store_tile(__m512i (&acc)[MR][NV], const __mmask16 (&mask)[NV], int3
   const __m512i vz = _mm512_set1_epi32(zq);
   __m512i z[NV];
   __m512 mu[NV];
-  unroll<NV>([&](auto v) {
+  unroll<NV>([&](auto v) __attribute__((always_inline)) {
     z[v] = _mm512_maskz_loadu_epi32(mask[v], rq->z32 + col0 + v * 16);
     mu[v] = _mm512_maskz_loadu_ps(mask[v], rq->mult + col0 + v * 16);
   });
-  unroll<MR>([&](auto r) {
+  unroll<MR>([&](auto r) __attribute__((always_inline)) {
     uint8_t* o = rq->out + (row0 + r) * rq->ldo + col0;
-    unroll<NV>([&](auto v) {
+    unroll<NV>([&](auto v) __attribute__((always_inline)) {
       __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc[r][v], z[v])), mu[v]);
       f = _mm512_min_ps(vh, _mm512_max_ps(vl, f));
       const __m512i y = _mm512_add_epi32(
