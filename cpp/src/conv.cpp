@@ -27,6 +27,10 @@ std::shared_ptr<PackedConv> pack_conv(const int8_t* w, int64_t OC, int64_t Cg, i
   pc->Cpad = pairing == Pairing::PerTap ? round_up(Cg, 2) : Cg;
   const int64_t OCg = OC / group, K = pc->K();
   if (Cg == 1) pc->dw.assign(w, w + OC * KH * KW);  // [OC, 1, KH, KW] is already [OC, taps]
+  if (Cg == 1 && group == OC) {
+    pc->dw512.resize(static_cast<size_t>(dw_nhwc512_pairs_size(OC, KH * KW)));
+    dw_nhwc512_pack_pairs(w, OC, KH * KW, pc->dw512.data());
+  }
   std::vector<int8_t> b(static_cast<size_t>(K * OCg));
   for (int64_t g = 0; g < group; ++g) {
     std::fill(b.begin(), b.end(), 0);

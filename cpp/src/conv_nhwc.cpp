@@ -36,6 +36,38 @@ void dw_nhwc_pack_pairs(const int8_t* w, int64_t C, int64_t T, int16_t* wp) {
       }
 }
 
+// The AVX-512 layout (conv_dw_nhwc_avx512.cpp), packed here in portable code: lane L of the
+// lo (h = 0) / hi (h = 1) accumulator of a 32-channel block holds channel 8 * (L / 4) + 4 * h
+// + L % 4; its two s16 weights are taps 2q and 2q + 1.
+namespace {
+inline int64_t lane_channel(int64_t L, int64_t h) { return 8 * (L / 4) + 4 * h + L % 4; }
+}  // namespace
+
+int64_t dw_nhwc512_pairs_size(int64_t C, int64_t T) { return (T + 1) / 2 * ((C + 31) / 32) * 64; }
+
+void dw_nhwc512_pack_pairs(const int8_t* w, int64_t C, int64_t T, int16_t* wp) {
+  const int64_t CB = (C + 31) / 32, P = (T + 1) / 2;
+  for (int64_t q = 0; q < P; ++q)
+    for (int64_t b = 0; b < CB; ++b)
+      for (int64_t h = 0; h < 2; ++h)
+        for (int64_t i = 0; i < 32; ++i) {
+          const int64_t ch = b * 32 + lane_channel(i / 2, h), t = 2 * q + i % 2;
+          wp[(q * CB + b) * 64 + h * 32 + i] = t < T && ch < C ? int16_t(w[ch * T + t]) : 0;
+        }
+}
+
+void dw_nhwc512_lane_order(const int64_t* zcomp, const float* mult, int64_t C, int32_t* z32,
+                           float* mu) {
+  const int64_t CB = (C + 31) / 32;
+  for (int64_t b = 0; b < CB; ++b)
+    for (int64_t h = 0; h < 2; ++h)
+      for (int64_t L = 0; L < 16; ++L) {
+        const int64_t ch = b * 32 + lane_channel(L, h), i = b * 32 + h * 16 + L;
+        z32[i] = ch < C ? int32_t(uint32_t(zcomp[ch])) : 0;
+        mu[i] = ch < C ? mult[ch] : 0.0f;
+      }
+}
+
 namespace {
 
 using RowSink = ConvRowSink;
@@ -213,8 +245,10 @@ void dw_rows(const uint8_t* nhwc, const ConvShape& s, const PackedConv& w, uint8
   std::vector<float> mu;
   DwRequant drq{};
   if (wide) {
-    wp.resize(static_cast<size_t>(dw_nhwc512_pairs_size(C, T)));
-    dw_nhwc512_pack_pairs(w.dw.data(), C, T, wp.data());
+    if (w.dw512.empty()) {
+      wp.resize(static_cast<size_t>(dw_nhwc512_pairs_size(C, T)));
+      dw_nhwc512_pack_pairs(w.dw.data(), C, T, wp.data());
+    }
     if (rq) {
       const int64_t CP = (C + 31) / 32 * 32;
       z32.resize(static_cast<size_t>(CP));
@@ -226,17 +260,18 @@ void dw_rows(const uint8_t* nhwc, const ConvShape& s, const PackedConv& w, uint8
     wp.resize(static_cast<size_t>(dw_nhwc_pairs_size(C, T)));
     dw_nhwc_pack_pairs(w.dw.data(), C, T, wp.data());
   }
+  const int16_t* w512 = w.dw512.empty() ? wp.data() : w.dw512.data();
   auto row = [&](int64_t r) {
 #if defined(FASTQ_HAVE_X86)
     if (wide && rq) {
-      conv_dw_nhwc_row_avx512(a, wp.data(), r / OH, r % OH, nullptr, &drq, rq->out + r * OW * C);
+      conv_dw_nhwc_row_avx512(a, w512, r / OH, r % OH, nullptr, &drq, rq->out + r * OW * C);
       return;
     }
 #endif
     int32_t* acc = scratch_as<int32_t>(Scratch::ConvAcc, static_cast<size_t>(OW * C));
 #if defined(FASTQ_HAVE_X86)
     if (wide)
-      conv_dw_nhwc_row_avx512(a, wp.data(), r / OH, r % OH, acc, nullptr, nullptr);
+      conv_dw_nhwc_row_avx512(a, w512, r / OH, r % OH, acc, nullptr, nullptr);
     else if (fast)
       conv_dw_nhwc_row_avx2(a, wp.data(), r / OH, r % OH, acc);
     else

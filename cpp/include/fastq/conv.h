@@ -40,6 +40,8 @@ struct PackedConv {
   std::vector<std::shared_ptr<PackedB>> groups;
   std::vector<int32_t> colsum;  // per output channel: sum of its real weights
   std::vector<int8_t> dw;       // Cg == 1 only: W[OC, KH*KW] for the direct path (conv_dw.h)
+  std::vector<int16_t> dw512;   // Cg == 1, OC == group: the AVX-512 NHWC rows' tap pairs
+                                // (dw_nhwc512_pack_pairs, conv_dw.h), packed once
   int64_t K() const { return KH * KW * Cpad; }
 };
 

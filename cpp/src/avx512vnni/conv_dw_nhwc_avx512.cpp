@@ -1,11 +1,12 @@
 // AVX-512 body of the NHWC depthwise int8 rows (conv_dw.h): 32 channels per block, a tap pair
-// (2q, 2q+1) is one vpmaddwd per 16 channels of the u8 inputs widened to s16 against s16
-// weights (the exact pair sum, |sum| <= 65280); flat sat16pair clamps that pair sum to s16, as
+// (2q, 2q+1) is one vpdpwssd per 16 channels of the u8 inputs widened to s16 against s16
+// weights (the exact pair sum, |sum| <= 65280, added with wrap-around like vpaddd); flat
+// sat16pair takes vpmaddwd, clamps that pair sum to s16 and adds it, as
 // conv_dw_nhwc_row_ref does. With a DwRequant the sums never leave the registers: the
 // requantization of requant.h (float32 multiply, clamp, round half to even, + zero point) is
 // done in the store. Integer sums and the same IEEE steps as the portable loops: same bits.
-// Lane order (dw_nhwc512_pack): unpacklo/hi_epi16 of two 32-channel rows give, per 128-bit
-// chunk k, channels 8k + [0..3] (lo) and 8k + 4 + [0..3] (hi); packs_epi32(lo, hi) restores
+// Lane order (dw_nhwc512_pack_pairs, conv_nhwc.cpp): unpacklo/hi_epi16 of two 32-channel
+// rows give, per 128-bit chunk k, channels 8k + [0..3] (lo) and 8k + 4 + [0..3] (hi); packs_epi32(lo, hi) restores
 // channel order, so z32/mult are passed in that lane order and the u8 store needs no shuffle.
 #include <immintrin.h>
 
@@ -21,9 +22,6 @@ namespace {
 inline __mmask32 mask32(int64_t rem) {
   return rem >= 32 ? __mmask32(0xFFFFFFFFu) : __mmask32((1u << rem) - 1);
 }
-
-// channel (0..31) of lane L of the lo (h = 0) or hi (h = 1) accumulator
-inline int64_t lane_channel(int64_t L, int64_t h) { return 8 * (L / 4) + 4 * h + L % 4; }
 
 struct Block {
   __m512i lo, hi;
@@ -48,14 +46,15 @@ inline __attribute__((always_inline)) Block pixel(const uint8_t* const* taps, in
       a = _mm512_loadu_si512(wq + q * wstride);
       b = _mm512_loadu_si512(wq + q * wstride + 32);
     }
-    __m512i pl = _mm512_madd_epi16(_mm512_unpacklo_epi16(x0, x1), a);
-    __m512i ph = _mm512_madd_epi16(_mm512_unpackhi_epi16(x0, x1), b);
+    const __m512i ul = _mm512_unpacklo_epi16(x0, x1), uh = _mm512_unpackhi_epi16(x0, x1);
     if (flat_sat) {
-      pl = _mm512_min_epi32(hi16, _mm512_max_epi32(lo16, pl));
-      ph = _mm512_min_epi32(hi16, _mm512_max_epi32(lo16, ph));
+      const __m512i pl = _mm512_madd_epi16(ul, a), ph = _mm512_madd_epi16(uh, b);
+      sl = _mm512_add_epi32(sl, _mm512_min_epi32(hi16, _mm512_max_epi32(lo16, pl)));
+      sh = _mm512_add_epi32(sh, _mm512_min_epi32(hi16, _mm512_max_epi32(lo16, ph)));
+    } else {  // vpdpwssd: the same pair sums added in one instruction (wrapping, as add)
+      sl = _mm512_dpwssd_epi32(sl, ul, a);
+      sh = _mm512_dpwssd_epi32(sh, uh, b);
     }
-    sl = _mm512_add_epi32(sl, pl);
-    sh = _mm512_add_epi32(sh, ph);
   }
   return Block{sl, sh};
 }
@@ -123,31 +122,6 @@ void row_body(const DwNhwcArgs& a, const int16_t* wp, const uint8_t* const* ptr,
 }
 
 }  // namespace
-
-int64_t dw_nhwc512_pairs_size(int64_t C, int64_t T) { return (T + 1) / 2 * ((C + 31) / 32) * 64; }
-
-void dw_nhwc512_pack_pairs(const int8_t* w, int64_t C, int64_t T, int16_t* wp) {
-  const int64_t CB = (C + 31) / 32, P = (T + 1) / 2;
-  for (int64_t q = 0; q < P; ++q)
-    for (int64_t b = 0; b < CB; ++b)
-      for (int64_t h = 0; h < 2; ++h)
-        for (int64_t i = 0; i < 32; ++i) {
-          const int64_t ch = b * 32 + lane_channel(i / 2, h), t = 2 * q + i % 2;
-          wp[(q * CB + b) * 64 + h * 32 + i] = t < T && ch < C ? int16_t(w[ch * T + t]) : 0;
-        }
-}
-
-void dw_nhwc512_lane_order(const int64_t* zcomp, const float* mult, int64_t C, int32_t* z32,
-                           float* mu) {
-  const int64_t CB = (C + 31) / 32;
-  for (int64_t b = 0; b < CB; ++b)
-    for (int64_t h = 0; h < 2; ++h)
-      for (int64_t L = 0; L < 16; ++L) {
-        const int64_t ch = b * 32 + lane_channel(L, h), i = b * 32 + h * 16 + L;
-        z32[i] = ch < C ? int32_t(uint32_t(zcomp[ch])) : 0;
-        mu[i] = ch < C ? mult[ch] : 0.0f;
-      }
-}
 
 void conv_dw_nhwc_row_avx512(const DwNhwcArgs& a, const int16_t* wp, int64_t n, int64_t oh,
                              int32_t* acc, const DwRequant* rq, uint8_t* out) {
