@@ -11,6 +11,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <vector>
 
 #include "fastq/conv_dw.h"
@@ -29,11 +30,10 @@ struct Block {
 
 // One block of one output pixel: taps[0 .. 2P) (the last of an odd count reads zero weights).
 template <int P>
-inline __attribute__((always_inline)) Block pixel(const uint8_t* const* taps, int64_t off, __mmask32 m, const __m512i* wl,
-                   const __m512i* wh, const int16_t* wq, int64_t wstride, int64_t np,
-                   bool flat_sat) {
+inline __attribute__((always_inline)) Block pixel(
+    const uint8_t* const* taps, int64_t off, __mmask32 m, const __m512i* wl, const __m512i* wh,
+    const int16_t* wq, int64_t wstride, int64_t np, bool flat_sat, __m512i sl, __m512i sh) {
   const __m512i lo16 = _mm512_set1_epi32(-32768), hi16 = _mm512_set1_epi32(32767);
-  __m512i sl = _mm512_setzero_si512(), sh = _mm512_setzero_si512();
   const int64_t n = P ? P : np;
   for (int64_t q = 0; q < n; ++q) {
     const __m512i x0 = _mm512_cvtepu8_epi16(_mm256_maskz_loadu_epi8(m, taps[2 * q] + off));
@@ -59,14 +59,14 @@ inline __attribute__((always_inline)) Block pixel(const uint8_t* const* taps, in
   return Block{sl, sh};
 }
 
-inline __attribute__((always_inline)) __m512i requant16(__m512i acc, const int32_t* z, const float* mu, __m512 vl, __m512 vh,
-                         __m512i vz) {
-  const __m512 magic = _mm512_set1_ps(12582912.0f);
-  __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc, _mm512_loadu_si512(z))),
-                           _mm512_loadu_ps(mu));
+// acc already holds acc - z (the accumulators start at -z32, wrapping like the subtraction);
+// the clamped |v| <= 255, where vcvtps2dq's round half to even (the default MXCSR mode) is
+// the 1.5 * 2^23 trick of requant.cpp
+inline __attribute__((always_inline)) __m512i requant16(__m512i acc, __m512 mu, __m512 vl,
+                                                        __m512 vh, __m512i vz) {
+  __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(acc), mu);
   v = _mm512_min_ps(vh, _mm512_max_ps(vl, v));
-  return _mm512_add_epi32(_mm512_cvttps_epi32(_mm512_sub_ps(_mm512_add_ps(v, magic), magic)),
-                          vz);
+  return _mm512_add_epi32(_mm512_cvtps_epi32(v), vz);
 }
 
 template <int P>
@@ -91,6 +91,7 @@ void row_body(const DwNhwcArgs& a, const int16_t* wp, const uint8_t* const* ptr,
     vz = _mm512_set1_epi32(zq);
   }
   __m512i wl[P ? P : 1], wh[P ? P : 1];
+  const int64_t ldo = rq ? rq->ldo : 0;
   for (int64_t b = 0; b < CB; ++b) {
     const int64_t off = b * 32;
     const __mmask32 m = mask32(C - off);
@@ -100,14 +101,23 @@ void row_body(const DwNhwcArgs& a, const int16_t* wp, const uint8_t* const* ptr,
         wl[q] = _mm512_loadu_si512(wq + q * wstride);
         wh[q] = _mm512_loadu_si512(wq + q * wstride + 32);
       }
+    __m512i il = _mm512_setzero_si512(), ih = il;
+    __m512 ml = _mm512_setzero_ps(), mh = ml;
+    if (rq) {
+      il = _mm512_sub_epi32(il, _mm512_loadu_si512(rq->z32 + off));
+      ih = _mm512_sub_epi32(ih, _mm512_loadu_si512(rq->z32 + off + 16));
+      ml = _mm512_loadu_ps(rq->mult + off);
+      mh = _mm512_loadu_ps(rq->mult + off + 16);
+    }
+    uint8_t* ob = out + off;
     for (int64_t ow = 0; ow < OW; ++ow) {
-      const Block s = pixel<P>(ptr + ow * tp, off, m, wl, wh, wq, wstride, np, a.flat_sat);
+      const Block s = pixel<P>(ptr + ow * tp, off, m, wl, wh, wq, wstride, np, a.flat_sat, il, ih);
       if (rq) {
-        const __m512i yl = requant16(s.lo, rq->z32 + off, rq->mult + off, vl, vh, vz);
-        const __m512i yh = requant16(s.hi, rq->z32 + off + 16, rq->mult + off + 16, vl, vh, vz);
+        const __m512i yl = requant16(s.lo, ml, vl, vh, vz);
+        const __m512i yh = requant16(s.hi, mh, vl, vh, vz);
         // in range already: the s16 pack and the byte truncation change nothing
         const __m256i y8 = _mm512_cvtepi16_epi8(_mm512_packs_epi32(yl, yh));
-        _mm256_mask_storeu_epi8(out + ow * rq->ldo + off, m, y8);
+        _mm256_mask_storeu_epi8(ob + ow * ldo, m, y8);
       } else {
         int32_t* o = acc + ow * C + off;
         const int64_t rem = C - off;
@@ -131,19 +141,28 @@ void conv_dw_nhwc_row_avx512(const DwNhwcArgs& a, const int16_t* wp, int64_t n, 
   ptr.resize(static_cast<size_t>(OW * tp));
   thread_local std::vector<const uint8_t*> trow;
   thread_local std::vector<int64_t> tcol;
+  thread_local std::vector<intptr_t> tbase, tstep;
   trow.resize(static_cast<size_t>(T));
   tcol.resize(static_cast<size_t>(T));
+  tbase.resize(static_cast<size_t>(T));
+  tstep.resize(static_cast<size_t>(T));
   for (int64_t t = 0; t < T; ++t) {  // per tap: its input row (nullptr: padding), column
     const int64_t ih = oh * s.stride_h - s.pad_top + (t / s.KW) * s.dil_h;
     trow[t] = ih >= 0 && ih < s.H ? a.x + (n * s.H + ih) * s.W * C : nullptr;
     tcol[t] = (t % s.KW) * s.dil_w - s.pad_left;
+    // interior pixels: tap address = tbase + ow * tstep (a padding row: zrow, step 0)
+    tbase[t] = trow[t] ? reinterpret_cast<intptr_t>(trow[t]) + tcol[t] * C
+                       : reinterpret_cast<intptr_t>(a.zrow);
+    tstep[t] = trow[t] ? s.stride_w * C : 0;
   }
   const int64_t span_w = (s.KW - 1) * s.dil_w;
+  const intptr_t* tb = tbase.data();
+  const intptr_t* ts = tstep.data();
   for (int64_t ow = 0; ow < OW; ++ow) {
     const uint8_t** p = ptr.data() + ow * tp;
     const int64_t iw0 = ow * s.stride_w;
     if (iw0 - s.pad_left >= 0 && iw0 - s.pad_left + span_w < s.W) {  // every column inside
-      for (int64_t t = 0; t < T; ++t) p[t] = trow[t] ? trow[t] + (iw0 + tcol[t]) * C : a.zrow;
+      for (int64_t t = 0; t < T; ++t) p[t] = reinterpret_cast<const uint8_t*>(tb[t] + ow * ts[t]);
     } else {
       for (int64_t t = 0; t < T; ++t) {
         const int64_t iw = iw0 + tcol[t];

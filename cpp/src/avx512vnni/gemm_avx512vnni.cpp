@@ -31,8 +31,21 @@ constexpr int kMR = 8;  // 8 x 2 panels = 16 zmm accumulators; 12 rows make GCC 
 
 // The tile's store: raw sums to C, or (rq set) requant.h's requantization to u8/s8 straight
 // from the accumulators -- the same IEEE steps as requantize_rows_avx2 (convert, multiply,
-// clamp, round half to even by 1.5 * 2^23, + zero point), so the same bits, without the s32
-// round trip through memory that dominates convs with a short K.
+// clamp, round half to even, + zero point), so the same bits, without the s32 round trip
+// through memory that dominates convs with a short K.
+// Accumulators start at 0, or at -int32(zcomp) for the requantizing store: the wrapping sum
+// then ends as acc - z32 without a subtraction.
+template <int NV>
+inline __attribute__((always_inline)) void init_acc(__m512i (&init)[NV],
+                                                    const __mmask16 (&mask)[NV],
+                                                    const RequantStore* rq, int64_t col0) {
+  unroll<NV>([&](auto v) __attribute__((always_inline)) {
+    init[v] = rq ? _mm512_sub_epi32(_mm512_setzero_si512(),
+                                    _mm512_maskz_loadu_epi32(mask[v], rq->z32 + col0 + v * 16))
+                 : _mm512_setzero_si512();
+  });
+}
+
 template <int MR, int NV>
 inline __attribute__((always_inline)) void store_tile(__m512i (&acc)[MR][NV], const __mmask16 (&mask)[NV], int32_t* c,
                        int64_t ldc, const RequantStore* rq, int64_t row0, int64_t col0) {
@@ -47,21 +60,18 @@ inline __attribute__((always_inline)) void store_tile(__m512i (&acc)[MR][NV], co
   const int32_t zq = rq->y_zp;
   const __m512 vl = _mm512_set1_ps(rq->y_signed ? float(-128 - zq) : float(0 - zq));
   const __m512 vh = _mm512_set1_ps(rq->y_signed ? float(127 - zq) : float(255 - zq));
-  const __m512 magic = _mm512_set1_ps(12582912.0f);
   const __m512i vz = _mm512_set1_epi32(zq);
-  __m512i z[NV];
   __m512 mu[NV];
   unroll<NV>([&](auto v) __attribute__((always_inline)) {
-    z[v] = _mm512_maskz_loadu_epi32(mask[v], rq->z32 + col0 + v * 16);
     mu[v] = _mm512_maskz_loadu_ps(mask[v], rq->mult + col0 + v * 16);
   });
   unroll<MR>([&](auto r) __attribute__((always_inline)) {
     uint8_t* o = rq->out + (row0 + r) * rq->ldo + col0;
     unroll<NV>([&](auto v) __attribute__((always_inline)) {
-      __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc[r][v], z[v])), mu[v]);
+      __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(acc[r][v]), mu[v]);  // acc - z32 already
       f = _mm512_min_ps(vh, _mm512_max_ps(vl, f));
-      const __m512i y = _mm512_add_epi32(
-          _mm512_cvttps_epi32(_mm512_sub_ps(_mm512_add_ps(f, magic), magic)), vz);
+      // |f| <= 255: vcvtps2dq's round half to even (default MXCSR) is requant.cpp's trick
+      const __m512i y = _mm512_add_epi32(_mm512_cvtps_epi32(f), vz);
       // in range already: the truncating narrowing is exact for u8 and s8 alike
       _mm_mask_storeu_epi8(o + v * 16, mask[v], _mm512_cvtepi32_epi8(y));
     });
@@ -78,7 +88,9 @@ void micro(const uint8_t* ap, int64_t lda, const int8_t* b, int64_t panel_stride
     const int64_t cols = ncols - v * 16;
     mask[v] = cols >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (cols > 0 ? cols : 0)) - 1);
   });
-  unroll<MR>([&](auto r) { unroll<NV>([&](auto v) { acc[r][v] = _mm512_setzero_si512(); }); });
+  __m512i init[NV];
+  init_acc<NV>(init, mask, rq, col0);
+  unroll<MR>([&](auto r) { unroll<NV>([&](auto v) { acc[r][v] = init[v]; }); });
   const __m512i ones = _mm512_set1_epi16(1);
   for (int64_t g = 0; g < ng; ++g) {
     __m512i bv[NV];
@@ -149,7 +161,9 @@ void micro_implicit(const uint8_t* const* rows, int64_t taps, int64_t tg, const 
     const int64_t cols = ncols - v * 16;
     mask[v] = cols >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (cols > 0 ? cols : 0)) - 1);
   });
-  unroll<MR>([&](auto r) { unroll<NV>([&](auto v) { acc[r][v] = _mm512_setzero_si512(); }); });
+  __m512i init[NV];
+  init_acc<NV>(init, mask, rq, col0);
+  unroll<MR>([&](auto r) { unroll<NV>([&](auto v) { acc[r][v] = init[v]; }); });
   const __m512i ones = _mm512_set1_epi16(1);
   for (int64_t t = 0; t < taps; ++t) {
     const uint8_t* ar[MR];
