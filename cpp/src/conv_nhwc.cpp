@@ -100,6 +100,18 @@ const uint8_t* as_nhwc(const uint8_t* x, bool x_nhwc, const ConvShape& s) {
   return nhwc;
 }
 
+// Three NCHW planes -> 4-byte pixels (channels 0..2, then 0): the layout the implicit GEMM
+// reads for a 3-channel input (per-tap pairing pads it to 4). Word arithmetic the compiler
+// vectorizes (little-endian byte order is the channel order); the stem's input copy.
+constexpr bool kLittleEndian = __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__;
+void pack_c3_nchw(const uint8_t* __restrict x, int64_t HW, uint32_t* __restrict out) {
+  const uint8_t* __restrict c0 = x;
+  const uint8_t* __restrict c1 = x + HW;
+  const uint8_t* __restrict c2 = x + 2 * HW;
+  for (int64_t i = 0; i < HW; ++i)
+    out[i] = uint32_t(c0[i]) | uint32_t(c1[i]) << 8 | uint32_t(c2[i]) << 16;
+}
+
 void gemm_rows(const uint8_t* x, bool x_nhwc, const ConvShape& s, const PackedConv& w,
                uint8_t x_zp, Impl impl, Arith arith, const RowSink& sink,
                const RequantOut* rq) {
@@ -142,18 +154,23 @@ void gemm_rows(const uint8_t* x, bool x_nhwc, const ConvShape& s, const PackedCo
   const uint8_t* nhwc = nullptr;
   if (cs != s.C) {
     uint8_t* buf = scratch_as<uint8_t>(Scratch::ConvNhwc, static_cast<size_t>(s.N * HW * cs));
-    std::memset(buf, 0, static_cast<size_t>(s.N * HW * cs));  // pad channels: zero weights
-    for (int64_t n = 0; n < s.N; ++n)
-      for (int64_t c = 0; c < s.C; ++c) {
-        uint8_t* d = buf + n * HW * cs + c;
-        if (x_nhwc) {
-          const uint8_t* src = x + n * HW * s.C + c;
-          for (int64_t i = 0; i < HW; ++i) d[i * cs] = src[i * s.C];
-        } else {
-          const uint8_t* src = x + (n * s.C + c) * HW;
-          for (int64_t i = 0; i < HW; ++i) d[i * cs] = src[i];
+    if (kLittleEndian && cs == 4 && s.C == 3 && !x_nhwc) {  // the stem: a word per pixel
+      for (int64_t n = 0; n < s.N; ++n)
+        pack_c3_nchw(x + n * 3 * HW, HW, reinterpret_cast<uint32_t*>(buf + n * HW * 4));
+    } else {
+      std::memset(buf, 0, static_cast<size_t>(s.N * HW * cs));  // pad channels: zero weights
+      for (int64_t n = 0; n < s.N; ++n)
+        for (int64_t c = 0; c < s.C; ++c) {
+          uint8_t* d = buf + n * HW * cs + c;
+          if (x_nhwc) {
+            const uint8_t* src = x + n * HW * s.C + c;
+            for (int64_t i = 0; i < HW; ++i) d[i * cs] = src[i * s.C];
+          } else {
+            const uint8_t* src = x + (n * s.C + c) * HW;
+            for (int64_t i = 0; i < HW; ++i) d[i * cs] = src[i];
+          }
         }
-      }
+    }
     nhwc = buf;
   } else {
     nhwc = as_nhwc(x, x_nhwc, s);
