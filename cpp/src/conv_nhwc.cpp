@@ -3,9 +3,10 @@
 // convs run per block of output rows: A for the block (the input itself for 1x1 stride-1
 // unpadded convs; per-row tap pointers where the impl has an implicit-GEMM kernel, gemm.h;
 // else an im2col copy), the GEMM kernel over all panels, then the sink (raw-sum copy or
-// requantization) while the block is in cache; blocks are split across threads. Depthwise
-// convs (multiplier 1) run the NHWC row kernels of conv_dw.h; with a channel multiplier, the
-// NCHW driver plus a transpose. Every path computes the sums of conv_u8s8 exactly.
+// requantization; the AVX-512 kernels requantize in their own store) while the block is in
+// cache; blocks are split across threads. Depthwise convs (multiplier 1) run the NHWC row
+// kernels of conv_dw.h; with a channel multiplier, the NCHW driver plus a transpose. Every
+// path computes the sums of conv_u8s8 exactly.
 #include <algorithm>
 #include <cstring>
 #include <functional>
@@ -36,14 +37,18 @@ void dw_nhwc_pack_pairs(const int8_t* w, int64_t C, int64_t T, int16_t* wp) {
       }
 }
 
-// The AVX-512 layout (conv_dw_nhwc_avx512.cpp), packed here in portable code: lane L of the
-// lo (h = 0) / hi (h = 1) accumulator of a 32-channel block holds channel 8 * (L / 4) + 4 * h
-// + L % 4; its two s16 weights are taps 2q and 2q + 1.
+// The AVX-512 depthwise layout (conv_dw_nhwc_avx512.cpp), packed here in portable code:
+// unpacklo/hi_epi16 of two 32-channel rows widened to s16 put, in lane L of the lo (h = 0) /
+// hi (h = 1) accumulator, channel 8 * (L / 4) + 4 * h + L % 4 (its two s16 weights: taps 2q
+// and 2q + 1); packs_epi32(lo, hi) restores channel order, so zcomp / mult are laid out in
+// lane order and the u8 store needs no shuffle.
 namespace {
 inline int64_t lane_channel(int64_t L, int64_t h) { return 8 * (L / 4) + 4 * h + L % 4; }
 }  // namespace
 
-int64_t dw_nhwc512_pairs_size(int64_t C, int64_t T) { return (T + 1) / 2 * ((C + 31) / 32) * 64; }
+int64_t dw_nhwc512_pairs_size(int64_t C, int64_t T) {
+  return (T + 1) / 2 * ((C + 31) / 32) * 64;
+}
 
 void dw_nhwc512_pack_pairs(const int8_t* w, int64_t C, int64_t T, int16_t* wp) {
   const int64_t CB = (C + 31) / 32, P = (T + 1) / 2;

@@ -1,13 +1,8 @@
-// AVX-512 body of the NHWC depthwise int8 rows (conv_dw.h): 32 channels per block, a tap pair
-// (2q, 2q+1) is one vpdpwssd per 16 channels of the u8 inputs widened to s16 against s16
-// weights (the exact pair sum, |sum| <= 65280, added with wrap-around like vpaddd); flat
-// sat16pair takes vpmaddwd, clamps that pair sum to s16 and adds it, as
-// conv_dw_nhwc_row_ref does. With a DwRequant the sums never leave the registers: the
-// requantization of requant.h (float32 multiply, clamp, round half to even, + zero point) is
-// done in the store. Integer sums and the same IEEE steps as the portable loops: same bits.
-// Lane order (dw_nhwc512_pack_pairs, conv_nhwc.cpp): unpacklo/hi_epi16 of two 32-channel
-// rows give, per 128-bit chunk k, channels 8k + [0..3] (lo) and 8k + 4 + [0..3] (hi); packs_epi32(lo, hi) restores
-// channel order, so z32/mult are passed in that lane order and the u8 store needs no shuffle.
+// AVX-512 NHWC depthwise int8 rows (conv_dw.h): 32 channels per block; a tap pair is one
+// vpdpwssd per 16 channels of u8 widened to s16 (exact pair sums; flat sat16pair: vpmaddwd,
+// clamp to s16, add, as conv_dw_nhwc_row_ref). With a DwRequant the requantization of
+// requant.h is done in the store from the registers. Integer sums and the same IEEE steps as
+// the portable loops: the same bits. Lane order: see lane_channel in conv_nhwc.cpp.
 #include <immintrin.h>
 
 #include <algorithm>

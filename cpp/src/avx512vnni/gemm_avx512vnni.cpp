@@ -47,8 +47,10 @@ inline __attribute__((always_inline)) void init_acc(__m512i (&init)[NV],
 }
 
 template <int MR, int NV>
-inline __attribute__((always_inline)) void store_tile(__m512i (&acc)[MR][NV], const __mmask16 (&mask)[NV], int32_t* c,
-                       int64_t ldc, const RequantStore* rq, int64_t row0, int64_t col0) {
+inline __attribute__((always_inline)) void store_tile(__m512i (&acc)[MR][NV],
+                                                      const __mmask16 (&mask)[NV], int32_t* c,
+                                                      int64_t ldc, const RequantStore* rq,
+                                                      int64_t row0, int64_t col0) {
   if (!rq) {
     unroll<MR>([&](auto r) __attribute__((always_inline)) {
       unroll<NV>([&](auto v) __attribute__((always_inline)) {
