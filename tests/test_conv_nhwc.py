@@ -287,7 +287,8 @@ DW_SWEEP = [  # (C, k, strides, pads (t, l, b, r), dilations, hw)
                                 (3, (2, 2), (0, 0, 1, 1), (1, 1), (9, 8)),
                                 (3, (2, 1), (1, 2, 0, 1), (2, 2), (8, 10)),
                                 (5, (1, 2), (2, 2, 2, 2), (1, 1), (6, 7)),
-                                (2, (1, 1), (0, 1, 1, 0), (1, 1), (4, 5))]
+                                (2, (1, 1), (0, 1, 1, 0), (1, 1), (4, 5)),
+                                (3, (1, 2), (2, 0, 1, 2), (2, 1), (9, 10))]
 ][::2]
 
 
@@ -295,8 +296,9 @@ DW_SWEEP = [  # (C, k, strides, pads (t, l, b, r), dilations, hw)
 @pytest.mark.parametrize("fill", ["random", "edges", "extreme"])
 def test_depthwise_nhwc_impls_equal_reference_sweep(case, fill):
     """Depthwise (multiplier 1) NHWC rows of every impl -- the AVX-512 32-channel blocks with
-    masked tails and fused requantization, the AVX2 16-channel blocks -- equal the scalar spec
-    bit for bit, raw sums and requantized u8/s8, both ariths and pairings."""
+    masked tails and fused requantization (3x3 with dilation 1 across: vertical tap pairs over
+    widened input columns), the AVX2 16-channel blocks -- equal the scalar spec bit for bit,
+    raw sums and requantized u8/s8, both ariths and pairings."""
     c, k, st, pd, dl, hw = case
     x, w = _sweep_data(fill, (2, c) + hw, (c, 1, k, k))
     zp = int(RNG.integers(0, 256))

@@ -30,6 +30,10 @@ std::shared_ptr<PackedConv> pack_conv(const int8_t* w, int64_t OC, int64_t Cg, i
   if (Cg == 1 && group == OC) {
     pc->dw512.resize(static_cast<size_t>(dw_nhwc512_pairs_size(OC, KH * KW)));
     dw_nhwc512_pack_pairs(w, OC, KH * KW, pc->dw512.data());
+    if (KH == 3 && KW == 3) {
+      pc->dw512v.resize(static_cast<size_t>(dw_nhwc512_vert_size(OC)));
+      dw_nhwc512_pack_vert(w, OC, pc->dw512v.data());
+    }
   }
   std::vector<int8_t> b(static_cast<size_t>(K * OCg));
   for (int64_t g = 0; g < group; ++g) {

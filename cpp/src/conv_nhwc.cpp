@@ -61,6 +61,21 @@ void dw_nhwc512_pack_pairs(const int8_t* w, int64_t C, int64_t T, int16_t* wp) {
         }
 }
 
+int64_t dw_nhwc512_vert_size(int64_t C) { return (C + 31) / 32 * 384; }
+
+void dw_nhwc512_pack_vert(const int8_t* w, int64_t C, int16_t* wv) {
+  const int64_t CB = (C + 31) / 32;
+  for (int64_t b = 0; b < CB; ++b)
+    for (int64_t kw = 0; kw < 3; ++kw)
+      for (int64_t v = 0; v < 4; ++v)  // 01 lo, 01 hi, 2 lo, 2 hi
+        for (int64_t i = 0; i < 32; ++i) {
+          const int64_t ch = b * 32 + lane_channel(i / 2, v % 2);
+          const int64_t kh = v < 2 ? i % 2 : 2;
+          const bool real = ch < C && (v < 2 || i % 2 == 0);
+          wv[((b * 3 + kw) * 4 + v) * 32 + i] = real ? int16_t(w[ch * 9 + kh * 3 + kw]) : 0;
+        }
+}
+
 void dw_nhwc512_lane_order(const int64_t* zcomp, const float* mult, int64_t C, int32_t* z32,
                            float* mu) {
   const int64_t CB = (C + 31) / 32;
@@ -283,17 +298,19 @@ void dw_rows(const uint8_t* nhwc, const ConvShape& s, const PackedConv& w, uint8
     dw_nhwc_pack_pairs(w.dw.data(), C, T, wp.data());
   }
   const int16_t* w512 = w.dw512.empty() ? wp.data() : w.dw512.data();
+  const int16_t* wv = w.dw512v.empty() ? nullptr : w.dw512v.data();
   auto row = [&](int64_t r) {
 #if defined(FASTQ_HAVE_X86)
     if (wide && rq) {
-      conv_dw_nhwc_row_avx512(a, w512, r / OH, r % OH, nullptr, &drq, rq->out + r * OW * C);
+      conv_dw_nhwc_row_avx512(a, w512, wv, r / OH, r % OH, nullptr, &drq,
+                              rq->out + r * OW * C);
       return;
     }
 #endif
     int32_t* acc = scratch_as<int32_t>(Scratch::ConvAcc, static_cast<size_t>(OW * C));
 #if defined(FASTQ_HAVE_X86)
     if (wide)
-      conv_dw_nhwc_row_avx512(a, w512, r / OH, r % OH, acc, nullptr, nullptr);
+      conv_dw_nhwc_row_avx512(a, w512, wv, r / OH, r % OH, acc, nullptr, nullptr);
     else if (fast)
       conv_dw_nhwc_row_avx2(a, wp.data(), r / OH, r % OH, acc);
     else

@@ -42,6 +42,7 @@ struct PackedConv {
   std::vector<int8_t> dw;       // Cg == 1 only: W[OC, KH*KW] for the direct path (conv_dw.h)
   std::vector<int16_t> dw512;   // Cg == 1, OC == group: the AVX-512 NHWC rows' tap pairs
                                 // (dw_nhwc512_pack_pairs, conv_dw.h), packed once
+  std::vector<int16_t> dw512v;  // the same for 3x3, vertical pairs (dw_nhwc512_pack_vert)
   int64_t K() const { return KH * KW * Cpad; }
 };
 

@@ -74,7 +74,15 @@ int64_t dw_nhwc512_pairs_size(int64_t C, int64_t T);
 void dw_nhwc512_pack_pairs(const int8_t* w, int64_t C, int64_t T, int16_t* wpairs);
 void dw_nhwc512_lane_order(const int64_t* zcomp, const float* mult, int64_t C, int32_t* z32,
                            float* mu);
-void conv_dw_nhwc_row_avx512(const DwNhwcArgs& a, const int16_t* wpairs, int64_t n,
-                             int64_t oh, int32_t* acc, const DwRequant* rq, uint8_t* out);
+// wvert (nullable): 3x3 weights by dw_nhwc512_pack_vert; used for 3x3 kernels with dilation
+// 1 across and no pair saturation (exact sums: vertical tap pairs, each input column widened
+// once per row instead of once per tap and pixel).
+void conv_dw_nhwc_row_avx512(const DwNhwcArgs& a, const int16_t* wpairs, const int16_t* wvert,
+                             int64_t n, int64_t oh, int32_t* acc, const DwRequant* rq,
+                             uint8_t* out);
+// 3x3 only: per 32-channel block, per kw: lo/hi of taps (0, kw) | (1, kw) in even | odd s16
+// lanes, then lo/hi of tap (2, kw) | 0: ceil(C / 32) * 384 int16.
+int64_t dw_nhwc512_vert_size(int64_t C);
+void dw_nhwc512_pack_vert(const int8_t* w, int64_t C, int16_t* wvert);
 
 }  // namespace fastq

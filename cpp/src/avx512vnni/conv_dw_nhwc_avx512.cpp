@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "fastq/conv_dw.h"
+#include "fastq/unroll.h"
 
 namespace fastq {
 
@@ -126,12 +127,112 @@ void row_body(const DwNhwcArgs& a, const int16_t* wp, const uint8_t* const* ptr,
   }
 }
 
+// 3x3, dilation 1 across, no pair saturation (exact sums, so any pairing gives the same
+// bits): rows 0 and 1 of a tap column are one vertical pair, row 2 pairs with a zero; each
+// input column is widened and interleaved once into `cols` and read by every output pixel
+// whose window covers it (3 at stride 1) instead of once per tap per pixel.
+void row_3x3_cols(const DwNhwcArgs& a, const int16_t* wv, const uint8_t* const* trow,
+                  int64_t OW, int32_t* acc, const DwRequant* rq, uint8_t* out) {
+  const ConvShape& s = a.s;
+  const int64_t C = s.C, CB = (C + 31) / 32, sw = s.stride_w, W = s.W;
+  const int64_t iw0 = -s.pad_left, ncol = (OW - 1) * sw + 3;
+  // 64-byte aligned column vectors (a std::vector<__m512i> drops the alignment attribute)
+  thread_local std::vector<uint8_t> raw;
+  raw.resize(static_cast<size_t>(ncol * 4 * 64 + 64));
+  __m512i* const cbase = reinterpret_cast<__m512i*>(
+      (reinterpret_cast<uintptr_t>(raw.data()) + 63) & ~uintptr_t(63));
+  alignas(64) int32_t i0[16], i1[16];
+  for (int64_t c = 0; c < 16; ++c) {
+    const int64_t k = c / 8, j = c % 8, k1 = (c + 16) / 8;
+    i0[c] = int32_t(j < 4 ? 4 * k + j : 16 + 4 * k + j - 4);
+    i1[c] = int32_t(j < 4 ? 4 * k1 + j : 16 + 4 * k1 + j - 4);
+  }
+  const __m512i perm0 = _mm512_load_si512(i0), perm1 = _mm512_load_si512(i1);
+  __m512 vl = _mm512_setzero_ps(), vh = vl;
+  __m512i vz = _mm512_setzero_si512();
+  const int64_t ldo = rq ? rq->ldo : 0;
+  if (rq) {
+    const int32_t zq = rq->y_zp;
+    vl = _mm512_set1_ps(rq->y_signed ? float(-128 - zq) : float(0 - zq));
+    vh = _mm512_set1_ps(rq->y_signed ? float(127 - zq) : float(255 - zq));
+    vz = _mm512_set1_epi32(zq);
+  }
+  const __m512i zero = _mm512_setzero_si512();
+  for (int64_t b = 0; b < CB; ++b) {
+    const int64_t off = b * 32;
+    const __mmask32 m = mask32(C - off);
+    __m512i* cv = cbase;
+    for (int64_t j = 0; j < ncol; ++j, cv += 4) {
+      const int64_t iw = iw0 + j;
+      const bool in = iw >= 0 && iw < W;
+      const uint8_t* p0 = in && trow[0] ? trow[0] + iw * C + off : a.zrow + off;
+      const uint8_t* p1 = in && trow[1] ? trow[1] + iw * C + off : a.zrow + off;
+      const uint8_t* p2 = in && trow[2] ? trow[2] + iw * C + off : a.zrow + off;
+      const __m512i x0 = _mm512_cvtepu8_epi16(_mm256_maskz_loadu_epi8(m, p0));
+      const __m512i x1 = _mm512_cvtepu8_epi16(_mm256_maskz_loadu_epi8(m, p1));
+      const __m512i x2 = _mm512_cvtepu8_epi16(_mm256_maskz_loadu_epi8(m, p2));
+      cv[0] = _mm512_unpacklo_epi16(x0, x1);
+      cv[1] = _mm512_unpackhi_epi16(x0, x1);
+      cv[2] = _mm512_unpacklo_epi16(x2, zero);
+      cv[3] = _mm512_unpackhi_epi16(x2, zero);
+    }
+    const int16_t* wb = wv + b * 384;  // [kw][01 lo, 01 hi, 2 lo, 2 hi][32]
+    __m512i w[12];
+    unroll<12>([&](auto i) __attribute__((always_inline)) {
+      w[i] = _mm512_loadu_si512(wb + i * 32);
+    });
+    __m512i il = zero, ih = zero;
+    __m512 ml = _mm512_setzero_ps(), mh = ml;
+    if (rq) {
+      il = _mm512_sub_epi32(zero, _mm512_loadu_si512(rq->z32 + off));
+      ih = _mm512_sub_epi32(zero, _mm512_loadu_si512(rq->z32 + off + 16));
+      ml = _mm512_loadu_ps(rq->mult + off);
+      mh = _mm512_loadu_ps(rq->mult + off + 16);
+    }
+    uint8_t* ob = out + off;
+    for (int64_t ow = 0; ow < OW; ++ow) {
+      const __m512i* c0 = cbase + ow * sw * 4;
+      __m512i sl = il, sh = ih;
+      unroll<3>([&](auto kw) __attribute__((always_inline)) {
+        sl = _mm512_dpwssd_epi32(sl, c0[kw * 4 + 0], w[kw * 4 + 0]);
+        sh = _mm512_dpwssd_epi32(sh, c0[kw * 4 + 1], w[kw * 4 + 1]);
+        sl = _mm512_dpwssd_epi32(sl, c0[kw * 4 + 2], w[kw * 4 + 2]);
+        sh = _mm512_dpwssd_epi32(sh, c0[kw * 4 + 3], w[kw * 4 + 3]);
+      });
+      if (rq) {
+        const __m512i yl = requant16(sl, ml, vl, vh, vz);
+        const __m512i yh = requant16(sh, mh, vl, vh, vz);
+        const __m256i y8 = _mm512_cvtepi16_epi8(_mm512_packs_epi32(yl, yh));
+        _mm256_mask_storeu_epi8(ob + ow * ldo, m, y8);
+      } else {
+        int32_t* o = acc + ow * C + off;
+        const int64_t rem = C - off;
+        const __mmask16 m0 = rem >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << rem) - 1);
+        const __mmask16 m1 = rem >= 32 ? __mmask16(0xFFFF)
+                             : rem > 16 ? __mmask16((1u << (rem - 16)) - 1) : __mmask16(0);
+        _mm512_mask_storeu_epi32(o, m0, _mm512_permutex2var_epi32(sl, perm0, sh));
+        _mm512_mask_storeu_epi32(o + 16, m1, _mm512_permutex2var_epi32(sl, perm1, sh));
+      }
+    }
+  }
+}
+
 }  // namespace
 
-void conv_dw_nhwc_row_avx512(const DwNhwcArgs& a, const int16_t* wp, int64_t n, int64_t oh,
-                             int32_t* acc, const DwRequant* rq, uint8_t* out) {
+void conv_dw_nhwc_row_avx512(const DwNhwcArgs& a, const int16_t* wp, const int16_t* wv,
+                             int64_t n, int64_t oh, int32_t* acc, const DwRequant* rq,
+                             uint8_t* out) {
   const ConvShape& s = a.s;
   const int64_t OW = s.OW(), T = s.KH * s.KW, C = s.C, tp = 2 * ((T + 1) / 2);
+  if (wv && !a.flat_sat && s.KH == 3 && s.KW == 3 && s.dil_w == 1) {
+    const uint8_t* rows[3];
+    for (int64_t r = 0; r < 3; ++r) {
+      const int64_t ih = oh * s.stride_h - s.pad_top + r * s.dil_h;
+      rows[r] = ih >= 0 && ih < s.H ? a.x + (n * s.H + ih) * s.W * C : nullptr;
+    }
+    row_3x3_cols(a, wv, rows, OW, acc, rq, out);
+    return;
+  }
   thread_local std::vector<const uint8_t*> ptr;
   ptr.resize(static_cast<size_t>(OW * tp));
   thread_local std::vector<const uint8_t*> trow;
