@@ -4,8 +4,10 @@ fused int8 layers keep between layers -- equal the scalar spec ``_core.conv_u8s8
 NCHW inputs, GEMM convs (1x1 direct, 3x3/5x5, groups, odd channels, strides, dilations,
 asymmetric pads), depthwise convs (multiplier 1: the NHWC row kernels, 16-channel blocks and
 scalar tails; multiplier 2: the NCHW fallback), random and saturating fills (0/255 inputs,
--128/127 weights). The requantized layer equals ``requantize`` of the spec's sums; the AVX2
-requantization rows and quantize_f32 equal the portable loops / a numpy oracle, the session
+-128/127 weights). Sweeps over depthwise shapes (C around 16/32/64 multiples, strides,
+pads, dilations) and short-K GEMM convs check the AVX-512 kernels that requantize in their
+store, with edge-value fills. The requantized layer equals ``requantize`` of the spec's sums;
+the AVX2 requantization rows and quantize_f32 equal the portable loops / a numpy oracle, the session
 keeps fused conv outputs as NHWC-ordered views that every consumer reads correctly, and the
 fused QdqAdd / QdqConcat / DequantizeAdd nodes give the unfused ops' bits."""
 
