@@ -156,12 +156,8 @@ void gemm_rows(const uint8_t* x, bool x_nhwc, const ConvShape& s, const PackedCo
   const int64_t M = s.N * s.OH() * s.OW(), OCg = s.OCg(), K = w.K();
   const PackedB& b0 = *w.groups[0];
   const int64_t Kp = b0.Kp, panels = b0.Np / kPanel;
-  const bool direct = s.group == 1 && s.KH == 1 && s.KW == 1 && s.stride_h == 1 &&
-                      s.stride_w == 1 && s.pad_top == 0 && s.pad_left == 0 &&
-                      s.pad_bottom == 0 && s.pad_right == 0 && w.Cpad == w.Cg && K == Kp;
-  // row blocks: an im2col block of about 128 KiB stays in L2 for its GEMM
-  const int64_t block = std::max<int64_t>(32, std::min<int64_t>(
-      512, round_up((int64_t(128) << 10) / std::max<int64_t>(Kp, 1), 16)));
+  const bool direct = nhwc_direct_rows(s, w);
+  const int64_t block = nhwc_row_block(Kp);
   const int64_t blocks = (M + block - 1) / block;
   const double work = 2.0 * double(M) * double(s.OC) * double(K);
   // implicit GEMM (no im2col copy) when each tap is whole k groups of one pixel's channels;

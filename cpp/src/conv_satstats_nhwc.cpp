@@ -196,12 +196,8 @@ AccErrorStats qconv_requant_satstats_nhwc(const uint8_t* x, bool x_nhwc, const C
   }
   const PackedB& b0 = *w.groups[0];
   const int64_t Kp = b0.Kp, K = w.K(), panels = b0.Np / kPanel, HW = s.H * s.W;
-  const bool direct = s.group == 1 && s.KH == 1 && s.KW == 1 && s.stride_h == 1 &&
-                      s.stride_w == 1 && s.pad_top == 0 && s.pad_left == 0 &&
-                      s.pad_bottom == 0 && s.pad_right == 0 && w.Cpad == w.Cg && K == Kp;
-  // conv_nhwc.cpp's row blocks: an im2col block of about 128 KiB stays in L2 for its GEMM
-  const int64_t block = std::max<int64_t>(32, std::min<int64_t>(
-      512, round_up((int64_t(128) << 10) / std::max<int64_t>(Kp, 1), 16)));
+  const bool direct = nhwc_direct_rows(s, w);
+  const int64_t block = nhwc_row_block(Kp);
   const int64_t blocks = (M + block - 1) / block;
   const uint8_t* nhwc = x;
   thread_local std::vector<uint8_t> xt;

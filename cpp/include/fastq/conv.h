@@ -64,6 +64,19 @@ void conv_u8s8_ref(const uint8_t* x, const ConvShape& s, const int8_t* w, Pairin
 void im2col_nhwc(const uint8_t* nhwc, const ConvShape& s, const PackedConv& w, int64_t g,
                  uint8_t x_zp, int64_t row0, int64_t rows, uint8_t* cols, int64_t ld);
 
+// The NHWC row drivers' geometry (conv_nhwc.cpp and the saturation pass share it): an
+// unpadded, unstrided, ungrouped 1x1 conv reads its NHWC input rows as the GEMM's A directly;
+// otherwise rows go through im2col blocks of about 128 KiB, which stay in L2 for their GEMM.
+inline bool nhwc_direct_rows(const ConvShape& s, const PackedConv& w) {
+  return s.group == 1 && s.KH == 1 && s.KW == 1 && s.stride_h == 1 && s.stride_w == 1 &&
+         s.pad_top == 0 && s.pad_left == 0 && s.pad_bottom == 0 && s.pad_right == 0 &&
+         w.Cpad == w.Cg && w.K() == w.groups[0]->Kp;
+}
+inline int64_t nhwc_row_block(int64_t Kp) {
+  const int64_t b = round_up((int64_t(128) << 10) / (Kp > 1 ? Kp : 1), 16);
+  return b < 32 ? 32 : (b > 512 ? 512 : b);
+}
+
 // NHWC variants (conv_nhwc.cpp): x is u8 [N, H, W, C] when x_nhwc, else NCHW; results are
 // [N, OH, OW, OC] (channel innermost), no layout round trip. conv_u8s8_nhwc gives the raw
 // sums of conv_u8s8; qconv_requant_nhwc requantizes them as requantize() does (requant.h,

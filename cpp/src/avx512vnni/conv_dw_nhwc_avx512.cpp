@@ -65,27 +65,42 @@ inline __attribute__((always_inline)) __m512i requant16(__m512i acc, __m512 mu, 
   return _mm512_add_epi32(_mm512_cvtps_epi32(v), vz);
 }
 
+// What both row bodies' stores need: the permutations that put the two accumulator vectors'
+// lanes back in channel order, and the requantization's clamp bounds (relative to the zero
+// point) and zero point (all zero without requantization).
+struct StoreConsts {
+  __m512i perm0, perm1, vz;
+  __m512 vl, vh;
+  explicit StoreConsts(const DwRequant* rq) {
+    alignas(64) int32_t i0[16], i1[16];
+    for (int64_t c = 0; c < 16; ++c) {
+      const int64_t k = c / 8, j = c % 8, k1 = (c + 16) / 8;
+      i0[c] = int32_t(j < 4 ? 4 * k + j : 16 + 4 * k + j - 4);
+      i1[c] = int32_t(j < 4 ? 4 * k1 + j : 16 + 4 * k1 + j - 4);
+    }
+    perm0 = _mm512_load_si512(i0);
+    perm1 = _mm512_load_si512(i1);
+    vl = _mm512_setzero_ps();
+    vh = vl;
+    vz = _mm512_setzero_si512();
+    if (rq) {
+      const int32_t zq = rq->y_zp;
+      vl = _mm512_set1_ps(rq->y_signed ? float(-128 - zq) : float(0 - zq));
+      vh = _mm512_set1_ps(rq->y_signed ? float(127 - zq) : float(255 - zq));
+      vz = _mm512_set1_epi32(zq);
+    }
+  }
+};
+
 template <int P>
 void row_body(const DwNhwcArgs& a, const int16_t* wp, const uint8_t* const* ptr, int64_t OW,
               int32_t* acc, const DwRequant* rq, uint8_t* out) {
   const int64_t C = a.s.C, T = a.s.KH * a.s.KW, np = (T + 1) / 2, CB = (C + 31) / 32;
   const int64_t wstride = CB * 64, tp = 2 * np;  // int16 per pair; pointers per pixel
   // raw sums: lanes back to channel order
-  alignas(64) int32_t i0[16], i1[16];
-  for (int64_t c = 0; c < 16; ++c) {
-    const int64_t k = c / 8, j = c % 8, k1 = (c + 16) / 8;
-    i0[c] = int32_t(j < 4 ? 4 * k + j : 16 + 4 * k + j - 4);
-    i1[c] = int32_t(j < 4 ? 4 * k1 + j : 16 + 4 * k1 + j - 4);
-  }
-  const __m512i perm0 = _mm512_load_si512(i0), perm1 = _mm512_load_si512(i1);
-  __m512 vl = _mm512_setzero_ps(), vh = vl;
-  __m512i vz = _mm512_setzero_si512();
-  if (rq) {
-    const int32_t zq = rq->y_zp;
-    vl = _mm512_set1_ps(rq->y_signed ? float(-128 - zq) : float(0 - zq));
-    vh = _mm512_set1_ps(rq->y_signed ? float(127 - zq) : float(255 - zq));
-    vz = _mm512_set1_epi32(zq);
-  }
+  const StoreConsts sc(rq);
+  const __m512i perm0 = sc.perm0, perm1 = sc.perm1, vz = sc.vz;
+  const __m512 vl = sc.vl, vh = sc.vh;
   __m512i wl[P ? P : 1], wh[P ? P : 1];
   const int64_t ldo = rq ? rq->ldo : 0;
   for (int64_t b = 0; b < CB; ++b) {
@@ -141,22 +156,10 @@ void row_3x3_cols(const DwNhwcArgs& a, const int16_t* wv, const uint8_t* const* 
   raw.resize(static_cast<size_t>(ncol * 4 * 64 + 64));
   __m512i* const cbase = reinterpret_cast<__m512i*>(
       (reinterpret_cast<uintptr_t>(raw.data()) + 63) & ~uintptr_t(63));
-  alignas(64) int32_t i0[16], i1[16];
-  for (int64_t c = 0; c < 16; ++c) {
-    const int64_t k = c / 8, j = c % 8, k1 = (c + 16) / 8;
-    i0[c] = int32_t(j < 4 ? 4 * k + j : 16 + 4 * k + j - 4);
-    i1[c] = int32_t(j < 4 ? 4 * k1 + j : 16 + 4 * k1 + j - 4);
-  }
-  const __m512i perm0 = _mm512_load_si512(i0), perm1 = _mm512_load_si512(i1);
-  __m512 vl = _mm512_setzero_ps(), vh = vl;
-  __m512i vz = _mm512_setzero_si512();
+  const StoreConsts sc(rq);
+  const __m512i perm0 = sc.perm0, perm1 = sc.perm1, vz = sc.vz;
+  const __m512 vl = sc.vl, vh = sc.vh;
   const int64_t ldo = rq ? rq->ldo : 0;
-  if (rq) {
-    const int32_t zq = rq->y_zp;
-    vl = _mm512_set1_ps(rq->y_signed ? float(-128 - zq) : float(0 - zq));
-    vh = _mm512_set1_ps(rq->y_signed ? float(127 - zq) : float(255 - zq));
-    vz = _mm512_set1_epi32(zq);
-  }
   const __m512i zero = _mm512_setzero_si512();
   for (int64_t b = 0; b < CB; ++b) {
     const int64_t off = b * 32;
