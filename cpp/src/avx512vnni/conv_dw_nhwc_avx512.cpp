@@ -92,6 +92,44 @@ struct StoreConsts {
   }
 };
 
+// A 32-channel block's starting accumulators (minus the zero-point correction) and
+// requantization multipliers (zero without requantization).
+inline __attribute__((always_inline)) void block_start(const DwRequant* rq, int64_t off,
+                                                       __m512i& il, __m512i& ih, __m512& ml,
+                                                       __m512& mh) {
+  const __m512i zero = _mm512_setzero_si512();
+  il = ih = zero;
+  ml = mh = _mm512_setzero_ps();
+  if (rq) {
+    il = _mm512_sub_epi32(zero, _mm512_loadu_si512(rq->z32 + off));
+    ih = _mm512_sub_epi32(zero, _mm512_loadu_si512(rq->z32 + off + 16));
+    ml = _mm512_loadu_ps(rq->mult + off);
+    mh = _mm512_loadu_ps(rq->mult + off + 16);
+  }
+}
+
+// One pixel's 32-channel block: requantized bytes (mask m) into out8, or the raw sums in
+// channel order into o (rem channels left from this block on).
+inline __attribute__((always_inline)) void store_pixel(const StoreConsts& sc,
+                                                       const DwRequant* rq, __m512i lo,
+                                                       __m512i hi, __m512 ml, __m512 mh,
+                                                       uint8_t* out8, __mmask32 m, int32_t* o,
+                                                       int64_t rem) {
+  if (rq) {
+    const __m512i yl = requant16(lo, ml, sc.vl, sc.vh, sc.vz);
+    const __m512i yh = requant16(hi, mh, sc.vl, sc.vh, sc.vz);
+    // in range already: the s16 pack and the byte truncation change nothing
+    const __m256i y8 = _mm512_cvtepi16_epi8(_mm512_packs_epi32(yl, yh));
+    _mm256_mask_storeu_epi8(out8, m, y8);
+  } else {
+    const __mmask16 m0 = rem >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << rem) - 1);
+    const __mmask16 m1 = rem >= 32 ? __mmask16(0xFFFF)
+                         : rem > 16 ? __mmask16((1u << (rem - 16)) - 1) : __mmask16(0);
+    _mm512_mask_storeu_epi32(o, m0, _mm512_permutex2var_epi32(lo, sc.perm0, hi));
+    _mm512_mask_storeu_epi32(o + 16, m1, _mm512_permutex2var_epi32(lo, sc.perm1, hi));
+  }
+}
+
 template <int P>
 void row_body(const DwNhwcArgs& a, const int16_t* wp, const uint8_t* const* ptr, int64_t OW,
               int32_t* acc, const DwRequant* rq, uint8_t* out) {
@@ -99,8 +137,6 @@ void row_body(const DwNhwcArgs& a, const int16_t* wp, const uint8_t* const* ptr,
   const int64_t wstride = CB * 64, tp = 2 * np;  // int16 per pair; pointers per pixel
   // raw sums: lanes back to channel order
   const StoreConsts sc(rq);
-  const __m512i perm0 = sc.perm0, perm1 = sc.perm1, vz = sc.vz;
-  const __m512 vl = sc.vl, vh = sc.vh;
   __m512i wl[P ? P : 1], wh[P ? P : 1];
   const int64_t ldo = rq ? rq->ldo : 0;
   for (int64_t b = 0; b < CB; ++b) {
@@ -112,32 +148,13 @@ void row_body(const DwNhwcArgs& a, const int16_t* wp, const uint8_t* const* ptr,
         wl[q] = _mm512_loadu_si512(wq + q * wstride);
         wh[q] = _mm512_loadu_si512(wq + q * wstride + 32);
       }
-    __m512i il = _mm512_setzero_si512(), ih = il;
-    __m512 ml = _mm512_setzero_ps(), mh = ml;
-    if (rq) {
-      il = _mm512_sub_epi32(il, _mm512_loadu_si512(rq->z32 + off));
-      ih = _mm512_sub_epi32(ih, _mm512_loadu_si512(rq->z32 + off + 16));
-      ml = _mm512_loadu_ps(rq->mult + off);
-      mh = _mm512_loadu_ps(rq->mult + off + 16);
-    }
+    __m512i il, ih;
+    __m512 ml, mh;
+    block_start(rq, off, il, ih, ml, mh);
     uint8_t* ob = out + off;
     for (int64_t ow = 0; ow < OW; ++ow) {
       const Block s = pixel<P>(ptr + ow * tp, off, m, wl, wh, wq, wstride, np, a.flat_sat, il, ih);
-      if (rq) {
-        const __m512i yl = requant16(s.lo, ml, vl, vh, vz);
-        const __m512i yh = requant16(s.hi, mh, vl, vh, vz);
-        // in range already: the s16 pack and the byte truncation change nothing
-        const __m256i y8 = _mm512_cvtepi16_epi8(_mm512_packs_epi32(yl, yh));
-        _mm256_mask_storeu_epi8(ob + ow * ldo, m, y8);
-      } else {
-        int32_t* o = acc + ow * C + off;
-        const int64_t rem = C - off;
-        const __mmask16 m0 = rem >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << rem) - 1);
-        const __mmask16 m1 = rem >= 32 ? __mmask16(0xFFFF)
-                             : rem > 16 ? __mmask16((1u << (rem - 16)) - 1) : __mmask16(0);
-        _mm512_mask_storeu_epi32(o, m0, _mm512_permutex2var_epi32(s.lo, perm0, s.hi));
-        _mm512_mask_storeu_epi32(o + 16, m1, _mm512_permutex2var_epi32(s.lo, perm1, s.hi));
-      }
+      store_pixel(sc, rq, s.lo, s.hi, ml, mh, ob + ow * ldo, m, acc + ow * C + off, C - off);
     }
   }
 }
@@ -157,8 +174,6 @@ void row_3x3_cols(const DwNhwcArgs& a, const int16_t* wv, const uint8_t* const* 
   __m512i* const cbase = reinterpret_cast<__m512i*>(
       (reinterpret_cast<uintptr_t>(raw.data()) + 63) & ~uintptr_t(63));
   const StoreConsts sc(rq);
-  const __m512i perm0 = sc.perm0, perm1 = sc.perm1, vz = sc.vz;
-  const __m512 vl = sc.vl, vh = sc.vh;
   const int64_t ldo = rq ? rq->ldo : 0;
   const __m512i zero = _mm512_setzero_si512();
   for (int64_t b = 0; b < CB; ++b) {
@@ -184,14 +199,9 @@ void row_3x3_cols(const DwNhwcArgs& a, const int16_t* wv, const uint8_t* const* 
     unroll<12>([&](auto i) __attribute__((always_inline)) {
       w[i] = _mm512_loadu_si512(wb + i * 32);
     });
-    __m512i il = zero, ih = zero;
-    __m512 ml = _mm512_setzero_ps(), mh = ml;
-    if (rq) {
-      il = _mm512_sub_epi32(zero, _mm512_loadu_si512(rq->z32 + off));
-      ih = _mm512_sub_epi32(zero, _mm512_loadu_si512(rq->z32 + off + 16));
-      ml = _mm512_loadu_ps(rq->mult + off);
-      mh = _mm512_loadu_ps(rq->mult + off + 16);
-    }
+    __m512i il, ih;
+    __m512 ml, mh;
+    block_start(rq, off, il, ih, ml, mh);
     uint8_t* ob = out + off;
     for (int64_t ow = 0; ow < OW; ++ow) {
       const __m512i* c0 = cbase + ow * sw * 4;
@@ -202,20 +212,7 @@ void row_3x3_cols(const DwNhwcArgs& a, const int16_t* wv, const uint8_t* const* 
         sl = _mm512_dpwssd_epi32(sl, c0[kw * 4 + 2], w[kw * 4 + 2]);
         sh = _mm512_dpwssd_epi32(sh, c0[kw * 4 + 3], w[kw * 4 + 3]);
       });
-      if (rq) {
-        const __m512i yl = requant16(sl, ml, vl, vh, vz);
-        const __m512i yh = requant16(sh, mh, vl, vh, vz);
-        const __m256i y8 = _mm512_cvtepi16_epi8(_mm512_packs_epi32(yl, yh));
-        _mm256_mask_storeu_epi8(ob + ow * ldo, m, y8);
-      } else {
-        int32_t* o = acc + ow * C + off;
-        const int64_t rem = C - off;
-        const __mmask16 m0 = rem >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << rem) - 1);
-        const __mmask16 m1 = rem >= 32 ? __mmask16(0xFFFF)
-                             : rem > 16 ? __mmask16((1u << (rem - 16)) - 1) : __mmask16(0);
-        _mm512_mask_storeu_epi32(o, m0, _mm512_permutex2var_epi32(sl, perm0, sh));
-        _mm512_mask_storeu_epi32(o + 16, m1, _mm512_permutex2var_epi32(sl, perm1, sh));
-      }
+      store_pixel(sc, rq, sl, sh, ml, mh, ob + ow * ldo, m, acc + ow * C + off, C - off);
     }
   }
 }
