@@ -250,7 +250,11 @@ def test_suffix_model_outputs_equal_full_model(setup):
     cand, _ = aa_mod.export(state, {"mm3"})
     sub, cut, passthrough = aa_mod._suffix_model(cand, {"mm3"}, known)
     assert len(sub.graph.node) < len(cand.graph.node) and passthrough == []
+    q_outs = {o for n in cur.graph.node if n.op_type == "QuantizeLinear" for o in n.output}
+    assert cut and all(x in q_outs or x == "x" for x in cut), cut   # quantized cut points
     sess = fastq.InferenceSession(cur, arith="exact32", keep=cut)   # as aa_eval does
+    plain = fastq.InferenceSession(cur, arith="exact32")
+    assert [r.output for r in sess.int8_layers()] == [r.output for r in plain.int8_layers()]
     feeds = [{"x": x} for x, _ in val[:5]]
     cached = [sess.run_with_intermediates(f, cut) for f in feeds]
     got = aa_mod.run_suffix(sub.SerializeToString(), "exact32", cut, cached)
