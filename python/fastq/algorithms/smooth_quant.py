@@ -72,8 +72,7 @@ def prepare(g: Graph, ignored) -> Dict[str, Site]:
         site = Site(source=x, tensor=x, layers=users)
         for n in users:
             w = g.fresh(n.input[1] + "_smooth")
-            site.weights[w] = g.inits[n.input[1]]
-            g.inits[w] = g.inits[n.input[1]].copy()
+            site.weights[w] = g.inits[w] = g.inits[n.input[1]]   # s = 1: the same array
             n.input[1] = w
         p = prods.get(x)
         cons = g.consumers()
@@ -83,8 +82,7 @@ def prepare(g: Graph, ignored) -> Dict[str, Site]:
                 len(cons.get(x, [])) == len(users) and g.inits[p.input[1]].shape == (k,):
             for j in range(1, len(p.input)):
                 t = g.fresh(p.input[j] + "_smooth")
-                site.divided[t] = g.inits[p.input[j]]
-                g.inits[t] = g.inits[p.input[j]].copy()
+                site.divided[t] = g.inits[t] = g.inits[p.input[j]]
                 p.input[j] = t
             site.how = f"folded into {p.name}"
         else:

@@ -196,7 +196,10 @@ class Graph:
         for k in [k for k in self.inits if k not in used]:
             del self.inits[k]
 
-    def to_model(self, value_info: bool = True) -> onnx.ModelProto:
+    def to_model(self, value_info: bool = True, large_as_inputs: int = 0) -> onnx.ModelProto:
+        """The graph as a model. ``large_as_inputs``: initializers with more elements than
+        this become typed graph inputs instead (for shape inference, which only reads their
+        dims; no weight bytes are converted)."""
         m = onnx.ModelProto()
         m.CopyFrom(self._meta)
         g = m.graph
@@ -204,8 +207,13 @@ class Graph:
         g.input.extend(self.inputs)
         g.output.extend(self.outputs)
         g.node.extend(self.nodes)
+        big = {k for k, v in self.inits.items()
+               if large_as_inputs and np.size(v) > large_as_inputs}
         g.initializer.extend(numpy_helper.from_array(np.asarray(v), k)
-                             for k, v in self.inits.items())
+                             for k, v in self.inits.items() if k not in big)
+        g.input.extend(helper.make_tensor_value_info(
+            k, helper.np_dtype_to_tensor_dtype(np.asarray(self.inits[k]).dtype),
+            list(np.shape(self.inits[k]))) for k in big)
         if value_info:
             known = set(self.producers())
             g.value_info.extend(v for k, v in self.value_info.items() if k in known)

@@ -14,7 +14,7 @@ from onnx import helper, numpy_helper
 
 from ..errors import ModelError
 from .ir import Graph, attrs
-from .light import check_and_infer
+from .light import LARGE, check_and_infer
 
 MIN_OPSET = 13                  # per-axis DequantizeLinear needs opset 13
 FOLD_LIMIT_BYTES = 64 << 20     # a folded tensor bigger than this is left to run
@@ -187,7 +187,7 @@ def fold_constants(g: Graph) -> int:
 
 def infer_shapes(g: Graph) -> None:
     try:
-        m = check_and_infer(g.to_model(value_info=False), check=False)
+        m = check_and_infer(g.to_model(value_info=False, large_as_inputs=LARGE), check=False)
     except Exception:
         return
     g.value_info = {vi.name: vi for vi in m.graph.value_info}
