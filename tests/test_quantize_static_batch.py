@@ -53,23 +53,48 @@ def test_fixed_batch_runs_stacked_and_matches_unbatched(monkeypatch):
         assert a[k]["zero_point"] == b[k]["zero_point"]
 
 
-def test_hard_coded_batch_still_quantizes():
-    """Flatten through Reshape([1, -1]): stacked samples would merge, so the probe refuses
-    (or collect falls back); the result is the unbatched one."""
+def _flatten_model(allowzero):
     rng = np.random.default_rng(0)
     w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
     fc = rng.standard_normal((4 * 6 * 6, 5)).astype(np.float32)
+    kw = {} if allowzero is None else {"allowzero": allowzero}
     g = helper.make_graph(
         [helper.make_node("Conv", ["x", "w"], ["c"], name="conv"),
          helper.make_node("Relu", ["c"], ["r"], name="relu"),
-         helper.make_node("Reshape", ["r", "shape"], ["f"], name="flat"),
+         helper.make_node("Reshape", ["r", "shape"], ["f"], name="flat", **kw),
          helper.make_node("MatMul", ["f", "fc"], ["y"], name="fc")],
         "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 5])],
         [numpy_helper.from_array(w, "w"), numpy_helper.from_array(fc, "fc"),
          numpy_helper.from_array(np.array([1, -1], np.int64), "shape")])
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 14)])
     data = [rng.standard_normal((1, 3, 8, 8)).astype(np.float32) for _ in range(10)]
+    return m, data
+
+
+def test_hard_coded_batch_still_quantizes(monkeypatch):
+    """Flatten through Reshape([1, -1]) with allowzero=1: stacked samples would merge, so the
+    probe refuses (or collect falls back); the result is the unbatched one."""
+    m, data = _flatten_model(1)
     r = fastq.quantize(m, data, progress=False)
     assert not any("made symbolic" in d for d in r.report.decisions)
     assert {"conv", "fc"} <= set(r.report.layers)
+
+
+def test_reshape_to_batch_one_is_made_batch_agnostic(monkeypatch):
+    """Reshape([1, -1]) (allowzero 0) of a tensor whose inferred dim 0 is 1 becomes [0, -1]
+    in the statistics model: the same values for batch-1 feeds, so the probe accepts stacked
+    runs; the ranges equal the unbatched pass's."""
+    m, data = _flatten_model(None)
+    r = fastq.quantize(m, data, progress=False)
+    assert any("made symbolic" in d for d in r.report.decisions)
+    monkeypatch.setattr(quantize_mod, "with_dynamic_batch", lambda m, copy=True: None)
+    r1 = fastq.quantize(m, data, progress=False)
+    assert not any("made symbolic" in d for d in r1.report.decisions)
+    a, b = r.report.to_dict()["activations"], r1.report.to_dict()["activations"]
+    assert a.keys() == b.keys() and len(a) >= 2
+    for k in a:
+        for key in ("min", "max", "scale"):
+            np.testing.assert_allclose(a[k][key], b[k][key], rtol=1e-5, err_msg=f"{k} {key}")
+    # the caller's model keeps its Reshape target
+    assert list(numpy_helper.to_array(m.graph.initializer[2])) == [1, -1]

@@ -197,8 +197,47 @@ def with_dynamic_batch(model: onnx.ModelProto, copy: bool = True
         if dims and dims[0].dim_value == 1:
             dims[0].Clear()
             dims[0].dim_param = "fastq_batch"
+    _reshape_keeps_batch(m)
     del m.graph.value_info[:]
     return m
+
+
+def _reshape_keeps_batch(m: onnx.ModelProto) -> int:
+    """Reshape targets that hard-code the batch as 1 ([1, ...], allowzero 0) become [0, ...]
+    (copy the input's dim 0) where the reshaped tensor's inferred dim 0 is 1: the same result
+    for batch-1 feeds, and the batch carried through for stacked ones (the caller's
+    equivalence probe still decides). Returns how many targets changed."""
+    from onnx import numpy_helper
+    dim0 = {}
+    for vi in list(m.graph.value_info) + list(m.graph.input):
+        dims = vi.type.tensor_type.shape.dim
+        if vi.type.tensor_type.HasField("shape") and dims:
+            dim0[vi.name] = dims[0].dim_value if dims[0].HasField("dim_value") else None
+    inits = {t.name: t for t in m.graph.initializer}
+    users: Dict[str, list] = {}
+    for n in m.graph.node:
+        for k, x in enumerate(n.input):
+            users.setdefault(x, []).append((n, k))
+    changed = 0
+    for n in m.graph.node:
+        if n.op_type != "Reshape" or len(n.input) < 2 or n.input[1] not in inits or any(
+                a.name == "allowzero" and a.i for a in n.attribute):
+            continue
+        if dim0.get(n.input[0]) != 1:
+            continue
+        t = inits[n.input[1]]
+        shape = numpy_helper.to_array(t)
+        if shape.ndim != 1 or shape.size < 1 or shape[0] != 1:
+            continue
+        if any(u.op_type != "Reshape" or k != 1 or dim0.get(u.input[0]) != 1 or any(
+                a.name == "allowzero" and a.i for a in u.attribute)
+               for u, k in users[n.input[1]]):
+            continue          # shared with a use this rewrite is not proven for
+        new = shape.copy()
+        new[0] = 0
+        t.CopyFrom(numpy_helper.from_array(new, t.name))
+        changed += 1
+    return changed
 
 
 def batches(session, samples, limit: int = MAX_BATCH) -> List[dict]:
