@@ -80,12 +80,12 @@ inline __attribute__((always_inline)) void store_tile(__m512i (&acc)[MR][NV],
   });
 }
 
-template <int MR, int NV, bool kExact>
-void micro(const uint8_t* ap, int64_t lda, const int8_t* b, int64_t panel_stride, int64_t ng,
-           int32_t* c, int64_t ldc, int64_t ncols, const RequantStore* rq, int64_t row0,
-           int64_t col0) {
-  __m512i acc[MR][NV];
-  __mmask16 mask[NV];
+// A micro-tile's start: the column masks of its last (partial) vector and the accumulators
+// at their initial value (init_acc: 0, or minus the zero-point term when requantizing).
+template <int MR, int NV>
+inline __attribute__((always_inline)) void tile_start(__m512i (&acc)[MR][NV],
+                                                      __mmask16 (&mask)[NV], int64_t ncols,
+                                                      const RequantStore* rq, int64_t col0) {
   unroll<NV>([&](auto v) {
     const int64_t cols = ncols - v * 16;
     mask[v] = cols >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (cols > 0 ? cols : 0)) - 1);
@@ -93,23 +93,42 @@ void micro(const uint8_t* ap, int64_t lda, const int8_t* b, int64_t panel_stride
   __m512i init[NV];
   init_acc<NV>(init, mask, rq, col0);
   unroll<MR>([&](auto r) { unroll<NV>([&](auto v) { acc[r][v] = init[v]; }); });
+}
+
+// One k group (4 bytes of K) of a micro-tile: B's NV vectors at bg, each row's 4 A bytes at
+// arow(r), into the accumulators (vpdpbusd, or sat16pair's vpmaddubsw + vpdpwssd by ones).
+template <int MR, int NV, bool kExact, class ARow>
+inline __attribute__((always_inline)) void k_group(__m512i (&acc)[MR][NV], const int8_t* bg,
+                                                   int64_t panel_stride, __m512i ones,
+                                                   ARow arow) {
+  __m512i bv[NV];
+  unroll<NV>([&](auto v) {
+    bv[v] = _mm512_load_si512(reinterpret_cast<const void*>(bg + v * panel_stride));
+  });
+  unroll<MR>([&](auto r) {
+    const __m512i av = bcast4(arow(int(r)));
+    unroll<NV>([&](auto v) {
+      if (kExact) {
+        acc[r][v] = _mm512_dpbusd_epi32(acc[r][v], av, bv[v]);
+      } else {
+        acc[r][v] = _mm512_dpwssd_epi32(acc[r][v], _mm512_maddubs_epi16(av, bv[v]), ones);
+      }
+    });
+  });
+}
+
+template <int MR, int NV, bool kExact>
+void micro(const uint8_t* ap, int64_t lda, const int8_t* b, int64_t panel_stride, int64_t ng,
+           int32_t* c, int64_t ldc, int64_t ncols, const RequantStore* rq, int64_t row0,
+           int64_t col0) {
+  __m512i acc[MR][NV];
+  __mmask16 mask[NV];
+  tile_start<MR, NV>(acc, mask, ncols, rq, col0);
   const __m512i ones = _mm512_set1_epi16(1);
   for (int64_t g = 0; g < ng; ++g) {
-    __m512i bv[NV];
-    unroll<NV>([&](auto v) {
-      bv[v] = _mm512_load_si512(reinterpret_cast<const void*>(b + v * panel_stride + g * 64));
-    });
     const uint8_t* ag = ap + g * 4;
-    unroll<MR>([&](auto r) {
-      const __m512i av = bcast4(ag + r * lda);
-      unroll<NV>([&](auto v) {
-        if (kExact) {
-          acc[r][v] = _mm512_dpbusd_epi32(acc[r][v], av, bv[v]);
-        } else {
-          acc[r][v] = _mm512_dpwssd_epi32(acc[r][v], _mm512_maddubs_epi16(av, bv[v]), ones);
-        }
-      });
-    });
+    k_group<MR, NV, kExact>(acc, b + g * 64, panel_stride, ones,
+                            [&](int r) __attribute__((always_inline)) { return ag + r * lda; });
   }
   (void)ones;
   store_tile<MR, NV>(acc, mask, c, ldc, rq, row0, col0);
@@ -159,33 +178,15 @@ void micro_implicit(const uint8_t* const* rows, int64_t taps, int64_t tg, const 
                     const RequantStore* rq, int64_t row0, int64_t col0) {
   __m512i acc[MR][NV];
   __mmask16 mask[NV];
-  unroll<NV>([&](auto v) {
-    const int64_t cols = ncols - v * 16;
-    mask[v] = cols >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (cols > 0 ? cols : 0)) - 1);
-  });
-  __m512i init[NV];
-  init_acc<NV>(init, mask, rq, col0);
-  unroll<MR>([&](auto r) { unroll<NV>([&](auto v) { acc[r][v] = init[v]; }); });
+  tile_start<MR, NV>(acc, mask, ncols, rq, col0);
   const __m512i ones = _mm512_set1_epi16(1);
   for (int64_t t = 0; t < taps; ++t) {
     const uint8_t* ar[MR];
     unroll<MR>([&](auto r) { ar[r] = rows[r * taps + t]; });
     const int8_t* bt = b + t * tg * 64;
     for (int64_t g = 0; g < tg; ++g) {
-      __m512i bv[NV];
-      unroll<NV>([&](auto v) {
-        bv[v] = _mm512_load_si512(reinterpret_cast<const void*>(bt + v * panel_stride + g * 64));
-      });
-      unroll<MR>([&](auto r) {
-        const __m512i av = bcast4(ar[r] + g * 4);
-        unroll<NV>([&](auto v) {
-          if (kExact) {
-            acc[r][v] = _mm512_dpbusd_epi32(acc[r][v], av, bv[v]);
-          } else {
-            acc[r][v] = _mm512_dpwssd_epi32(acc[r][v], _mm512_maddubs_epi16(av, bv[v]), ones);
-          }
-        });
-      });
+      k_group<MR, NV, kExact>(acc, bt + g * 64, panel_stride, ones,
+                              [&](int r) __attribute__((always_inline)) { return ar[r] + g * 4; });
     }
   }
   (void)ones;
