@@ -28,6 +28,17 @@ def fixed_batch(model):
     return m
 
 
+def assert_same_ranges(r, r1, at_least, zero_points=False):
+    """The batched and the unbatched pass gave the same activation ranges and scales."""
+    a, b = r.report.to_dict()["activations"], r1.report.to_dict()["activations"]
+    assert a.keys() == b.keys() and len(a) >= at_least
+    for k in a:
+        for key in ("min", "max", "scale"):
+            np.testing.assert_allclose(a[k][key], b[k][key], rtol=1e-5, err_msg=f"{k} {key}")
+        if zero_points:
+            assert a[k]["zero_point"] == b[k]["zero_point"]
+
+
 def test_fixed_batch_runs_stacked_and_matches_unbatched(monkeypatch):
     model, make = B.resnet_like()
     m1 = fixed_batch(model)
@@ -45,12 +56,7 @@ def test_fixed_batch_runs_stacked_and_matches_unbatched(monkeypatch):
     monkeypatch.setattr(quantize_mod, "with_dynamic_batch", lambda m, copy=True: None)
     r1 = fastq.quantize(m1, data, progress=False)
     assert not any("made symbolic" in d for d in r1.report.decisions)
-    a, b = r.report.to_dict()["activations"], r1.report.to_dict()["activations"]
-    assert a.keys() == b.keys() and len(a) >= 5
-    for k in a:
-        for key in ("min", "max", "scale"):
-            np.testing.assert_allclose(a[k][key], b[k][key], rtol=1e-5, err_msg=f"{k} {key}")
-        assert a[k]["zero_point"] == b[k]["zero_point"]
+    assert_same_ranges(r, r1, at_least=5, zero_points=True)
 
 
 def _flatten_model(allowzero):
@@ -91,10 +97,6 @@ def test_reshape_to_batch_one_is_made_batch_agnostic(monkeypatch):
     monkeypatch.setattr(quantize_mod, "with_dynamic_batch", lambda m, copy=True: None)
     r1 = fastq.quantize(m, data, progress=False)
     assert not any("made symbolic" in d for d in r1.report.decisions)
-    a, b = r.report.to_dict()["activations"], r1.report.to_dict()["activations"]
-    assert a.keys() == b.keys() and len(a) >= 2
-    for k in a:
-        for key in ("min", "max", "scale"):
-            np.testing.assert_allclose(a[k][key], b[k][key], rtol=1e-5, err_msg=f"{k} {key}")
+    assert_same_ranges(r, r1, at_least=2)
     # the caller's model keeps its Reshape target
     assert list(numpy_helper.to_array(m.graph.initializer[2])) == [1, -1]
