@@ -20,6 +20,7 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import onnx
+from onnx import numpy_helper
 
 from .. import stats as fstats
 from ..config.types import Granularity
@@ -207,7 +208,6 @@ def _reshape_keeps_batch(m: onnx.ModelProto) -> int:
     (copy the input's dim 0) where the reshaped tensor's inferred dim 0 is 1: the same result
     for batch-1 feeds, and the batch carried through for stacked ones (the caller's
     equivalence probe still decides). Returns how many targets changed."""
-    from onnx import numpy_helper
     dim0 = {}
     for vi in list(m.graph.value_info) + list(m.graph.input):
         dims = vi.type.tensor_type.shape.dim

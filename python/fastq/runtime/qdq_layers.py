@@ -252,15 +252,12 @@ def _producers_consumers(nodes: List[Node]) -> Tuple[Dict[str, Node], Dict[str, 
 
 
 def _q_scalar(x: float, q: Node, consts) -> int:
-    """QuantizeLinear(x) of one float32 value with q's constant scalar parameters."""
-    scale = np.float32(np.asarray(consts[q.inputs[1]]).reshape(()))
-    z = np.asarray(consts[q.inputs[2]])
-    lo, hi = _LIMITS[z.dtype]
-    v = np.rint(np.float32(x) / scale) if np.isfinite(np.float32(x)) else np.float32(x)
-    return int(np.clip(v + np.float32(z.reshape(())), lo, hi))
-
-
-_LIMITS = {np.dtype(np.uint8): (0, 255), np.dtype(np.int8): (-128, 127)}
+    """QuantizeLinear(x) of one float32 value with q's constant scalar parameters (the
+    session's own C++ QuantizeLinear: ±inf saturate)."""
+    z = np.asarray(consts[q.inputs[2]]).reshape(())
+    y = _core.quantize_f32(np.array([x], np.float32), _scalar(consts[q.inputs[1]]), int(z),
+                           z.dtype == np.int8)
+    return int(y[0])
 
 
 def _absorb_activations(nodes: List[Node], consts, ctx: OpContext) -> List[Node]:
@@ -287,7 +284,8 @@ def _absorb_activations(nodes: List[Node], consts, ctx: OpContext) -> List[Node]
         if bounds is None:
             continue
         q = users[0]
-        lo, hi = _LIMITS[np.asarray(consts[q.inputs[2]]).dtype]
+        info = np.iinfo(np.asarray(consts[q.inputs[2]]).dtype)
+        lo, hi = info.min, info.max
         if _q_scalar(bounds[0], q, consts) == lo and _q_scalar(bounds[1], q, consts) == hi:
             dropped.add(id(n))
             rename[n.outputs[0]] = n.inputs[0]
