@@ -29,6 +29,14 @@ T* grown(std::vector<T>& v, size_t n) {
   return v.data();
 }
 
+// Per-unit (row or block) limit counts [units, C] summed per channel in unit order (the
+// result never depends on the thread count).
+void sum_counts(const std::vector<int64_t>& counts, int64_t units, int64_t C, int64_t* out) {
+  for (int64_t c = 0; c < C; ++c) out[c] = 0;
+  for (int64_t i = 0; i < units; ++i)
+    for (int64_t c = 0; c < C; ++c) out[c] += counts[static_cast<size_t>(i * C + c)];
+}
+
 AccErrorStats finish(const std::vector<RowStats>& parts) {
   RowStats all;
   for (const RowStats& p : parts) all.merge(p);
@@ -144,9 +152,7 @@ AccErrorStats dw_flat(const uint8_t* x, bool x_nhwc, const ConvShape& s, const P
     parallel_for(rows, one);
   else
     for (int64_t i = 0; i < rows; ++i) one(i);
-  for (int64_t c = 0; c < C; ++c) a.limit_counts[c] = 0;
-  for (int64_t i = 0; i < rows; ++i)
-    for (int64_t c = 0; c < C; ++c) a.limit_counts[c] += counts[static_cast<size_t>(i * C + c)];
+  sum_counts(counts, rows, C, a.limit_counts);
   return finish(parts);
 }
 
@@ -248,9 +254,7 @@ AccErrorStats qconv_requant_satstats_nhwc(const uint8_t* x, bool x_nhwc, const C
     parallel_for(blocks, run);
   else
     for (int64_t i = 0; i < blocks; ++i) run(i);
-  for (int64_t c = 0; c < OC; ++c) a.limit_counts[c] = 0;
-  for (int64_t i = 0; i < blocks; ++i)
-    for (int64_t c = 0; c < OC; ++c) a.limit_counts[c] += counts[static_cast<size_t>(i * OC + c)];
+  sum_counts(counts, blocks, OC, a.limit_counts);
   return finish(parts);
 }
 
