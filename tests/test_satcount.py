@@ -46,6 +46,22 @@ def fills(M, K, N, rng):
         b[9, :] = 127  # one lone saturating pair partner in another group
         b[8, :] = 3
     yield "mixed", rng.integers(180, 256, (M, K), dtype=np.uint8), b
+    # They also skip it where a 4-row tile's activations of a k group are all at or below the
+    # group's threshold, 32766 // its widest one-signed weight pair (gemm.h): tiles whose
+    # largest activation sits below, at and above the thresholds of pairs set to (127, 127)
+    # (threshold 129), (-128, -128) (127), (127, 2) (254), (-64, -64) (255) and a mixed-sign
+    # pair that never counts, over small background weights.
+    levels = np.array([0, 40, 126, 127, 128, 129, 130, 200, 254, 255])
+    lv = levels[(np.arange(M) // 4) % len(levels)]
+    a = (rng.random((M, K)) * (lv[:, None] + 1)).astype(np.uint8)
+    a[np.arange(M), rng.integers(0, K, M)] = lv  # every row reaches its tile's level
+    b = rng.integers(-40, 41, (K, N), dtype=np.int8)
+    pairs = [(127, 127), (-128, -128), (127, 2), (-64, -64), (100, -128)]
+    for k in range(0, K - 1, 4):
+        for c0 in range(0, N, 16):
+            c = c0 + int(rng.integers(0, min(16, N - c0)))
+            b[k, c], b[k + 1, c] = pairs[(k // 4 + c0 // 16) % len(pairs)]
+    yield "tile levels", a, b
 
 
 @pytest.mark.parametrize("impl", IMPLS)

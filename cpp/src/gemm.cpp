@@ -44,16 +44,18 @@ std::shared_ptr<PackedB> pack_b(const int8_t* b, int64_t K, int64_t N, int64_t s
     pb->colsum[n] = s;
   }
   const int64_t groups = pb->Kp / kGroup, panels = pb->Np / kPanel;
-  pb->may_saturate.assign(static_cast<size_t>(panels * groups), 0);
+  pb->sat_threshold.assign(static_cast<size_t>(panels * groups), 255);
   for (int64_t p = 0; p < panels; ++p)
     for (int64_t g = 0; g < groups; ++g) {
       const int8_t* q = d + (p * groups + g) * kPanel * kGroup;
-      int hit = 0;
+      int widest = 0;  // the largest |w_k| + |w_k+1| over pairs of one sign
       for (int64_t j = 0; j < kPanel * kGroup; j += 2) {
-        const int s2 = std::abs(int(q[j])) + std::abs(int(q[j + 1]));
-        hit |= s2 >= 129;
+        const int w0 = q[j], w1 = q[j + 1];
+        if ((w0 < 0 && w1 > 0) || (w0 > 0 && w1 < 0)) continue;
+        widest = std::max(widest, std::abs(w0) + std::abs(w1));
       }
-      pb->may_saturate[p * groups + g] = static_cast<uint8_t>(hit);
+      if (widest > 0)
+        pb->sat_threshold[p * groups + g] = static_cast<uint8_t>(std::min(255, 32766 / widest));
     }
   return pb;
 }

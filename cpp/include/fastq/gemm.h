@@ -38,12 +38,14 @@ struct PackedB {
   int64_t K = 0, N = 0, Kp = 0, Np = 0;
   AlignedPtr<int8_t> data;       // Np * Kp bytes, layout above
   std::vector<int32_t> colsum;   // sum_k B[k][n], for zero-point algebra (size N)
-  // may_saturate[p * (Kp / 4) + g]: 1 when some pair (k, k+1) of k-group g in panel p has
-  // |w_k| + |w_k+1| >= 129, the only pairs whose u8 x s8 sum can reach an int16 limit
-  // (255 * 128 = 32640 < 32767; opposite signs never exceed 255 * 128 either). Where it is
-  // 0, sat16pair equals exact32 and no pair hits a limit: the saturation-count kernel
-  // skips its counting there.
-  std::vector<uint8_t> may_saturate;
+  // sat_threshold[p * (Kp / 4) + g]: the largest activation byte A such that no pair
+  // (k, k+1) of k-group g in panel p can reach an int16 limit when both of its activations
+  // are <= A: a pair of one sign (zeros count as either) sums to at most A * (|w_k| +
+  // |w_k+1|) in magnitude, so A = min(255, 32766 / that weight sum over the group's pairs);
+  // a pair of opposite signs never exceeds 255 * 128 = 32640. Where a tile's activations of
+  // the group are all <= it, sat16pair equals exact32 and no pair hits a limit: the
+  // saturation-count kernel skips its counting there.
+  std::vector<uint8_t> sat_threshold;
   const int8_t* panel(int64_t p) const { return data.get() + p * Kp * kPanel; }
 };
 

@@ -28,17 +28,20 @@ constexpr int kMR = 4;  // 4 rows x 2 vectors x (sat + exact) = 16 accumulators 
 // group), which measured 10-25% slower. Registers: zmm0-7 exact32 and zmm8-15 sat16pair
 // accumulators (row r, vector v at 2r+v), zmm16/17 the 16-bit counters, zmm18/19 the B
 // vectors, zmm20 ones, zmm21 the wrap shift, zmm22 the A broadcast, zmm23/24 pair sums.
-// f0/f1: PackedB::may_saturate of the two panels, one byte per k group; a group where
-// neither panel's weights can saturate takes a second vpdpbusd for the sat16pair sums
-// (equal to the exact ones there) instead of vpmaddubsw + vpdpwssd + the limit count.
-// (Sorting the groups into per-panel class lists instead of branching measured slower.)
+// am: the tile's largest activation byte per k group (tile_group_max); t0/t1:
+// PackedB::sat_threshold of the two panels, one byte per k group. A group whose largest
+// activation is within both panels' thresholds cannot reach an int16 limit: it takes a
+// second vpdpbusd for the sat16pair sums (equal to the exact ones there) instead of
+// vpmaddubsw + vpdpwssd + the limit count. (Sorting the groups into per-panel class lists
+// instead of branching measured slower.) out: 8 exact32, 8 sat16pair, 2 counter vectors.
 // ng >= 1.
 void micro4_asm(const uint8_t* ap, int64_t lda, const int8_t* b, int64_t panel_stride,
-                int64_t ng, const uint8_t* f0, const uint8_t* f1, __m512i* ex, __m512i* sat,
-                __m512i* cnt) {
+                int64_t ng, const uint8_t* am, const uint8_t* t0, const uint8_t* t1,
+                __m512i* out) {
   const __m512i ones = _mm512_set1_epi16(1);
   const __m512i shift = _mm512_set1_epi16(static_cast<int16_t>(32769 - 65536));
   const int64_t lda3 = 3 * lda;
+  int64_t g = 0;
 #define FASTQ_SC_ROW(AADDR, E0, E1, S0, S1)         \
   "vpbroadcastd " AADDR ", %%zmm22\n\t"            \
   "vpdpbusd %%zmm18, %%zmm22, %%" E0 "\n\t"        \
@@ -75,9 +78,12 @@ void micro4_asm(const uint8_t* ap, int64_t lda, const int8_t* b, int64_t panel_s
       "1:\n\t"
       "vmovdqa64 (%[b]), %%zmm18\n\t"
       "vmovdqa64 (%[b],%[ps]), %%zmm19\n\t"
-      "movzbl (%[f0]), %%eax\n\t"
-      "orb (%[f1]), %%al\n\t"
-      "jz 2f\n\t"
+      "movzbl (%[am],%[g]), %%eax\n\t"
+      "cmpb (%[t0],%[g]), %%al\n\t"
+      "ja 4f\n\t"
+      "cmpb (%[t1],%[g]), %%al\n\t"
+      "jbe 2f\n\t"
+      "4:\n\t"
       FASTQ_SC_ROW("(%[a])", "zmm0", "zmm1", "zmm8", "zmm9")
       FASTQ_SC_ROW("(%[a],%[lda],1)", "zmm2", "zmm3", "zmm10", "zmm11")
       FASTQ_SC_ROW("(%[a],%[lda],2)", "zmm4", "zmm5", "zmm12", "zmm13")
@@ -91,22 +97,22 @@ void micro4_asm(const uint8_t* ap, int64_t lda, const int8_t* b, int64_t panel_s
       "3:\n\t"
       "addq $64, %[b]\n\t"
       "addq $4, %[a]\n\t"
-      "incq %[f0]\n\t"
-      "incq %[f1]\n\t"
-      "decq %[ng]\n\t"
-      "jnz 1b\n\t"
-      "vmovdqu64 %%zmm0, 0(%[ex])\n\t vmovdqu64 %%zmm1, 64(%[ex])\n\t"
-      "vmovdqu64 %%zmm2, 128(%[ex])\n\t vmovdqu64 %%zmm3, 192(%[ex])\n\t"
-      "vmovdqu64 %%zmm4, 256(%[ex])\n\t vmovdqu64 %%zmm5, 320(%[ex])\n\t"
-      "vmovdqu64 %%zmm6, 384(%[ex])\n\t vmovdqu64 %%zmm7, 448(%[ex])\n\t"
-      "vmovdqu64 %%zmm8, 0(%[sat])\n\t vmovdqu64 %%zmm9, 64(%[sat])\n\t"
-      "vmovdqu64 %%zmm10, 128(%[sat])\n\t vmovdqu64 %%zmm11, 192(%[sat])\n\t"
-      "vmovdqu64 %%zmm12, 256(%[sat])\n\t vmovdqu64 %%zmm13, 320(%[sat])\n\t"
-      "vmovdqu64 %%zmm14, 384(%[sat])\n\t vmovdqu64 %%zmm15, 448(%[sat])\n\t"
-      "vmovdqu64 %%zmm16, 0(%[cnt])\n\t vmovdqu64 %%zmm17, 64(%[cnt])\n\t"
-      : [a] "+r"(ap), [b] "+r"(b), [ng] "+r"(ng), [f0] "+r"(f0), [f1] "+r"(f1)
-      : [lda] "r"(lda), [lda3] "r"(lda3), [ps] "r"(panel_stride), [ex] "r"(ex),
-        [sat] "r"(sat), [cnt] "r"(cnt), [ones] "m"(ones), [shift] "m"(shift)
+      "incq %[g]\n\t"
+      "cmpq %[g], %[ng]\n\t"
+      "jne 1b\n\t"
+      "vmovdqu64 %%zmm0, 0(%[out])\n\t vmovdqu64 %%zmm1, 64(%[out])\n\t"
+      "vmovdqu64 %%zmm2, 128(%[out])\n\t vmovdqu64 %%zmm3, 192(%[out])\n\t"
+      "vmovdqu64 %%zmm4, 256(%[out])\n\t vmovdqu64 %%zmm5, 320(%[out])\n\t"
+      "vmovdqu64 %%zmm6, 384(%[out])\n\t vmovdqu64 %%zmm7, 448(%[out])\n\t"
+      "vmovdqu64 %%zmm8, 512(%[out])\n\t vmovdqu64 %%zmm9, 576(%[out])\n\t"
+      "vmovdqu64 %%zmm10, 640(%[out])\n\t vmovdqu64 %%zmm11, 704(%[out])\n\t"
+      "vmovdqu64 %%zmm12, 768(%[out])\n\t vmovdqu64 %%zmm13, 832(%[out])\n\t"
+      "vmovdqu64 %%zmm14, 896(%[out])\n\t vmovdqu64 %%zmm15, 960(%[out])\n\t"
+      "vmovdqu64 %%zmm16, 1024(%[out])\n\t vmovdqu64 %%zmm17, 1088(%[out])\n\t"
+      : [a] "+r"(ap), [b] "+r"(b), [g] "+r"(g)
+      : [ng] "r"(ng), [am] "r"(am), [t0] "r"(t0), [t1] "r"(t1), [lda] "r"(lda),
+        [lda3] "r"(lda3), [ps] "r"(panel_stride), [out] "r"(out), [ones] "m"(ones),
+        [shift] "m"(shift)
       : "memory", "cc", "rax", "k1", "k2", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6",
         "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "xmm16",
         "xmm17", "xmm18", "xmm19", "xmm20", "xmm21", "xmm22", "xmm23", "xmm24");
@@ -117,8 +123,8 @@ void micro4_asm(const uint8_t* ap, int64_t lda, const int8_t* b, int64_t panel_s
 // NV: vectors (panels) of the tile, 2, or 1 for a lone last panel.
 template <int MR, int NV>
 void micro(const uint8_t* ap, int64_t lda, const int8_t* b, int64_t panel_stride, int64_t ng,
-           const uint8_t* f0, const uint8_t* f1, int32_t* c, int32_t* ce, int64_t ldc,
-           int64_t ncols, bool first, __m512i* colcnt) {
+           const uint8_t* am, const uint8_t* t0, const uint8_t* t1, int32_t* c, int32_t* ce,
+           int64_t ldc, int64_t ncols, bool first, __m512i* colcnt) {
   __m512i sat[MR][2], ex[MR][2], cnt[2];
   __mmask16 mask[2];
   unroll<NV>([&](auto v) {
@@ -133,13 +139,16 @@ void micro(const uint8_t* ap, int64_t lda, const int8_t* b, int64_t panel_stride
   const __m512i shift = _mm512_set1_epi16(static_cast<int16_t>(32769 - 65536));
   if constexpr (MR == 4 && NV == 2) {
     if (ng > 0) {
-      alignas(64) __m512i exv[8], satv[8], cntv[2];
-      micro4_asm(ap, lda, b, panel_stride, ng, f0, f1, exv, satv, cntv);
+      alignas(64) __m512i outv[18];
+      micro4_asm(ap, lda, b, panel_stride, ng, am, t0, t1, outv);
       unroll<MR>([&](auto r) {
-        unroll<NV>([&](auto v) { ex[r][v] = exv[2 * r + v]; sat[r][v] = satv[2 * r + v]; });
+        unroll<NV>([&](auto v) {
+          ex[r][v] = outv[2 * r + v];
+          sat[r][v] = outv[8 + 2 * r + v];
+        });
       });
-      cnt[0] = cntv[0];
-      cnt[1] = cntv[1];
+      cnt[0] = outv[16];
+      cnt[1] = outv[17];
     }
     ng = 0;  // the asm block ran the k loop
   }
@@ -180,8 +189,23 @@ void micro(const uint8_t* ap, int64_t lda, const int8_t* b, int64_t panel_stride
 }
 
 using MicroFn = void (*)(const uint8_t*, int64_t, const int8_t*, int64_t, int64_t,
-                         const uint8_t*, const uint8_t*, int32_t*, int32_t*, int64_t, int64_t,
-                         bool, __m512i*);
+                         const uint8_t*, const uint8_t*, const uint8_t*, int32_t*, int32_t*,
+                         int64_t, int64_t, bool, __m512i*);
+
+// amax[g] = the largest byte of k group g (4 bytes from k0 + 4g) over rows [0, mr), g < ng.
+void tile_group_max(const uint8_t* a, int64_t lda, int64_t mr, int64_t ng, uint8_t* amax) {
+  for (int64_t g0 = 0; g0 < ng; g0 += 16) {
+    const int64_t n = std::min<int64_t>(16, ng - g0);
+    const __mmask64 lm = n == 16 ? ~__mmask64(0) : (__mmask64(1) << (4 * n)) - 1;
+    __m512i m = _mm512_maskz_loadu_epi8(lm, a + g0 * 4);
+    for (int64_t r = 1; r < mr; ++r)
+      m = _mm512_max_epu8(m, _mm512_maskz_loadu_epi8(lm, a + r * lda + g0 * 4));
+    m = _mm512_max_epu8(m, _mm512_srli_epi32(m, 16));
+    m = _mm512_max_epu8(m, _mm512_srli_epi32(m, 8));  // byte 0 of each lane: the group's max
+    _mm_mask_storeu_epi8(amax + g0, static_cast<__mmask16>((1u << n) - 1),
+                         _mm512_cvtepi32_epi8(m));
+  }
+}
 
 template <int NV, int... R>
 constexpr std::array<MicroFn, sizeof...(R)> make_table(std::integer_sequence<int, R...>) {
@@ -195,16 +219,25 @@ void gemm_u8s8_satcount_avx512vnni(const GemmTile& t, int32_t* c_exact, int64_t*
   static constexpr auto table1 = make_table<1>(std::make_integer_sequence<int, kMR>{});
   const PackedB& b = *t.b;
   const int64_t Kp = b.Kp, panel_stride = Kp * kPanel, groups = Kp / kGroup;
-  // The 4-row tile skips counting in k groups whose weights cannot saturate (gemm.h).
+  // The 4-row tile skips counting in k groups whose activations and weights cannot reach a
+  // limit (gemm.h's sat_threshold against the tile's largest activation per group).
   std::vector<uint8_t> all;
-  const uint8_t* flags = b.may_saturate.data();
-  if (b.may_saturate.size() != static_cast<size_t>(b.Np / kPanel * groups)) {
-    all.assign(static_cast<size_t>(b.Np / kPanel * groups), 1);
-    flags = all.data();
+  const uint8_t* thr = b.sat_threshold.data();
+  if (b.sat_threshold.size() != static_cast<size_t>(b.Np / kPanel * groups)) {
+    all.assign(static_cast<size_t>(b.Np / kPanel * groups), 0);
+    thr = all.data();
   }
+  const int64_t tiles = (t.m + kMR - 1) / kMR;
+  thread_local std::vector<uint8_t> amax_buf;
+  if (amax_buf.size() < static_cast<size_t>(tiles * std::min(kKc, Kp) / kGroup))
+    amax_buf.resize(static_cast<size_t>(tiles * std::min(kKc, Kp) / kGroup));
+  uint8_t* amax = amax_buf.data();
   // A lone last panel runs as a 1-vector tile.
   for (int64_t k0 = 0; k0 < Kp; k0 += kKc) {
     const int64_t ng = std::min(kKc, Kp - k0) / kGroup;
+    for (int64_t i = 0; i < tiles; ++i)
+      tile_group_max(t.a + i * kMR * t.lda + k0, t.lda, std::min<int64_t>(kMR, t.m - i * kMR),
+                     ng, amax + i * ng);
     for (int64_t p = t.p0; p < t.p1; p += 2) {
       const bool two = p + 1 < t.p1;
       const int8_t* bp = b.panel(p) + k0 * kPanel;
@@ -220,16 +253,18 @@ void gemm_u8s8_satcount_avx512vnni(const GemmTile& t, int32_t* c_exact, int64_t*
         for (int64_t j = 0; j < ncols; ++j) counts[p * kPanel + j] += per_col[j / 16][j % 16];
         colcnt[0] = colcnt[1] = _mm512_setzero_si512();
       };
-      int64_t tiles = 0;
+      int64_t since_flush = 0;
       for (int64_t m = 0; m < t.m; m += kMR) {
         const int mr = static_cast<int>(std::min<int64_t>(kMR, t.m - m));
-        const uint8_t* f0 = flags + p * groups + k0 / kGroup;
-        (two ? table2 : table1)[mr - 1](t.a + m * t.lda + k0, t.lda, bp, two ? panel_stride : 0, ng, f0,
-                      two ? f0 + groups : f0, t.c + m * t.ldc + p * kPanel,
-                      c_exact + m * t.ldc + p * kPanel, t.ldc, ncols, k0 == 0, colcnt);
-        if (++tiles == kFlush) {
+        const uint8_t* t0 = thr + p * groups + k0 / kGroup;
+        (two ? table2 : table1)[mr - 1](t.a + m * t.lda + k0, t.lda, bp, two ? panel_stride : 0,
+                                        ng, amax + (m / kMR) * ng, t0, two ? t0 + groups : t0,
+                                        t.c + m * t.ldc + p * kPanel,
+                                        c_exact + m * t.ldc + p * kPanel, t.ldc, ncols,
+                                        k0 == 0, colcnt);
+        if (++since_flush == kFlush) {
           flush();
-          tiles = 0;
+          since_flush = 0;
         }
       }
       flush();
