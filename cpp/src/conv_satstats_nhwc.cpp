@@ -177,10 +177,22 @@ AccErrorStats qconv_requant_satstats_nhwc(const uint8_t* x, bool x_nhwc, const C
   }
   const double* bias = a.bias;  // nullable
   uint8_t* out = static_cast<uint8_t*>(r.out);
-  auto requant = [&](const int32_t* acc, int64_t row0, int64_t rows, int64_t width,
-                     int64_t ld, int64_t c0) {
-    requantize_rows(acc, rows, width, ld, r.zcomp + c0, r.mult + c0, r.y_zp, r.y_signed,
-                    out + row0 * OC + c0, OC);
+  // A block's error reduction and the requantization of its base sums (rows row0 ...,
+  // channels c0 ...): one pass on AVX-512, else row_stats then requantize_rows.
+  std::vector<int32_t> z32(static_cast<size_t>(OC));
+  for (int64_t c = 0; c < OC; ++c) z32[c] = int32_t(uint32_t(r.zcomp[c]));
+  auto reduce_requant = [&](const RowStatsArgs& sa, RowStats& part, double* d2, int64_t row0,
+                            int64_t c0) {
+#if defined(FASTQ_HAVE_X86)
+    if (a.impl == Impl::Avx512Vnni) {
+      row_stats_requant_avx512(sa, part, d2, RowRequant{z32.data() + c0, r.mult + c0, r.y_zp,
+                                                        r.y_signed, out + row0 * OC + c0, OC});
+      return;
+    }
+#endif
+    stats(sa, part, d2);
+    requantize_rows(sa.base, sa.rows, sa.C, sa.ld, r.zcomp + c0, r.mult + c0, r.y_zp,
+                    r.y_signed, out + row0 * OC + c0, OC);
   };
   std::vector<RowStats> parts;
   if (!w.dw.empty()) {
@@ -192,10 +204,10 @@ AccErrorStats qconv_requant_satstats_nhwc(const uint8_t* x, bool x_nhwc, const C
     conv_u8s8_nhwc_rows(x, x_nhwc, s, w, x_zp, a.impl, Arith::Exact32,
                         [&](int64_t row0, int64_t rows, const int32_t* acc, int64_t lda,
                             int64_t) {
-                          stats(RowStatsArgs{acc, acc, rows, OC, lda, zcd.data(),
-                                             a.scale, bias},
-                                parts[static_cast<size_t>(row0 / OW)], nullptr);
-                          requant(acc, row0, rows, OC, lda, 0);
+                          reduce_requant(RowStatsArgs{acc, acc, rows, OC, lda, zcd.data(),
+                                                      a.scale, bias},
+                                         parts[static_cast<size_t>(row0 / OW)], nullptr, row0,
+                                         0);
                         });
     for (int64_t c = 0; c < OC; ++c) a.limit_counts[c] = 0;
     return finish(parts);
@@ -243,10 +255,9 @@ AccErrorStats qconv_requant_satstats_nhwc(const uint8_t* x, bool x_nhwc, const C
       kernel(GemmTile{arows, lda, rows, w.groups[g].get(), 0, panels,
                       a.base_is_exact ? target : base, OCg},
              a.base_is_exact ? base : target, counts.data() + i * OC + g * OCg);
-      stats(RowStatsArgs{target, base, rows, OCg, OCg, zcd.data() + g * OCg,
-                         a.scale + g * OCg, bias ? bias + g * OCg : nullptr},
-            parts[static_cast<size_t>(i * s.group + g)], d2);
-      requant(base, row0, rows, OCg, OCg, g * OCg);
+      reduce_requant(RowStatsArgs{target, base, rows, OCg, OCg, zcd.data() + g * OCg,
+                                  a.scale + g * OCg, bias ? bias + g * OCg : nullptr},
+                     parts[static_cast<size_t>(i * s.group + g)], d2, row0, g * OCg);
     }
   };
   const double work = 2.0 * double(M) * double(OC) * double(K);
