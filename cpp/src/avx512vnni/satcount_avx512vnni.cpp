@@ -33,11 +33,20 @@ constexpr int kMR = 4;  // 4 rows x 2 vectors x (sat + exact) = 16 accumulators 
 // activation is within both panels' thresholds cannot reach an int16 limit: it takes a
 // second vpdpbusd for the sat16pair sums (equal to the exact ones there) instead of
 // vpmaddubsw + vpdpwssd + the limit count. (Sorting the groups into per-panel class lists
-// instead of branching measured slower.) out: 8 exact32, 8 sat16pair, 2 counter vectors.
-// ng >= 1.
+// instead of branching measured slower.) With dst null the block spills its 8 exact32, 8
+// sat16pair and 2 counter vectors to out; else it stores the sums straight into the tile's
+// rows (a first K block of a full 4 x 32 tile) and adds its counts into dst->colcnt, which on
+// short-K layers saves a third of the tile's instructions. ng >= 1.
+struct DirectStore {
+  int32_t* c;         // sat16pair sums, row stride ldc_bytes
+  int32_t* ce;        // exact32 sums
+  int64_t ldc_bytes;
+  __m512i* colcnt;    // 2 vectors of per-column int32 counts
+};
+
 void micro4_asm(const uint8_t* ap, int64_t lda, const int8_t* b, int64_t panel_stride,
                 int64_t ng, const uint8_t* am, const uint8_t* t0, const uint8_t* t1,
-                __m512i* out) {
+                __m512i* out, const DirectStore* dst) {
   const __m512i ones = _mm512_set1_epi16(1);
   const __m512i shift = _mm512_set1_epi16(static_cast<int16_t>(32769 - 65536));
   const int64_t lda3 = 3 * lda;
@@ -56,7 +65,16 @@ void micro4_asm(const uint8_t* ap, int64_t lda, const int8_t* b, int64_t panel_s
   "vpcmpuw $2, %%zmm20, %%zmm24, %%k2\n\t"         \
   "vpaddw %%zmm20, %%zmm16, %%zmm16%{%%k1%}\n\t"   \
   "vpaddw %%zmm20, %%zmm17, %%zmm17%{%%k2%}\n\t"
-  // A k group whose weight pairs cannot reach a limit: sat16pair sums equal exact32 ones.
+  // One row of the tile into c (sat16pair) and ce (exact32), then the next row.
+#define FASTQ_SC_STORE(S0, S1, E0, E1)             \
+  "vmovdqu64 %%" S0 ", (%[a])\n\t"                \
+  "vmovdqu64 %%" S1 ", 64(%[a])\n\t"              \
+  "vmovdqu64 %%" E0 ", (%[b])\n\t"                \
+  "vmovdqu64 %%" E1 ", 64(%[b])\n\t"              \
+  "addq %[g], %[a]\n\t"                          \
+  "addq %[g], %[b]\n\t"
+  // A k group whose activations and weights cannot reach a limit: sat16pair sums equal
+  // exact32 ones.
 #define FASTQ_SC_LIGHT(AADDR, E0, E1, S0, S1)       \
   "vpbroadcastd " AADDR ", %%zmm22\n\t"            \
   "vpdpbusd %%zmm18, %%zmm22, %%" E0 "\n\t"        \
@@ -100,6 +118,24 @@ void micro4_asm(const uint8_t* ap, int64_t lda, const int8_t* b, int64_t panel_s
       "incq %[g]\n\t"
       "cmpq %[g], %[ng]\n\t"
       "jne 1b\n\t"
+      "testq %[dst], %[dst]\n\t"
+      "jz 5f\n\t"
+      "movq 0(%[dst]), %[a]\n\t"      // the loop's registers are free from here
+      "movq 8(%[dst]), %[b]\n\t"
+      "movq 16(%[dst]), %[g]\n\t"
+      FASTQ_SC_STORE("zmm8", "zmm9", "zmm0", "zmm1")
+      FASTQ_SC_STORE("zmm10", "zmm11", "zmm2", "zmm3")
+      FASTQ_SC_STORE("zmm12", "zmm13", "zmm4", "zmm5")
+      FASTQ_SC_STORE("zmm14", "zmm15", "zmm6", "zmm7")
+      "movq 24(%[dst]), %%rax\n\t"
+      "vpmaddwd %%zmm20, %%zmm16, %%zmm16\n\t"
+      "vpmaddwd %%zmm20, %%zmm17, %%zmm17\n\t"
+      "vpaddd (%%rax), %%zmm16, %%zmm16\n\t"
+      "vpaddd 64(%%rax), %%zmm17, %%zmm17\n\t"
+      "vmovdqu64 %%zmm16, (%%rax)\n\t"
+      "vmovdqu64 %%zmm17, 64(%%rax)\n\t"
+      "jmp 6f\n\t"
+      "5:\n\t"
       "vmovdqu64 %%zmm0, 0(%[out])\n\t vmovdqu64 %%zmm1, 64(%[out])\n\t"
       "vmovdqu64 %%zmm2, 128(%[out])\n\t vmovdqu64 %%zmm3, 192(%[out])\n\t"
       "vmovdqu64 %%zmm4, 256(%[out])\n\t vmovdqu64 %%zmm5, 320(%[out])\n\t"
@@ -109,15 +145,18 @@ void micro4_asm(const uint8_t* ap, int64_t lda, const int8_t* b, int64_t panel_s
       "vmovdqu64 %%zmm12, 768(%[out])\n\t vmovdqu64 %%zmm13, 832(%[out])\n\t"
       "vmovdqu64 %%zmm14, 896(%[out])\n\t vmovdqu64 %%zmm15, 960(%[out])\n\t"
       "vmovdqu64 %%zmm16, 1024(%[out])\n\t vmovdqu64 %%zmm17, 1088(%[out])\n\t"
+      "6:\n\t"
       : [a] "+r"(ap), [b] "+r"(b), [g] "+r"(g)
       : [ng] "r"(ng), [am] "r"(am), [t0] "r"(t0), [t1] "r"(t1), [lda] "r"(lda),
-        [lda3] "r"(lda3), [ps] "r"(panel_stride), [out] "r"(out), [ones] "m"(ones),
+        [lda3] "r"(lda3), [ps] "r"(panel_stride), [out] "r"(out), [dst] "r"(dst),
+        [ones] "m"(ones),
         [shift] "m"(shift)
       : "memory", "cc", "rax", "k1", "k2", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6",
         "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "xmm16",
         "xmm17", "xmm18", "xmm19", "xmm20", "xmm21", "xmm22", "xmm23", "xmm24");
 #undef FASTQ_SC_ROW
 #undef FASTQ_SC_LIGHT
+#undef FASTQ_SC_STORE
 }
 
 // NV: vectors (panels) of the tile, 2, or 1 for a lone last panel.
@@ -138,9 +177,14 @@ void micro(const uint8_t* ap, int64_t lda, const int8_t* b, int64_t panel_stride
   const __m512i ones = _mm512_set1_epi16(1);
   const __m512i shift = _mm512_set1_epi16(static_cast<int16_t>(32769 - 65536));
   if constexpr (MR == 4 && NV == 2) {
+    if (ng > 0 && first && ncols == 32) {
+      const DirectStore d{c, ce, ldc * 4, colcnt};
+      micro4_asm(ap, lda, b, panel_stride, ng, am, t0, t1, nullptr, &d);
+      return;
+    }
     if (ng > 0) {
       alignas(64) __m512i outv[18];
-      micro4_asm(ap, lda, b, panel_stride, ng, am, t0, t1, outv);
+      micro4_asm(ap, lda, b, panel_stride, ng, am, t0, t1, outv, nullptr);
       unroll<MR>([&](auto r) {
         unroll<NV>([&](auto v) {
           ex[r][v] = outv[2 * r + v];
@@ -158,6 +202,18 @@ void micro(const uint8_t* ap, int64_t lda, const int8_t* b, int64_t panel_stride
       bv[v] = _mm512_load_si512(reinterpret_cast<const void*>(b + v * panel_stride + g * 64));
     });
     const uint8_t* ag = ap + g * 4;
+    if (am[g] <= t0[g] && am[g] <= t1[g]) {  // no pair can reach a limit (micro4_asm)
+      unroll<MR>([&](auto r) {
+        int32_t a4;
+        std::memcpy(&a4, ag + r * lda, 4);
+        const __m512i av = _mm512_set1_epi32(a4);
+        unroll<NV>([&](auto v) {
+          ex[r][v] = _mm512_dpbusd_epi32(ex[r][v], av, bv[v]);
+          sat[r][v] = _mm512_dpbusd_epi32(sat[r][v], av, bv[v]);
+        });
+      });
+      continue;
+    }
     unroll<MR>([&](auto r) {
       int32_t a4;
       std::memcpy(&a4, ag + r * lda, 4);
