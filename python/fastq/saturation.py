@@ -23,6 +23,7 @@ import numpy as np
 from . import _core, kernels
 from .data import input_specs, iter_samples
 from .errors import ConfigError, DataError, ModelError
+from .runtime.parallel import blas_single_thread
 from .runtime.qdq_layers import memory_order
 from .saturation_result import LayerSaturation, OutputDiff, SaturationAnalysis
 
@@ -270,29 +271,30 @@ def analyze_saturation(model: Any, data: Iterable, *, baseline: str = "exact32",
     m_target: List[float] = []
     t_base = t_target = 0.0
     n = 0
-    for i, feeds, annotation in iter_samples(data, specs, labelled=met is not None,
-                                             what="sample"):
-        if limit is not None and n >= int(limit):
-            break
-        t1 = time.perf_counter()
-        try:
-            got = dict(zip(out_names, sess.run(None, feeds)))   # the layers count as they run
-        except DataError as e:
-            raise DataError(f"sample {i}: {e}") from e
-        t_base += time.perf_counter() - t1
-        if sess_t is not None:
+    with blas_single_thread():   # float MatMuls through numpy: OpenBLAS's own threads only
+        for i, feeds, annotation in iter_samples(data, specs, labelled=met is not None,
+                                                 what="sample"):
+            if limit is not None and n >= int(limit):
+                break
             t1 = time.perf_counter()
             try:
-                ys = sess_t.run(None, feeds)
+                got = dict(zip(out_names, sess.run(None, feeds)))  # the layers count here
             except DataError as e:
                 raise DataError(f"sample {i}: {e}") from e
-            t_target += time.perf_counter() - t1
-            for name, y in zip(out_names, ys):
-                outputs[name].add(got[name], y)
-            if met is not None:
-                m_base.append(met.per_sample([got[o] for o in out_names], annotation, i))
-                m_target.append(met.per_sample(list(ys), annotation, i))
-        n += 1
+            t_base += time.perf_counter() - t1
+            if sess_t is not None:
+                t1 = time.perf_counter()
+                try:
+                    ys = sess_t.run(None, feeds)
+                except DataError as e:
+                    raise DataError(f"sample {i}: {e}") from e
+                t_target += time.perf_counter() - t1
+                for name, y in zip(out_names, ys):
+                    outputs[name].add(got[name], y)
+                if met is not None:
+                    m_base.append(met.per_sample([got[o] for o in out_names], annotation, i))
+                    m_target.append(met.per_sample(list(ys), annotation, i))
+            n += 1
     if n == 0:
         raise DataError("the dataset is empty: saturation analysis needs at least one sample")
     metric_res = None
