@@ -43,6 +43,31 @@ AccErrorStats finish(const std::vector<RowStats>& parts) {
   return acc_error_stats_of(all);
 }
 
+// zcomp as the requantization's wrapped int32 (requant.h), one entry per channel.
+std::vector<int32_t> zcomp32(const RequantOut& r, int64_t C) {
+  std::vector<int32_t> z(static_cast<size_t>(C));
+  for (int64_t c = 0; c < C; ++c) z[c] = int32_t(uint32_t(r.zcomp[c]));
+  return z;
+}
+
+// A block's error reduction and the requantization of its base sums (channels c0 ... of r)
+// into out, row stride ldo: one pass on AVX-512, else row_stats then requantize_rows.
+void reduce_requant(Impl impl, RowStatsFn stats, const RowStatsArgs& sa, RowStats& part,
+                    double* d2, const RequantOut& r, const int32_t* z32, int64_t c0,
+                    uint8_t* out, int64_t ldo) {
+#if defined(FASTQ_HAVE_X86)
+  if (impl == Impl::Avx512Vnni) {
+    row_stats_requant_avx512(sa, part, d2, RowRequant{z32 + c0, r.mult + c0, r.y_zp,
+                                                      r.y_signed, out, ldo});
+    return;
+  }
+#endif
+  (void)z32;
+  stats(sa, part, d2);
+  requantize_rows(sa.base, sa.rows, sa.C, sa.ld, r.zcomp + c0, r.mult + c0, r.y_zp, r.y_signed,
+                  out, ldo);
+}
+
 // im2col_nhwc's rows for an ungrouped conv whose taps pad an odd channel count C by one zero
 // weight (per-tap pairing, the stem's 3 -> 4): each tap copies C + 1 bytes at once -- the
 // extra byte is the next pixel's first channel, or x_zp, and meets a zero weight, so it adds
@@ -131,6 +156,7 @@ AccErrorStats dw_flat(const uint8_t* x, bool x_nhwc, const ConvShape& s, const P
   for (int64_t c = 0; c < C; ++c)
     for (int64_t t = 0; t < T; ++t) wt[static_cast<size_t>(t * C + c)] = w.dw[c * T + t];
   std::vector<uint8_t> zrow(static_cast<size_t>(C), x_zp);
+  const std::vector<int32_t> z32 = zcomp32(r, C);
   const DwNhwcSatArgs args{nhwc, wt.data(), s, zrow.data()};
   const int64_t rows = s.N * OH;
   std::vector<RowStats> parts(static_cast<size_t>(rows));
@@ -144,9 +170,9 @@ AccErrorStats dw_flat(const uint8_t* x, bool x_nhwc, const ConvShape& s, const P
     double* d2 = grown(d2buf, static_cast<size_t>(C));
     row(args, i / OH, i % OH, a.base_is_exact ? target : base, a.base_is_exact ? base : target,
         counts.data() + i * C);
-    stats(RowStatsArgs{target, base, OW, C, C, zcd.data(), a.scale, a.bias},
-          parts[static_cast<size_t>(i)], d2);
-    requantize_rows(base, OW, C, C, r.zcomp, r.mult, r.y_zp, r.y_signed, out + i * OW * C, C);
+    reduce_requant(a.impl, stats,
+                   RowStatsArgs{target, base, OW, C, C, zcd.data(), a.scale, a.bias},
+                   parts[static_cast<size_t>(i)], d2, r, z32.data(), 0, out + i * OW * C, C);
   };
   if (num_threads() > 1 && rows * OW * C * T > (1 << 18))
     parallel_for(rows, one);
@@ -177,22 +203,10 @@ AccErrorStats qconv_requant_satstats_nhwc(const uint8_t* x, bool x_nhwc, const C
   }
   const double* bias = a.bias;  // nullable
   uint8_t* out = static_cast<uint8_t*>(r.out);
-  // A block's error reduction and the requantization of its base sums (rows row0 ...,
-  // channels c0 ...): one pass on AVX-512, else row_stats then requantize_rows.
-  std::vector<int32_t> z32(static_cast<size_t>(OC));
-  for (int64_t c = 0; c < OC; ++c) z32[c] = int32_t(uint32_t(r.zcomp[c]));
-  auto reduce_requant = [&](const RowStatsArgs& sa, RowStats& part, double* d2, int64_t row0,
-                            int64_t c0) {
-#if defined(FASTQ_HAVE_X86)
-    if (a.impl == Impl::Avx512Vnni) {
-      row_stats_requant_avx512(sa, part, d2, RowRequant{z32.data() + c0, r.mult + c0, r.y_zp,
-                                                        r.y_signed, out + row0 * OC + c0, OC});
-      return;
-    }
-#endif
-    stats(sa, part, d2);
-    requantize_rows(sa.base, sa.rows, sa.C, sa.ld, r.zcomp + c0, r.mult + c0, r.y_zp,
-                    r.y_signed, out + row0 * OC + c0, OC);
+  const std::vector<int32_t> z32 = zcomp32(r, OC);
+  auto reduce = [&](const RowStatsArgs& sa, RowStats& part, double* d2, int64_t row0,
+                    int64_t c0) {
+    reduce_requant(a.impl, stats, sa, part, d2, r, z32.data(), c0, out + row0 * OC + c0, OC);
   };
   std::vector<RowStats> parts;
   if (!w.dw.empty()) {
@@ -204,10 +218,9 @@ AccErrorStats qconv_requant_satstats_nhwc(const uint8_t* x, bool x_nhwc, const C
     conv_u8s8_nhwc_rows(x, x_nhwc, s, w, x_zp, a.impl, Arith::Exact32,
                         [&](int64_t row0, int64_t rows, const int32_t* acc, int64_t lda,
                             int64_t) {
-                          reduce_requant(RowStatsArgs{acc, acc, rows, OC, lda, zcd.data(),
-                                                      a.scale, bias},
-                                         parts[static_cast<size_t>(row0 / OW)], nullptr, row0,
-                                         0);
+                          reduce(RowStatsArgs{acc, acc, rows, OC, lda, zcd.data(), a.scale,
+                                              bias},
+                                 parts[static_cast<size_t>(row0 / OW)], nullptr, row0, 0);
                         });
     for (int64_t c = 0; c < OC; ++c) a.limit_counts[c] = 0;
     return finish(parts);
@@ -255,9 +268,9 @@ AccErrorStats qconv_requant_satstats_nhwc(const uint8_t* x, bool x_nhwc, const C
       kernel(GemmTile{arows, lda, rows, w.groups[g].get(), 0, panels,
                       a.base_is_exact ? target : base, OCg},
              a.base_is_exact ? base : target, counts.data() + i * OC + g * OCg);
-      reduce_requant(RowStatsArgs{target, base, rows, OCg, OCg, zcd.data() + g * OCg,
-                                  a.scale + g * OCg, bias ? bias + g * OCg : nullptr},
-                     parts[static_cast<size_t>(i * s.group + g)], d2, row0, g * OCg);
+      reduce(RowStatsArgs{target, base, rows, OCg, OCg, zcd.data() + g * OCg, a.scale + g * OCg,
+                          bias ? bias + g * OCg : nullptr},
+             parts[static_cast<size_t>(i * s.group + g)], d2, row0, g * OCg);
     }
   };
   const double work = 2.0 * double(M) * double(OC) * double(K);
