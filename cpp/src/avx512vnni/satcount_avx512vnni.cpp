@@ -160,10 +160,68 @@ void micro4_asm(const uint8_t* ap, int64_t lda, const int8_t* b, int64_t panel_s
 }
 
 // NV: vectors (panels) of the tile, 2, or 1 for a lone last panel.
+// Whether no k group of the tile can reach a limit: every group's largest activation is
+// within both panels' thresholds.
+inline bool tile_light(const uint8_t* am, const uint8_t* t0, const uint8_t* t1, int64_t ng) {
+  for (int64_t g0 = 0; g0 < ng; g0 += 64) {
+    const int64_t n = std::min<int64_t>(64, ng - g0);
+    const __mmask64 k = n == 64 ? ~__mmask64(0) : (__mmask64(1) << n) - 1;
+    const __m512i a = _mm512_maskz_loadu_epi8(k, am + g0);
+    const __m512i t = _mm512_min_epu8(_mm512_maskz_loadu_epi8(k, t0 + g0),
+                                      _mm512_maskz_loadu_epi8(k, t1 + g0));
+    if (_mm512_mask_cmpgt_epu8_mask(k, a, t) != 0) return false;
+  }
+  return true;
+}
+
+// A tile where no pair can reach a limit: one vpdpbusd per row and vector, as the plain
+// exact32 kernel, and its sums go to both outputs (sat16pair equals exact32 there; no counts).
+template <int MR, int NV>
+void light_tile(const uint8_t* ap, int64_t lda, const int8_t* b, int64_t panel_stride,
+                int64_t ng, int32_t* c, int32_t* ce, int64_t ldc, const __mmask16* mask,
+                bool first) {
+  __m512i acc[MR][NV];
+  unroll<MR>([&](auto r) { unroll<NV>([&](auto v) { acc[r][v] = _mm512_setzero_si512(); }); });
+  for (int64_t g = 0; g < ng; ++g) {
+    __m512i bv[NV];
+    unroll<NV>([&](auto v) {
+      bv[v] = _mm512_load_si512(reinterpret_cast<const void*>(b + v * panel_stride + g * 64));
+    });
+    unroll<MR>([&](auto r) {
+      int32_t a4;
+      std::memcpy(&a4, ap + r * lda + g * 4, 4);
+      const __m512i av = _mm512_set1_epi32(a4);
+      unroll<NV>([&](auto v) { acc[r][v] = _mm512_dpbusd_epi32(acc[r][v], av, bv[v]); });
+    });
+  }
+  unroll<MR>([&](auto r) {
+    unroll<NV>([&](auto v) {
+      int32_t* cp = c + r * ldc + v * 16;
+      int32_t* ep = ce + r * ldc + v * 16;
+      __m512i s = acc[r][v], e = acc[r][v];
+      if (!first) {
+        s = _mm512_add_epi32(s, _mm512_maskz_loadu_epi32(mask[v], cp));
+        e = _mm512_add_epi32(e, _mm512_maskz_loadu_epi32(mask[v], ep));
+      }
+      _mm512_mask_storeu_epi32(cp, mask[v], s);
+      _mm512_mask_storeu_epi32(ep, mask[v], e);
+    });
+  });
+}
+
 template <int MR, int NV>
 void micro(const uint8_t* ap, int64_t lda, const int8_t* b, int64_t panel_stride, int64_t ng,
            const uint8_t* am, const uint8_t* t0, const uint8_t* t1, int32_t* c, int32_t* ce,
            int64_t ldc, int64_t ncols, bool first, __m512i* colcnt) {
+  if (tile_light(am, t0, t1, ng)) {
+    __mmask16 m[2];
+    unroll<NV>([&](auto v) {
+      const int64_t cols = ncols - v * 16;
+      m[v] = cols >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (cols > 0 ? cols : 0)) - 1);
+    });
+    light_tile<MR, NV>(ap, lda, b, panel_stride, ng, c, ce, ldc, m, first);
+    return;
+  }
   __m512i sat[MR][2], ex[MR][2], cnt[2];
   __mmask16 mask[2];
   unroll<NV>([&](auto v) {
