@@ -57,7 +57,7 @@ void reduce_requant(Impl impl, RowStatsFn stats, const RowStatsArgs& sa, RowStat
                     uint8_t* out, int64_t ldo) {
 #if defined(FASTQ_HAVE_X86)
   if (impl == Impl::Avx512Vnni) {
-    row_stats_requant_avx512(sa, part, d2, RowRequant{z32 + c0, r.mult + c0, r.y_zp,
+    row_stats_requant_avx512(sa, part, d2, RequantStore{z32 + c0, r.mult + c0, r.y_zp,
                                                       r.y_signed, out, ldo});
     return;
   }

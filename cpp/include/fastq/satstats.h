@@ -8,6 +8,7 @@
 #pragma once
 #include <cstdint>
 
+#include "fastq/gemm.h"
 #include "fastq/types.h"
 
 namespace fastq {
@@ -37,21 +38,11 @@ void row_stats_ref(const RowStatsArgs& a, RowStats& p, double* d2);
 void row_stats_avx2(const RowStatsArgs& a, RowStats& p, double* d2);
 void row_stats_avx512(const RowStatsArgs& a, RowStats& p, double* d2);
 
-// The base sums' requantization (requant.h) into out[m * ldo + c], u8 (s8 when y_signed);
-// z32: zcomp as int32 (wrapped), C entries.
-struct RowRequant {
-  const int32_t* z32;
-  const float* mult;
-  int32_t y_zp;
-  bool y_signed;
-  uint8_t* out;
-  int64_t ldo;
-};
-
 // row_stats and requantize_rows of the base sums in one pass (AVX-512 only): the same
-// figures as row_stats_avx512 and the same bytes as requantize_rows.
+// figures as row_stats_avx512 and the same bytes as requantize_rows, written as gemm.h's
+// RequantStore says (z32: zcomp as wrapped int32, one entry per channel).
 void row_stats_requant_avx512(const RowStatsArgs& a, RowStats& p, double* d2,
-                              const RowRequant& q);
+                              const RequantStore& q);
 
 using RowStatsFn = void (*)(const RowStatsArgs&, RowStats&, double*);
 // Dispatch (dispatch.cpp): ref everywhere, avx2 / avx512vnni where the CPU runs them.

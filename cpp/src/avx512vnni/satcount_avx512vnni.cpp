@@ -160,6 +160,18 @@ void micro4_asm(const uint8_t* ap, int64_t lda, const int8_t* b, int64_t panel_s
 }
 
 // NV: vectors (panels) of the tile, 2, or 1 for a lone last panel.
+// One 16-column piece of a tile's rows: sat16pair sums s to cp, exact32 sums e to ep (added
+// to what an earlier K block left there unless first), columns under m only.
+inline void store_sums(int32_t* cp, int32_t* ep, __m512i s, __m512i e, __mmask16 m,
+                       bool first) {
+  if (!first) {
+    s = _mm512_add_epi32(s, _mm512_maskz_loadu_epi32(m, cp));
+    e = _mm512_add_epi32(e, _mm512_maskz_loadu_epi32(m, ep));
+  }
+  _mm512_mask_storeu_epi32(cp, m, s);
+  _mm512_mask_storeu_epi32(ep, m, e);
+}
+
 // Whether no k group of the tile can reach a limit: every group's largest activation is
 // within both panels' thresholds.
 inline bool tile_light(const uint8_t* am, const uint8_t* t0, const uint8_t* t1, int64_t ng) {
@@ -196,15 +208,8 @@ void light_tile(const uint8_t* ap, int64_t lda, const int8_t* b, int64_t panel_s
   }
   unroll<MR>([&](auto r) {
     unroll<NV>([&](auto v) {
-      int32_t* cp = c + r * ldc + v * 16;
-      int32_t* ep = ce + r * ldc + v * 16;
-      __m512i s = acc[r][v], e = acc[r][v];
-      if (!first) {
-        s = _mm512_add_epi32(s, _mm512_maskz_loadu_epi32(mask[v], cp));
-        e = _mm512_add_epi32(e, _mm512_maskz_loadu_epi32(mask[v], ep));
-      }
-      _mm512_mask_storeu_epi32(cp, mask[v], s);
-      _mm512_mask_storeu_epi32(ep, mask[v], e);
+      store_sums(c + r * ldc + v * 16, ce + r * ldc + v * 16, acc[r][v], acc[r][v], mask[v],
+                 first);
     });
   });
 }
@@ -260,24 +265,18 @@ void micro(const uint8_t* ap, int64_t lda, const int8_t* b, int64_t panel_stride
       bv[v] = _mm512_load_si512(reinterpret_cast<const void*>(b + v * panel_stride + g * 64));
     });
     const uint8_t* ag = ap + g * 4;
-    if (am[g] <= t0[g] && am[g] <= t1[g]) {  // no pair can reach a limit (micro4_asm)
-      unroll<MR>([&](auto r) {
-        int32_t a4;
-        std::memcpy(&a4, ag + r * lda, 4);
-        const __m512i av = _mm512_set1_epi32(a4);
-        unroll<NV>([&](auto v) {
-          ex[r][v] = _mm512_dpbusd_epi32(ex[r][v], av, bv[v]);
-          sat[r][v] = _mm512_dpbusd_epi32(sat[r][v], av, bv[v]);
-        });
-      });
-      continue;
-    }
+    // light: no pair of the group can reach a limit (micro4_asm), sat16pair = exact32
+    const bool light = am[g] <= t0[g] && am[g] <= t1[g];
     unroll<MR>([&](auto r) {
       int32_t a4;
       std::memcpy(&a4, ag + r * lda, 4);
       const __m512i av = _mm512_set1_epi32(a4);
       unroll<NV>([&](auto v) {
         ex[r][v] = _mm512_dpbusd_epi32(ex[r][v], av, bv[v]);
+        if (light) {
+          sat[r][v] = _mm512_dpbusd_epi32(sat[r][v], av, bv[v]);
+          return;
+        }
         const __m512i t = _mm512_maddubs_epi16(av, bv[v]);
         sat[r][v] = _mm512_dpwssd_epi32(sat[r][v], t, ones);
         const __mmask32 hit = _mm512_cmple_epu16_mask(_mm512_add_epi16(t, shift), ones);
@@ -287,19 +286,14 @@ void micro(const uint8_t* ap, int64_t lda, const int8_t* b, int64_t panel_stride
   }
   unroll<MR>([&](auto r) {
     unroll<NV>([&](auto v) {
-      int32_t* cp = c + r * ldc + v * 16;
-      int32_t* ep = ce + r * ldc + v * 16;
-      __m512i s = sat[r][v], e = ex[r][v];
-      if (!first) {
-        s = _mm512_add_epi32(s, _mm512_maskz_loadu_epi32(mask[v], cp));
-        e = _mm512_add_epi32(e, _mm512_maskz_loadu_epi32(mask[v], ep));
-      }
-      _mm512_mask_storeu_epi32(cp, mask[v], s);
-      _mm512_mask_storeu_epi32(ep, mask[v], e);
+      store_sums(c + r * ldc + v * 16, ce + r * ldc + v * 16, sat[r][v], ex[r][v], mask[v],
+                 first);
     });
   });
   // both pairs of a column into its int32 lane (the caller widens them to int64)
-  unroll<NV>([&](auto v) { colcnt[v] = _mm512_add_epi32(colcnt[v], _mm512_madd_epi16(cnt[v], ones)); });
+  unroll<NV>([&](auto v) {
+    colcnt[v] = _mm512_add_epi32(colcnt[v], _mm512_madd_epi16(cnt[v], ones));
+  });
 }
 
 using MicroFn = void (*)(const uint8_t*, int64_t, const int8_t*, int64_t, int64_t,

@@ -46,7 +46,7 @@ struct DiffAcc {
 // Q: also requantize the base sums into q's rows in the same pass, with requantize_rows'
 // float32 steps (requant.h): the AVX2 build's operations at 16 lanes, so the same bytes.
 template <bool HasBias, bool Q>
-void row_stats_zmm(const RowStatsArgs& a, RowStats& p, double* d2, const RowRequant* q) {
+void row_stats_zmm(const RowStatsArgs& a, RowStats& p, double* d2, const RequantStore* q) {
   const int64_t C = a.C, full = C - C % kStatLanes;
   const double* zc = a.zc;
   const double* sc = a.scale;
@@ -143,7 +143,7 @@ void row_stats_avx512(const RowStatsArgs& a, RowStats& p, double* d2) {
 }
 
 void row_stats_requant_avx512(const RowStatsArgs& a, RowStats& p, double* d2,
-                              const RowRequant& q) {
+                              const RequantStore& q) {
   if (a.bias)
     row_stats_zmm<true, true>(a, p, d2, &q);
   else
