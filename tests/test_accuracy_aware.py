@@ -455,3 +455,31 @@ def test_minmax_base_algorithm_skips_bias_correction(setup, monkeypatch):
     assert calls == []
     run(setup, maximal_drop=0.25)
     assert calls
+
+
+def test_ranking_after_a_step_back_is_reused(monkeypatch):
+    """rerank="every_iteration" with use_prev_if_drop_increase: a step back returns to a model
+    ranked before; its ranking (same model, subset, candidates) is reused instead of computed
+    again, and the loop takes the same path: the group stepped back from is reverted again and
+    kept. Every computed ranking is on a different reverted set."""
+    m, fwd = fragile_mlp(outlier=1.0)
+    calib, xs = data(40, 1), data(60, 2)
+    s = (m, fwd, calib, [(x, 0) for x in xs])
+    val = int8_targets(s)
+    seen = []
+    real = aa_mod.rank
+
+    def spy(ev, export, current, reverted, *a, **k):
+        seen.append(frozenset(reverted))
+        return real(ev, export, current, reverted, *a, **k)
+    monkeypatch.setattr(aa_mod, "rank", spy)
+    a = run(s, metric=metrics.neg_mse, val=val, maximal_drop=0.0, rerank="every_iteration",
+            metrics=[{"name": "neg_mse", "baseline_value": 1.0}]).report.accuracy_aware
+    r = a["reverts"]
+    back = [i for i, x in enumerate(r) if x["rolled_back"]]
+    assert back and a["ranking_runs"]["rankings_reused"] == len(back)
+    for i in back:                       # the same group again, kept: the reused ranking
+        assert r[i + 1]["layers"] == r[i]["layers"] and not r[i + 1]["rolled_back"]
+        assert r[i + 1]["drop_after"] == r[i]["drop_after"]
+    assert len(seen) == len(set(seen)) == a["ranking_runs"]["rankings"]
+    assert a["all_reverted"]

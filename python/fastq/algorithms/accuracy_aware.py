@@ -322,7 +322,8 @@ def accuracy_aware(model, calibration_data, cfg, *, validation_data=None, metric
     max_iter = aa.max_iter_num if aa.max_iter_num is not None else sys.maxsize
     rank_s = 0.0
     counts = {"from_cache": 0, "whole_model": 0, "cached_bytes": 0, "nodes_run": 0,
-              "nodes_whole": 0, "rankings": 0}
+              "nodes_whole": 0, "rankings": 0, "rankings_reused": 0}
+    rankings: Dict[frozenset, Tuple[List[int], dict]] = {}   # reverted set -> ranking
     bar = _Bar(progress, min(max_iter, len(groups)))    # an estimate: step backs add more
     all_layers = {n for g in groups for n in g}
 
@@ -348,10 +349,18 @@ def accuracy_aware(model, calibration_data, cfg, *, validation_data=None, metric
                     stop = "nothing left to revert"
                     break
                 tr = time.perf_counter()
-                subset = ranking_subset(cur)
-                scores = rank(ev, lambda nodes: export(state, nodes), cur.model, cur.reverted,
-                              left, subset, fouts, budget, counts)
-                counts["rankings"] += 1
+                key = frozenset(cur.reverted)
+                if key in rankings:
+                    # a step back returns to a model ranked before: POT ranks it again and
+                    # gets the same scores (same model, subset and candidates) -- reuse them
+                    subset, scores = rankings[key]
+                    counts["rankings_reused"] += 1
+                else:
+                    subset = ranking_subset(cur)
+                    scores = rank(ev, lambda nodes: export(state, nodes), cur.model,
+                                  cur.reverted, left, subset, fouts, budget, counts)
+                    rankings[key] = (subset, scores)
+                    counts["rankings"] += 1
                 rank_s += time.perf_counter() - tr
                 # POT _get_node_importance: by score, then by name, both descending
                 importance = sorted(sorted(left, key=lambda g: g[0], reverse=True),

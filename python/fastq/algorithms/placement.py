@@ -8,7 +8,8 @@ ORT drops the Q/DQ pair). No Q/DQ ever sits between a Conv and the Relu/Clip it 
 the activation's output carries the quantizer. For ONNX Runtime (``_close_for_ort``): every
 quantized Conv/Add/Concat/pool also gets a quantizer on its output read by all its consumers
 (ORT fuses DQ -> op -> Q only then); an op one of whose readers must stay float (user-ignored)
-is left in float instead; a MatMul's constant bias Add becomes int32 when ORT will fuse the
+is left in float instead, and so is an Add none of whose readers computes in int8 (e.g. the
+masked attention scores before a Softmax, a residual before a LayerNorm); a MatMul's constant bias Add becomes int32 when ORT will fuse the
 pair into QGemm. Each such decision is recorded in ``Plan.decisions`` / ``Plan.ignored``.
 """
 
@@ -291,10 +292,13 @@ def _close_for_ort(g: Graph, plan: Plan, ignored: IgnoredScope, want) -> None:
     Clip it fuses with) read by *all* its consumers, as ONNX Runtime's own quantizer does:
     an op whose output is also read in float stays a float op on dequantized inputs in ORT,
     slower than the float model. When a consumer must keep a float input (it is in the
-    user's ignored scope), the op is left in float instead; repeated to a fixed point."""
+    user's ignored scope), the op is left in float instead; an Add whose output no reader
+    takes quantized (directly or through ``_PASS`` ops; not a graph output) is left in float
+    too (a QLinearAdd there would only round its output); repeated to a fixed point."""
     user_ignored = {n.name for n in g.nodes if ignored.is_ignored(n.name, n.op_type, attrs(n))}
     outs = set(g.output_names)
     released: set = set()
+    closing: set = set()         # (tensor, consumer, index) edges added here, not int8 reads
     changed = True
     while changed:
         changed = False
@@ -313,6 +317,26 @@ def _close_for_ort(g: Graph, plan: Plan, ignored: IgnoredScope, want) -> None:
             read = set(q.consumers) if q else set()
             float_users = [(c, i) for c, i in users if (c.name, i) not in read]
             blocked = [c.name for c, _ in float_users if c.name in user_ignored]
+            int8_reads = {e for e in read if (t,) + e not in closing}
+            if n.op_type == "Add" and users and not int8_reads and t not in outs and \
+                    not any(_quantized_after_pass(plan, cons, c, closing) for c, _ in users):
+                # no reader computes in int8 (e.g. Softmax/LayerNorm after a masked-score or
+                # residual Add): QLinearAdd -> DQ would only add a rounding of the output --
+                # which, on attention scores plus a -1e4 mask, erases the scores -- and run
+                # slower than a float Add. POT/NNCF leave such an output unquantized too.
+                released.add(n.name)
+                for c, i in users:
+                    if (t, c.name, i) in closing and q is not None:
+                        q.consumers = [e for e in q.consumers if e != (c.name, i)]
+                if q is not None and not q.consumers and not q.graph_output:
+                    plan.drop(t)
+                gone = plan.release(n.name, "left in float: no reader of its output computes "
+                                    "in int8, so a QLinearAdd would only round its output")
+                plan.decisions.append(f"{n.name}: {plan.ignored[n.name]}"
+                                      + (f"; quantizers removed: {', '.join(gone)}"
+                                         if gone else ""))
+                changed = True
+                break
             if blocked:
                 released.add(n.name)     # it may still read a dequantized input
                 gone = plan.release(n.name, f"left in float for ONNX Runtime: its output is "
@@ -329,6 +353,7 @@ def _close_for_ort(g: Graph, plan: Plan, ignored: IgnoredScope, want) -> None:
                    + ": ORT fuses it only with a QuantizeLinear on the output")
             for c, i in float_users:
                 want(t, c, i, why)
+                closing.add((t, c.name, i))
             if t in outs and not (q and q.graph_output):
                 q = plan.activations.get(t)
                 if q is None:
@@ -338,6 +363,18 @@ def _close_for_ort(g: Graph, plan: Plan, ignored: IgnoredScope, want) -> None:
                 plan.decisions.append(f"quantized graph output {t}: {why}")
             elif float_users and (q is None or not read):
                 plan.decisions.append(f"quantized {t}: {why}")
+
+
+def _quantized_after_pass(plan: Plan, cons, c: onnx.NodeProto, closing: set) -> bool:
+    """Whether ``c`` is a data-movement op (``_PASS``) whose output, maybe through more of
+    them, is read quantized by a placement (not closing) edge."""
+    if c.op_type not in _PASS or not c.output:
+        return False
+    t = c.output[0]
+    q = plan.activations.get(t)
+    if q is not None and any((t,) + e not in closing for e in q.consumers):
+        return True
+    return any(_quantized_after_pass(plan, cons, d, closing) for d, _ in cons.get(t, []))
 
 
 def _quantized_needing_q(plan: Plan, n: onnx.NodeProto) -> bool:
@@ -364,8 +401,13 @@ def _mark_saturation_fix(g: Graph, plan: Plan, sat: SaturationFix) -> None:
         for w in plan.weights.values():
             w.saturation_fix = True
         return
-    # first_layer: on every path from a model input, the first Conv/ConvTranspose/MatMul/Gemm
-    # (a MatMul of two activations ends the path too, as POT's traversal stops at MatMul)
+    # first_layer (POT graph/node_utils.py get_first_convolutions, NNCF's FIRST_LAYER overflow
+    # fix alike): on every path from a model input, the first OpenVINO 'Convolution' -- an
+    # ONNX Conv with group 1. The walk passes through every other node, MatMul/Gemm,
+    # ConvTranspose and grouped/depthwise Conv included, and none of them gets the fix.
+    # (Fixing MatMuls too, as fastq did, halved e.g. a BERT FFN weight whose other channels
+    # the 1% per-channel range floor had already left ~15 levels: AccuracyAware then had
+    # to revert that layer where NNCF did not.)
     cons = g.consumers()
     for inp in g.input_names:
         seen, stack = set(), [inp]
@@ -375,7 +417,8 @@ def _mark_saturation_fix(g: Graph, plan: Plan, sat: SaturationFix) -> None:
                 if c.name in seen:
                     continue
                 seen.add(c.name)
-                if c.name in plan.weights:
-                    plan.weights[c.name].saturation_fix = True
-                elif c.op_type not in WEIGHTED:
+                if c.op_type == "Conv" and int(attrs(c).get("group", 1)) == 1:
+                    if c.name in plan.weights:
+                        plan.weights[c.name].saturation_fix = True
+                else:
                     stack.extend(o for o in c.output if o)

@@ -165,6 +165,50 @@ class Graph:
         return None
 
     def topo_sort(self) -> None:
+        """Order the nodes so every input is produced before it is read. The order is the
+        repeated-pass one (each pass takes, in the current order, every node whose inputs
+        are ready) computed in one sweep: a node's pass is the largest over its producers of
+        their pass, plus one for a producer placed after it; nodes sort by (pass, position)."""
+        avail = set(self.inits) | set(self.input_names) | {""}
+        nodes = list(self.nodes)
+        prod: Dict[str, int] = {}
+        for i, n in enumerate(nodes):
+            for o in n.output:
+                if not o:
+                    continue
+                if o in prod or o in avail:
+                    return self._topo_sort_passes()       # a name written twice: rare
+                prod[o] = i
+        deps: List[List[int]] = []
+        users: List[List[int]] = [[] for _ in nodes]
+        indeg = [0] * len(nodes)
+        for i, n in enumerate(nodes):
+            need = (set(n.input) | _outer_names(n)) - avail
+            d = sorted({prod[x] for x in need if x in prod})
+            deps.append(d)
+            indeg[i] = len(d) + (1 if any(x not in prod for x in need) else 0)
+            for j in d:
+                users[j].append(i)
+        ready = [i for i in range(len(nodes)) if indeg[i] == 0]
+        level = [1] * len(nodes)
+        seen = 0
+        while ready:
+            i = ready.pop()
+            seen += 1
+            for j in deps[i]:
+                level[i] = max(level[i], level[j] + (j > i))
+            for u in users[i]:
+                indeg[u] -= 1
+                if indeg[u] == 0:
+                    ready.append(u)
+        if seen < len(nodes):
+            bad = next(n for i, n in enumerate(nodes) if indeg[i] > 0)
+            raise ModelError(f"the graph has a cycle or a missing input at node "
+                             f"{bad.name!r} ({bad.op_type})")
+        self.nodes = [nodes[i] for i in sorted(range(len(nodes)),
+                                               key=lambda i: (level[i], i))]
+
+    def _topo_sort_passes(self) -> None:
         avail = set(self.inits) | set(self.input_names) | {""}
         pending, done = list(self.nodes), []
         while pending:
