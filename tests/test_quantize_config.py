@@ -118,42 +118,65 @@ def test_saturation_fix_all_first_layer_no(resnet):
     assert stem in [k for k, v in auto.report.layers.items() if v["saturation_fix"]]
 
 
+def first_layer_fixed(res):
+    return sorted(k for k, v in res.report.layers.items() if v["saturation_fix"])
+
+
 def test_saturation_fix_first_layer_transformer_qkv():
-    # POT get_first_convolutions: only a Conv with group 1 is a first layer; the walk passes
-    # MatMuls, so a Conv-free encoder gets no fix at all (before: Q/K/V and FFN-up MatMuls)
+    # DESIGN.md section 3: the first Conv/MatMul reached from the input. In an encoder that is
+    # the first block's Q/K/V MatMuls (they read the first LayerNorm's output); the residual
+    # stream, which joins the attention output, does not carry the walk to the FFN or to
+    # later blocks (before: every block's Q/K/V and FFN-up MatMuls were fixed)
     m, make = B.bert_like()
+    producers = {o: n for n in m.graph.node for o in n.output}
+    nodes = {n.name: n for n in m.graph.node}
+
+    def upstream_ops(t, seen=None):
+        seen = set() if seen is None else seen
+        n = producers.get(t)
+        if n is not None and n.name not in seen:
+            seen.add(n.name)
+            for i in n.input:
+                upstream_ops(i, seen)
+        return {nodes[k].op_type for k in seen}
+
     for mt in ("transformer", None):
         res = fastq.quantize(m, make(10, 1), cfg(model_type=mt), progress=False)
-        assert res.report.layers and not any(v["saturation_fix"]
-                                             for v in res.report.layers.values())
+        fixed = first_layer_fixed(res)
+        assert len(fixed) == 3 and len(res.report.layers) > 3, fixed
+        # all three read one tensor, computed by no MatMul
+        ins = {nodes[k].input[0] for k in fixed}
+        assert len(ins) == 1 and "MatMul" not in upstream_ops(ins.pop()), fixed
 
 
-def test_saturation_fix_first_layer_walks_past_matmul_and_depthwise():
-    # x -> MatMul -> Reshape -> depthwise Conv -> Conv (fixed, first group-1 Conv on the path)
-    # -> Conv (not: the walk stopped); a second input's Conv is fixed too
+def test_saturation_fix_first_layer_stops_at_the_first_weighted_layer_per_input():
+    # x -> MatMul (fixed: first on its path) -> Reshape -> depthwise Conv -> Conv; the residual
+    # Add joining the MatMul's branch with z's Conv output ends the walk from z too
     rng = np.random.default_rng(0)
     W = lambda *s: rng.standard_normal(s).astype(np.float32)  # noqa: E731
     inits = [numpy_helper.from_array(a, n) for n, a in (
         ("wm", W(48, 48)), ("shape", np.array([1, 3, 4, 4], np.int64)),
-        ("wd", W(3, 1, 3, 3)), ("w1", W(4, 3, 3, 3)), ("w2", W(4, 4, 1, 1)),
-        ("wz", W(4, 2, 1, 1)))]
+        ("wd", W(3, 1, 3, 3)), ("w1", W(3, 3, 3, 3)), ("w2", W(3, 3, 1, 1)),
+        ("wz", W(3, 3, 1, 1)))]
     g = helper.make_graph(
         [helper.make_node("MatMul", ["x", "wm"], ["m"], name="mm"),
          helper.make_node("Reshape", ["m", "shape"], ["r"], name="rs"),
          helper.make_node("Conv", ["r", "wd"], ["d"], name="dw", group=3, pads=[1] * 4),
          helper.make_node("Conv", ["d", "w1"], ["c1"], name="c1", pads=[1] * 4),
-         helper.make_node("Conv", ["c1", "w2"], ["y"], name="c2"),
-         helper.make_node("Conv", ["z", "wz"], ["y2"], name="cz")], "g",
+         helper.make_node("Relu", ["z"], ["zr"], name="zrelu"),
+         helper.make_node("Add", ["zr", "r"], ["s"], name="res"),
+         helper.make_node("Conv", ["s", "w2"], ["y"], name="c2"),
+         helper.make_node("Conv", ["zr", "wz"], ["y2"], name="cz")], "g",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 48]),
-         helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, 2, 4, 4])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 4, 4]),
-         helper.make_tensor_value_info("y2", TensorProto.FLOAT, [1, 4, 4, 4])], inits)
+         helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, 3, 4, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 4, 4]),
+         helper.make_tensor_value_info("y2", TensorProto.FLOAT, [1, 3, 4, 4]),
+         helper.make_tensor_value_info("c1", TensorProto.FLOAT, [1, 3, 4, 4])], inits)
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
-    data = [{"x": W(1, 48), "z": W(1, 2, 4, 4)} for _ in range(8)]
+    data = [{"x": W(1, 48), "z": W(1, 3, 4, 4)} for _ in range(8)]
     res = fastq.quantize(m, data, progress=False)
     assert {"mm", "dw", "c1", "c2", "cz"} <= set(res.report.layers)
-    assert sorted(k for k, v in res.report.layers.items() if v["saturation_fix"]) == \
-        ["c1", "cz"]
+    assert first_layer_fixed(res) == ["cz", "mm"]
 
 
 def test_weights_per_tensor(resnet):

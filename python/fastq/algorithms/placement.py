@@ -401,24 +401,31 @@ def _mark_saturation_fix(g: Graph, plan: Plan, sat: SaturationFix) -> None:
         for w in plan.weights.values():
             w.saturation_fix = True
         return
-    # first_layer (POT graph/node_utils.py get_first_convolutions, NNCF's FIRST_LAYER overflow
-    # fix alike): on every path from a model input, the first OpenVINO 'Convolution' -- an
-    # ONNX Conv with group 1. The walk passes through every other node, MatMul/Gemm,
-    # ConvTranspose and grouped/depthwise Conv included, and none of them gets the fix.
-    # (Fixing MatMuls too, as fastq did, halved e.g. a BERT FFN weight whose other channels
-    # the 1% per-channel range floor had already left ~15 levels: AccuracyAware then had
-    # to revert that layer where NNCF did not.)
+    # first_layer (DESIGN.md section 3): the first Conv/MatMul (any quantized layer with a
+    # constant weight) reached from each model input -- a layer whose activation input depends
+    # on no other quantized layer. The walk from the inputs stops at such a layer and never
+    # passes a node that also reads something a quantized layer computed: a residual Add or a
+    # Concat joining a branch that went through a layer ends it. (Walking through those, as
+    # fastq did before, reached every block of a transformer through its residual stream and
+    # halved the weight grids of all its QKV and FFN MatMuls.) POT's get_first_convolutions
+    # looks for group-1 Convs only; on CNNs both choose the stem conv(s).
     cons = g.consumers()
-    for inp in g.input_names:
-        seen, stack = set(), [inp]
-        while stack:
-            t = stack.pop()
-            for c, _ in cons.get(t, []):
-                if c.name in seen:
-                    continue
-                seen.add(c.name)
-                if c.op_type == "Conv" and int(attrs(c).get("group", 1)) == 1:
-                    if c.name in plan.weights:
-                        plan.weights[c.name].saturation_fix = True
-                else:
-                    stack.extend(o for o in c.output if o)
+    tainted: set = set()        # tensors computed downstream of a quantized layer
+    todo = [o for n in g.nodes if n.name in plan.weights for o in n.output if o]
+    while todo:
+        t = todo.pop()
+        if t not in tainted:
+            tainted.add(t)
+            todo.extend(o for c, _ in cons.get(t, []) for o in c.output if o)
+    seen: set = set()
+    stack = list(g.input_names)
+    while stack:
+        t = stack.pop()
+        for c, _ in cons.get(t, []):
+            if c.name in seen or any(i in tainted for i in c.input if i):
+                continue
+            seen.add(c.name)
+            if c.name in plan.weights:
+                plan.weights[c.name].saturation_fix = True
+            else:
+                stack.extend(o for o in c.output if o)
