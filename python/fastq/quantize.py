@@ -223,8 +223,11 @@ def run_default(model: Any, calibration_data: Any, cfg, name: AlgorithmName, par
         timings["smooth_quant"] += time.perf_counter() - t0
         sq_sites = {}
     # keep: the executor's float fusions (Conv+BN+Relu...) leave every requested tensor produced
+    # (a tensor kept only for a per-channel mean on axis 1 may stay inside its fused conv)
     session, batch = _stat_session(g, samples, [r.tensor for r in requests] + list(means),
-                                   sq_sites, plan.decisions)
+                                   sq_sites, plan.decisions,
+                                   sums=[t for t, ax in means.items() if ax == 1 and t not in
+                                         {r.tensor for r in requests} and t not in sq_sites])
     bar = _Progress(progress, len(samples), "fastq statistics")
     try:
         stats = collect(session, samples, requests, means, bar, batch=batch,
@@ -298,12 +301,15 @@ def run_default(model: Any, calibration_data: Any, cfg, name: AlgorithmName, par
     return QuantizationResult(qdq, report, plan), state
 
 
-def _stat_session(g: Graph, samples: list, keep: list, sq_sites, decisions: list):
+def _stat_session(g: Graph, samples: list, keep: list, sq_sites, decisions: list,
+                  sums: list = ()):
     """The float session for the statistics pass: on the model with a fixed batch-1 axis made
     symbolic when stacking the first two samples gives their single-run outputs (so samples
     run in batches; recorded in the decisions), else on the model as is. One session is
     built (the probe runs on the session the pass then uses). Returns (session, batch): batch
-    1 when the probe says samples must run one at a time, else None (collect decides)."""
+    1 when the probe says samples must run one at a time, else None (collect decides).
+    ``sums``: kept tensors collect only sums per channel (axis 1): a fused conv may deliver
+    them; every kept tensor may arrive as a channels-last view (collect reduces any layout)."""
     from .algorithms.aa_eval import batch_verdict
     model = g.to_model()
     keep = list(keep) + list(sq_sites)
@@ -311,7 +317,7 @@ def _stat_session(g: Graph, samples: list, keep: list, sq_sites, decisions: list
         try:
             dyn = with_dynamic_batch(model, copy=False)   # None unless every input is batch 1
             if dyn is not None:
-                sess = InferenceSession(dyn, keep=keep)
+                sess = InferenceSession(dyn, keep=keep, channel_sums=sums, keep_views=True)
                 del dyn, model
                 try:
                     ok = batch_verdict(sess, samples[:2])
@@ -326,7 +332,7 @@ def _stat_session(g: Graph, samples: list, keep: list, sq_sites, decisions: list
                 return sess, 1     # computes the same for batch-1 feeds: run one at a time
         except FastqError:
             model = g.to_model()               # any doubt: the model as given, unbatched
-    return InferenceSession(model, keep=keep), None
+    return InferenceSession(model, keep=keep, channel_sums=sums, keep_views=True), None
 
 
 def _fill_report(report, g, plan, act_qp, final_w, w_qp, stats, bc_result, export_info):

@@ -10,6 +10,8 @@ every planned tensor carries the batch on axis 0; if not, samples run one at a t
 Several estimators may be requested for one tensor: each distinct per-sample reduction is
 computed once and kept (``Stats.per_sample``), and ``Stats.range_for`` aggregates any
 estimator built from collected reductions without another pass (AccuracyAware's trials).
+A tensor wanted only for its per-channel mean may arrive as a ``ChannelSums`` (the session's
+``channel_sums``: its fused Conv+Relu/Clip summed it before the clamp), folded as is.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from onnx import numpy_helper
 from .. import stats as fstats
 from ..config.types import Granularity
 from ..runtime.parallel import ordered_map
+from ..runtime.registry import ChannelSums
+from ..stats._tensor import raise_nonfinite
 
 BATCH_BYTES = 1 << 20          # input bytes per batched run (bounds live activations: at 8 MiB
                                # MobileNetV2-112 peaked at +198 MiB, at 1 MiB +31 MiB, same time)
@@ -301,13 +305,21 @@ def collect(session, samples: List[dict], ranges: List[RangeRequest],
         shapes: Dict[str, tuple] = {}
 
         def callback(name, x):
-            if strict and (np.ndim(x) < 1 or np.shape(x)[0] != n):
+            if strict and (np.ndim(x) < 1 or _shape(x)[0] != n):
                 raise _NotBatched(name)
             reduce_one(name, x, n > 1, vals, partial, shapes)
         session.run_with_intermediates(feeds, names, callback)
         return vals, partial, shapes
 
     def reduce_one(name, x, batched: bool, vals, partial, shapes) -> None:
+        if isinstance(x, ChannelSums):    # a mean-only tensor, summed by its fused conv
+            shapes[name] = (1,) + tuple(x.shape[1:]) if batched else tuple(x.shape)
+            if x.nonfinite:
+                raise_nonfinite(x.bad, "mean", name)
+            c = partial[name] = fstats.MeanCollector(channel_axis=mean_axes[name])
+            if x.count:
+                c._fold(x.sums, x.count, 1, name)     # what update() folds for the tensor
+            return
         x32 = x if x.dtype == np.float32 else np.asarray(x, np.float32)
         shapes[name] = (1,) + tuple(x.shape[1:]) if batched else tuple(x.shape)
         for key, v in _reduce_sides(sides.get(name, {}), x32, name, batched).items():
@@ -333,7 +345,7 @@ def collect(session, samples: List[dict], ranges: List[RangeRequest],
         batch = int(min(MAX_BATCH, max(1, BATCH_BYTES // per)))
     if batch > 1 and len(samples) > 1 and _batchable(session, samples):
         probe = session.run_with_intermediates(samples[0], names)
-        if all(np.ndim(v) >= 1 and np.shape(v)[0] == 1 for v in probe.values()):
+        if all(np.ndim(v) >= 1 and _shape(v)[0] == 1 for v in probe.values()):
             res = ({}, {}, {})
             for name, x in probe.items():       # the probe's tensors count as sample 0
                 reduce_one(name, x, False, *res)
@@ -370,3 +382,7 @@ def collect(session, samples: List[dict], ranges: List[RangeRequest],
 
 class _NotBatched(Exception):
     pass
+
+
+def _shape(x) -> tuple:
+    return x.shape if isinstance(x, ChannelSums) else np.shape(x)

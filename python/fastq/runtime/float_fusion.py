@@ -6,14 +6,17 @@ when they are constants) and clamps in its epilogue; Add|Sum(2 inputs) -> Relu b
 ``FusedAdd``; MatMul(constant 2-D W) -> Add(constant 1-D bias) becomes ``FusedMatMul``. A
 pattern fuses only when the intermediate has that one consumer and is neither a graph output
 nor a tensor the session keeps for ``run_with_intermediates``, so every requested tensor
-still exists. Results differ from the unfused graph by float rounding only (ONNX Runtime folds the
+still exists; except that an activation's input kept only for its per-channel sums
+(``OpContext.channel_sums``) is fused all the same, the FusedConv getting ``sums_out`` and a
+second output that delivers it as a ``registry.ChannelSums`` of the pre-activation values. Results differ from the unfused graph by float rounding only (ONNX Runtime folds the
 same way).
 
 Layout: a float Conv/FusedConv whose output may be handed on as an NCHW-shaped view of an NHWC
 buffer gets the attribute ``nhwc_out`` (ops/nn_conv.py): when every consumer is a conv with an
 NHWC path (reads the buffer with no copy), a GlobalAveragePool (averages channel rows) or an
 elementwise op in ``_LAYOUT_KEEPING`` (numpy ufuncs keep the operands' memory order) whose own
-output satisfies the same rule, and no tensor on the way is a graph output or kept tensor.
+output satisfies the same rule, and no tensor on the way is a graph output or kept tensor
+(kept tensors in ``OpContext.view_keep`` excepted: that caller takes strided views).
 """
 
 from __future__ import annotations
@@ -175,7 +178,8 @@ def mark_nhwc_outputs(nodes: List[Node], consts: Dict[str, np.ndarray], pinned: 
 
     out = []
     for n in nodes:
-        if _nhwc_conv(n, consts) and len(n.outputs) == 1 and view_ok(n.outputs[0]):
+        if _nhwc_conv(n, consts) and (len(n.outputs) == 1 or n.attr("sums_out")) \
+                and view_ok(n.outputs[0]):
             n = Node(n.name, n.op_type, n.domain, n.version, n.opset,
                      dict(n.attrs, nhwc_out=1), n.inputs, n.outputs, n.proto)
         out.append(n)
@@ -184,7 +188,10 @@ def mark_nhwc_outputs(nodes: List[Node], consts: Dict[str, np.ndarray], pinned: 
 
 def float_fusion_stage(nodes: List[Node], consts: Dict[str, np.ndarray], ctx: OpContext
                        ) -> List[Node]:
-    pinned = set(ctx.graph_outputs) | _implicit(nodes)
+    implicit = _implicit(nodes)
+    pinned = set(ctx.graph_outputs) | implicit
+    # kept only for per-channel sums: the fused conv delivers them (second output)
+    sums_ok = set(ctx.channel_sums) - implicit
     cons = _consumers(nodes)
     dropped: Set[int] = set()
     swap: Dict[int, Node] = {}
@@ -202,12 +209,18 @@ def float_fusion_stage(nodes: List[Node], consts: Dict[str, np.ndarray], ctx: Op
                 outputs = nxt.outputs
                 dropped.add(id(nxt))
                 nxt = _sole_consumer(outputs[0], cons, pinned)
+            tap = ()
+            if nxt is None and outputs[0] in sums_ok:
+                # the activation's input is kept for its sums only: fuse it all the same
+                nxt, tap = _sole_consumer(outputs[0], cons, pinned - {outputs[0]}), outputs
             bounds = None
             if nxt is not None and nxt.inputs and nxt.inputs[0] == outputs[0]:
                 bounds = _act_bounds(nxt, consts)
             if bounds is not None:
                 attrs.update(activation=nxt.op_type, act_min=bounds[0], act_max=bounds[1])
-                outputs = nxt.outputs
+                if tap:
+                    attrs["sums_out"] = 1
+                outputs = tuple(nxt.outputs) + tuple(tap)
                 dropped.add(id(nxt))
             if outputs != n.outputs:
                 swap[id(n)] = Node(n.name, "FusedConv", DOMAIN, 1, n.opset, attrs,
@@ -226,14 +239,15 @@ def float_fusion_stage(nodes: List[Node], consts: Dict[str, np.ndarray], ctx: Op
                 swap[id(n)] = Node(n.name, "FusedAdd", DOMAIN, 1, n.opset,
                                    {"activation": "Relu"}, n.inputs, nxt.outputs, None)
                 dropped.add(id(nxt))
+    layout_pinned = pinned - set(ctx.view_keep)
     if not swap:
-        return mark_nhwc_outputs(nodes, consts, pinned)
+        return mark_nhwc_outputs(nodes, consts, layout_pinned)
     out = [swap.get(id(n), n) for n in nodes if id(n) not in dropped]
     # intermediates that no longer exist: run_with_intermediates names them in its error
     gone = ctx.rewrites.setdefault("fused_away", set())
     gone.update(x for n in nodes for x in n.outputs if x)
     gone.difference_update(x for n in out for x in n.outputs if x)
-    return mark_nhwc_outputs(out, consts, pinned)
+    return mark_nhwc_outputs(out, consts, layout_pinned)
 
 
 graph.GRAPH_REWRITES.append(float_fusion_stage)

@@ -48,6 +48,23 @@ class Node:
         return f"node {self.name!r} ({self.op_type}, opset {self.opset})"
 
 
+@dataclass(frozen=True)
+class ChannelSums:
+    """What a fused conv delivers for a tensor kept in ``OpContext.channel_sums``: the float64
+    per-channel (axis 1) sums of its float32 values (stats_sum's order over the buffer the
+    kernel wrote), their count per channel and the tensor's shape; ``bad`` holds a copy of the
+    tensor when it has NaN/Inf (``nonfinite``), for the caller's error message."""
+    sums: np.ndarray
+    count: int
+    shape: Tuple[int, ...]
+    nonfinite: bool = False
+    bad: Optional[np.ndarray] = None
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+
 @dataclass
 class OpContext:
     """What an op registered with ``context=True`` receives as ``ctx``.
@@ -64,6 +81,12 @@ class OpContext:
     conv_pairing: str = "per_tap"    # sat16pair conv pairing (kernels.PAIRINGS), session option
     graph_outputs: Tuple[str, ...] = ()  # outputs of the graph a rewrite stage is rewriting
     rewrites: Dict[str, Any] = field(default_factory=dict)  # what rewrite stages recorded
+    # kept tensors the caller reduces to per-channel (axis 1) sums only: a fused conv may
+    # deliver a ``ChannelSums`` for one in place of the tensor (float_fusion.py)
+    channel_sums: Tuple[str, ...] = ()
+    # kept tensors the caller accepts as strided (channels-last) views: the float layout
+    # rule does not pin them to NCHW
+    view_keep: Tuple[str, ...] = ()
 
     @property
     def int_arith(self) -> str:
@@ -180,12 +203,13 @@ def bind(node: Node, ctx: Optional[OpContext] = None) -> Callable:
 
 def as_outputs(out: Any) -> list:
     """One value per output. A list *inside* the returned tuple is a sequence value (kept);
-    None is an absent/empty optional; anything else becomes an ndarray."""
+    None is an absent/empty optional; a ``ChannelSums`` stays one; anything else becomes an
+    ndarray."""
     if type(out) is np.ndarray:   # the common case, decided without the generic checks
         return [out]
     if isinstance(out, np.ndarray) or np.isscalar(out):
         out = [out]
-    return [o if o is None or isinstance(o, (np.ndarray, list)) else np.asarray(o)
+    return [o if o is None or isinstance(o, (np.ndarray, list, ChannelSums)) else np.asarray(o)
             for o in out]
 
 

@@ -140,7 +140,8 @@ class InferenceSession:
     """
 
     def __init__(self, model: Any, *, arith: Optional[str] = None, impl: str = "auto",
-                 conv_pairing: str = "per_tap", keep: Iterable[str] = ()):
+                 conv_pairing: str = "per_tap", keep: Iterable[str] = (),
+                 channel_sums: Iterable[str] = (), keep_views: bool = False):
         if arith not in ARITHS:
             raise ConfigError(f"unknown arith {arith!r}; valid: None, exact32, sat16pair")
         if conv_pairing not in kernels.PAIRINGS:
@@ -176,10 +177,19 @@ class InferenceSession:
         self.ir_version = inferred.ir_version
         # ``keep``: intermediate tensors a caller will request from run_with_intermediates;
         # rewrite stages (int8 layer fusion) keep them produced, as they keep graph outputs.
-        self._graph = CompiledGraph(inferred.graph, self.opsets,
-                                    OpContext(arith=arith, impl=impl, conv_pairing=conv_pairing,
-                                              graph_outputs=tuple(keep)),
-                                    value_shapes=shapes)
+        # For a statistics collector (quantize.py): ``channel_sums`` names kept tensors it only
+        # reduces to per-channel (axis 1) sums, which a fused Conv+Relu/Clip may deliver as a
+        # ``registry.ChannelSums`` instead of the tensor (so the fusion survives); with
+        # ``keep_views`` kept tensors may arrive as channels-last views (the float convs keep
+        # their NHWC layout through them). Graph outputs are never affected.
+        keep = tuple(keep)
+        outs = {o.name for o in self._outputs}
+        self._graph = CompiledGraph(
+            inferred.graph, self.opsets,
+            OpContext(arith=arith, impl=impl, conv_pairing=conv_pairing, graph_outputs=keep,
+                      channel_sums=tuple(n for n in channel_sums if n in keep and n not in outs),
+                      view_keep=tuple(n for n in keep if n not in outs) if keep_views else ()),
+            value_shapes=shapes)
         # per-run feed checks decided once: (name, NodeArg, fixed dims or None)
         self._expected = {a.name: a for a in self._inputs}
         self._checks = [(a.name, a, None if a.shape is None or a.dtype is None

@@ -24,7 +24,8 @@ from __future__ import annotations
 import numpy as np
 
 from ... import _core
-from ..registry import Node, register
+from ... import kernels as _kernels
+from ..registry import ChannelSums, Node, register
 from .nn_common import (fail, float_impl, float_in, ints_attr, need, nhwc_impls,
                         nhwc_view, spatial_rank, window_geometry)
 
@@ -105,7 +106,7 @@ class _ConvPlan:
     path and the weight in that path's layout (Winograd U, grouped GEMM matrix)."""
     __slots__ = ("path", "out_dtype", "n", "m", "c", "group", "strides", "dil", "kernel",
                  "out", "pb", "pe", "b", "wmat", "nd", "act", "mult", "cg", "p_out", "w2d",
-                 "strided", "nhwc", "nhwc_out", "wcache", "wfull", "nhwc_fns")
+                 "strided", "nhwc", "nhwc_out", "wcache", "wfull", "nhwc_fns", "sums")
 
     def __init__(self, node: Node, x: np.ndarray, w: np.ndarray, b, wcache: dict):
         x, w, self.out_dtype, nd, group = _conv_operands(node, x, w)
@@ -126,6 +127,11 @@ class _ConvPlan:
         self.kernel, self.strides, self.dil, self.out, self.pb, self.pe = (
             kernel, strides, dil, out, pb, pe)
         self.act = activation_bounds(node)
+        # sums_out: the kernels store the pre-activation values, which are summed per channel
+        # before the clamp runs in place (_with_sums)
+        self.sums = self.act if node.attr("sums_out", 0) and self.act is not None else None
+        if self.sums is not None:
+            self.act = None
         self.mult = 1
         key = (x.dtype.str,)
         if group == c and cg == 1:
@@ -200,7 +206,33 @@ class _ConvPlan:
         self.nhwc_fns[impls] = fn
         return fn
 
-    def run(self, x: np.ndarray) -> np.ndarray:
+    def run(self, x: np.ndarray):
+        if self.sums is None:
+            return self._run(x)
+        return self._with_sums(self._run(x))
+
+    def _with_sums(self, y: np.ndarray) -> tuple:
+        """(clamped y, ChannelSums of y before the clamp): the per-channel sums in stats_sum's
+        order over the buffer as stored (NHWC: [N*H*W, C, 1]; NCHW: [N, C, H*W]), as
+        fastq.stats.MeanCollector(channel_axis=1) sums that buffer, then the activation clamp
+        in place over the same buffer."""
+        buf = nhwc_view(y)
+        if buf is None:
+            y = buf = np.ascontiguousarray(y)
+            x3 = buf.reshape(buf.shape[0], buf.shape[1], -1)
+        else:
+            x3 = buf.reshape(-1, buf.shape[3], 1)
+        if x3.dtype != np.float32:
+            x3 = x3.astype(np.float32)
+        count = x3.shape[0] * x3.shape[2]
+        sums, nf = (np.zeros(x3.shape[1]), False) if count == 0 else \
+            _core.stats_sum(x3, _kernels._resolve_impl("auto", "exact32"))
+        tap = ChannelSums(sums, count, tuple(y.shape), bool(nf),
+                          np.array(y, np.float32) if nf else None)
+        _core.nn_bias_act(buf, None, self.sums[0], self.sums[1], float_impl())
+        return y, tap
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
         if self.nhwc is not None and x.dtype == np.float32:
             buf = nhwc_view(x)
             if buf is not None or self.nhwc_out:
