@@ -8,6 +8,8 @@ channel-last-in-memory tensors need no copy); only a tensor that is still not co
 
 from __future__ import annotations
 
+import math
+from os import environ as _environ
 from typing import Optional, Tuple
 
 import numpy as np
@@ -30,8 +32,19 @@ def check_array(x, name: Optional[str]) -> np.ndarray:
 
 
 def resolve_impl(impl: str) -> str:
-    """'auto' -> the fastest impl this CPU runs (capped by FASTQ_ISA / kernels.use_impl)."""
-    return kernels._resolve_impl(impl, "exact32")
+    """'auto' -> the fastest impl this CPU runs (capped by FASTQ_ISA / kernels.use_impl).
+    'auto' is memoized on the raw (use_impl cap, FASTQ_ISA) pair, as the float kernels'
+    impl is (runtime/ops/nn_common.float_impl): a statistics pass resolves it per tensor."""
+    if impl != "auto":
+        return kernels._resolve_impl(impl, "exact32")
+    raw = (getattr(kernels._override, "impl", None), _environ.get("FASTQ_ISA"))
+    got = _AUTO.get(raw)
+    if got is None:
+        got = _AUTO[raw] = kernels._resolve_impl("auto", "exact32")
+    return got
+
+
+_AUTO: dict = {}   # (use_impl cap, FASTQ_ISA text) -> the impl 'auto' resolves to
 
 
 def normalize_axis(axis, ndim: int, name: Optional[str]) -> int:
@@ -75,8 +88,8 @@ def as_3d(x: np.ndarray, channel_axis: Optional[int], name: Optional[str]) -> np
         if not y.flags.c_contiguous:
             y = np.ascontiguousarray(y)
         pos = order.index(ax)
-    outer = int(np.prod(y.shape[:pos], dtype=np.int64))
-    inner = int(np.prod(y.shape[pos + 1:], dtype=np.int64))
+    outer = math.prod(y.shape[:pos])
+    inner = math.prod(y.shape[pos + 1:])
     return y.reshape(outer, y.shape[pos], inner)
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from ... import _core
-from ... import kernels as _kernels
+from ...stats._tensor import resolve_impl
 from ..registry import ChannelSums, Node, register
 from .nn_common import (fail, float_impl, float_in, ints_attr, need, nhwc_impls,
                         nhwc_view, spatial_rank, window_geometry)
@@ -226,7 +226,7 @@ class _ConvPlan:
             x3 = x3.astype(np.float32)
         count = x3.shape[0] * x3.shape[2]
         sums, nf = (np.zeros(x3.shape[1]), False) if count == 0 else \
-            _core.stats_sum(x3, _kernels._resolve_impl("auto", "exact32"))
+            _core.stats_sum(x3, resolve_impl("auto"))
         tap = ChannelSums(sums, count, tuple(y.shape), bool(nf),
                           np.array(y, np.float32) if nf else None)
         _core.nn_bias_act(buf, None, self.sums[0], self.sums[1], float_impl())
