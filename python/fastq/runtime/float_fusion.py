@@ -8,8 +8,9 @@ pattern fuses only when the intermediate has that one consumer and is neither a 
 nor a tensor the session keeps for ``run_with_intermediates``, so every requested tensor
 still exists; except that an activation's input kept only for its per-channel sums
 (``OpContext.channel_sums``) is fused all the same, the FusedConv getting ``sums_out`` and a
-second output that delivers it as a ``registry.ChannelSums`` of the pre-activation values. Results differ from the unfused graph by float rounding only (ONNX Runtime folds the
-same way).
+second output that delivers it as a ``registry.ChannelSums`` of the pre-activation values.
+Results differ from the unfused graph by float rounding only (ONNX Runtime folds the same
+way).
 
 Layout: a float Conv/FusedConv whose output may be handed on as an NCHW-shaped view of an NHWC
 buffer gets the attribute ``nhwc_out`` (ops/nn_conv.py): when every consumer is a conv with an
