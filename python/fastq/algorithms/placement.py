@@ -330,22 +330,16 @@ def _close_for_ort(g: Graph, plan: Plan, ignored: IgnoredScope, want) -> None:
                         q.consumers = [e for e in q.consumers if e != (c.name, i)]
                 if q is not None and not q.consumers and not q.graph_output:
                     plan.drop(t)
-                gone = plan.release(n.name, "left in float: no reader of its output computes "
-                                    "in int8, so a QLinearAdd would only round its output")
-                plan.decisions.append(f"{n.name}: {plan.ignored[n.name]}"
-                                      + (f"; quantizers removed: {', '.join(gone)}"
-                                         if gone else ""))
+                _release(plan, n.name, "left in float: no reader of its output computes in "
+                         "int8, so a QLinearAdd would only round its output")
                 changed = True
                 break
             if blocked:
                 released.add(n.name)     # it may still read a dequantized input
-                gone = plan.release(n.name, f"left in float for ONNX Runtime: its output is "
-                                    f"read by {', '.join(blocked)} (ignored: keeps a float "
-                                    f"input), and ORT runs a {n.op_type} in int8 only when "
-                                    "every reader takes its quantized output")
-                plan.decisions.append(f"{n.name}: {plan.ignored[n.name]}"
-                                      + (f"; quantizers removed: {', '.join(gone)}"
-                                         if gone else ""))
+                _release(plan, n.name, f"left in float for ONNX Runtime: its output is read "
+                         f"by {', '.join(blocked)} (ignored: keeps a float input), and ORT runs "
+                         f"a {n.op_type} in int8 only when every reader takes its quantized "
+                         "output")
                 changed = True
                 break
             why = (f"output of int8 {n.op_type} {n.name}"
@@ -363,6 +357,13 @@ def _close_for_ort(g: Graph, plan: Plan, ignored: IgnoredScope, want) -> None:
                 plan.decisions.append(f"quantized graph output {t}: {why}")
             elif float_users and (q is None or not read):
                 plan.decisions.append(f"quantized {t}: {why}")
+
+
+def _release(plan: Plan, name: str, why: str) -> None:
+    """Leave ``name`` in float for ``why``; the decision lists the quantizers that went."""
+    gone = plan.release(name, why)
+    plan.decisions.append(f"{name}: {plan.ignored[name]}"
+                          + (f"; quantizers removed: {', '.join(gone)}" if gone else ""))
 
 
 def _quantized_after_pass(plan: Plan, cons, c: onnx.NodeProto, closing: set) -> bool:
