@@ -60,7 +60,7 @@ def build(g: Graph, plan, act_qp: Dict[str, QParams], w_qp: Dict[str, QParams],
           u8_activations: bool = True) -> Tuple[onnx.ModelProto, Dict[str, dict]]:
     """The QDQ model; and per layer what the export decided (bias quantized, scales enlarged).
     ``u8_activations``: signed activation grids are written as u8 with zero point + 128."""
-    e = Graph(g.to_model())
+    e = g.copy()
     nodes = {n.name: n for n in e.nodes}
     new: List[onnx.NodeProto] = []
     info: Dict[str, dict] = {}

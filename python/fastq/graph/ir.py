@@ -69,6 +69,22 @@ class Graph:
 
     from_model = classmethod(lambda cls, m: cls(m))
 
+    def copy(self) -> "Graph":
+        """An independent graph (nodes, value infos, metadata copied) sharing this one's
+        initializer arrays: callers replace arrays, never write into them -- without the
+        proto round trip of ``Graph(g.to_model())``, which held every weight twice more."""
+        e = Graph.__new__(Graph)
+        e.inits = dict(self.inits)
+        e.nodes = [_cp(n) for n in self.nodes]
+        e.inputs = [_cp(vi) for vi in self.inputs]
+        e.outputs = [_cp(vi) for vi in self.outputs]
+        e.value_info = {k: _cp(vi) for k, vi in self.value_info.items()}
+        e._meta = _copy(self._meta)
+        e._uniq = self._uniq
+        e._reserved = set(self._reserved)
+        e._names_cache = None
+        return e
+
     @property
     def opset(self) -> int:
         for o in self._meta.opset_import:

@@ -154,8 +154,18 @@ class CompiledGraph:
         self.opsets = opsets
         self.base = base
         init_names = {t.name for t in graph.initializer}
+        # an initializer no node, subgraph or kept/graph output reads is never converted (a
+        # weight a transform replaced would otherwise double the session's constant bytes)
+        used = {o.name for o in graph.output} | set(base.graph_outputs)
+        for n in graph.node:
+            used.update(n.input)
+            if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
+                   for a in n.attribute):
+                used.update(implicit_inputs(n))
         self.consts: Dict[str, np.ndarray] = {}
         for t in graph.initializer:
+            if t.name not in used:
+                continue
             try:
                 self.consts[t.name] = numpy_helper.to_array(t)
             except Exception as e:
