@@ -271,7 +271,8 @@ def analyze_saturation(model: Any, data: Iterable, *, baseline: str = "exact32",
     m_target: List[float] = []
     t_base = t_target = 0.0
     n = 0
-    with blas_single_thread():   # float MatMuls through numpy: OpenBLAS's own threads only
+    # one sample at a time: OpenBLAS threads (float MatMuls via numpy) would only contend
+    with blas_single_thread():
         for i, feeds, annotation in iter_samples(data, specs, labelled=met is not None,
                                                  what="sample"):
             if limit is not None and n >= int(limit):
