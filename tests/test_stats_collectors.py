@@ -153,3 +153,16 @@ def test_failed_update_leaves_state_unchanged():
     with pytest.raises(fastq.DataError):
         h.update(bad)
     assert h.samples == 0 and not h.counts.any()
+
+
+def test_mean_update_sums_folds_what_update_computes():
+    rng = np.random.default_rng(5)
+    xs = [rng.standard_normal((2, 3, 4, 5)).astype(np.float32) for _ in range(3)]
+    a, b = stats.MeanCollector(channel_axis=1), stats.MeanCollector(channel_axis=1)
+    for x in xs:
+        a.update(x)
+        b.update_sums(x.astype(np.float64).transpose(1, 0, 2, 3).reshape(3, -1).sum(axis=1),
+                      x.size // 3)
+    b.update_sums(np.zeros(3), 0)                      # an empty sample adds nothing
+    assert a.count == b.count and a.samples == b.samples == 3
+    np.testing.assert_allclose(b.result(), a.result(), rtol=1e-12)

@@ -48,6 +48,19 @@ struct DwNhwcArgs {
   bool flat_sat;
 };
 void conv_dw_nhwc_row_ref(const DwNhwcArgs& a, int64_t n, int64_t oh, int32_t* acc);
+
+// Per tap t of output row (n, oh): trow[t], the input row it reads (nullptr: a padding row),
+// and tcol[t], the column offset of its pixel: output column ow reads input column
+// ow * stride_w + tcol[t] (out of [0, W): padding).
+inline void dw_nhwc_tap_rows(const DwNhwcArgs& a, int64_t n, int64_t oh, const uint8_t** trow,
+                             int64_t* tcol) {
+  const ConvShape& s = a.s;
+  for (int64_t t = 0; t < s.KH * s.KW; ++t) {
+    const int64_t ih = oh * s.stride_h - s.pad_top + (t / s.KW) * s.dil_h;
+    trow[t] = ih >= 0 && ih < s.H ? a.x + (n * s.H + ih) * s.W * s.C : nullptr;
+    tcol[t] = (t % s.KW) * s.dil_w - s.pad_left;
+  }
+}
 // 16 channels per block, tap pairs (2q, 2q+1) as vpmaddwd operands: for block b and pair q,
 // 32 int16 at ((q * (C / 16)) + b) * 32 (see conv_dw_nhwc_avx2.cpp for the lane order);
 // channels past the last full block of 16 run the scalar loop.

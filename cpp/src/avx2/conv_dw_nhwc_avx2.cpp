@@ -23,11 +23,7 @@ void conv_dw_nhwc_row_avx2(const DwNhwcArgs& a, const int16_t* wpairs, int64_t n
   tap.resize(static_cast<size_t>(2 * P));
   trow.resize(static_cast<size_t>(T));
   tcol.resize(static_cast<size_t>(T));
-  for (int64_t t = 0; t < T; ++t) {  // per tap: its input row (nullptr: padding), column
-    const int64_t ih = oh * s.stride_h - s.pad_top + (t / s.KW) * s.dil_h;
-    trow[t] = ih >= 0 && ih < s.H ? a.x + (n * s.H + ih) * s.W * C : nullptr;
-    tcol[t] = (t % s.KW) * s.dil_w - s.pad_left;
-  }
+  dw_nhwc_tap_rows(a, n, oh, trow.data(), tcol.data());
   const __m256i lo16 = _mm256_set1_epi32(-32768), hi16 = _mm256_set1_epi32(32767);
   for (int64_t ow = 0; ow < OW; ++ow) {
     for (int64_t t = 0; t < T; ++t) {

@@ -242,10 +242,8 @@ void conv_dw_nhwc_row_avx512(const DwNhwcArgs& a, const int16_t* wp, const int16
   tcol.resize(static_cast<size_t>(T));
   tbase.resize(static_cast<size_t>(T));
   tstep.resize(static_cast<size_t>(T));
-  for (int64_t t = 0; t < T; ++t) {  // per tap: its input row (nullptr: padding), column
-    const int64_t ih = oh * s.stride_h - s.pad_top + (t / s.KW) * s.dil_h;
-    trow[t] = ih >= 0 && ih < s.H ? a.x + (n * s.H + ih) * s.W * C : nullptr;
-    tcol[t] = (t % s.KW) * s.dil_w - s.pad_left;
+  dw_nhwc_tap_rows(a, n, oh, trow.data(), tcol.data());
+  for (int64_t t = 0; t < T; ++t) {
     // interior pixels: tap address = tbase + ow * tstep (a padding row: zrow, step 0)
     tbase[t] = trow[t] ? reinterpret_cast<intptr_t>(trow[t]) + tcol[t] * C
                        : reinterpret_cast<intptr_t>(a.zrow);

@@ -316,9 +316,8 @@ def collect(session, samples: List[dict], ranges: List[RangeRequest],
             shapes[name] = (1,) + tuple(x.shape[1:]) if batched else tuple(x.shape)
             if x.nonfinite:
                 raise_nonfinite(x.bad, "mean", name)
-            c = partial[name] = fstats.MeanCollector(channel_axis=mean_axes[name])
-            if x.count:
-                c._fold(x.sums, x.count, 1, name)     # what update() folds for the tensor
+            partial[name] = fstats.MeanCollector(channel_axis=mean_axes[name]).update_sums(
+                x.sums, x.count, name=name)
             return
         x32 = x if x.dtype == np.float32 else np.asarray(x, np.float32)
         shapes[name] = (1,) + tuple(x.shape[1:]) if batched else tuple(x.shape)

@@ -210,6 +210,13 @@ class MeanCollector(_PerChannel):
         self._fold(s, x3.shape[0] * x3.shape[2], 1, name)
         return self
 
+    def update_sums(self, sums, count: int, *, name: Optional[str] = None):
+        """Fold one sample given as what ``update`` computes of it: its float64 sums (per
+        channel, or one) and the element count behind each (e.g. sums a fused kernel took)."""
+        if count:
+            self._fold(np.asarray(sums, np.float64), count, 1, name)
+        return self
+
     def _fold(self, s, count, samples, name=None):
         self._check_channels(self._sum, s, name)
         self._sum = s.copy() if self._sum is None else self._sum + s
