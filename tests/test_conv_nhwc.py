@@ -1,4 +1,5 @@
-"""NHWC int8 conv drivers (conv.h: ``conv_u8s8_nhwc``, ``qconv_requant_nhwc``) -- the layout the
+"""NHWC int8 conv drivers (conv.h: ``conv_u8s8_nhwc``, ``qconv_requant_nhwc``,
+``qconv_dequant_nhwc``) -- the layout the
 fused int8 layers keep between layers -- equal the scalar spec ``_core.conv_u8s8_reference``
 (transposed to [N, OH, OW, OC]) bit for bit: every impl, both ariths and pairings, NHWC and
 NCHW inputs, GEMM convs (1x1 direct, 3x3/5x5, groups, odd channels, strides, dilations,
@@ -7,7 +8,8 @@ scalar tails; multiplier 2: the NCHW fallback), random and saturating fills (0/2
 -128/127 weights). Sweeps over depthwise shapes (C around 16/32/64 multiples, strides,
 pads, dilations) and short-K GEMM convs check the AVX-512 kernels that requantize in their
 store, with edge-value fills. The requantized layer equals ``requantize`` of the spec's sums;
-the AVX2 requantization rows and quantize_f32 equal the portable loops / a numpy oracle, the session
+the float-output layer equals ``qconv``'s floats (NCHW) bit for bit, also for s8 inputs, big
+zero-point terms and per-tensor scales; the AVX2 requantization rows and quantize_f32 equal the portable loops / a numpy oracle, the session
 keeps fused conv outputs as NHWC-ordered views that every consumer reads correctly, and the
 fused QdqAdd / QdqConcat / DequantizeAdd nodes give the unfused ops' bits."""
 
@@ -73,6 +75,50 @@ def test_nhwc_sums_equal_reference(case, fill):
             y = _core.qconv_requant_nhwc(xx, pk, st, pd, dl, zp, layout, zc, mult, 7, False,
                                          arith, impl)
             assert y.dtype == np.uint8 and np.array_equal(y, ywant), (arith, pairing, impl)
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"C{c[0]}-OC{c[1]}-g{c[2]}-k{c[3]}")
+@pytest.mark.parametrize("fill", FILLS)
+def test_dequant_nhwc_equals_qconv(case, fill):
+    """qconv_dequant_nhwc (float32 [N, OH, OW, OC]) gives qconv's NCHW floats, transposed:
+    every impl, arith, pairing and input layout, with and without bias; the s8 input runs
+    as u8 ^ 0x80 with zero point + 128, as the executor calls it."""
+    c, oc, group, k, st, pd, dl, hw = case
+    x, w, zp = _data(fill, c, oc, group, k, hw)
+    xs = np.float32(0.02)
+    ws = (RNG.random(oc) * 0.01 + 1e-4).astype(np.float32)
+    bias = RNG.standard_normal(oc).astype(np.float32)
+    x8 = (x ^ np.uint8(0x80)).view(np.int8)            # the same values as s8, zp - 128
+    for arith, pairing in itertools.product(["exact32", "sat16pair"], ["per_tap", "flat"]):
+        pk = _core.pack_conv_weights(w, group, pairing)
+        for impl, b, scales in itertools.product(IMPLS, [None, bias], [ws, ws[:1]]):
+            want = _core.qconv(x, pk, st, pd, dl, zp, xs, scales, b, arith, impl)
+            want8 = _core.qconv(x8, pk, st, pd, dl, zp - 128, xs, scales, b, arith, impl)
+            assert np.array_equal(want, want8)
+            want = want.transpose(0, 2, 3, 1)
+            for layout, xx in [("nhwc", np.ascontiguousarray(x.transpose(0, 2, 3, 1))),
+                               ("nchw", x)]:
+                got = _core.qconv_dequant_nhwc(xx, pk, st, pd, dl, zp, layout, xs, scales, b,
+                                               arith, impl)
+                assert got.dtype == np.float32 and got.shape == want.shape
+                assert np.array_equal(got, want), (arith, pairing, impl, layout)
+
+
+def test_dequant_nhwc_wide_zero_point_terms():
+    """Zero-point terms and sums (x - zp) . w beyond int32 (255 x a column sum of
+    8192 * 9 * 127, inputs near 0) take the int64 difference, still qconv's floats."""
+    w = np.full((4, 8192, 3, 3), 127, np.int8)
+    assert 245 * 8192 * 9 * 127 > 2 ** 31
+    x = RNG.integers(0, 10, (1, 8192, 3, 3)).astype(np.uint8)
+    ws = np.full(4, 1e-3, np.float32)
+    args = ((1, 1), (1, 1, 1, 1), (1, 1), 255)
+    for arith in ("exact32", "sat16pair"):
+        pk = _core.pack_conv_weights(w, 1, "per_tap")
+        want = _core.qconv(x, pk, *args, np.float32(0.5), ws, None, arith, "ref")
+        for impl in IMPLS:
+            got = _core.qconv_dequant_nhwc(x, pk, *args, "nchw", np.float32(0.5), ws, None,
+                                           arith, impl)
+            assert np.array_equal(got, want.transpose(0, 2, 3, 1)), (arith, impl)
 
 
 def test_flat_sat16pair_differs_from_exact32():

@@ -1,5 +1,6 @@
 // NHWC int8 conv bindings (conv.h): conv_u8s8_nhwc (raw s32 sums [N, OH, OW, OC]) and
-// qconv_requant_nhwc (the fused layer: sums requantized to u8/s8 [N, OH, OW, OC]). x is a
+// qconv_requant_nhwc (the fused layer: sums requantized to u8/s8 [N, OH, OW, OC]) and
+// qconv_dequant_nhwc (qconv's float32 output as [N, OH, OW, OC]). x is a
 // C-contiguous u8 array, [N, H, W, C] when layout is "nhwc", [N, C, H, W] when "nchw".
 #include <array>
 #include <string>
@@ -85,6 +86,34 @@ void bind_conv_nhwc(py::module_& m) {
   }, py::arg("x"), py::arg("w"), py::arg("strides"), py::arg("pads"), py::arg("dilations"),
      py::arg("x_zero_point"), py::arg("layout"), py::arg("zcomp"), py::arg("mult"),
      py::arg("y_zero_point"), py::arg("y_signed"), py::arg("arith"), py::arg("impl"));
+
+  m.def("qconv_dequant_nhwc", [](py::array x, const PackedConv& w,
+                                 std::array<int64_t, 2> strides, std::array<int64_t, 4> pads,
+                                 std::array<int64_t, 2> dil, int x_zp, const std::string& layout,
+                                 float x_scale, py::array w_scales, py::object bias,
+                                 const std::string& arith, const std::string& impl) {
+    bool x_nhwc = true;
+    const ConvShape s = nhwc_shape(x, layout, w, strides, pads, dil, x_nhwc);
+    require_u8_zero_point(x_zp);
+    check_scales(w_scales, w.OC);
+    py::array bias_arr;
+    const float* bp = optional_bias(bias, w.OC, bias_arr);
+    const Arith ar = parse_arith(arith);
+    const Impl im = parse_impl(impl);
+    py::array_t<float> out({s.N, s.OH(), s.OW(), s.OC});
+    const uint8_t* xp = static_cast<const uint8_t*>(x.data());
+    const float* ws = static_cast<const float*>(w_scales.data());
+    const int64_t ns = w_scales.shape(0);
+    float* op = out.mutable_data();
+    {
+      py::gil_scoped_release nogil;
+      qconv_dequant_nhwc(xp, x_nhwc, s, w, static_cast<uint8_t>(x_zp), x_scale, ws, ns, bp, op,
+                         im, ar);
+    }
+    return out;
+  }, py::arg("x"), py::arg("w"), py::arg("strides"), py::arg("pads"), py::arg("dilations"),
+     py::arg("x_zero_point"), py::arg("layout"), py::arg("x_scale"), py::arg("w_scales"),
+     py::arg("bias"), py::arg("arith"), py::arg("impl"));
 }
 
 }  // namespace fastq

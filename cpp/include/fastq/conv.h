@@ -86,6 +86,11 @@ void conv_u8s8_nhwc(const uint8_t* x, bool x_nhwc, const ConvShape& s, const Pac
 void qconv_requant_nhwc(const uint8_t* x, bool x_nhwc, const ConvShape& s, const PackedConv& w,
                         uint8_t x_zp, const int64_t* zcomp, const float* mult, int32_t y_zp,
                         bool y_signed, void* out, Impl impl, Arith arith);
+// qconv's float output (sums dequantized by x_scale * w_scales[c], plus bias[c]; the same
+// float operations, so the same floats) as [N, OH, OW, OC] float32, row block by row block.
+void qconv_dequant_nhwc(const uint8_t* x, bool x_nhwc, const ConvShape& s, const PackedConv& w,
+                        uint8_t x_zp, float x_scale, const float* w_scales, int64_t n_scales,
+                        const float* bias, float* out, Impl impl, Arith arith);
 
 // The drivers behind both: sink(row0, rows, acc, lda, g) receives rows [row0, row0 + rows)
 // (row m = (n*OH + oh)*OW + ow) of group g's sums, [rows, OCg] with row stride lda (depthwise:

@@ -21,6 +21,7 @@ from onnx import helper
 
 from ..metrics import Metric
 from ..runtime import InferenceSession
+from ..runtime.parallel import ordered_map
 
 BATCH_BYTES = 8 << 20           # input bytes per stacked run (bounds live activations)
 MAX_BATCH = 64
@@ -94,10 +95,10 @@ def run_outputs(model: Any, arith: Optional[str], feeds: Sequence[dict],
     """Outputs of ``model`` (ModelProto or bytes) for each feed, in graph output order."""
     sess = InferenceSession(model, arith=arith)
     if not batched:
-        return [sess.run(None, _canon(f)) for f in feeds]
+        return list(ordered_map(lambda f: sess.run(None, _canon(f)), feeds))
     out: List[List[np.ndarray]] = []
-    for idx in groups(feeds):
-        ys = sess.run(None, _stack(feeds, idx))
+    grp = groups(feeds)
+    for idx, ys in zip(grp, ordered_map(lambda ix: sess.run(None, _stack(feeds, ix)), grp)):
         if len(idx) == 1:
             out.append(ys)
         else:
@@ -297,9 +298,10 @@ def rank(ev: Evaluator, export, current: onnx.ModelProto, reverted: Set[str],
                 use.add(g)
         counts["cached_bytes"] = max(counts["cached_bytes"], total)
         if chosen:
-            cached = [probe if j == 0 and set(probe) == chosen else
-                      sess.run_with_intermediates(f, chosen, check_finite=False)
-                      for j, f in enumerate(gfeeds)]
+            reuse = set(probe) == chosen
+            cached = [probe] if reuse else []
+            cached += ordered_map(lambda f: sess.run_with_intermediates(
+                f, chosen, check_finite=False), gfeeds[1 if reuse else 0:])
     out_names = [o.name for o in current.graph.output]
     jobs = {}
     for g in left:
@@ -315,8 +317,11 @@ def rank(ev: Evaluator, export, current: onnx.ModelProto, reverted: Set[str],
             args = (_run_groups, cand.SerializeToString(), ev.arith, gfeeds)
         jobs[g] = ev.executor.submit(*args) if ev.executor is not None else args
     scores = {}
-    for g, job in jobs.items():
-        res = job.result() if ev.executor is not None else job[0](*job[1:])
+    # without an executor the candidates run on fastq.get_num_threads() threads here
+    # (runtime/parallel.py: kernels inline per worker, BLAS at one thread), results in order
+    done = (job.result() for job in jobs.values()) if ev.executor is not None else \
+        ordered_map(lambda job: job[0](*job[1:]), jobs.values())
+    for g, res in zip(jobs, done):
         if g in use:
             res = [[r[n] if n in r else c[n] for n in out_names] for r, c in zip(res, cached)]
         outs = _split(res, sizes)

@@ -14,7 +14,8 @@ way).
 
 Layout: a float Conv/FusedConv whose output may be handed on as an NCHW-shaped view of an NHWC
 buffer gets the attribute ``nhwc_out`` (ops/nn_conv.py): when every consumer is a conv with an
-NHWC path (reads the buffer with no copy), a GlobalAveragePool (averages channel rows) or an
+NHWC path (reads the buffer with no copy), a GlobalAveragePool (averages channel rows), a
+QuantizeF32 (quantizes in memory order; int8 layers read its u8 NHWC view) or an
 elementwise op in ``_LAYOUT_KEEPING`` (numpy ufuncs keep the operands' memory order) whose own
 output satisfies the same rule, and no tensor on the way is a graph output or kept tensor
 (kept tensors in ``OpContext.view_keep`` excepted: that caller takes strided views).
@@ -170,6 +171,10 @@ def mark_nhwc_outputs(nodes: List[Node], consts: Dict[str, np.ndarray], pinned: 
                 ok = c.inputs[0] == name and name not in c.inputs[1:]
             elif c.domain == "" and c.op_type == "GlobalAveragePool":
                 ok = True
+            elif c.domain == DOMAIN and c.op_type == "QuantizeF32":
+                # quantizes in memory order: its u8 output is an NHWC view like the int8
+                # layers' own outputs, which every consumer reads
+                ok = c.inputs[0] == name and name not in c.inputs[1:]
             elif (c.domain, c.op_type) in _LAYOUT_KEEPING and len(c.outputs) == 1:
                 ok = view_ok(c.outputs[0])
             else:

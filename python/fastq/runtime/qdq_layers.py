@@ -560,16 +560,24 @@ class _ConvLayer(_Layer):
 
     def __call__(self, x, xs=None, xz=None, wq=None, ws=None, bias=None, ys=None, yz=None):
         st, pd, dl = self.geometry(x)
-        if self.requant and self.nd == 2:  # u8/s8 in, u8/s8 NHWC out (a transposed view)
+        if self.nd == 2:  # u8/s8 in, NHWC out (a transposed view): u8/s8, or qconv's floats
             if x.dtype != self.xdt:
                 self.u8(x)  # raises the dtype error
             buf, nhwc = memory_order(x)
             if self.xdt == np.int8:
                 buf = buf.view(np.uint8) ^ np.uint8(0x80)
-            y = _core.qconv_requant_nhwc(buf, self.packed, st, pd, dl, self.zp_u,
-                                         "nhwc" if nhwc else "nchw", self.zcomp, self.mult,
-                                         self.yz, self.ysigned, self.arith, self.impl)
-            return y.transpose(0, 3, 1, 2)
+            layout = "nhwc" if nhwc else "nchw"
+            if self.requant:
+                y = _core.qconv_requant_nhwc(buf, self.packed, st, pd, dl, self.zp_u, layout,
+                                             self.zcomp, self.mult, self.yz, self.ysigned,
+                                             self.arith, self.impl)
+                return y.transpose(0, 3, 1, 2)
+            y = _core.qconv_dequant_nhwc(buf, self.packed, st, pd, dl, self.zp_u, layout,
+                                         self.scale, self.ws, self.bias, self.arith,
+                                         self.impl).transpose(0, 3, 1, 2)
+            if self.bias is None and bias is not None:  # bias not constant at prepare
+                y += np.asarray(bias, np.float32).reshape((1, -1, 1, 1))
+            return y
         x4 = x[:, :, None, :] if self.nd == 1 else x
         if self.requant:
             acc = _core.conv_u8s8(self.u8(x4), self.packed, st, pd, dl, self.zp_u,

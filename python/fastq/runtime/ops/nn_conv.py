@@ -79,16 +79,21 @@ def _kernel_shape(node: Node, w: np.ndarray, nd: int):
     return list(w.shape[2:])
 
 
-def _conv_operands(node: Node, x, w):
+def _conv_operands(node: Node, x, w, convert: bool = True):
     """The checks and conversions Conv and ConvTranspose share: (x as float, w contiguous in
-    x's dtype, the output dtype, spatial rank, group)."""
+    x's dtype, the output dtype, spatial rank, group). ``convert=False`` (a plan that only
+    reads x's shape and dtype) returns a zero-strided array of x's shape and compute dtype
+    instead of a contiguous copy of x."""
     x, w = need(node, x, "X"), need(node, w, "W")
     out_dtype = x.dtype
     nd = spatial_rank(node, x)
     if w.ndim != x.ndim:
         raise fail(node, f"weight W has rank {w.ndim} ({w.shape}) but X has rank {x.ndim} "
                          f"({x.shape})")
-    x = float_in(node, x)
+    if convert:
+        x = float_in(node, x)
+    else:   # the compute dtype (and its errors) on one element; a zero-strided stand-in
+        x = np.broadcast_to(float_in(node, np.zeros(1, x.dtype)), x.shape)
     w = np.ascontiguousarray(w, dtype=x.dtype)
     return x, w, out_dtype, nd, int(node.attr("group", 1))
 
@@ -109,7 +114,7 @@ class _ConvPlan:
                  "strided", "nhwc", "nhwc_out", "wcache", "wfull", "nhwc_fns", "sums")
 
     def __init__(self, node: Node, x: np.ndarray, w: np.ndarray, b, wcache: dict):
-        x, w, self.out_dtype, nd, group = _conv_operands(node, x, w)
+        x, w, self.out_dtype, nd, group = _conv_operands(node, x, w, convert=False)
         n, c = x.shape[:2]
         m, cg = w.shape[:2]
         if group < 1 or c % group or m % group:
