@@ -24,6 +24,7 @@ Targets (issue 6): fastq <= 0.2x NNCF's time, no more reverted layers than NNCF.
 
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -40,6 +41,7 @@ from fastq.metrics import Metric, as_metric
 from fastq.quantize import run_default
 
 from _models import bert_like, mobilenet_v2_like
+from _timing import blas_threads
 
 N_CALIB = 64
 
@@ -405,11 +407,9 @@ def reverted_ops(int8: onnx.ModelProto, final: onnx.ModelProto) -> dict:
 
 def _ort_session(model: onnx.ModelProto):
     import onnxruntime as ort
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 1          # fastq runs single-threaded here too (conftest)
-    so.inter_op_num_threads = 1
-    return ort.InferenceSession(model.SerializeToString(), so,
-                                providers=["CPUExecutionProvider"])
+    # ORT's default threads, as NNCF's own sessions and a user's validation function use them
+    # (fastq runs at its default, every core, in the comparison too)
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
 
 
 class OrtValidation:
@@ -443,10 +443,11 @@ def test_bench_vs_nncf_accuracy_control(benchmark, monkeypatch, name, model_type
     float model, calibration data (all samples), validation data, metric, absolute
     ``maximal_drop``, preset PERFORMANCE, target ANY, fast bias correction, ``model_type``,
     ranking subset size (NNCF's ONNX default: its calibration subset_size).
-    NNCF validates through ``OrtValidation`` (one 1-thread ORT session per call, each sample
-    run once, per-item values returned); its own statistics/ranking sessions use ORT's default
-    threads, fastq runs single-threaded (conftest). Both compute their float baseline (fastq's
-    float cache is cleared). Reverted layers, counted the same way on both sides by
+    Both run at their defaults on every core: NNCF's statistics/ranking sessions and
+    ``OrtValidation`` (one ORT session per call, each sample run once, per-item values
+    returned) at ORT's default threads, fastq at fastq.get_num_threads() = os.cpu_count() with
+    OpenBLAS likewise (this test lifts conftest's single thread). Both compute their float
+    baseline (fastq's float cache is cleared). Reverted layers, counted the same way on both sides by
     ``reverted_ops`` (compute ops that lost every dequantized input) against each tool's own
     full int8 model -- NNCF's from nncf.quantize with the same arguments, fastq's from
     DefaultQuantization with the AA's base params -- next to each tool's own account: fastq's
@@ -460,6 +461,9 @@ def test_bench_vs_nncf_accuracy_control(benchmark, monkeypatch, name, model_type
                                               "'.[compare]'); no comparison run")
     from nncf.quantization.algorithms.accuracy_control.algorithm import \
         QuantizationAccuracyRestorer as Restorer
+    cores = os.cpu_count() or 1
+    fastq.set_num_threads(cores)                   # conftest's fixture restores 1 after
+    blas_threads(cores)
     problem = {**PROBLEMS, **BIG_PROBLEMS}[name]()
     m, calib, val, metric, max_drop, _ = problem
     params = {"model_type": model_type} if model_type else {}
@@ -524,7 +528,7 @@ def test_bench_vs_nncf_accuracy_control(benchmark, monkeypatch, name, model_type
                "s": rr_s, "reverted_ops": reverted_ops(fq_int8, rr.model)["reverted"],
                "final_drop_ort": base - check(rr.model, val)[0],
                "ranking_s": rr.report.accuracy_aware["ranking_seconds"]},
-           "nncf_s": nn_s,
+           "nncf_s": nn_s, "threads": cores,
            "nncf_int8_drop_ort": base - check(nn_int8, val)[0],
            "nncf_quantized_ops_int8": len(quantized_inputs(nn_int8)),
            "nncf_validation_calls": vfn.calls, "nncf_validation_runs": vfn.runs}

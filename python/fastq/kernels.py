@@ -9,9 +9,11 @@ Inputs are validated here so errors name the argument; non-contiguous arrays are
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import threading
-from typing import Iterator, Optional, Union
+from collections import OrderedDict
+from typing import Callable, Iterator, Optional, Union
 
 import numpy as np
 
@@ -94,15 +96,59 @@ def _as_2d(x, name: str, dtypes: tuple) -> np.ndarray:
     return np.ascontiguousarray(x)  # copies only when not C-contiguous
 
 
+# Packed weights are immutable, so equal int8 weights share one packing: an AccuracyAware
+# ranking builds dozens of sessions over the same weights (packing was ~4% of its time).
+# Keyed by the weights' bytes (BLAKE2b), shape and packing options; least recently used
+# entries go beyond PACK_CACHE_BYTES of weight bytes. Below PACK_CACHE_MIN_BYTES, hashing
+# would cost about what packing does.
+PACK_CACHE_BYTES = 256 << 20
+PACK_CACHE_MIN_BYTES = 4096
+_PACK_CACHE: "OrderedDict[tuple, tuple]" = OrderedDict()
+_PACK_LOCK = threading.Lock()
+_pack_cached_bytes = 0
+
+
+def _shared_pack(w: np.ndarray, options: tuple, pack: Callable[[], object]):
+    """``pack()`` of the C-contiguous int8 ``w``, or the packing of equal weights made before."""
+    global _pack_cached_bytes
+    if w.nbytes < PACK_CACHE_MIN_BYTES or w.nbytes > PACK_CACHE_BYTES:
+        return pack()
+    key = (w.shape, options, hashlib.blake2b(w.data, digest_size=20).digest())
+    with _PACK_LOCK:
+        hit = _PACK_CACHE.get(key)
+        if hit is not None:
+            _PACK_CACHE.move_to_end(key)
+            return hit[0]
+    packed = pack()
+    with _PACK_LOCK:
+        if key not in _PACK_CACHE:
+            _PACK_CACHE[key] = (packed, w.nbytes)
+            _pack_cached_bytes += w.nbytes
+            while _pack_cached_bytes > PACK_CACHE_BYTES:
+                _, (_, n) = _PACK_CACHE.popitem(last=False)
+                _pack_cached_bytes -= n
+    return packed
+
+
+def clear_pack_cache() -> None:
+    """Forget every shared packing (memory returns once no session holds them)."""
+    global _pack_cached_bytes
+    with _PACK_LOCK:
+        _PACK_CACHE.clear()
+        _pack_cached_bytes = 0
+
+
 def pack_weights(b: np.ndarray) -> PackedWeights:
-    """Pack int8 weights ``b[K, N]`` once for every impl; K is padded here, never by callers."""
+    """Pack int8 weights ``b[K, N]`` once for every impl; K is padded here, never by callers.
+    Equal weights packed before share that packing (``_shared_pack``)."""
     if not isinstance(b, np.ndarray):
         raise KernelError(f"b must be a numpy array, got {type(b).__name__}")
     if b.dtype != np.int8:
         raise KernelError(f"b must have dtype int8, got {b.dtype} (shape {b.shape})")
     if b.ndim != 2:
         raise KernelError(f"b must be 2-D [K, N], got shape {b.shape}")
-    return _core.pack_weights(b)
+    b = np.ascontiguousarray(b)
+    return _shared_pack(b, ("gemm",), lambda: _core.pack_weights(b))
 
 
 def _packed(b: Union[np.ndarray, PackedWeights]) -> PackedWeights:
@@ -165,6 +211,7 @@ def pack_conv_weights(w: np.ndarray, *, group: int = 1,
     ``pairing`` fixes how ``sat16pair`` pairs products when C/group is odd: ``per_tap`` pads
     each tap's channels to even (oneDNN-style kernels), ``flat`` pairs over the flat
     (kh, kw, c) index (im2col-then-GEMM engines). It never changes ``exact32`` results.
+    Equal weights packed before with the same options share that packing.
     """
     if not isinstance(w, np.ndarray) or w.dtype != np.int8:
         raise KernelError(f"w must be an int8 numpy array, got "
@@ -177,7 +224,9 @@ def pack_conv_weights(w: np.ndarray, *, group: int = 1,
     _check_name(pairing, PAIRINGS, "pairing")
     if int(group) < 1 or w.shape[0] % int(group):
         raise KernelError(f"group={group} must be >= 1 and divide OC={w.shape[0]}")
-    return _core.pack_conv_weights(np.ascontiguousarray(w), int(group), pairing)
+    w = np.ascontiguousarray(w)
+    return _shared_pack(w, ("conv", int(group), pairing),
+                        lambda: _core.pack_conv_weights(w, int(group), pairing))
 
 
 def _conv_geometry(x: np.ndarray, packed: PackedConvWeights, strides, pads, dilations):
