@@ -483,3 +483,29 @@ def test_ranking_after_a_step_back_is_reused(monkeypatch):
         assert r[i + 1]["drop_after"] == r[i]["drop_after"]
     assert len(seen) == len(set(seen)) == a["ranking_runs"]["rankings"]
     assert a["all_reverted"]
+
+
+def test_reexport_weight_cache_gives_the_same_model(setup):
+    """AccuracyAware's re-exports quantize each weight once (DefaultState.wq_cache): every
+    candidate model equals a build without the cache byte for byte, and other QParams for a
+    weight (a new scale) quantize it again."""
+    from dataclasses import replace
+
+    from fastq.export.qdq import build
+    from fastq.quantize import run_default
+    m, _, calib, _ = setup
+    cfg = fastq.config.load(aa_config())
+    _, state = run_default(m, calib, cfg, cfg.main.params.base_algorithm,
+                           cfg.main.params.base, False)
+    for nodes in (set(), {"mm2"}, {"mm1", "mm3"}, {"mm2"}):
+        cached, _ = aa_mod.export(state, nodes)
+        plan = aa_mod.reverted_plan(state.plan, nodes)
+        plain, _ = build(state.graph, plan, state.act_qp, dict(state.w_qp))
+        assert cached.SerializeToString() == plain.SerializeToString(), nodes
+    assert len(state.wq_cache) == 3                      # one entry per weight
+    w_qp = dict(state.w_qp)
+    w_qp["mm2"] = replace(w_qp["mm2"], scale=(w_qp["mm2"].scale * 2).astype(np.float32))
+    a, _ = build(state.graph, state.plan, state.act_qp, dict(w_qp), qcache=state.wq_cache)
+    b, _ = build(state.graph, state.plan, state.act_qp, dict(w_qp))
+    assert a.SerializeToString() == b.SerializeToString()
+    assert len(state.wq_cache) == 4

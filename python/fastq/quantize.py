@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import numpy as np
@@ -138,6 +138,9 @@ class DefaultState:
     sites: Any = None
     params: Any = None
     name: Any = None
+    # (weight tensor, its QParams' bytes, axis) -> int8 weights: re-exports quantize each
+    # weight once (qdq.build's qcache)
+    wq_cache: dict = field(default_factory=dict)
 
 
 def _sq_derivable(sites, requests, means) -> bool:

@@ -23,7 +23,11 @@ from ..metrics import Metric
 from ..runtime import InferenceSession
 from ..runtime.parallel import ordered_map
 
-BATCH_BYTES = 8 << 20           # input bytes per stacked run (bounds live activations)
+# input bytes per stacked run: bounds live activations and keeps them in cache. Measured
+# (2 threads, float runs of the validation sets): BERT 6x128x256, 64 samples: 1.43 s in
+# stacks of 63 + 1 (8 MiB), 0.64-0.66 s in stacks of 8-16, 0.76 s one by one; MobileNetV2-112,
+# 256 samples: 0.27 s at 53 per stack, 0.15-0.17 s at 4-8, 0.22 s one by one.
+BATCH_BYTES = 1 << 20
 MAX_BATCH = 64
 FLOAT_CACHE_BYTES = 512 << 20   # float outputs kept across quantize calls
 _FLOAT_CACHE: "OrderedDict[tuple, List[List[np.ndarray]]]" = OrderedDict()
@@ -36,8 +40,11 @@ def _canon(feed: Dict[str, Any]) -> Dict[str, Any]:
             v.dtype.kind in "fiub" else v for k, v in feed.items()}
 
 
-def groups(feeds: Sequence[dict], limit_bytes: int = BATCH_BYTES) -> List[List[int]]:
-    """Consecutive runs of batch-1 feeds with identical input shapes and dtypes."""
+def groups(feeds: Sequence[dict], limit_bytes: Optional[int] = None) -> List[List[int]]:
+    """Consecutive runs of batch-1 feeds with identical input shapes and dtypes, each within
+    ``limit_bytes`` (default ``BATCH_BYTES``) of input."""
+    if limit_bytes is None:
+        limit_bytes = BATCH_BYTES
     out: List[List[int]] = []
     prev = None
     size = 0
@@ -203,15 +210,15 @@ def suffix_model(cand: onnx.ModelProto, changed: Set[str], known: Set[str]
     # layer produces anyway -- and a quarter of the float bytes in the cache.
     prod = {o: i for i, n in enumerate(g.node) for o in n.output if o}
     q_outs = {o for n in g.node if n.op_type == "QuantizeLinear" for o in n.output if o}
-    while True:
-        produced = {o for i in keep_ids for o in g.node[i].output if o}
-        grow = {prod[x] for i in keep_ids for x in g.node[i].input
-                if x and x not in produced and x not in inits and x not in q_outs
-                and x in prod}
-        grow -= keep_ids
-        if not grow:
-            break
-        keep_ids |= grow
+    produced = {o for i in keep_ids for o in g.node[i].output if o}
+    todo = list(keep_ids)
+    while todo:                          # the producers of what kept nodes read, to a fixpoint
+        for x in g.node[todo.pop()].input:
+            if x and x not in produced and x not in inits and x not in q_outs and x in prod:
+                j = prod[x]
+                keep_ids.add(j)
+                produced.update(o for o in g.node[j].output if o)
+                todo.append(j)
     keep = [g.node[i] for i in sorted(keep_ids)]
     produced = {o for n in keep for o in n.output if o}
     cut: List[str] = []

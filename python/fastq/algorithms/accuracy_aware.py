@@ -110,7 +110,7 @@ def export(state, nodes: Set[str]) -> Tuple[onnx.ModelProto, Any]:
             g.inits[name] = value
     try:
         plan = reverted_plan(state.plan, nodes)
-        model, _ = build(g, plan, state.act_qp, dict(state.w_qp))
+        model, _ = build(g, plan, state.act_qp, dict(state.w_qp), qcache=state.wq_cache)
     finally:
         g.inits.update(saved)
     return model, plan

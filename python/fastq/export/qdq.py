@@ -57,9 +57,12 @@ def as_u8(qp: QParams) -> QParams:
 
 
 def build(g: Graph, plan, act_qp: Dict[str, QParams], w_qp: Dict[str, QParams],
-          u8_activations: bool = True) -> Tuple[onnx.ModelProto, Dict[str, dict]]:
+          u8_activations: bool = True, qcache: Optional[dict] = None
+          ) -> Tuple[onnx.ModelProto, Dict[str, dict]]:
     """The QDQ model; and per layer what the export decided (bias quantized, scales enlarged).
-    ``u8_activations``: signed activation grids are written as u8 with zero point + 128."""
+    ``u8_activations``: signed activation grids are written as u8 with zero point + 128.
+    ``qcache``: a dict kept across builds over the same float weights (AccuracyAware's
+    re-exports): each weight is quantized once per (tensor, scales, zero points, axis)."""
     e = g.copy()
     nodes = {n.name: n for n in e.nodes}
     new: List[onnx.NodeProto] = []
@@ -124,7 +127,15 @@ def build(g: Graph, plan, act_qp: Dict[str, QParams], w_qp: Dict[str, QParams],
             b_node.input[b_idx] = out
             rec["bias_quantized"] = True
         wqn = e.fresh(wq.tensor + "_quantized")
-        e.inits[wqn] = qp_mod.quantize(w, qp, wq.axis)
+        if qcache is None:
+            e.inits[wqn] = qp_mod.quantize(w, qp, wq.axis)
+        else:
+            key = (wq.tensor, qp.scale.shape, qp.scale.tobytes(), qp.zero_point.tobytes(),
+                   qp.qmin, qp.qmax, qp.dtype, wq.axis)
+            got = qcache.get(key)
+            if got is None or got[0] is not w:
+                got = qcache[key] = (w, qp_mod.quantize(w, qp, wq.axis))
+            e.inits[wqn] = got[1]
         out = e.fresh(wq.tensor + "_dequantized")
         new.append(_dq(e, wqn, qp.scale, qp.zero_point_typed, out, wq.axis, wq.tensor))
         n.input[1] = out
