@@ -509,3 +509,26 @@ def test_reexport_weight_cache_gives_the_same_model(setup):
     b, _ = build(state.graph, state.plan, state.act_qp, dict(w_qp))
     assert a.SerializeToString() == b.SerializeToString()
     assert len(state.wq_cache) == 4
+
+
+def test_ranking_cache_paths_agree(setup):
+    """The ranking's cache paths give the same reverts and scores: the cut tensors of every
+    candidate cached (default budget), of only some candidates (a small budget: the rest run
+    the whole model), and none."""
+    m, _, calib, val = setup
+    got = {}
+    for budget in (None, 3000, 0):
+        a = fastq.quantize(m, calib, aa_config(maximal_drop=0.0), validation_data=val,
+                           metric=metrics.top1, progress=False,
+                           memory_budget=budget).report.accuracy_aware
+        got[budget] = a
+    runs = {b: a["ranking_runs"] for b, a in got.items()}
+    assert runs[None]["whole_model"] == 0 and runs[None]["from_cache"] > 0
+    assert runs[3000]["whole_model"] > 0 and runs[3000]["from_cache"] > 0
+    assert 0 < runs[3000]["cached_bytes"] <= 3000 < runs[None]["cached_bytes"]
+    assert runs[0]["from_cache"] == 0
+    for b in (3000, 0):
+        assert [x["layers"] for x in got[b]["reverts"]] == \
+            [x["layers"] for x in got[None]["reverts"]]
+        assert [x["subset_score"] for x in got[b]["reverts"]] == \
+            [x["subset_score"] for x in got[None]["reverts"]]
