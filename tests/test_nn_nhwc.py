@@ -408,3 +408,33 @@ def test_nhwc_impls_follow_the_impl_cap():
         x = RNG.standard_normal((1, 3, 23, 21)).astype(np.float32)
         for g, w in zip(fastq.InferenceSession(m).run(None, {"X": x}), run_ort(m, {"X": x})):
             np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4 * np.abs(w).max())
+
+
+def test_stacked_images_take_the_nhwc_gemm(monkeypatch):
+    """A float im2col conv (group 1, 2-D) on a stack of NCHW images runs the channels-last
+    GEMM once for the stack (no per-image im2col + BLAS) and matches running the images one
+    by one and ONNX Runtime; one image still takes im2col + BLAS."""
+    F = TensorProto.FLOAT
+    w = (RNG.standard_normal((12, 5, 3, 3)) * 0.3).astype(np.float32)
+    b = RNG.standard_normal(12).astype(np.float32)
+    node = helper.make_node("Conv", ["X", "W", "B"], ["Y"], name="c", pads=[1, 0, 1, 2],
+                            strides=[2, 1])
+    vi = helper.make_tensor_value_info
+    g = helper.make_graph([node], "stack", [vi("X", F, ["N", 5, 9, 10])],
+                          [vi("Y", F, ["N", 12, 5, 10])],
+                          [numpy_helper.from_array(w, "W"), numpy_helper.from_array(b, "B")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    x = RNG.standard_normal((5, 5, 9, 10)).astype(np.float32)
+    sess = fastq.InferenceSession(m)
+    singles = [sess.run(None, {"X": x[i:i + 1]})[0] for i in range(5)]
+    calls = []
+    real = _core.nn_im2col
+    monkeypatch.setattr(_core, "nn_im2col", lambda *a: calls.append(1) or real(*a))
+    (got,) = sess.run(None, {"X": x})
+    assert not calls and got.flags.c_contiguous
+    (want,) = run_ort(m, {"X": x})
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5 * np.abs(want).max())
+    np.testing.assert_allclose(got, np.concatenate(singles), rtol=1e-5,
+                               atol=1e-6 * np.abs(want).max())
+    sess.run(None, {"X": x[:1]})
+    assert calls

@@ -240,7 +240,9 @@ class _ConvPlan:
     def _run(self, x: np.ndarray) -> np.ndarray:
         if self.nhwc is not None and x.dtype == np.float32:
             buf = nhwc_view(x)
-            if buf is not None or self.nhwc_out:
+            # a stack of images takes the channels-last GEMM in one call, not im2col + one
+            # BLAS call per image
+            if buf is not None or self.nhwc_out or (self.nhwc == "im2col" and x.shape[0] > 1):
                 impls = nhwc_impls()
                 fn = self.nhwc_fns.get(impls)
                 return (fn or self._nhwc_fn(impls))(x, buf)
