@@ -1,6 +1,8 @@
 """Benchmarks run single-threaded -- fastq's kernels and numpy's OpenBLAS alike, as ONNX
 Runtime runs with intra_op_num_threads=1 -- so ratios, not absolute times, are what the
-suites report and the machine's other load matters less."""
+suites report and the machine's other load matters less. Two comparisons with tools that run
+at their defaults use every core on both sides: the quantizer benchmark (each tool in its own
+subprocess) and the AccuracyAware comparison with NNCF (the test lifts this fixture's cap)."""
 
 import os
 import sys
