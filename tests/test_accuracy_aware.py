@@ -532,3 +532,23 @@ def test_ranking_cache_paths_agree(setup):
             [x["layers"] for x in got[None]["reverts"]]
         assert [x["subset_score"] for x in got[b]["reverts"]] == \
             [x["subset_score"] for x in got[None]["reverts"]]
+
+
+def test_threads_give_the_same_ranking(setup):
+    """Without an executor the candidates and evaluation batches run on fastq's threads:
+    one thread and two give the same reverts, scores and final model."""
+    m, _, calib, val = setup
+    old = fastq.get_num_threads()
+    got = []
+    try:
+        for n in (1, 2):
+            fastq.set_num_threads(n)
+            r = fastq.quantize(m, calib, aa_config(maximal_drop=0.0), validation_data=val,
+                               metric=metrics.top1, progress=False)
+            got.append(r)
+    finally:
+        fastq.set_num_threads(old)
+    a, b = (r.report.accuracy_aware for r in got)
+    assert [x["layers"] for x in a["reverts"]] == [x["layers"] for x in b["reverts"]]
+    assert [x["subset_score"] for x in a["reverts"]] == [x["subset_score"] for x in b["reverts"]]
+    assert got[0].model.SerializeToString() == got[1].model.SerializeToString()

@@ -69,3 +69,22 @@ def test_cached_ranking_equals_uncached_and_process_executor(cnn):
         assert [r["subset_score"] for r in other["reverts"]] == \
             [r["subset_score"] for r in a["reverts"]]
         assert other["final_metric"] == a["final_metric"]
+
+
+def test_one_and_two_threads_rank_alike(cnn):
+    """In-process ranking on fastq's threads (float convs of reverted layers, int8 suffixes,
+    stacked evaluations) scores exactly as one thread does."""
+    m, calib, val = cnn
+    kw = dict(validation_data=val, metric=metrics.neg_mse, progress=False)
+    old = fastq.get_num_threads()
+    got = []
+    try:
+        for n in (1, 2):
+            fastq.set_num_threads(n)
+            got.append(fastq.quantize(m, calib, cfg(max_iter_num=2), **kw))
+    finally:
+        fastq.set_num_threads(old)
+    a, b = (r.report.accuracy_aware for r in got)
+    assert [r["layers"] for r in a["reverts"]] == [r["layers"] for r in b["reverts"]]
+    assert [r["subset_score"] for r in a["reverts"]] == [r["subset_score"] for r in b["reverts"]]
+    assert got[0].model.SerializeToString() == got[1].model.SerializeToString()
