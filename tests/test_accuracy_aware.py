@@ -17,6 +17,8 @@ import fastq
 from fastq import metrics
 from fastq.algorithms import accuracy_aware as aa_mod
 
+from models.util import on_threads
+
 D, H, C = 16, 32, 10
 OUTLIER = 2000.0
 
@@ -538,16 +540,9 @@ def test_threads_give_the_same_ranking(setup):
     """Without an executor the candidates and evaluation batches run on fastq's threads:
     one thread and two give the same reverts, scores and final model."""
     m, _, calib, val = setup
-    old = fastq.get_num_threads()
-    got = []
-    try:
-        for n in (1, 2):
-            fastq.set_num_threads(n)
-            r = fastq.quantize(m, calib, aa_config(maximal_drop=0.0), validation_data=val,
-                               metric=metrics.top1, progress=False)
-            got.append(r)
-    finally:
-        fastq.set_num_threads(old)
+    got = on_threads((1, 2), lambda: fastq.quantize(
+        m, calib, aa_config(maximal_drop=0.0), validation_data=val, metric=metrics.top1,
+        progress=False))
     a, b = (r.report.accuracy_aware for r in got)
     assert [x["layers"] for x in a["reverts"]] == [x["layers"] for x in b["reverts"]]
     assert [x["subset_score"] for x in a["reverts"]] == [x["subset_score"] for x in b["reverts"]]

@@ -15,6 +15,7 @@ from fastq import metrics
 from fastq.algorithms import accuracy_aware as aa_mod
 
 from models.builders import resnet_like
+from models.util import on_threads
 
 
 @pytest.fixture(scope="module")
@@ -76,14 +77,7 @@ def test_one_and_two_threads_rank_alike(cnn):
     stacked evaluations) scores exactly as one thread does."""
     m, calib, val = cnn
     kw = dict(validation_data=val, metric=metrics.neg_mse, progress=False)
-    old = fastq.get_num_threads()
-    got = []
-    try:
-        for n in (1, 2):
-            fastq.set_num_threads(n)
-            got.append(fastq.quantize(m, calib, cfg(max_iter_num=2), **kw))
-    finally:
-        fastq.set_num_threads(old)
+    got = on_threads((1, 2), lambda: fastq.quantize(m, calib, cfg(max_iter_num=2), **kw))
     a, b = (r.report.accuracy_aware for r in got)
     assert [r["layers"] for r in a["reverts"]] == [r["layers"] for r in b["reverts"]]
     assert [r["subset_score"] for r in a["reverts"]] == [r["subset_score"] for r in b["reverts"]]

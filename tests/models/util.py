@@ -63,3 +63,17 @@ def output_steps(q: onnx.ModelProto) -> list:
             frontier = nxt
         steps.append(step)
     return steps
+
+
+def on_threads(counts, fn):
+    """[fn() with fastq.set_num_threads(n) for n in counts]; the thread count is restored."""
+    import fastq
+    old = fastq.get_num_threads()
+    try:
+        out = []
+        for n in counts:
+            fastq.set_num_threads(n)
+            out.append(fn())
+        return out
+    finally:
+        fastq.set_num_threads(old)
