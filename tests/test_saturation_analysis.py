@@ -320,3 +320,21 @@ def test_counting_layers_return_the_layers_outputs_bit_for_bit(tmp_path, baselin
         if what.startswith("requantizing"):   # requantized 2-D convs count in NHWC
             assert any(c.nhwc for c in counters), what
             assert all(c.nhwc for c in counters if c.conv and c.layer.requant), what
+
+
+def test_samples_on_threads_give_the_same_figures():
+    """Samples run on fastq's threads, each adding into its own partial merged in sample
+    order: one thread and two give the same figures, outputs and metric, every bit."""
+    from models.util import on_threads
+    net = saturating_net(3)
+    data = net.data(7)
+    labelled = [(d, 0) for d in data]
+
+    def run():
+        return fastq.analyze_saturation(net.model(), labelled,
+                                        metric=lambda out, _: float(np.mean(out[0]))).to_dict()
+    one, two = on_threads((1, 2), run)
+    assert one["samples"] == two["samples"] == 7
+    assert one["layers"] == two["layers"] and one["outputs"] == two["outputs"]
+    assert one["metric"] == two["metric"]
+    assert any(r["saturated_pairs"] > 0 for r in one["layers"])

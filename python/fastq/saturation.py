@@ -11,10 +11,16 @@ path's NHWC u8 layout (``qconv_requant_satstats_nhwc``, row blocks reduced and r
 cache); other layers through ``conv_u8s8_satstats`` / ``gemm_u8s8_satstats``. A second run
 per sample in the ``target`` arithmetic gives the whole-model output difference (and the
 metric difference for labelled data); ``whole_model=False`` skips it.
+
+Samples run on ``fastq.get_num_threads()`` threads (runtime/parallel.py): each sample's
+figures add up in that thread's own partial (``_Counter.begin`` / ``end``), and the partials
+join the layer's totals in sample order, so every figure is the same on any thread count.
 """
 
 from __future__ import annotations
 
+import itertools
+import threading
 import time
 from typing import Any, Iterable, List, Optional
 
@@ -23,7 +29,7 @@ import numpy as np
 from . import _core, kernels
 from .data import input_specs, iter_samples
 from .errors import ConfigError, DataError, ModelError
-from .runtime.parallel import blas_single_thread
+from .runtime.parallel import ordered_map
 from .runtime.qdq_layers import memory_order
 from .saturation_result import LayerSaturation, OutputDiff, SaturationAnalysis
 
@@ -71,27 +77,51 @@ class _Counter:
                                     pairs_per_output=ppo, channels=n_out,
                                     channel_counts=np.zeros(n_out, np.int64))
         self.nhwc = self.conv and lay.requant and lay.nd == 2
-        if self.nhwc:  # [outputs, changed, max_abs, sum_abs, counts...], [signal, noise]
-            self.totals = np.zeros(4 + n_out, np.int64)
-            self.ftotals = np.zeros(2, np.float64)
+        # [outputs, changed, max_abs, sum_abs, counts...], [signal, noise]: the layer's totals,
+        # and per thread the running sample's partial (begin / end)
+        self.totals = np.zeros(4 + n_out, np.int64)
+        self.ftotals = np.zeros(2, np.float64)
+        self._tls = threading.local()
+
+    def _part(self) -> tuple:
+        """Where this call's figures go: the thread's partial between ``begin`` and ``end``,
+        else (a caller running the session itself) the totals directly."""
+        return getattr(self._tls, "part", None) or (self.totals, self.ftotals)
+
+    def begin(self) -> None:
+        """Start this thread's partial figures for one sample."""
+        self._tls.part = (np.zeros_like(self.totals), np.zeros_like(self.ftotals))
+
+    def end(self) -> tuple:
+        """This thread's partial figures since ``begin`` (and none running after)."""
+        part, self._tls.part = self._tls.part, None
+        return part
+
+    def merge(self, part: tuple) -> None:
+        """Add one sample's partial figures (``end``) to the layer's totals."""
+        t, f = part
+        self.totals[2] = max(self.totals[2], t[2])
+        t = t.copy()
+        t[2] = 0
+        self.totals += t
+        self.ftotals += f
 
     @property
     def rec(self) -> LayerSaturation:
         """The layer's figures so far."""
         r = self._rec
-        if self.nhwc:
-            t, f = self.totals, self.ftotals
-            r.outputs = int(t[0])
-            r.pairs = r.outputs * r.pairs_per_output
-            r.channel_counts = t[4:].copy()
-            r.saturated_pairs = int(r.channel_counts.sum())
-            r.changed_outputs, r.max_abs_error = int(t[1]), int(t[2])
-            r.sum_abs_error, r.signal, r.noise = float(t[3]), float(f[0]), float(f[1])
+        t, f = self.totals, self.ftotals
+        r.outputs = int(t[0])
+        r.pairs = r.outputs * r.pairs_per_output
+        r.channel_counts = t[4:].copy()
+        r.saturated_pairs = int(r.channel_counts.sum())
+        r.changed_outputs, r.max_abs_error = int(t[1]), int(t[2])
+        r.sum_abs_error, r.signal, r.noise = float(t[3]), float(f[0]), float(f[1])
         return r
 
     def count_nhwc(self, x: np.ndarray) -> np.ndarray:
-        """Adds this input's figures to the totals; returns the base arithmetic's requantized
-        output as the plain layer does (an NCHW view of an NHWC buffer)."""
+        """Adds this input's figures to the thread's partial; returns the base arithmetic's
+        requantized output as the plain layer does (an NCHW view of an NHWC buffer)."""
         lay = self.layer
         st, pd, dl = lay.geometry(x)
         if x.dtype != lay.xdt:
@@ -102,11 +132,12 @@ class _Counter:
         y = _core.qconv_requant_satstats_nhwc(
             buf, lay.packed, st, pd, dl, lay.zp_u, "nhwc" if nhwc else "nchw", self.impl,
             self.base_is_exact, self.scale, lay.zcomp, lay.mult, lay.yz, lay.ysigned,
-            self.totals, self.ftotals)
+            *self._part())
         return y.transpose(0, 3, 1, 2)
 
     def count(self, x: np.ndarray, want_base: bool):
-        """Adds this input's figures to the record; returns the base sums (or None)."""
+        """Adds this input's figures to the thread's partial; returns the base sums (or
+        None)."""
         lay = self.layer
         epi = (self.impl, self.base_is_exact, self.zc, self.scale, self.bias, want_base)
         if self.conv:
@@ -122,16 +153,14 @@ class _Counter:
             a2 = lay.u8(x.reshape(-1, lay.k))
             counts, e, acc = _core.gemm_u8s8_satstats(a2, lay.packed, *epi)
             size = a2.shape[0] * lay.n
-        r = self._rec
-        r.outputs += size
-        r.pairs += size * r.pairs_per_output
-        r.saturated_pairs += int(counts.sum())
-        r.channel_counts += counts
-        r.changed_outputs += int(e["changed"])
-        r.max_abs_error = max(r.max_abs_error, int(e["max_abs"]))
-        r.sum_abs_error += float(e["sum_abs"])
-        r.signal += float(e["signal"])
-        r.noise += float(e["noise"])
+        t, f = self._part()
+        t[0] += size
+        t[1] += int(e["changed"])
+        t[2] = max(int(t[2]), int(e["max_abs"]))
+        t[3] += int(e["sum_abs"])
+        t[4:] += counts
+        f[0] += float(e["signal"])
+        f[1] += float(e["noise"])
         return acc
 
     def output(self, acc: np.ndarray, x: np.ndarray, args) -> np.ndarray:
@@ -271,31 +300,46 @@ def analyze_saturation(model: Any, data: Iterable, *, baseline: str = "exact32",
     m_target: List[float] = []
     t_base = t_target = 0.0
     n = 0
-    # one sample at a time: OpenBLAS threads (float MatMuls via numpy) would only contend
-    with blas_single_thread():
-        for i, feeds, annotation in iter_samples(data, specs, labelled=met is not None,
-                                                 what="sample"):
-            if limit is not None and n >= int(limit):
-                break
-            t1 = time.perf_counter()
-            try:
-                got = dict(zip(out_names, sess.run(None, feeds)))  # the layers count here
-            except DataError as e:
-                raise DataError(f"sample {i}: {e}") from e
-            t_base += time.perf_counter() - t1
-            if sess_t is not None:
-                t1 = time.perf_counter()
-                try:
-                    ys = sess_t.run(None, feeds)
-                except DataError as e:
-                    raise DataError(f"sample {i}: {e}") from e
-                t_target += time.perf_counter() - t1
-                for name, y in zip(out_names, ys):
-                    outputs[name].add(got[name], y)
-                if met is not None:
-                    m_base.append(met.per_sample([got[o] for o in out_names], annotation, i))
-                    m_target.append(met.per_sample(list(ys), annotation, i))
-            n += 1
+
+    def one(item):
+        """One sample on this thread: the counting baseline run (figures into this thread's
+        partials), then the target run."""
+        i, feeds, annotation = item
+        t1 = time.perf_counter()
+        for c in counters:
+            c.begin()
+        try:
+            got = sess.run(None, feeds)                     # the layers count here
+        except DataError as e:
+            raise DataError(f"sample {i}: {e}") from e
+        finally:
+            parts = [c.end() for c in counters]
+        t2 = time.perf_counter()
+        if sess_t is None:
+            return i, annotation, got, None, parts, t2 - t1, 0.0
+        try:
+            ys = sess_t.run(None, feeds)
+        except DataError as e:
+            raise DataError(f"sample {i}: {e}") from e
+        return i, annotation, got, ys, parts, t2 - t1, time.perf_counter() - t2
+
+    samples = iter_samples(data, specs, labelled=met is not None, what="sample")
+    if limit is not None:
+        samples = itertools.islice(samples, int(limit))
+    # samples on fastq's threads (OpenBLAS held at one: its threads would only contend),
+    # partial figures merged in sample order
+    for i, annotation, got, ys, parts, dt_base, dt_target in ordered_map(one, samples):
+        for c, part in zip(counters, parts):
+            c.merge(part)
+        t_base += dt_base
+        t_target += dt_target
+        if ys is not None:
+            for name, y_base, y in zip(out_names, got, ys):
+                outputs[name].add(y_base, y)
+            if met is not None:
+                m_base.append(met.per_sample(list(got), annotation, i))
+                m_target.append(met.per_sample(list(ys), annotation, i))
+        n += 1
     if n == 0:
         raise DataError("the dataset is empty: saturation analysis needs at least one sample")
     metric_res = None
