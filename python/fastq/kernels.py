@@ -96,22 +96,42 @@ def _as_2d(x, name: str, dtypes: tuple) -> np.ndarray:
     return np.ascontiguousarray(x)  # copies only when not C-contiguous
 
 
-# Packed weights are immutable, so equal int8 weights share one packing: an AccuracyAware
-# ranking builds dozens of sessions over the same weights (packing was ~4% of its time).
-# Keyed by the weights' bytes (BLAKE2b), shape and packing options; least recently used
-# entries go beyond PACK_CACHE_BYTES of weight bytes. Below PACK_CACHE_MIN_BYTES, hashing
-# would cost about what packing does.
+# Packed weights are immutable, so inside ``shared_packing()`` equal int8 weights share one
+# packing: an AccuracyAware ranking builds dozens of sessions over the same weights (packing
+# was ~4% of its time). Keyed by the weights' bytes (BLAKE2b), shape and packing options;
+# least recently used entries go beyond PACK_CACHE_BYTES of weight bytes, and leaving the
+# outermost ``shared_packing()`` forgets them all (a long-lived process keeps none). Below
+# PACK_CACHE_MIN_BYTES, hashing would cost about what packing does.
 PACK_CACHE_BYTES = 256 << 20
 PACK_CACHE_MIN_BYTES = 4096
 _PACK_CACHE: "OrderedDict[tuple, tuple]" = OrderedDict()
 _PACK_LOCK = threading.Lock()
 _pack_cached_bytes = 0
+_pack_depth = 0
+
+
+@contextlib.contextmanager
+def shared_packing() -> Iterator[None]:
+    """Within the block (any thread), equal int8 weights packed by ``pack_weights`` /
+    ``pack_conv_weights`` share one packing; the outermost exit forgets them. Nests."""
+    global _pack_depth
+    with _PACK_LOCK:
+        _pack_depth += 1
+    try:
+        yield
+    finally:
+        with _PACK_LOCK:
+            _pack_depth -= 1
+            last = _pack_depth == 0
+        if last:
+            clear_pack_cache()
 
 
 def _shared_pack(w: np.ndarray, options: tuple, pack: Callable[[], object]):
-    """``pack()`` of the C-contiguous int8 ``w``, or the packing of equal weights made before."""
+    """``pack()`` of the C-contiguous int8 ``w``, or (inside ``shared_packing()``) the packing
+    of equal weights made before."""
     global _pack_cached_bytes
-    if w.nbytes < PACK_CACHE_MIN_BYTES or w.nbytes > PACK_CACHE_BYTES:
+    if _pack_depth == 0 or w.nbytes < PACK_CACHE_MIN_BYTES or w.nbytes > PACK_CACHE_BYTES:
         return pack()
     key = (w.shape, options, hashlib.blake2b(w.data, digest_size=20).digest())
     with _PACK_LOCK:
@@ -140,7 +160,7 @@ def clear_pack_cache() -> None:
 
 def pack_weights(b: np.ndarray) -> PackedWeights:
     """Pack int8 weights ``b[K, N]`` once for every impl; K is padded here, never by callers.
-    Equal weights packed before share that packing (``_shared_pack``)."""
+    Inside ``shared_packing()`` equal weights packed before share that packing."""
     if not isinstance(b, np.ndarray):
         raise KernelError(f"b must be a numpy array, got {type(b).__name__}")
     if b.dtype != np.int8:
@@ -211,7 +231,8 @@ def pack_conv_weights(w: np.ndarray, *, group: int = 1,
     ``pairing`` fixes how ``sat16pair`` pairs products when C/group is odd: ``per_tap`` pads
     each tap's channels to even (oneDNN-style kernels), ``flat`` pairs over the flat
     (kh, kw, c) index (im2col-then-GEMM engines). It never changes ``exact32`` results.
-    Equal weights packed before with the same options share that packing.
+    Inside ``shared_packing()`` equal weights packed before with the same options share
+    that packing.
     """
     if not isinstance(w, np.ndarray) or w.dtype != np.int8:
         raise KernelError(f"w must be an int8 numpy array, got "

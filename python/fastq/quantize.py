@@ -19,6 +19,7 @@ import numpy as np
 import onnx
 
 from . import config as config_mod
+from . import kernels
 from .algorithms import bias_correction as bc
 from .algorithms import saturation_fix as sat_fix
 from .algorithms.placement import Plan, build_plan, check_scope
@@ -102,10 +103,20 @@ def quantize(model: Any, calibration_data: Any, config: Any = None, *,
     ``concurrent.futures.Executor`` for the ranking evaluations), ``intermediate_dir`` (the
     model after each iteration), ``memory_budget`` (bytes of cached activations used by
     the ranking) and ``rerank`` ("drop_increase" as POT, or "every_iteration"; None takes the
-    config's ``rerank`` key, default "drop_increase"); see
+    config's ``rerank`` key, default "every_iteration"); see
     ``fastq.algorithms.accuracy_aware``.
+
+    The sessions of one call share the packing of equal int8 weights
+    (``kernels.shared_packing``); nothing of it outlives the call.
     """
     cfg = config_mod.load(config)
+    with kernels.shared_packing():
+        return _quantize(model, calibration_data, cfg, progress, validation_data, metric,
+                         executor, intermediate_dir, memory_budget, rerank)
+
+
+def _quantize(model, calibration_data, cfg, progress, validation_data, metric, executor,
+              intermediate_dir, memory_budget, rerank) -> QuantizationResult:
     algo = cfg.main
     if algo.name is AlgorithmName.ACCURACY_AWARE_QUANTIZATION:
         from .algorithms.accuracy_aware import accuracy_aware

@@ -32,6 +32,7 @@ from typing import Any, Dict, List, Optional, Set, Tuple
 import numpy as np
 import onnx
 
+from .. import kernels
 from ..config.types import AlgorithmName, DropType
 from ..data import check_sample, input_specs
 from ..errors import ConfigError, DataError
@@ -183,6 +184,7 @@ class _Current:
                         self.report, self.plan, self.reverted)
 
 
+@kernels.shared_packing()     # its sessions share the packing of equal int8 weights
 def accuracy_aware(model, calibration_data, cfg, *, validation_data=None, metric=None,
                    executor=None, intermediate_dir=None, memory_budget=None,
                    progress: bool = True, batched: Any = "auto",
