@@ -4,7 +4,9 @@ in batches, and the ranking of revert candidates from cached activations.
 Contract: ``run_outputs(model, arith, feeds, batched)`` -> per-sample output lists. Samples are
 stacked into one run (consecutive batch-1 feeds of one shape, up to ``BATCH_BYTES`` of input)
 when every model input has a dynamic batch axis and a probe says batching is exact enough
-(``batch_verdict``); otherwise they run one by one. ``float_outputs`` caches the float model's
+(``batch_verdict``); otherwise they run one by one. Runs, and ranking candidates without an
+executor, go to fastq.get_num_threads() threads (``ordered_map``: results in input order).
+``float_outputs`` caches the float model's
 outputs per (model, validation inputs) digest in-process, so repeated runs skip the baseline.
 ``rank(...)`` scores candidates, each run only downstream of its first changed node.
 """

@@ -11,8 +11,9 @@ Per-tensor QuantizeLinear (float32) and DequantizeLinear (u8/s8) nodes with cons
 parameters run in C++ (``_core.quantize_f32`` / ``dequantize_f32``: the float32 steps and the
 round-half-even of the numpy ops, bit for bit).
 
-Layout: a requantized 2-D QdqConv returns its u8/s8 output as a transposed NCHW view of an
-NHWC buffer (``_core.qconv_requant_nhwc``); the next QdqConv reads that buffer directly, the
+Layout: a 2-D QdqConv returns its output as a transposed NCHW view of an NHWC buffer: u8/s8
+when it requantizes (``_core.qconv_requant_nhwc``), else qconv's float32 values
+(``_core.qconv_dequant_nhwc``); the next QdqConv reads a u8 buffer directly, the
 Q/DQ ops work in memory order and keep the view, and any other consumer reads correct NCHW
 values through numpy's strides (session outputs are made C-contiguous). Between int8 layers,
 ``Q(Relu?(DQ(a) + DQ(b)))`` runs as QdqAdd, ``Q(Concat(DQ(x_i)...))`` as QdqConcat and
