@@ -13,8 +13,8 @@ per sample in the ``target`` arithmetic gives the whole-model output difference 
 metric difference for labelled data); ``whole_model=False`` skips it.
 
 Samples run on ``fastq.get_num_threads()`` threads (runtime/parallel.py): each sample's
-figures add up in that thread's own partial (``_Counter.begin`` / ``end``), and the partials
-join the layer's totals in sample order, so every figure is the same on any thread count.
+figures add up in that thread's own partial arrays (``_Partials``), which join the layers'
+totals in sample order, so every figure is the same on any thread count.
 """
 
 from __future__ import annotations
@@ -77,34 +77,22 @@ class _Counter:
                                     pairs_per_output=ppo, channels=n_out,
                                     channel_counts=np.zeros(n_out, np.int64))
         self.nhwc = self.conv and lay.requant and lay.nd == 2
-        # [outputs, changed, max_abs, sum_abs, counts...], [signal, noise]: the layer's totals,
-        # and per thread the running sample's partial (begin / end)
+        # [outputs, changed, max_abs, sum_abs, counts...], [signal, noise]: the layer's totals
+        # (views into its _Partials' arrays once layer_counters groups the layers)
         self.totals = np.zeros(4 + n_out, np.int64)
         self.ftotals = np.zeros(2, np.float64)
-        self._tls = threading.local()
+        self._group: Optional["_Partials"] = None
+        self._at = (0, 0)                  # offsets in the group's int and float arrays
 
     def _part(self) -> tuple:
-        """Where this call's figures go: the thread's partial between ``begin`` and ``end``,
-        else (a caller running the session itself) the totals directly."""
-        return getattr(self._tls, "part", None) or (self.totals, self.ftotals)
-
-    def begin(self) -> None:
-        """Start this thread's partial figures for one sample."""
-        self._tls.part = (np.zeros_like(self.totals), np.zeros_like(self.ftotals))
-
-    def end(self) -> tuple:
-        """This thread's partial figures since ``begin`` (and none running after)."""
-        part, self._tls.part = self._tls.part, None
-        return part
-
-    def merge(self, part: tuple) -> None:
-        """Add one sample's partial figures (``end``) to the layer's totals."""
-        t, f = part
-        self.totals[2] = max(self.totals[2], t[2])
-        t = t.copy()
-        t[2] = 0
-        self.totals += t
-        self.ftotals += f
+        """Where this call's figures go: the running sample's partial on this thread (between
+        ``_Partials.begin`` and ``end``), else (a caller running the session itself) the
+        totals directly."""
+        part = getattr(self._group._tls, "part", None) if self._group is not None else None
+        if part is None:
+            return self.totals, self.ftotals
+        o, f = self._at
+        return part[0][o:o + self.totals.size], part[1][f:f + 2]
 
     @property
     def rec(self) -> LayerSaturation:
@@ -218,6 +206,42 @@ def _session(model, arith: str, impl: str, conv_pairing: str):
     return InferenceSession(model, arith=arith, impl=impl, conv_pairing=conv_pairing)
 
 
+class _Partials:
+    """The figures of a session's counters, one int64 and one float64 array with a slice per
+    layer (each counter's ``totals`` / ``ftotals`` are views into them). A sample run on any
+    thread between ``begin`` and ``end`` adds into a fresh pair of arrays of that layout;
+    ``merge`` adds one sample's pair to the totals -- in sample order, so the float sums are
+    the same on any thread count -- with the max-abs-error columns taking the maximum."""
+
+    def __init__(self, counters: List[_Counter]):
+        ni = sum(c.totals.size for c in counters)
+        self.totals = np.zeros(ni, np.int64)
+        self.ftotals = np.zeros(2 * len(counters), np.float64)
+        self._tls = threading.local()
+        o, maxes = 0, []
+        for k, c in enumerate(counters):
+            n = c.totals.size
+            c.totals, c.ftotals = self.totals[o:o + n], self.ftotals[2 * k:2 * k + 2]
+            c._group, c._at = self, (o, 2 * k)
+            maxes.append(o + 2)
+            o += n
+        self._max = np.array(maxes, np.intp)
+
+    def begin(self) -> None:
+        self._tls.part = (np.zeros_like(self.totals), np.zeros_like(self.ftotals))
+
+    def end(self) -> tuple:
+        part, self._tls.part = self._tls.part, None
+        return part
+
+    def merge(self, part: tuple) -> None:
+        t, f = part
+        m = np.maximum(self.totals[self._max], t[self._max])
+        self.totals += t
+        self.totals[self._max] = m
+        self.ftotals += f
+
+
 def layer_counters(sess, impl: str = "auto", base_is_exact: bool = True) -> List[_Counter]:
     """Install a counter as the kernel of each fused int8 layer of ``sess`` (an
     InferenceSession with an arith, owned by the caller: its layers count from now on); in
@@ -239,6 +263,7 @@ def layer_counters(sess, impl: str = "auto", base_is_exact: bool = True) -> List
         c = _Counter(st, ops.get(st.node.name, st.node.op_type), impl, base_is_exact)
         st.kernel = c          # this session is the analysis' own: its layers count
         counters.append(c)
+    _Partials(counters)
     return counters
 
 
@@ -306,31 +331,30 @@ def analyze_saturation(model: Any, data: Iterable, *, baseline: str = "exact32",
         partials), then the target run."""
         i, feeds, annotation = item
         t1 = time.perf_counter()
-        for c in counters:
-            c.begin()
+        partials.begin()
         try:
             got = sess.run(None, feeds)                     # the layers count here
         except DataError as e:
             raise DataError(f"sample {i}: {e}") from e
         finally:
-            parts = [c.end() for c in counters]
+            part = partials.end()
         t2 = time.perf_counter()
         if sess_t is None:
-            return i, annotation, got, None, parts, t2 - t1, 0.0
+            return i, annotation, got, None, part, t2 - t1, 0.0
         try:
             ys = sess_t.run(None, feeds)
         except DataError as e:
             raise DataError(f"sample {i}: {e}") from e
-        return i, annotation, got, ys, parts, t2 - t1, time.perf_counter() - t2
+        return i, annotation, got, ys, part, t2 - t1, time.perf_counter() - t2
 
     samples = iter_samples(data, specs, labelled=met is not None, what="sample")
     if limit is not None:
         samples = itertools.islice(samples, int(limit))
     # samples on fastq's threads (OpenBLAS held at one: its threads would only contend),
     # partial figures merged in sample order
-    for i, annotation, got, ys, parts, dt_base, dt_target in ordered_map(one, samples):
-        for c, part in zip(counters, parts):
-            c.merge(part)
+    partials = counters[0]._group
+    for i, annotation, got, ys, part, dt_base, dt_target in ordered_map(one, samples):
+        partials.merge(part)
         t_base += dt_base
         t_target += dt_target
         if ys is not None:
