@@ -85,6 +85,7 @@ def _check(proto: onnx.ModelProto) -> None:
             raise ModelError(f"the model fails the ONNX checker: {e}") from None
 
 
+@kernels.shared_packing()
 def quantize(model: Any, calibration_data: Any, config: Any = None, *,
              progress: bool = True, validation_data: Any = None, metric: Any = None,
              executor: Any = None, intermediate_dir: Any = None,
@@ -110,13 +111,6 @@ def quantize(model: Any, calibration_data: Any, config: Any = None, *,
     (``kernels.shared_packing``); nothing of it outlives the call.
     """
     cfg = config_mod.load(config)
-    with kernels.shared_packing():
-        return _quantize(model, calibration_data, cfg, progress, validation_data, metric,
-                         executor, intermediate_dir, memory_budget, rerank)
-
-
-def _quantize(model, calibration_data, cfg, progress, validation_data, metric, executor,
-              intermediate_dir, memory_budget, rerank) -> QuantizationResult:
     algo = cfg.main
     if algo.name is AlgorithmName.ACCURACY_AWARE_QUANTIZATION:
         from .algorithms.accuracy_aware import accuracy_aware
