@@ -387,41 +387,21 @@ void qconv_dequant_nhwc(const uint8_t* x, bool x_nhwc, const ConvShape& s, const
                         uint8_t x_zp, float x_scale, const float* w_scales, int64_t n_scales,
                         const float* bias, float* out, Impl impl, Arith arith) {
   const int64_t OC = s.OC, OCg = s.OCg();
-  // qlinear_epilogue's operations: scale = x_scale * w_scale, float(acc - x_zp * colsum) *
-  // scale, then + bias; the difference in int32 where both terms are below 2^30
-  std::vector<float> scale(static_cast<size_t>(OC));
-  std::vector<int64_t> zc(static_cast<size_t>(OC));
-  std::vector<int32_t> zc32(static_cast<size_t>(OC));
-  bool narrow = true;
-  for (int64_t c = 0; c < OC; ++c) {
-    scale[c] = x_scale * w_scales[n_scales == 1 ? 0 : c];
-    zc[c] = int64_t(x_zp) * w.colsum[c];
-    narrow = narrow && zc[c] < (int64_t(1) << 30) && zc[c] > -(int64_t(1) << 30);
-    zc32[c] = static_cast<int32_t>(zc[c]);
+  const bool dw = !w.dw.empty();
+  // qlinear_epilogue's terms per group of output channels (one group for depthwise: its
+  // rows cover every channel)
+  std::vector<QlinearEpilogue> epi;
+  for (int64_t g = 0, groups = dw ? 1 : s.group; g < groups; ++g) {
+    const int64_t c0 = g * OCg, width = dw ? OC : OCg;
+    epi.emplace_back(w.colsum.data() + c0, width, x_zp, x_scale,
+                     n_scales == 1 ? w_scales : w_scales + c0, n_scales,
+                     bias ? bias + c0 : nullptr);
   }
   run_nhwc(x, x_nhwc, s, w, x_zp, impl, arith,
            [&](int64_t row0, int64_t rows, const int32_t* acc, int64_t lda, int64_t g) {
-             const int64_t c0 = w.dw.empty() ? g * OCg : 0;
-             const int64_t width = w.dw.empty() ? OCg : OC;
-             const float* sc = scale.data() + c0;
-             const int32_t* z32 = zc32.data() + c0;
-             const int64_t* z64 = zc.data() + c0;
-             for (int64_t r = 0; r < rows; ++r) {
-               const int32_t* a = acc + r * lda;
-               float* o = out + (row0 + r) * OC + c0;
-               bool small = narrow;
-               for (int64_t n = 0; small && n < width; ++n)
-                 small = a[n] < (int32_t(1) << 30) && a[n] > -(int32_t(1) << 30);
-               if (small) {
-                 for (int64_t n = 0; n < width; ++n)
-                   o[n] = static_cast<float>(a[n] - z32[n]) * sc[n];
-               } else {
-                 for (int64_t n = 0; n < width; ++n)
-                   o[n] = static_cast<float>(int64_t(a[n]) - z64[n]) * sc[n];
-               }
-               if (bias)
-                 for (int64_t n = 0; n < width; ++n) o[n] = o[n] + bias[c0 + n];
-             }
+             const QlinearEpilogue& e = epi[static_cast<size_t>(dw ? 0 : g)];
+             float* o = out + row0 * OC + (dw ? 0 : g * OCg);
+             for (int64_t r = 0; r < rows; ++r) e.row(acc + r * lda, o + r * OC);
            });
 }
 

@@ -126,38 +126,45 @@ void gemm_u8s8(const uint8_t* a, int64_t M, int64_t lda, const PackedB& b, int32
   });
 }
 
-void qlinear_epilogue(const int32_t* acc, int64_t M, int64_t N, const int32_t* colsum,
-                      int32_t a_zp, float a_scale, const float* w_scales, int64_t n_scales,
-                      const float* bias, float* out) {
-  std::vector<float> scale(static_cast<size_t>(N));
-  for (int64_t n = 0; n < N; ++n) scale[n] = a_scale * w_scales[n_scales == 1 ? 0 : n];
-  std::vector<int64_t> zcomp(static_cast<size_t>(N));
+QlinearEpilogue::QlinearEpilogue(const int32_t* colsum, int64_t N, int32_t a_zp,
+                                 float a_scale, const float* w_scales, int64_t n_scales,
+                                 const float* bias)
+    : n_(N), bias_(bias), scale_(static_cast<size_t>(N)), zcomp_(static_cast<size_t>(N)) {
   int64_t zmax = 0;
   for (int64_t n = 0; n < N; ++n) {
-    zcomp[n] = int64_t(a_zp) * colsum[n];
-    zmax = std::max<int64_t>(zmax, zcomp[n] < 0 ? -zcomp[n] : zcomp[n]);
+    scale_[n] = a_scale * w_scales[n_scales == 1 ? 0 : n];
+    zcomp_[n] = int64_t(a_zp) * colsum[n];
+    zmax = std::max<int64_t>(zmax, zcomp_[n] < 0 ? -zcomp_[n] : zcomp_[n]);
   }
   // |acc| < 2^31 always; when |zp * colsum| < 2^30 too, the difference is computed in
   // int32 for every acc with |acc| < 2^30 -- checked per row -- which vectorizes (int64 ->
   // float does not on baseline x86-64). Same values either way, so same floats.
-  const bool narrow = zmax < (int64_t(1) << 30);
-  std::vector<int32_t> zc32(static_cast<size_t>(narrow ? N : 0));
-  for (int64_t n = 0; narrow && n < N; ++n) zc32[n] = static_cast<int32_t>(zcomp[n]);
-  auto rows = [&](int64_t m) {
-    const int32_t* ar = acc + m * N;
-    float* o = out + m * N;
-    bool small = narrow;
-    for (int64_t n = 0; small && n < N; ++n)
-      small = ar[n] < (int32_t(1) << 30) && ar[n] > -(int32_t(1) << 30);
-    if (small) {
-      for (int64_t n = 0; n < N; ++n) o[n] = static_cast<float>(ar[n] - zc32[n]) * scale[n];
-    } else {
-      for (int64_t n = 0; n < N; ++n)
-        o[n] = static_cast<float>(int64_t(ar[n]) - zcomp[n]) * scale[n];
-    }
-    if (bias)
-      for (int64_t n = 0; n < N; ++n) o[n] = o[n] + bias[n];
-  };
+  if (zmax < (int64_t(1) << 30)) zc32_.assign(zcomp_.begin(), zcomp_.end());
+}
+
+void QlinearEpilogue::row(const int32_t* ar, float* o) const {
+  const int64_t N = n_;
+  const float* scale = scale_.data();
+  bool small = !zc32_.empty();
+  for (int64_t n = 0; small && n < N; ++n)
+    small = ar[n] < (int32_t(1) << 30) && ar[n] > -(int32_t(1) << 30);
+  if (small) {
+    const int32_t* zc = zc32_.data();
+    for (int64_t n = 0; n < N; ++n) o[n] = static_cast<float>(ar[n] - zc[n]) * scale[n];
+  } else {
+    const int64_t* zc = zcomp_.data();
+    for (int64_t n = 0; n < N; ++n)
+      o[n] = static_cast<float>(int64_t(ar[n]) - zc[n]) * scale[n];
+  }
+  if (bias_)
+    for (int64_t n = 0; n < N; ++n) o[n] = o[n] + bias_[n];
+}
+
+void qlinear_epilogue(const int32_t* acc, int64_t M, int64_t N, const int32_t* colsum,
+                      int32_t a_zp, float a_scale, const float* w_scales, int64_t n_scales,
+                      const float* bias, float* out) {
+  const QlinearEpilogue epi(colsum, N, a_zp, a_scale, w_scales, n_scales, bias);
+  auto rows = [&](int64_t m) { epi.row(acc + m * N, out + m * N); };
   if (M * N > (1 << 16))
     parallel_for(M, rows);
   else

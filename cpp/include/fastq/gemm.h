@@ -144,6 +144,24 @@ void qlinear_epilogue(const int32_t* acc, int64_t M, int64_t N, const int32_t* c
                       int32_t a_zp, float a_scale, const float* w_scales, int64_t n_scales,
                       const float* bias, float* out);
 
+// That epilogue's per-column terms, built once for N columns (colsum, w_scales and bias
+// point at the first of them; n_scales == 1: one scale for all), and its rows: row(acc,
+// out) writes N floats of one row. qlinear_epilogue and the NHWC conv's float output
+// (conv_nhwc.cpp) both use it, so they give the same floats.
+class QlinearEpilogue {
+ public:
+  QlinearEpilogue(const int32_t* colsum, int64_t N, int32_t a_zp, float a_scale,
+                  const float* w_scales, int64_t n_scales, const float* bias);
+  void row(const int32_t* acc, float* out) const;
+
+ private:
+  int64_t n_;
+  const float* bias_;
+  std::vector<float> scale_;
+  std::vector<int64_t> zcomp_;
+  std::vector<int32_t> zc32_;  // zcomp as int32 when every |zcomp| < 2^30, else empty
+};
+
 // Full quantized linear layer: raw sums then the epilogue. A signed (s8) activation is
 // shifted to u8 by +128 (xor 0x80) before the GEMM and its zero point by +128 after, which
 // is the -128*colsum compensation; sat16pair then saturates on the shifted values, as the
