@@ -136,3 +136,90 @@ def test_satcount_errors():
         kernels.gemm_u8s8_satcount(np.zeros((2, 4), np.uint8), b)
     with pytest.raises(fastq.KernelError, match="uint8"):
         kernels.gemm_u8s8_satcount(a.astype(np.int8), b)
+
+
+def _pair_sums_can_reach_a_limit(b: np.ndarray) -> bool:
+    """Oracle for ``can_saturate``: some column's pair (k, k+1) (K padded with a zero) has
+    weights whose sum of |w| over its one-signed part exceeds 128, so 255 on both of its
+    activations leaves the int16 range or meets a limit (255 * 129 > 32767)."""
+    w = b.astype(np.int64)
+    if w.shape[0] % 2:
+        w = np.pad(w, ((0, 1), (0, 0)))
+    w0, w1 = w[0::2], w[1::2]
+    pos = np.maximum(w0, 0) + np.maximum(w1, 0)
+    neg = -(np.minimum(w0, 0) + np.minimum(w1, 0))
+    return bool(np.any(255 * pos >= 32767) or np.any(255 * neg >= 32768))
+
+
+def _conv_reduction_matrix(w: np.ndarray, group: int, pairing: str) -> list:
+    """Each group's B[K, OC/group] in the conv's reduction order (kh, kw, c), per-tap pairing
+    padding each tap's channels to even with zero weights."""
+    oc, cg, kh, kw = w.shape
+    cpad = cg + (cg % 2) if pairing == "per_tap" else cg
+    ocg = oc // group
+    out = []
+    for g in range(group):
+        wg = w[g * ocg:(g + 1) * ocg].transpose(2, 3, 1, 0)        # [kh, kw, c, ocg]
+        out.append(np.pad(wg, ((0, 0), (0, 0), (0, cpad - cg), (0, 0))).reshape(-1, ocg))
+    return out
+
+
+def test_can_saturate_equals_oracle_and_means_what_it_says():
+    """``can_saturate`` is false exactly when no pair of any column can reach an int16 limit
+    on any u8 input: then sat16pair equals exact32 at the extremes (0 and 255) and at random
+    activations and no pair is counted; when true, 255 on the worst pair meets a limit."""
+    rng = np.random.default_rng(5)
+    cases = []
+    for K, N in [(1, 1), (2, 3), (7, 5), (16, 17), (33, 40)]:
+        for hi in (64, 65, 90, 128):
+            cases.append(rng.integers(-hi, hi + 1, (K, N)).clip(-128, 127).astype(np.int8))
+    edge = np.zeros((4, 2), np.int8)
+    edge[0, 0], edge[1, 0] = 64, 64          # 128: 255 * 128 = 32640, safe
+    cases.append(edge.copy())
+    edge[1, 0] = 65                          # 129: 255 * 129 = 32895, reaches 32767
+    cases.append(edge.copy())
+    edge[:] = 0
+    edge[2, 1], edge[3, 1] = -128, 0         # one product at -32640: safe
+    cases.append(edge.copy())
+    edge[3, 1] = -1
+    cases.append(edge.copy())
+    seen = set()
+    for b in cases:
+        want = _pair_sums_can_reach_a_limit(b)
+        seen.add(want)
+        pb = kernels.pack_weights(b)
+        assert pb.can_saturate == want, b
+        K = b.shape[0]
+        acts = [np.full((1, K), 255, np.uint8), np.zeros((1, K), np.uint8),
+                rng.integers(0, 256, (64, K), dtype=np.uint8)]
+        if not want:
+            for a in acts:
+                sat, exact, counts = kernels.gemm_u8s8_satcount(a, pb, impl="ref")
+                assert np.array_equal(sat, exact) and not counts.any()
+        else:   # 255 on the one-signed activations of a pair that can reach a limit
+            w = np.pad(b.astype(np.int64), ((0, K % 2), (0, 0)))
+            for sgn, lim in ((1, 32767), (-1, 32768)):
+                part = np.maximum(sgn * w, 0)
+                hit = np.argwhere(255 * (part[0::2] + part[1::2]) >= lim)
+                if len(hit):
+                    j, n = hit[0]
+                    a = np.zeros((1, K), np.uint8)
+                    for k in (2 * j, 2 * j + 1):
+                        if k < K and part[k, n] > 0:
+                            a[0, k] = 255
+                    _, _, counts = kernels.gemm_u8s8_satcount(a, pb, impl="ref")
+                    assert counts[n] > 0, b
+                    break
+    assert seen == {True, False}
+    # convs: per-tap depthwise never saturates; flat depthwise and dense convs by the oracle
+    for shape, group in [((6, 1, 3, 3), 6), ((4, 3, 3, 3), 1), ((8, 2, 1, 1), 4),
+                         ((5, 1, 1, 5), 5)]:
+        for pairing in ("per_tap", "flat"):
+            for hi in (60, 127):
+                w = rng.integers(-hi, hi + 1, shape).astype(np.int8)
+                want = any(_pair_sums_can_reach_a_limit(m)
+                           for m in _conv_reduction_matrix(w, group, pairing))
+                got = kernels.pack_conv_weights(w, group=group, pairing=pairing).can_saturate
+                assert got == want, (shape, group, pairing, hi)
+                if shape[1] == 1 and pairing == "per_tap":
+                    assert not got

@@ -84,6 +84,15 @@ void bind_conv(py::module_& m) {
         return py::make_tuple(w.OC, w.Cg, w.KH, w.KW);
       })
       .def_property_readonly("group", [](const PackedConv& w) { return w.group; })
+      .def_property_readonly(
+          "can_saturate",
+          [](const PackedConv& w) {
+            for (const auto& g : w.groups)
+              if (g->can_saturate()) return true;
+            return false;
+          },
+          "Whether sat16pair can differ from exact32 on some u8 input (per-tap depthwise "
+          "convs never: each product stands beside a zero pad).")
       .def_property_readonly("pairing", [](const PackedConv& w) {
         return std::string(w.pairing == Pairing::PerTap ? "per_tap" : "flat");
       })

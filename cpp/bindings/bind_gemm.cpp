@@ -27,6 +27,8 @@ void bind_gemm(py::module_& m) {
       .def_property_readonly("n", [](const PackedB& b) { return b.N; })
       .def_property_readonly("shape", [](const PackedB& b) { return py::make_tuple(b.K, b.N); })
       .def_property_readonly("nbytes", [](const PackedB& b) { return b.Kp * b.Np; })
+      .def_property_readonly("can_saturate", &PackedB::can_saturate,
+                             "Whether sat16pair can differ from exact32 on some u8 input.")
       .def_property_readonly("colsum", [](const PackedB& b) {
         py::array_t<int32_t> r(static_cast<py::ssize_t>(b.N));
         std::copy(b.colsum.begin(), b.colsum.end(), r.mutable_data());

@@ -10,7 +10,11 @@ twice. Requantized 2-D convs -- nearly every layer of a QDQ CNN -- run in the pl
 path's NHWC u8 layout (``qconv_requant_satstats_nhwc``, row blocks reduced and requantized in
 cache); other layers through ``conv_u8s8_satstats`` / ``gemm_u8s8_satstats``. A second run
 per sample in the ``target`` arithmetic gives the whole-model output difference (and the
-metric difference for labelled data); ``whole_model=False`` skips it.
+metric difference for labelled data); ``whole_model=False`` skips it. A layer whose weights
+cannot bring any pair to an int16 limit whatever its u8 input (``packed.can_saturate`` false:
+every same-sign weight pair sums to at most 128 in magnitude, as in every per-tap depthwise
+conv) has equal sums in both arithmetics by construction: it runs its plain kernel and adds
+only its output count -- no saturation, no change, SQNR +inf -- at no cost over a plain run.
 
 Samples run on ``fastq.get_num_threads()`` threads (runtime/parallel.py): each sample's
 figures add up in that thread's own partial arrays (``_Partials``), which join the layers'
@@ -77,6 +81,7 @@ class _Counter:
                                     pairs_per_output=ppo, channels=n_out,
                                     channel_counts=np.zeros(n_out, np.int64))
         self.nhwc = self.conv and lay.requant and lay.nd == 2
+        self.inert = not lay.packed.can_saturate   # both arithmetics agree on any input
         # [outputs, changed, max_abs, sum_abs, counts...], [signal, noise]: the layer's totals
         # (views into its _Partials' arrays once layer_counters groups the layers)
         self.totals = np.zeros(4 + n_out, np.int64)
@@ -173,6 +178,10 @@ class _Counter:
 
     def __call__(self, *args):
         x = args[0]
+        if self.inert:
+            y = self.orig(*args)
+            self._part()[0][0] += y.size
+            return y
         if self.nhwc:
             y = self.count_nhwc(x)
             if not self.fast:

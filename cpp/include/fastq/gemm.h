@@ -47,6 +47,13 @@ struct PackedB {
   // saturation-count kernel skips its counting there.
   std::vector<uint8_t> sat_threshold;
   const int8_t* panel(int64_t p) const { return data.get() + p * Kp * kPanel; }
+  // Whether some input of u8 activations can bring a pair to an int16 limit in sat16pair:
+  // a k group's threshold under 255. Without, sat16pair sums equal exact32 ones on any input.
+  bool can_saturate() const {
+    for (uint8_t t : sat_threshold)
+      if (t < 255) return true;
+    return false;
+  }
 };
 
 // Packs B given element strides (in elements) so any numpy layout packs without a copy.
