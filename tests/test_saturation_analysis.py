@@ -371,3 +371,72 @@ def test_layers_that_cannot_saturate_run_plain_with_the_counted_figures(monkeypa
     dw = next(r for r in plain["layers"] if r["layer"] == "dw")
     assert dw["outputs"] == 3 * 2 * 8 * 9 * 9 and dw["sqnr_db"] == "inf"
     assert any(r["saturated_pairs"] > 0 for r in plain["layers"])
+
+
+def _without_reuse(monkeypatch, fn):
+    """``fn()`` with the target run never skipped."""
+    from fastq import saturation as S
+    with monkeypatch.context() as m:
+        m.setattr(S, "_counters_see_all_int8", lambda *a: False)
+        return fn()
+
+
+def _figures(a):
+    d = a.to_dict()
+    d.pop("timings_s")
+    d.pop("target_runs_skipped")
+    return d
+
+
+def test_samples_without_changed_accumulators_skip_the_target_run(monkeypatch):
+    """A sample on which no layer changes an accumulator has the baseline's outputs in the
+    target arithmetic: its target run is skipped, and every figure, output difference and
+    metric equals the analysis that runs it. Samples that do saturate still run it."""
+    net = QdqNet((1, 4, 6, 6), 9)
+    net.conv("c", 4, w_int=np.full((4, 4, 3, 3), 127), qmax=255)
+    net.relu()
+    net.flatten()
+    net.matmul("mm", 4 * 6 * 6, 3)
+    model = net.model()
+    data = net.data(6)
+    mixed = [(d * np.float32(0.02) if i % 2 else d, i % 3) for i, d in enumerate(data)]
+
+    def metric(out, label):
+        return float(np.argmax(out[0]) == label)
+    run = lambda: fastq.analyze_saturation(model, mixed, metric=metric)  # noqa: E731
+    a, b = run(), _without_reuse(monkeypatch, run)
+    assert _figures(a) == _figures(b)
+    assert a.target_runs_skipped == 3 and b.target_runs_skipped == 0
+    assert "sat16pair run skipped on 3 of 6 samples" in a.to_markdown()
+    assert "skipped" not in b.to_markdown()
+    assert a.layer("c").saturated_pairs > 0
+    # a network that never saturates skips every target run
+    small = QdqNet((1, 5, 9, 9), 3)
+    small.conv("c1", 8, qmax=64)
+    small.relu()
+    small.conv("c2", 12, stride=(2, 2), qmax=64)
+    a = fastq.analyze_saturation(small.model(), small.data(3))
+    assert a.target_runs_skipped == 3 and a.saturating_layers == []
+    assert _figures(a) == _figures(_without_reuse(
+        monkeypatch, lambda: fastq.analyze_saturation(small.model(), small.data(3))))
+
+
+def test_int8_work_the_counters_do_not_see_keeps_the_target_run():
+    """A QLinearConv node runs in the session's arith but is no counted layer: no sample may
+    skip its target run."""
+    from fastq import saturation as S
+    x = helper.make_tensor_value_info("x", TensorProto.UINT8, [1, 2, 4, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.UINT8, [1, 2, 4, 4])
+    inits = [helper.make_tensor("xs", TensorProto.FLOAT, [], [0.1]),
+             helper.make_tensor("xz", TensorProto.UINT8, [], [0]),
+             helper.make_tensor("w", TensorProto.INT8, [2, 2, 1, 1], [127] * 4),
+             helper.make_tensor("ws", TensorProto.FLOAT, [], [0.1]),
+             helper.make_tensor("wz", TensorProto.INT8, [], [0]),
+             helper.make_tensor("ys", TensorProto.FLOAT, [], [10.0]),
+             helper.make_tensor("yz", TensorProto.UINT8, [], [0])]
+    node = helper.make_node("QLinearConv", ["x", "xs", "xz", "w", "ws", "wz", "ys", "yz"],
+                            ["y"], name="qlc")
+    g = helper.make_graph([node], "g", [x], [y], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    sess = fastq.InferenceSession(m, arith="exact32")
+    assert not S._counters_see_all_int8(m, sess, [])

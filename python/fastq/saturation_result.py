@@ -158,6 +158,9 @@ class SaturationAnalysis:
     metric: Optional[dict] = None
     unfused: List[dict] = field(default_factory=list)
     timings: Dict[str, float] = field(default_factory=dict)
+    # samples whose target run was not needed: no layer changed an accumulator on them, so
+    # their target outputs are the baseline's (saturation.py)
+    target_runs_skipped: int = 0
 
     def layer(self, name: str) -> LayerSaturation:
         for r in self.layers:
@@ -177,6 +180,7 @@ class SaturationAnalysis:
                 "layers": [r.to_dict() for r in self.layers],
                 "outputs": [o.to_dict() for o in self.outputs.values()],
                 "metric": self.metric, "unfused_layers": list(self.unfused),
+                "target_runs_skipped": self.target_runs_skipped,
                 "timings_s": dict(self.timings)}
 
     def to_json(self, indent: int = 2) -> str:
@@ -203,6 +207,10 @@ class SaturationAnalysis:
             m = self.metric
             lines.append(f"metric {m['name']}: {self.baseline} {m['baseline']:.6g}, "
                          f"{self.target} {m['target']:.6g} (drop {m['drop']:.6g})")
+        if self.target_runs_skipped:
+            lines.append(f"{self.target} run skipped on {self.target_runs_skipped} of "
+                         f"{self.samples} samples: no accumulator changed on them, so their "
+                         f"outputs are the {self.baseline} run's")
         if self.unfused:
             lines.append("not analyzed (left in float): " + "; ".join(
                 f"{u['name']} ({u['reason']})" for u in self.unfused))
