@@ -124,6 +124,9 @@ CASES = [
     (1, 24, 24, 24, 40, 1, 1, 1, (1, 1), (0, 0, 0, 0), (1, 1)),  # 1x1 direct, 2 row blocks
     (1, 64, 12, 12, 20, 3, 3, 1, (1, 1), (1, 1, 1, 1), (1, 1)),  # deep K, 2 row blocks
     (1, 17, 5, 5, 17, 5, 5, 1, (3, 3), (2, 2, 2, 2), (1, 1)),    # big kernel, odd C
+    (1, 40, 6, 5, 40, 3, 3, 40, (1, 1), (1, 1, 1, 1), (1, 1)),   # depthwise, 16-lane tail
+    (2, 70, 5, 6, 70, 2, 3, 70, (1, 2), (0, 1, 1, 0), (2, 1)),   # depthwise, 6 taps, dilated
+    (1, 33, 5, 5, 33, 1, 5, 33, (1, 1), (0, 2, 0, 2), (1, 1)),   # depthwise, 5 taps (odd)
 ]
 
 
@@ -208,3 +211,38 @@ def test_layer_pass_errors():
     with pytest.raises(ValueError, match="C=2"):
         _core.qconv_requant_satstats_nhwc(np.ascontiguousarray(x[:, :2]), pw, *geo, "nchw", "ref", True, *ok,
                                           np.zeros(8, np.int64), np.zeros(2))
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_flat_depthwise_pairs_at_and_beside_the_limits(impl):
+    """Flat-pairing depthwise taps whose exact pair sums land on 32767 and -32768 (counted),
+    one beside them (32766, -32767: not counted) and beyond (counted, clipped): the layer
+    pass's counts and changed outputs equal the numpy oracle's, channel by channel."""
+    pairs = [((127, 2), (255, 191)),      # 32385 + 382 = 32767: at the limit
+             ((127, 2), (255, 190)),      # 32766
+             ((-128, -1), (255, 128)),    # -32640 - 128 = -32768: at the limit
+             ((-128, -1), (255, 127)),    # -32767
+             ((127, 127), (255, 255)),    # 64770: clipped
+             ((-128, -128), (255, 255)),  # -65280: clipped
+             ((100, -100), (255, 255)),   # 0
+             ((0, 0), (0, 0))]
+    C = 2 * len(pairs)                    # and the same pairs again, swapped taps
+    w = np.zeros((C, 1, 1, 2), np.int8)
+    x = np.zeros((1, C, 1, 2), np.uint8)
+    for c, ((wa, wb), (xa, xb)) in enumerate(pairs + [(p[0][::-1], p[1][::-1]) for p in pairs]):
+        w[c, 0, 0] = (wa, wb)
+        x[0, c, 0] = (xa, xb)
+    v = (x[0, :, 0, 0].astype(np.int64) * w[:, 0, 0, 0] +
+         x[0, :, 0, 1].astype(np.int64) * w[:, 0, 0, 1])
+    want_counts = ((v >= 32767) | (v <= -32768)).astype(np.int64)
+    pw = kernels.pack_conv_weights(w, group=C, pairing="flat")
+    assert pw.can_saturate
+    tot, ftot = np.zeros(4 + C, np.int64), np.zeros(2)
+    xin = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    _core.qconv_requant_satstats_nhwc(xin, pw, (1, 1), (0, 0, 0, 0), (1, 1), 0, "nhwc", impl,
+                                      True, np.ones(C), np.zeros(C, np.int64),
+                                      np.full(C, 1e-4, np.float32), 0, False, tot, ftot)
+    assert np.array_equal(tot[4:], want_counts), (tot[4:], v)
+    clipped = np.clip(v, -32768, 32767)
+    assert tot[0] == C and tot[1] == np.count_nonzero(clipped != v)
+    assert tot[2] == np.max(np.abs(clipped - v)) and tot[3] == np.sum(np.abs(clipped - v))

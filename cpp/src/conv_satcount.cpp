@@ -117,6 +117,18 @@ void dw_flat_satcount_planes_ref(const DwSatArgs& a, int64_t p0, int64_t p1,
   dw_flat_satcount_body(a, p0, p1, per_plane);
 }
 
+std::vector<int32_t> dw_flat_pair_weights(const int16_t* wt, int64_t taps, int64_t C) {
+  const int64_t pairs = (taps + 1) / 2;
+  std::vector<int32_t> wp(static_cast<size_t>(pairs * C));
+  for (int64_t p = 0; p < pairs; ++p)
+    for (int64_t c = 0; c < C; ++c) {
+      const uint32_t lo = uint16_t(wt[2 * p * C + c]);
+      const uint32_t hi = 2 * p + 1 < taps ? uint16_t(wt[(2 * p + 1) * C + c]) : 0u;
+      wp[static_cast<size_t>(p * C + c)] = int32_t(lo | (hi << 16));
+    }
+  return wp;
+}
+
 void dw_flat_satcount_nhwc_row_ref(const DwNhwcSatArgs& a, int64_t n, int64_t oh, int32_t* sat,
                                    int32_t* exact, int64_t* lim) {
   dw_flat_satcount_nhwc_row_body(a, n, oh, sat, exact, lim);

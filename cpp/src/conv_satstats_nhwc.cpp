@@ -132,15 +132,15 @@ AccErrorStats dw_fallback(const uint8_t* x, bool x_nhwc, const ConvShape& s,
   return st;
 }
 
-// Flat-pairing depthwise, multiplier 1: the NHWC counting rows (conv_satcount_body.h), each
-// reduced and requantized as it is produced.
+// Flat-pairing depthwise, multiplier 1: the NHWC counting rows (conv_satcount_body.h; the
+// AVX-512 row for Impl::Avx512Vnni), each reduced and requantized as it is produced.
 AccErrorStats dw_flat(const uint8_t* x, bool x_nhwc, const ConvShape& s, const PackedConv& w,
                       uint8_t x_zp, const SatStatsArgs& a, const RequantOut& r,
                       const std::vector<double>& zcd) {
   void (*row)(const DwNhwcSatArgs&, int64_t, int64_t, int32_t*, int32_t*, int64_t*) =
       dw_flat_satcount_nhwc_row_ref;
 #if defined(FASTQ_HAVE_X86)
-  if (a.impl == Impl::Avx512Vnni) row = dw_flat_satcount_nhwc_row_avx2;
+  if (a.impl == Impl::Avx512Vnni) row = dw_flat_satcount_nhwc_row_avx512;
 #endif
   const RowStatsFn stats = row_stats_kernel(a.impl);
   const int64_t C = s.C, OH = s.OH(), OW = s.OW(), T = s.KH * s.KW, HW = s.H * s.W;
@@ -157,7 +157,8 @@ AccErrorStats dw_flat(const uint8_t* x, bool x_nhwc, const ConvShape& s, const P
     for (int64_t t = 0; t < T; ++t) wt[static_cast<size_t>(t * C + c)] = w.dw[c * T + t];
   std::vector<uint8_t> zrow(static_cast<size_t>(C), x_zp);
   const std::vector<int32_t> z32 = zcomp32(r, C);
-  const DwNhwcSatArgs args{nhwc, wt.data(), s, zrow.data()};
+  const std::vector<int32_t> wpair = dw_flat_pair_weights(wt.data(), T, C);
+  const DwNhwcSatArgs args{nhwc, wt.data(), s, zrow.data(), wpair.data()};
   const int64_t rows = s.N * OH;
   std::vector<RowStats> parts(static_cast<size_t>(rows));
   std::vector<int64_t> counts(static_cast<size_t>(rows * C), 0);

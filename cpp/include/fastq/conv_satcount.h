@@ -8,6 +8,7 @@
 // counts), flat pairing pairs taps (t, t+1) of one channel. Pairs per output: ceil(w.K() / 2).
 #pragma once
 #include <cstdint>
+#include <vector>
 
 #include "fastq/conv.h"
 #include "fastq/gemm.h"
@@ -39,11 +40,20 @@ struct DwNhwcSatArgs {
   const int16_t* wt;    // [KH * KW, C]: the weights tap-major
   ConvShape s;
   const uint8_t* zrow;  // C bytes of x_zp (padding taps)
+  // [ceil(KH * KW / 2), C]: tap pair p's weights of channel c as one int32 lane, w[2p] in the
+  // low and w[2p + 1] (0 past the last tap) in the high 16 bits (dw_flat_pair_weights); the
+  // AVX-512 row reads it, the others do not need it
+  const int32_t* wpair = nullptr;
 };
+std::vector<int32_t> dw_flat_pair_weights(const int16_t* wt, int64_t taps, int64_t C);
 void dw_flat_satcount_nhwc_row_ref(const DwNhwcSatArgs& a, int64_t n, int64_t oh, int32_t* sat,
                                    int32_t* exact, int64_t* lim);
 void dw_flat_satcount_nhwc_row_avx2(const DwNhwcSatArgs& a, int64_t n, int64_t oh, int32_t* sat,
                                     int32_t* exact, int64_t* lim);
+// AVX-512 (Impl::Avx512Vnni; needs wpair): per tap pair one vpmaddwd gives 16 channels' exact
+// pair sums, clamped for sat16pair; the same sums and counts as the portable body.
+void dw_flat_satcount_nhwc_row_avx512(const DwNhwcSatArgs& a, int64_t n, int64_t oh,
+                                      int32_t* sat, int32_t* exact, int64_t* lim);
 
 // c_sat, c_exact: [N, OC, OH, OW]; limit_counts: OC entries, overwritten. Impl as
 // satcount_kernel(impl) accepts it (ref, avx512vnni).
