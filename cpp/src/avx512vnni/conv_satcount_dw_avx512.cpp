@@ -26,19 +26,22 @@ void dw_flat_satcount_nhwc_row_avx512(const DwNhwcSatArgs& a, int64_t n, int64_t
   // plain pointers: every thread_local access in the loops would be a __tls_get_addr call
   const uint8_t** tpp = tp.data();
   int32_t* l32 = lim32.data();
-  int64_t dh[32], dw[32];  // each tap's offsets (no division per output pixel); T <= 32 here
-  const bool small = T <= 32;
-  for (int64_t t = 0; small && t < T; ++t) dh[t] = (t / s.KW) * s.dil_h, dw[t] = (t % s.KW) * s.dil_w;
+  std::vector<int64_t> offs(static_cast<size_t>(2 * T));  // each tap's (dh, dw): no division
+  int64_t* off = offs.data();                             // per output pixel
+  for (int64_t t = 0; t < T; ++t) {
+    off[2 * t] = (t / s.KW) * s.dil_h;
+    off[2 * t + 1] = (t % s.KW) * s.dil_w;
+  }
   const __m512i lo16 = _mm512_set1_epi32(32767), hi16 = _mm512_set1_epi32(-32768);
   const __m512i shift = _mm512_set1_epi32(32767), edge = _mm512_set1_epi32(65534);
   const __m512i one = _mm512_set1_epi32(1);
   for (int64_t ow = 0; ow < OW; ++ow) {
     const int64_t ih0 = oh * s.stride_h - s.pad_top, iw0 = ow * s.stride_w - s.pad_left;
     for (int64_t t = 0; t < T; ++t) {
-      const int64_t ih = ih0 + (small ? dh[t] : (t / s.KW) * s.dil_h);
-      const int64_t iw = iw0 + (small ? dw[t] : (t % s.KW) * s.dil_w);
-      tpp[t] = ih >= 0 && ih < s.H && iw >= 0 && iw < s.W ? a.x + ((n * s.H + ih) * s.W + iw) * C
-                                                         : a.zrow;
+      const int64_t ih = ih0 + off[2 * t], iw = iw0 + off[2 * t + 1];
+      tpp[t] = ih >= 0 && ih < s.H && iw >= 0 && iw < s.W
+                   ? a.x + ((n * s.H + ih) * s.W + iw) * C
+                   : a.zrow;
     }
     if (T % 2) tpp[T] = a.zrow;  // the odd tap's partner: any bytes, its weight is 0
     int32_t* as = sat + ow * C;
@@ -52,7 +55,8 @@ void dw_flat_satcount_nhwc_row_avx512(const DwNhwcSatArgs& a, int64_t n, int64_t
         const __m512i xa = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, tpp[2 * p] + c0));
         const __m512i xb = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, tpp[2 * p + 1] + c0));
         const __m512i x2 = _mm512_or_si512(xa, _mm512_slli_epi32(xb, 16));
-        const __m512i v = _mm512_madd_epi16(x2, _mm512_maskz_loadu_epi32(m, a.wpair + p * C + c0));
+        const __m512i w2 = _mm512_maskz_loadu_epi32(m, a.wpair + p * C + c0);
+        const __m512i v = _mm512_madd_epi16(x2, w2);
         ve = _mm512_add_epi32(ve, v);
         vs = _mm512_add_epi32(vs, _mm512_min_epi32(lo16, _mm512_max_epi32(hi16, v)));
         const __mmask16 hit =
