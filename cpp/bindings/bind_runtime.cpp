@@ -316,6 +316,50 @@ py::array erf_f32(const py::array& x, const std::string& impl_name) {
   return y;
 }
 
+// x: C-contiguous float32 (rows, L) -> y of the same shape.
+py::array softmax_rows(const py::array& x, const std::string& impl_name) {
+  const Impl impl = float_impl(impl_name);
+  require(is_f32(x), "x must be float32");
+  require_c_contiguous(x, "x");
+  require(x.ndim() == 2, "x must be 2-D (rows, L)");
+  const int64_t rows = x.shape(0), L = x.shape(1);
+  py::array y(x.dtype(), Ints{rows, L});
+  if (L > 0) {
+    py::gil_scoped_release nogil;
+    nn::softmax_rows_f32(cptr<float>(x), rows, L, mptr<float>(y), impl);
+  }
+  return y;
+}
+
+// x: C-contiguous float32 (rows, L), scale (L,), bias (L,) or None -> (y, mean, inv_std).
+py::tuple layernorm_rows(const py::array& x, const py::array& scale, const py::object& bias,
+                         double eps, const std::string& impl_name) {
+  const Impl impl = float_impl(impl_name);
+  require(is_f32(x), "x must be float32");
+  require_c_contiguous(x, "x");
+  require(x.ndim() == 2, "x must be 2-D (rows, L)");
+  const int64_t rows = x.shape(0), L = x.shape(1);
+  require(is_f32(scale) && scale.ndim() == 1 && scale.shape(0) == L,
+          "scale must be float32 of shape (L,)");
+  require_c_contiguous(scale, "scale");
+  const float* bp = nullptr;
+  py::array b;
+  if (!bias.is_none()) {
+    b = bias.cast<py::array>();
+    require(is_f32(b) && b.ndim() == 1 && b.shape(0) == L, "bias must be float32 of shape (L,)");
+    require_c_contiguous(b, "bias");
+    bp = cptr<float>(b);
+  }
+  py::array y(x.dtype(), Ints{rows, L}), mean(x.dtype(), Ints{rows}), inv(x.dtype(), Ints{rows});
+  if (L > 0) {
+    py::gil_scoped_release nogil;
+    nn::layernorm_rows_f32(cptr<float>(x), rows, L, cptr<float>(scale), bp,
+                           static_cast<float>(eps), mptr<float>(y), mptr<float>(mean),
+                           mptr<float>(inv), impl);
+  }
+  return py::make_tuple(y, mean, inv);
+}
+
 }  // namespace
 
 void bind_runtime(py::module_& m) {
@@ -329,6 +373,11 @@ void bind_runtime(py::module_& m) {
   m.def("nn_bias_act", &bias_act, py::arg("y").noconvert(), py::arg("bias"), py::arg("lo"),
         py::arg("hi"), py::arg("impl") = "ref",
         "In place: y (N, C, ...) = min(max(y + bias[c], lo), hi); bias (C,) or None.");
+  m.def("nn_softmax_rows", &softmax_rows, py::arg("x").noconvert(), py::arg("impl") = "ref",
+        "Softmax over the last axis of a float32 (rows, L) array.");
+  m.def("nn_layernorm_rows", &layernorm_rows, py::arg("x").noconvert(),
+        py::arg("scale").noconvert(), py::arg("bias"), py::arg("eps"), py::arg("impl") = "ref",
+        "LayerNormalization over the last axis of float32 (rows, L): (y, mean, inv_std).");
   m.def("nn_erf", &erf_f32, py::arg("x").noconvert(), py::arg("impl") = "ref",
         "erf of a float32 array (rational approximation, max relative error 4.5e-7).");
   m.def("nn_conv_depthwise", &conv_depthwise, py::arg("x").noconvert(),

@@ -33,6 +33,29 @@ void erf_f32(const float* x, int64_t n, float* y, Impl impl) {
   });
 }
 
+void softmax_rows_f32(const float* x, int64_t rows, int64_t L, float* y, Impl impl) {
+  parallel_chunks(rows, min_items(4 * L), [&](int64_t r0, int64_t r1) {
+#if defined(FASTQ_HAVE_X86)
+    if (impl != Impl::Ref) return softmax_rows_f32_avx2(x, r0, r1, L, y);
+#endif
+    (void)impl;
+    softmax_rows_body(x, r0, r1, L, y);
+  });
+}
+
+void layernorm_rows_f32(const float* x, int64_t rows, int64_t L, const float* scale,
+                        const float* bias, float eps, float* y, float* mean_out,
+                        float* inv_out, Impl impl) {
+  parallel_chunks(rows, min_items(3 * L), [&](int64_t r0, int64_t r1) {
+#if defined(FASTQ_HAVE_X86)
+    if (impl != Impl::Ref)
+      return layernorm_rows_f32_avx2(x, r0, r1, L, scale, bias, eps, y, mean_out, inv_out);
+#endif
+    (void)impl;
+    layernorm_rows_body(x, r0, r1, L, scale, bias, eps, y, mean_out, inv_out);
+  });
+}
+
 template void bias_act<float>(float*, int64_t, int64_t, int64_t, const float*, float, float,
                               Impl);
 template void bias_act<double>(double*, int64_t, int64_t, int64_t, const double*, double,

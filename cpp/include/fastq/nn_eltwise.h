@@ -22,7 +22,21 @@ void bias_act(T* y, int64_t planes, int64_t C, int64_t inner, const T* bias, T l
 // floats), result clamped to [-1, 1]. erf(+-0) = +-0, erf(+-inf) = +-1, erf(NaN) = NaN.
 void erf_f32(const float* x, int64_t n, float* y, Impl impl);
 
+// Softmax over the last axis of x (rows, L) into y (may alias x): max, exp(x - max) (a
+// branch-free float32 exp, about 1 ulp), sum, divide; a NaN in a row makes the row NaN.
+void softmax_rows_f32(const float* x, int64_t rows, int64_t L, float* y, Impl impl);
+
+// LayerNormalization over the last axis of x (rows, L) into y (may alias x): scale (L,),
+// bias (L,) or nullptr; mean_out / inv_out (rows,) or nullptr (nn_eltwise_body.h).
+void layernorm_rows_f32(const float* x, int64_t rows, int64_t L, const float* scale,
+                        const float* bias, float eps, float* y, float* mean_out,
+                        float* inv_out, Impl impl);
+
 #if defined(FASTQ_HAVE_X86)
+void softmax_rows_f32_avx2(const float* x, int64_t r0, int64_t r1, int64_t L, float* y);
+void layernorm_rows_f32_avx2(const float* x, int64_t r0, int64_t r1, int64_t L,
+                             const float* scale, const float* bias, float eps, float* y,
+                             float* mean_out, float* inv_out);
 template <typename T>
 void bias_act_avx2(T* y, int64_t p0, int64_t p1, int64_t C, int64_t inner, const T* bias,
                    T lo, T hi);

@@ -56,6 +56,120 @@ inline void erf_body(const float* x, int64_t n, float* y) {
   }
 }
 
+// ---- Row kernels: softmax and layer normalization over the last axis of (rows, L) ----
+// Reductions run in kRowLanes lanes, lane j taking elements j, j + 16, ... in order (the
+// compiler vectorizes the lane loops; no reassociation), then a fixed tree combines the
+// lanes: every build returns the same bits.
+constexpr int64_t kRowLanes = 16;
+
+inline float lanes_sum(float* s) {
+  for (int64_t w = kRowLanes / 2; w >= 1; w /= 2)
+    for (int64_t j = 0; j < w; ++j) s[j] = s[j] + s[j + w];
+  return s[0];
+}
+
+// max that keeps a NaN once seen (a NaN element makes the whole softmax row NaN, as numpy)
+inline float nan_max(float m, float v) { return (v > m || v != v) ? v : m; }
+
+inline float lanes_max(float* m) {
+  for (int64_t w = kRowLanes / 2; w >= 1; w /= 2)
+    for (int64_t j = 0; j < w; ++j) m[j] = nan_max(m[j], m[j + w]);
+  return m[0];
+}
+
+// exp(x) for x <= 0 (softmax's shifted inputs), branch-free: x = n ln2 + r (n = rint(x
+// log2 e) by the 1.5 * 2^23 trick, Cody-Waite split of ln2), e^r by its Taylor polynomial to
+// r^7 (|r| <= 0.35: truncation < 6e-9 relative), times 2^n built in the exponent bits. x below
+// -87 (e^x under the smallest normal float) gives 0, -inf included; NaN stays NaN.
+inline float exp_nonpos(float x) {
+  const float xc = x >= -87.0f ? (x <= 0.0f ? x : 0.0f) : -87.0f;
+  const float t = xc * 1.44269504089f;
+  const float nf = (t + 12582912.0f) - 12582912.0f;
+  float r = xc - nf * 0.693359375f;
+  r = r - nf * -2.12194440e-4f;
+  float p = 1.0f / 5040.0f;
+  p = p * r + 1.0f / 720.0f;
+  p = p * r + 1.0f / 120.0f;
+  p = p * r + 1.0f / 24.0f;
+  p = p * r + 1.0f / 6.0f;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  const int32_t bits = (static_cast<int32_t>(nf) + 127) << 23;   // n in [-126, 0]
+  float scale;
+  __builtin_memcpy(&scale, &bits, 4);
+  const float e = p * scale;
+  return x >= -87.0f ? e : (x != x ? x : 0.0f);
+}
+
+// y[r] = exp(x[r] - max) / sum(exp(x[r] - max)) for rows [r0, r1) of length L.
+inline void softmax_rows_body(const float* x, int64_t r0, int64_t r1, int64_t L, float* y) {
+  const int64_t full = L - L % kRowLanes;
+  for (int64_t r = r0; r < r1; ++r) {
+    const float* xr = x + r * L;
+    float* yr = y + r * L;
+    float m[kRowLanes], s[kRowLanes];
+    for (int64_t j = 0; j < kRowLanes; ++j) m[j] = -__builtin_inff(), s[j] = 0.0f;
+    for (int64_t i = 0; i < full; i += kRowLanes)
+      for (int64_t j = 0; j < kRowLanes; ++j) m[j] = nan_max(m[j], xr[i + j]);
+    for (int64_t j = 0; j < L - full; ++j) m[j] = nan_max(m[j], xr[full + j]);
+    const float mx = lanes_max(m);
+    for (int64_t i = 0; i < full; i += kRowLanes)
+      for (int64_t j = 0; j < kRowLanes; ++j) {
+        const float e = exp_nonpos(xr[i + j] - mx);
+        yr[i + j] = e;
+        s[j] = s[j] + e;
+      }
+    for (int64_t j = 0; j < L - full; ++j) {
+      const float e = exp_nonpos(xr[full + j] - mx);
+      yr[full + j] = e;
+      s[j] = s[j] + e;
+    }
+    const float sum = lanes_sum(s);
+    for (int64_t i = 0; i < L; ++i) yr[i] = yr[i] / sum;
+  }
+}
+
+// ONNX LayerNormalization over the last axis (stash type float): mean = sum(x) / L,
+// d = x - mean, var = sum(d^2) / L, inv = 1 / sqrt(var + eps), y = d * inv * scale (+ bias);
+// mean / inv per row into mean_out / inv_out when given.
+inline void layernorm_rows_body(const float* x, int64_t r0, int64_t r1, int64_t L,
+                                const float* scale, const float* bias, float eps, float* y,
+                                float* mean_out, float* inv_out) {
+  const int64_t full = L - L % kRowLanes;
+  for (int64_t r = r0; r < r1; ++r) {
+    const float* xr = x + r * L;
+    float* yr = y + r * L;
+    float s[kRowLanes];
+    for (int64_t j = 0; j < kRowLanes; ++j) s[j] = 0.0f;
+    for (int64_t i = 0; i < full; i += kRowLanes)
+      for (int64_t j = 0; j < kRowLanes; ++j) s[j] = s[j] + xr[i + j];
+    for (int64_t j = 0; j < L - full; ++j) s[j] = s[j] + xr[full + j];
+    const float mean = lanes_sum(s) / static_cast<float>(L);
+    for (int64_t j = 0; j < kRowLanes; ++j) s[j] = 0.0f;
+    for (int64_t i = 0; i < full; i += kRowLanes)
+      for (int64_t j = 0; j < kRowLanes; ++j) {
+        const float d = xr[i + j] - mean;
+        yr[i + j] = d;
+        s[j] = s[j] + d * d;
+      }
+    for (int64_t j = 0; j < L - full; ++j) {
+      const float d = xr[full + j] - mean;
+      yr[full + j] = d;
+      s[j] = s[j] + d * d;
+    }
+    const float var = lanes_sum(s) / static_cast<float>(L);
+    const float inv = 1.0f / __builtin_sqrtf(var + eps);
+    if (bias) {
+      for (int64_t i = 0; i < L; ++i) yr[i] = yr[i] * inv * scale[i] + bias[i];
+    } else {
+      for (int64_t i = 0; i < L; ++i) yr[i] = yr[i] * inv * scale[i];
+    }
+    if (mean_out) mean_out[r] = mean;
+    if (inv_out) inv_out[r] = inv;
+  }
+}
+
 }  // namespace
 }  // namespace nn
 }  // namespace fastq

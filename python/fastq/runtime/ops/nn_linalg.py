@@ -2,7 +2,9 @@
 
 Softmax-family versions before 13 coerce the input to 2-D at ``axis`` (default 1) and
 normalize each row of the flattened (prod(shape[:axis]), prod(shape[axis:])) matrix; from 13
-on they normalize along the single ``axis`` (default -1).
+on they normalize along the single ``axis`` (default -1). A float32 Softmax over the last axis
+(after the coercion) runs the C++ row kernel (``_core.nn_softmax_rows``, nn_eltwise.h: max,
+exp, sum and divide per row, about 1 ulp); other axes and dtypes run numpy.
 """
 
 from __future__ import annotations
@@ -10,8 +12,9 @@ from __future__ import annotations
 import ml_dtypes
 import numpy as np
 
+from ... import _core
 from ..registry import Node, register
-from .nn_common import fail, need
+from .nn_common import fail, float_impl, need
 
 
 @register("MatMul")
@@ -98,6 +101,10 @@ def _is_ml_float(dt: np.dtype) -> bool:
 def softmax(node: Node, x):
     x = _float(node, x)
     v, axis = _axis_view(node, x)
+    if x.dtype == np.float32 and axis == v.ndim - 1 and v.size:
+        # float32 over the last axis (attention's case): one C++ pass per row (nn_eltwise.h)
+        rows = np.ascontiguousarray(v).reshape(-1, v.shape[-1])
+        return _core.nn_softmax_rows(rows, float_impl()).reshape(x.shape)
     e = np.exp(v - v.max(axis=axis, keepdims=True))
     e /= e.sum(axis=axis, keepdims=True)
     return e.reshape(x.shape)

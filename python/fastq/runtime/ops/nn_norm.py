@@ -5,15 +5,17 @@ scale/bias, 21: per-channel) and LRN.
 
 Statistics are computed in the input's float dtype (float32 for float32, as ONNX Runtime's
 stash_type 1 does; float64 stays float64). Ops with optional extra outputs return as many
-values as the node declares outputs.
+values as the node declares outputs. A float32 LayerNormalization over the last axis (the
+transformer case) runs the C++ row kernel (``_core.nn_layernorm_rows``, nn_eltwise.h).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from ... import _core
 from ..registry import Node, register
-from .nn_common import channel_axis_shape, fail, need
+from .nn_common import channel_axis_shape, fail, float_impl, need
 
 
 def _floatish(node: Node, x: np.ndarray, what: str = "X") -> np.ndarray:
@@ -104,11 +106,23 @@ def layer_normalization(node: Node, x, scale, b=None):
         if v is not None and v.size and v.shape != norm_shape[len(norm_shape) - v.ndim:]:
             raise fail(node, f"input {what} has shape {v.shape}; it must broadcast to the "
                              f"normalized shape {norm_shape}")
+    n_out = max(1, len(node.outputs))
+    if x.dtype == np.float32 and axis == r - 1 and x.size:
+        # float32 over the last axis (transformers' case): one C++ pass per row
+        L = x.shape[-1]
+        s32 = np.ascontiguousarray(np.broadcast_to(np.asarray(scale, np.float32), (L,)))
+        b32 = None if b is None or not b.size else \
+            np.ascontiguousarray(np.broadcast_to(np.asarray(b, np.float32), (L,)))
+        y, mean, inv = _core.nn_layernorm_rows(np.ascontiguousarray(x).reshape(-1, L), s32,
+                                               b32, float(node.attr("epsilon", 1e-5)),
+                                               float_impl())
+        stat = x.shape[:-1] + (1,)
+        return (y.reshape(x.shape), mean.reshape(stat), inv.reshape(stat))[:n_out]
     z, mean, inv = _standardize(x, tuple(range(axis, r)), node.attr("epsilon", 1e-5))
     y = z * scale.astype(x.dtype, copy=False)
     if b is not None and b.size:
         y = y + b.astype(x.dtype, copy=False)
-    return (y.astype(x.dtype, copy=False), mean, inv)[:max(1, len(node.outputs))]
+    return (y.astype(x.dtype, copy=False), mean, inv)[:n_out]
 
 
 @register("GroupNormalization")
