@@ -176,3 +176,96 @@ def test_matmul_bias_add_fused_bit_identical(bias_first):
                 {"W": w, "c": np.tile(c, (3, 1))})
     assert _ops(fastq.InferenceSession(m2)) == ["MatMul", "Add"]
     assert _ops(fastq.InferenceSession(m, keep=["p"])) == ["MatMul", "Add"]
+
+
+# ------------------------------------------------------------------------------ erf GELU
+SQRT2 = np.float32(np.sqrt(2.0))
+
+
+def gelu_model(form, div=True, swap=False, c2_vec=False, extra_output=None, dtype=np.float32):
+    """x -> Div(x, sqrt2) | Mul(x, 1/sqrt2) -> Erf -> Add(1) -> the two Muls of ``form``
+    (0: (x * a) * 0.5, 1: (x * 0.5) * a, 2: (a * 0.5) * x); ``swap`` puts constants first
+    where the op commutes; ``c2_vec``: the Add's constant is a vector (no fusion)."""
+    t = TensorProto.FLOAT if dtype == np.float32 else TensorProto.DOUBLE
+    c = {"c1": np.asarray(SQRT2 if div else 1 / SQRT2, dtype),
+         "c2": np.ones(6, dtype) if c2_vec else np.asarray(1.0, dtype),
+         "c3": np.asarray(0.5, dtype)}
+
+    def mul(a, b, out):
+        return helper.make_node("Mul", [b, a] if swap else [a, b], [out])
+    nodes = [helper.make_node("Div", ["x", "c1"], ["t"]) if div else mul("x", "c1", "t"),
+             helper.make_node("Erf", ["t"], ["e"]),
+             helper.make_node("Add", ["c2", "e"] if swap else ["e", "c2"], ["a"])]
+    if form == 0:
+        nodes += [mul("x", "a", "m"), mul("m", "c3", "y")]
+    elif form == 1:
+        nodes += [mul("x", "c3", "h"), mul("h", "a", "y")]
+    else:
+        nodes += [mul("a", "c3", "m"), mul("m", "x", "y")]
+    outs = [helper.make_tensor_value_info("y", t, [3, 6])]
+    if extra_output:
+        outs.append(helper.make_tensor_value_info(extra_output, t, [3, 6]))
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", t, [3, 6])], outs,
+                          [numpy_helper.from_array(v, k) for k, v in c.items()])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+GELU_X = np.array([[0.0, -0.0, 1.0, -1.0, 3.9, -4.5],
+                   [1e-30, -7.0, 0.5, 2.8, np.inf, -np.inf],
+                   [np.nan, 1e30, -1e-3, 10.0, -2.2, 0.1]], np.float32)
+
+
+@pytest.mark.parametrize("form", [0, 1, 2])
+@pytest.mark.parametrize("div", [True, False])
+@pytest.mark.parametrize("swap", [False, True])
+def test_erf_gelu_fused_equals_its_ops_bit_for_bit(form, div, swap):
+    """Every exported association fuses into ErfGelu and returns the unfused ops' bits (the
+    run keeping an intermediate is the unfused graph), NaN and infinities included; both
+    agree with ONNX Runtime to erf's float accuracy."""
+    m = gelu_model(form, div, swap)
+    fused = fastq.InferenceSession(m)
+    assert _ops(fused).count("ErfGelu") == 1 and "Erf" not in _ops(fused)
+    plain = fastq.InferenceSession(m, keep=["e"])
+    assert "ErfGelu" not in _ops(plain)
+    x = np.concatenate([GELU_X, (RNG.standard_normal((3, 6)) * 3).astype(np.float32)])
+    for xs in (x[:3], x[3:]):
+        got, want = fused.run(None, {"x": xs})[0], plain.run(None, {"x": xs})[0]
+        assert got.dtype == np.float32 and np.array_equal(got, want, equal_nan=True)
+    xs = x[3:]
+    np.testing.assert_allclose(fused.run(None, {"x": xs})[0], run_ort(m, {"x": xs})[0],
+                               rtol=2e-6, atol=1e-6)
+
+
+def test_erf_gelu_not_fused_where_it_would_change_results_or_lose_a_tensor():
+    import math
+    x = (RNG.standard_normal((3, 6)) * 2).astype(np.float32)
+    for m, feed in ((gelu_model(0, extra_output="a"), x),    # an intermediate is an output
+                    (gelu_model(0, c2_vec=True), x),         # a non-scalar constant
+                    (gelu_model(1, dtype=np.float64), x.astype(np.float64))):  # float64
+        sess = fastq.InferenceSession(m)
+        assert "ErfGelu" not in _ops(sess) and "Erf" in _ops(sess)
+        want = np.vectorize(lambda v: 0.5 * v * (1 + math.erf(v / math.sqrt(2))))(
+            feed.astype(np.float64))
+        np.testing.assert_allclose(sess.run(None, {"x": feed})[0], want, rtol=2e-6, atol=1e-6)
+    # Div with the constant as numerator is not a GELU
+    m = gelu_model(0)
+    m.graph.node[0].input[:] = ["c1", "x"]
+    assert "ErfGelu" not in _ops(fastq.InferenceSession(m))
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 8, 9, 33, 1000, (1 << 14) + 5])
+def test_gelu_kernel_impls_equal_ref(n):
+    from fastq import _core
+    from test_nn_ops_util import impls
+    x = (RNG.standard_normal(n) * 4).astype(np.float32)
+    x[:min(n, 6)] = [np.nan, np.inf, -np.inf, 0.0, -0.0, 1e30][:min(n, 6)]
+    # constants whose products round (not 0.5): each association gives its own bits
+    c1, c2, c3 = np.float32(1.4142135), np.float32(1.3), np.float32(0.7)
+    for div in (True, False):
+        a = _core.nn_erf(x / c1 if div else x * c1, "ref") + c2    # the ops, in numpy float32
+        for form, oracle in enumerate(((x * a) * c3, (x * c3) * a, (a * c3) * x)):
+            want = _core.nn_gelu_erf(x, c1, div, c2, c3, form, "ref")
+            assert np.array_equal(want, oracle, equal_nan=True), (n, div, form)
+            for impl in impls():
+                got = _core.nn_gelu_erf(x, c1, div, c2, c3, form, impl)
+                assert np.array_equal(got, want, equal_nan=True), (impl, n, div, form)

@@ -316,6 +316,23 @@ py::array erf_f32(const py::array& x, const std::string& impl_name) {
   return y;
 }
 
+py::array gelu_erf(const py::array& x, double c1, bool div, double c2, double c3, int form,
+                   const std::string& impl_name) {
+  const Impl impl = float_impl(impl_name);
+  require(is_f32(x), "x must be float32");
+  require_c_contiguous(x, "x");
+  require(form >= 0 && form <= 2, "form must be 0, 1 or 2");
+  Ints shape;
+  for (int i = 0; i < x.ndim(); ++i) shape.push_back(x.shape(i));
+  py::array y(x.dtype(), shape);
+  {
+    py::gil_scoped_release nogil;
+    nn::gelu_erf_f32(cptr<float>(x), x.size(), static_cast<float>(c1), div,
+                     static_cast<float>(c2), static_cast<float>(c3), form, mptr<float>(y), impl);
+  }
+  return y;
+}
+
 // x: C-contiguous float32 (rows, L) -> y of the same shape.
 py::array softmax_rows(const py::array& x, const std::string& impl_name) {
   const Impl impl = float_impl(impl_name);
@@ -373,6 +390,9 @@ void bind_runtime(py::module_& m) {
   m.def("nn_bias_act", &bias_act, py::arg("y").noconvert(), py::arg("bias"), py::arg("lo"),
         py::arg("hi"), py::arg("impl") = "ref",
         "In place: y (N, C, ...) = min(max(y + bias[c], lo), hi); bias (C,) or None.");
+  m.def("nn_gelu_erf", &gelu_erf, py::arg("x").noconvert(), py::arg("c1"), py::arg("div"),
+        py::arg("c2"), py::arg("c3"), py::arg("form"), py::arg("impl") = "ref",
+        "An exported erf GELU in one pass, bit for bit its float32 ops (nn_eltwise.h).");
   m.def("nn_softmax_rows", &softmax_rows, py::arg("x").noconvert(), py::arg("impl") = "ref",
         "Softmax over the last axis of a float32 (rows, L) array.");
   m.def("nn_layernorm_rows", &layernorm_rows, py::arg("x").noconvert(),

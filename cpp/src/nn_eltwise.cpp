@@ -33,6 +33,19 @@ void erf_f32(const float* x, int64_t n, float* y, Impl impl) {
   });
 }
 
+void gelu_erf_f32(const float* x, int64_t n, float c1, bool div, float c2, float c3, int form,
+                  float* y, Impl impl) {
+  constexpr int64_t kChunk = 1 << 14;  // whole chunks: results never depend on the split
+  parallel_chunks((n + kChunk - 1) / kChunk, 1, [&](int64_t k0, int64_t k1) {
+    const int64_t b = k0 * kChunk, e = std::min(n, k1 * kChunk);
+#if defined(FASTQ_HAVE_X86)
+    if (impl != Impl::Ref) return gelu_erf_f32_avx2(x + b, e - b, c1, div, c2, c3, form, y + b);
+#endif
+    (void)impl;
+    gelu_erf_body(x + b, e - b, c1, div, c2, c3, form, y + b);
+  });
+}
+
 void softmax_rows_f32(const float* x, int64_t rows, int64_t L, float* y, Impl impl) {
   parallel_chunks(rows, min_items(4 * L), [&](int64_t r0, int64_t r1) {
 #if defined(FASTQ_HAVE_X86)

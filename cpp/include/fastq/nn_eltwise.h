@@ -22,6 +22,12 @@ void bias_act(T* y, int64_t planes, int64_t C, int64_t inner, const T* bias, T l
 // floats), result clamped to [-1, 1]. erf(+-0) = +-0, erf(+-inf) = +-1, erf(NaN) = NaN.
 void erf_f32(const float* x, int64_t n, float* y, Impl impl);
 
+// The exported erf GELU fused (nn_eltwise_body.h gelu_erf_body): y = the graph's
+// Div|Mul(x, c1) -> Erf -> Add(c2) -> two Muls (x and c3, association by form) per element,
+// bit for bit the unfused float32 ops (erf as erf_f32).
+void gelu_erf_f32(const float* x, int64_t n, float c1, bool div, float c2, float c3, int form,
+                  float* y, Impl impl);
+
 // Softmax over the last axis of x (rows, L) into y (may alias x): max, exp(x - max) (a
 // branch-free float32 exp, about 1 ulp), sum, divide; a NaN in a row makes the row NaN.
 void softmax_rows_f32(const float* x, int64_t rows, int64_t L, float* y, Impl impl);
@@ -33,6 +39,8 @@ void layernorm_rows_f32(const float* x, int64_t rows, int64_t L, const float* sc
                         float* inv_out, Impl impl);
 
 #if defined(FASTQ_HAVE_X86)
+void gelu_erf_f32_avx2(const float* x, int64_t n, float c1, bool div, float c2, float c3,
+                       int form, float* y);
 void softmax_rows_f32_avx2(const float* x, int64_t r0, int64_t r1, int64_t L, float* y);
 void layernorm_rows_f32_avx2(const float* x, int64_t r0, int64_t r1, int64_t L,
                              const float* scale, const float* bias, float eps, float* y,

@@ -56,6 +56,24 @@ inline void erf_body(const float* x, int64_t n, float* y) {
   }
 }
 
+inline float erf_one(float x) {
+  float y;
+  erf_body(&x, 1, &y);
+  return y;
+}
+
+// The erf GELU of an exported graph as one pass, each element through the graph's own float32
+// operations in its order: t = x / c1 (div) or x * c1, a = erf(t) + c2, then form 0:
+// (x * a) * c3, 1: (x * c3) * a, 2: (a * c3) * x -- the bits of the unfused ops.
+inline void gelu_erf_body(const float* x, int64_t n, float c1, bool div, float c2, float c3,
+                          int form, float* y) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = x[i];
+    const float a = erf_one(div ? v / c1 : v * c1) + c2;
+    y[i] = form == 0 ? (v * a) * c3 : form == 1 ? (v * c3) * a : (a * c3) * v;
+  }
+}
+
 // ---- Row kernels: softmax and layer normalization over the last axis of (rows, L) ----
 // Reductions run in kRowLanes lanes, lane j taking elements j, j + 16, ... in order (the
 // compiler vectorizes the lane loops; no reassociation), then a fixed tree combines the

@@ -20,23 +20,43 @@ void bias_act_avx2(T* y, int64_t p0, int64_t p1, int64_t C, int64_t inner, const
   bias_act_body(y, p0, p1, C, inner, bias, lo, hi);
 }
 
+namespace {
+
+// erf_body on 8 lanes: maxps/minps(bound, x) are the body's selects
+inline __m256 erf8(__m256 x) {
+  const __m256 v = _mm256_min_ps(_mm256_set1_ps(4.0f), _mm256_max_ps(_mm256_set1_ps(-4.0f), x));
+  const __m256 t = _mm256_mul_ps(v, v);
+  __m256 p = _mm256_set1_ps(kErfP[5]);
+  __m256 q = _mm256_set1_ps(kErfQ[5]);
+  for (int k = 4; k >= 0; --k) {
+    p = _mm256_add_ps(_mm256_mul_ps(p, t), _mm256_set1_ps(kErfP[k]));
+    q = _mm256_add_ps(_mm256_mul_ps(q, t), _mm256_set1_ps(kErfQ[k]));
+  }
+  const __m256 r = _mm256_div_ps(_mm256_mul_ps(v, p), q);
+  return _mm256_min_ps(_mm256_set1_ps(1.0f), _mm256_max_ps(_mm256_set1_ps(-1.0f), r));
+}
+
+}  // namespace
+
 void erf_f32_avx2(const float* x, int64_t n, float* y) {
-  const __m256 lo = _mm256_set1_ps(-4.0f), hi = _mm256_set1_ps(4.0f);
-  const __m256 one = _mm256_set1_ps(1.0f), m_one = _mm256_set1_ps(-1.0f);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, erf8(_mm256_loadu_ps(x + i)));
+  erf_body(x + i, n - i, y + i);
+}
+
+void gelu_erf_f32_avx2(const float* x, int64_t n, float c1, bool div, float c2, float c3,
+                       int form, float* y) {
+  const __m256 v1 = _mm256_set1_ps(c1), v2 = _mm256_set1_ps(c2), v3 = _mm256_set1_ps(c3);
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
-    const __m256 v = _mm256_min_ps(hi, _mm256_max_ps(lo, _mm256_loadu_ps(x + i)));
-    const __m256 t = _mm256_mul_ps(v, v);
-    __m256 p = _mm256_set1_ps(kErfP[5]);
-    __m256 q = _mm256_set1_ps(kErfQ[5]);
-    for (int k = 4; k >= 0; --k) {
-      p = _mm256_add_ps(_mm256_mul_ps(p, t), _mm256_set1_ps(kErfP[k]));
-      q = _mm256_add_ps(_mm256_mul_ps(q, t), _mm256_set1_ps(kErfQ[k]));
-    }
-    const __m256 r = _mm256_div_ps(_mm256_mul_ps(v, p), q);
-    _mm256_storeu_ps(y + i, _mm256_min_ps(one, _mm256_max_ps(m_one, r)));
+    const __m256 v = _mm256_loadu_ps(x + i);
+    const __m256 a = _mm256_add_ps(erf8(div ? _mm256_div_ps(v, v1) : _mm256_mul_ps(v, v1)), v2);
+    const __m256 r = form == 0 ? _mm256_mul_ps(_mm256_mul_ps(v, a), v3)
+                   : form == 1 ? _mm256_mul_ps(_mm256_mul_ps(v, v3), a)
+                               : _mm256_mul_ps(_mm256_mul_ps(a, v3), v);
+    _mm256_storeu_ps(y + i, r);
   }
-  erf_body(x + i, n - i, y + i);
+  gelu_erf_body(x + i, n - i, c1, div, c2, c3, form, y + i);
 }
 
 // The row kernels: the bodies' 16 lanes as two 8-float registers (lanes 0-7, 8-15), each

@@ -3,7 +3,10 @@
 Contract: Conv [-> BatchNormalization (inference)] [-> Relu|Clip (constant bounds)] becomes one
 fastq ``FusedConv`` (ops/nn_conv.py) that folds the normalization into W/B (once per session
 when they are constants) and clamps in its epilogue; Add|Sum(2 inputs) -> Relu becomes
-``FusedAdd``; MatMul(constant 2-D W) -> Add(constant 1-D bias) becomes ``FusedMatMul``. A
+``FusedAdd``; MatMul(constant 2-D W) -> Add(constant 1-D bias) becomes ``FusedMatMul``; the erf
+GELU exporters write -- Div|Mul(x, c1) -> Erf -> Add(c2) -> Mul by x and by c3 in any of the
+three associations, every c a float32 scalar constant -- becomes ``ErfGelu``, one C++ pass that
+performs the same float32 operations in the same order (the unfused bits, erf included). A
 pattern fuses only when the intermediate has that one consumer and is neither a graph output
 nor a tensor the session keeps for ``run_with_intermediates``, so every requested tensor
 still exists; except that an activation's input kept only for its per-channel sums
@@ -27,7 +30,10 @@ from typing import Dict, List, Optional, Set
 
 import numpy as np
 
+from .. import _core
 from . import graph
+from .ops.elementwise import _erf
+from .ops.nn_common import float_impl
 from .ops.nn_linalg import matmul
 from .registry import Node, OpContext, register
 
@@ -51,6 +57,78 @@ def fused_add(node: Node, a, b):
     if y.dtype != a.dtype:
         y = y.astype(a.dtype)
     return np.maximum(y, np.zeros((), y.dtype), out=y)
+
+
+@register("ErfGelu", domain=DOMAIN)
+def erf_gelu(node: Node, x, c1, c2, c3):
+    """The erf GELU's five ops in one pass (attributes: ``div`` -- Div or Mul by c1 --
+    and ``form`` 0: (x * a) * c3, 1: (x * c3) * a, 2: (a * c3) * x, a = erf(..) + c2)."""
+    div, form = bool(node.attr("div")), int(node.attr("form"))
+    shape = np.broadcast_shapes(np.shape(x), np.shape(c1), np.shape(c2), np.shape(c3))
+    if isinstance(x, np.ndarray) and x.dtype == np.float32:
+        y = _core.nn_gelu_erf(np.ascontiguousarray(x), float(c1.reshape(())), div,
+                              float(c2.reshape(())), float(c3.reshape(())), form, float_impl())
+        return y.reshape(shape)
+    a = _erf(x / c1 if div else x * c1) + c2       # any other dtype: the ops one by one
+    return (x * a) * c3 if form == 0 else (x * c3) * a if form == 1 else (a * c3) * x
+
+
+def _scalar_f32(name: str, consts: Dict[str, np.ndarray]) -> bool:
+    c = consts.get(name)
+    return isinstance(c, np.ndarray) and c.dtype == np.float32 and c.size == 1
+
+
+def _erf_gelu(erf: Node, prod: Dict[str, Node], cons: Dict[str, List[Node]],
+              consts: Dict[str, np.ndarray], pinned: Set[str]):
+    """(fused node, nodes it replaces) for an exported erf GELU around ``erf``, or None."""
+    def binary(n: Optional[Node], op: str) -> bool:
+        return n is not None and n.domain == "" and n.op_type == op and n.version >= 7 \
+            and len(n.inputs) == 2 and len(n.outputs) == 1
+
+    def other(n: Node, name: str) -> str:
+        return n.inputs[1] if n.inputs[0] == name else n.inputs[0]
+
+    pre = prod.get(erf.inputs[0])
+    if not (binary(pre, "Div") or binary(pre, "Mul")) or \
+            _sole_consumer(pre.outputs[0], cons, pinned) is not erf:
+        return None
+    if pre.op_type == "Div":
+        x, c1 = pre.inputs
+    else:
+        x, c1 = (pre.inputs[1], pre.inputs[0]) if _scalar_f32(pre.inputs[0], consts) \
+            else pre.inputs
+    if not _scalar_f32(c1, consts) or x in consts:
+        return None
+    add = _sole_consumer(erf.outputs[0], cons, pinned)
+    if not binary(add, "Add") or not _scalar_f32(other(add, erf.outputs[0]), consts):
+        return None
+    c2 = other(add, erf.outputs[0])
+    m1 = _sole_consumer(add.outputs[0], cons, pinned)
+    if not binary(m1, "Mul") or m1.inputs[0] == m1.inputs[1]:
+        return None
+    o = other(m1, add.outputs[0])
+    if o == x or _scalar_f32(o, consts):         # (x * a) * c3  or  (a * c3) * x
+        m2 = _sole_consumer(m1.outputs[0], cons, pinned)
+        if not binary(m2, "Mul"):
+            return None
+        last = other(m2, m1.outputs[0])
+        if o == x and _scalar_f32(last, consts):
+            form, c3 = 0, last
+        elif o != x and last == x:
+            form, c3 = 2, o
+        else:
+            return None
+        parts, out = [pre, erf, add, m1, m2], m2.outputs
+    else:                                        # (x * c3) * a
+        h = prod.get(o)
+        if not binary(h, "Mul") or _sole_consumer(o, cons, pinned) is not m1 or \
+                x not in h.inputs or not _scalar_f32(other(h, x), consts):
+            return None
+        form, c3, parts, out = 1, other(h, x), [pre, erf, add, h, m1], m1.outputs
+    fused = Node(erf.name, "ErfGelu", DOMAIN, 1, erf.opset,
+                 {"div": int(pre.op_type == "Div"), "form": form}, (x, c1, c2, c3),
+                 tuple(out), None)
+    return fused, parts
 
 
 def _consumers(nodes: List[Node]) -> Dict[str, List[Node]]:
@@ -199,10 +277,18 @@ def float_fusion_stage(nodes: List[Node], consts: Dict[str, np.ndarray], ctx: Op
     # kept only for per-channel sums: the fused conv delivers them (second output)
     sums_ok = set(ctx.channel_sums) - implicit
     cons = _consumers(nodes)
+    prod = {o: n for n in nodes for o in n.outputs if o}
     dropped: Set[int] = set()
     swap: Dict[int, Node] = {}
     for n in nodes:
         if n.domain != "" or id(n) in dropped:
+            continue
+        if n.op_type == "Erf" and len(n.inputs) == 1 and len(n.outputs) == 1:
+            found = _erf_gelu(n, prod, cons, consts, pinned)
+            if found is not None and not any(id(p) in dropped or id(p) in swap
+                                             for p in found[1]):
+                swap[id(n)] = found[0]
+                dropped.update(id(p) for p in found[1] if p is not n)
             continue
         if n.op_type == "Conv" and len(n.outputs) == 1:
             attrs, inputs, outputs = dict(n.attrs), n.inputs, n.outputs
