@@ -482,3 +482,33 @@ def test_matmul_bias_add_is_folded_into_the_layer():
     ref = fastq.InferenceSession(m).run(None, {"xq": xq})[0]
     e = fastq.InferenceSession(m, arith="exact32").run(None, {"xq": xq})[0]
     np.testing.assert_allclose(e, ref, rtol=1e-5, atol=1e-4)
+
+
+def test_matmul_bias_add_of_a_dequantized_int32_bias_is_folded_into_the_layer():
+    """A QDQ export writes the MatMul's bias as DequantizeLinear(int32 constant): the layer
+    takes it as its bias too (constant folding makes it the float vector the Add would add),
+    with the unfused graph's bits; a bias DequantizeLinear of a non-constant stays an Add."""
+    xq, wq = _saturating((2, 3, 12), (5, 12))
+    wq = np.ascontiguousarray(wq.T)
+    ws = (RNG.random(5) * 0.01 + 0.001).astype(np.float32)
+    bq = RNG.integers(-2000, 2000, 5).astype(np.int32)
+    bs = (np.float32(0.03) * ws).astype(np.float32)
+    m = _qdq_linear("MatMul", xq, wq, ws, np.uint8(4))
+    m.graph.node[-1].output[0] = "h"
+    m.graph.node.extend([
+        helper.make_node("DequantizeLinear", ["bq", "bs", "bz"], ["b"], name="b_dq", axis=0),
+        helper.make_node("Add", ["h", "b"], ["y"], name="bias_add")])
+    m.graph.initializer.extend([numpy_helper.from_array(bq, "bq"),
+                                numpy_helper.from_array(bs, "bs"),
+                                numpy_helper.from_array(np.zeros(5, np.int32), "bz")])
+    for arith in ("exact32", "sat16pair"):
+        s = fastq.InferenceSession(m, arith=arith)
+        assert [n.node.op_type for n in s._graph.steps] == ["QdqLinear"], arith
+        plain = fastq.InferenceSession(m, arith=arith, keep=["h"])   # h kept: Add unfused
+        assert "Add" in [n.node.op_type for n in plain._graph.steps]
+        assert np.array_equal(s.run(None, {"xq": xq})[0], plain.run(None, {"xq": xq})[0])
+    raw = O.matmul_raw(xq.reshape(-1, 12), wq, "exact32")
+    want = O.epilogue(raw, wq.sum(0, dtype=np.int64), 4, np.float32(0.03), ws,
+                      bq.astype(np.float32) * bs)
+    got = fastq.InferenceSession(m, arith="exact32").run(None, {"xq": xq})[0]
+    assert np.array_equal(got, want.reshape(2, 3, 5))

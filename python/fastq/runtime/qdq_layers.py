@@ -22,7 +22,7 @@ values through numpy's strides (session outputs are made C-contiguous). Between 
 Fused: int8 weights with zero point 0, per tensor or per output channel (axis 0 for Conv and
 Gemm transB=1, axis 1 for MatMul [K, N] and Gemm transB=0); uint8/int8 per-tensor activations;
 float bias (a constant, or DequantizeLinear(int32) folded to float; a MatMul's following
-Add of a constant [N] vector becomes its bias); Gemm alpha folded into the weight scales,
+Add of a constant [N] vector, or of DequantizeLinear of constants, becomes its bias); Gemm alpha folded into the weight scales,
 beta into the bias. Anything else (uint8 or nonzero-zero-point weights,
 3-D conv, transA, non-constant weights, ...) stays unfused and runs in float, so sat16pair is
 not emulated for it: ``unfused_layers(ctx)`` lists those with the reason, ``fused_layers``
@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
+from onnx import TensorProto
 
 from .. import _core, kernels
 from . import graph
@@ -193,9 +194,12 @@ def _fuse(layer: QdqLayer, consts, ctx: OpContext, producer) -> Node:
                 inputs=(xq, xs, xz, wq, ws, bias, ys, yz), outputs=outputs, proto=None)
 
 
-def _bias_add(layer: QdqLayer, f: Node, consts, consumers, ctx: OpContext) -> Optional[Node]:
+def _bias_add(layer: QdqLayer, f: Node, consts, consumers, producer, ctx: OpContext
+              ) -> Optional[Node]:
     """The Add that only adds a constant float32 [N] vector to a fused MatMul's float output
-    (the bias ONNX exporters put after MatMul), or None."""
+    (the bias ONNX exporters put after MatMul), or None. The vector may also be a
+    DequantizeLinear of constants (a QDQ export's int32 bias): constant folding, which runs
+    after this stage, makes it the float32 vector the unfused Add would have added."""
     n = layer.layer
     if n.op_type != "MatMul" or f.attrs["requant"] or n.outputs[0] in ctx.graph_outputs:
         return None
@@ -204,13 +208,22 @@ def _bias_add(layer: QdqLayer, f: Node, consts, consumers, ctx: OpContext) -> Op
         return None
     add = users[0]
     other = [x for x in add.inputs if x != n.outputs[0]]
-    if len(other) != 1 or other[0] not in consts:
+    if len(other) != 1:
         return None
-    c = np.asarray(consts[other[0]])
     w = np.asarray(consts[layer.w_dq.inputs[0]])
-    if c.dtype != np.float32 or c.ndim != 1 or c.shape[0] != w.shape[1]:
-        return None
-    return add
+    if other[0] in consts:
+        c = np.asarray(consts[other[0]])
+        ok = c.dtype == np.float32 and c.ndim == 1 and c.shape[0] == w.shape[1]
+    else:
+        dq = producer.get(other[0])
+        ok = dq is not None and dq.domain == "" and dq.op_type == "DequantizeLinear" and \
+            len(dq.outputs) == 1 and all(x in consts for x in dq.inputs if x) and \
+            not dq.attr("block_size", 0) and \
+            dq.attr("output_dtype", 0) in (0, TensorProto.FLOAT) and \
+            np.asarray(consts[dq.inputs[0]]).ndim == 1 and \
+            np.asarray(consts[dq.inputs[0]]).shape[0] == w.shape[1] and \
+            np.asarray(consts[dq.inputs[1]]).dtype == np.float32
+    return add if ok else None
 
 
 _HEAP_TUNED = False
@@ -328,13 +341,17 @@ def qdq_layer_stage(nodes: List[Node], consts: Dict[str, np.ndarray], ctx: OpCon
             skip_rec.append(LayerRecord(layer.layer.name, layer.layer.op_type, None, str(e),
                                         ctx.arith))
             continue
-        add = _bias_add(layer, f, consts, consumers, ctx)
+        add = _bias_add(layer, f, consts, consumers, producer, ctx)
         if add is not None:   # MatMul + Add(constant [N]): the Add becomes the layer's bias
-            dropped.add(id(add))
             c = add.inputs[1] if add.inputs[0] == layer.layer.outputs[0] else add.inputs[0]
             f = Node(f.name, f.op_type, f.domain, f.version, f.opset, f.attrs,
                      f.inputs[:5] + (c,) + f.inputs[6:], add.outputs, None)
-        swap[id(layer.layer)] = f
+            # in the Add's place: its bias (a DequantizeLinear's output) may come after the
+            # MatMul in node order
+            dropped.add(id(layer.layer))
+            swap[id(add)] = f
+        else:
+            swap[id(layer.layer)] = f
         dq_candidates.update((id(layer.x_dq), id(layer.w_dq)))
         if f.attrs["requant"]:
             dropped.add(id(layer.y_q))
