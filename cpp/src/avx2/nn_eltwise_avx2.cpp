@@ -65,7 +65,8 @@ void gelu_erf_f32_avx2(const float* x, int64_t n, float c1, bool div, float c2, 
 namespace {
 
 inline __m256 nan_max8(__m256 m, __m256 v) {
-  const __m256 take = _mm256_or_ps(_mm256_cmp_ps(v, m, _CMP_GT_OQ), _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+  const __m256 take =
+      _mm256_or_ps(_mm256_cmp_ps(v, m, _CMP_GT_OQ), _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
   return _mm256_blendv_ps(m, v, take);
 }
 

@@ -22,8 +22,9 @@ values through numpy's strides (session outputs are made C-contiguous). Between 
 Fused: int8 weights with zero point 0, per tensor or per output channel (axis 0 for Conv and
 Gemm transB=1, axis 1 for MatMul [K, N] and Gemm transB=0); uint8/int8 per-tensor activations;
 float bias (a constant, or DequantizeLinear(int32) folded to float; a MatMul's following
-Add of a constant [N] vector, or of DequantizeLinear of constants, becomes its bias); Gemm alpha folded into the weight scales,
-beta into the bias. Anything else (uint8 or nonzero-zero-point weights,
+Add of a constant [N] vector, or of DequantizeLinear of constants, becomes its bias); Gemm
+alpha folded into the weight scales, beta into the bias. Anything else (uint8 or
+nonzero-zero-point weights,
 3-D conv, transA, non-constant weights, ...) stays unfused and runs in float, so sat16pair is
 not emulated for it: ``unfused_layers(ctx)`` lists those with the reason, ``fused_layers``
 the fused ones. Float sessions (arith None) are never rewritten.
