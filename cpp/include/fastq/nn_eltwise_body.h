@@ -120,6 +120,30 @@ inline float exp_nonpos(float x) {
   return x >= -87.0f ? e : (x != x ? x : 0.0f);
 }
 
+// The row kernels' scalar tails (elements [full, L) into lanes 0 ..) and the layer norm's
+// 1/sqrt(var + eps) from its lane sums: one copy for every build.
+inline void exp_tail(const float* xr, int64_t full, int64_t L, float mx, float* yr, float* s) {
+  for (int64_t j = 0; j < L - full; ++j) {
+    const float e = exp_nonpos(xr[full + j] - mx);
+    yr[full + j] = e;
+    s[j] = s[j] + e;
+  }
+}
+
+inline void centered_tail(const float* xr, int64_t full, int64_t L, float mean, float* yr,
+                          float* s) {
+  for (int64_t j = 0; j < L - full; ++j) {
+    const float d = xr[full + j] - mean;
+    yr[full + j] = d;
+    s[j] = s[j] + d * d;
+  }
+}
+
+inline float inv_std(float* s, int64_t L, float eps) {
+  const float var = lanes_sum(s) / static_cast<float>(L);
+  return 1.0f / __builtin_sqrtf(var + eps);
+}
+
 // y[r] = exp(x[r] - max) / sum(exp(x[r] - max)) for rows [r0, r1) of length L.
 inline void softmax_rows_body(const float* x, int64_t r0, int64_t r1, int64_t L, float* y) {
   const int64_t full = L - L % kRowLanes;
@@ -138,11 +162,7 @@ inline void softmax_rows_body(const float* x, int64_t r0, int64_t r1, int64_t L,
         yr[i + j] = e;
         s[j] = s[j] + e;
       }
-    for (int64_t j = 0; j < L - full; ++j) {
-      const float e = exp_nonpos(xr[full + j] - mx);
-      yr[full + j] = e;
-      s[j] = s[j] + e;
-    }
+    exp_tail(xr, full, L, mx, yr, s);
     const float sum = lanes_sum(s);
     for (int64_t i = 0; i < L; ++i) yr[i] = yr[i] / sum;
   }
@@ -171,13 +191,8 @@ inline void layernorm_rows_body(const float* x, int64_t r0, int64_t r1, int64_t 
         yr[i + j] = d;
         s[j] = s[j] + d * d;
       }
-    for (int64_t j = 0; j < L - full; ++j) {
-      const float d = xr[full + j] - mean;
-      yr[full + j] = d;
-      s[j] = s[j] + d * d;
-    }
-    const float var = lanes_sum(s) / static_cast<float>(L);
-    const float inv = 1.0f / __builtin_sqrtf(var + eps);
+    centered_tail(xr, full, L, mean, yr, s);
+    const float inv = inv_std(s, L, eps);
     if (bias) {
       for (int64_t i = 0; i < L; ++i) yr[i] = yr[i] * inv * scale[i] + bias[i];
     } else {

@@ -124,11 +124,7 @@ void softmax_rows_f32_avx2(const float* x, int64_t r0, int64_t r1, int64_t L, fl
     }
     _mm256_store_ps(s, s0);
     _mm256_store_ps(s + 8, s1);
-    for (int64_t j = 0; j < L - full; ++j) {
-      const float e = exp_nonpos(xr[full + j] - mx);
-      yr[full + j] = e;
-      s[j] = s[j] + e;
-    }
+    exp_tail(xr, full, L, mx, yr, s);
     const float sum = lanes_sum(s);
     const __m256 vs = _mm256_set1_ps(sum);
     int64_t i = 0;
@@ -166,13 +162,8 @@ void layernorm_rows_f32_avx2(const float* x, int64_t r0, int64_t r1, int64_t L,
     }
     _mm256_store_ps(s, s0);
     _mm256_store_ps(s + 8, s1);
-    for (int64_t j = 0; j < L - full; ++j) {
-      const float d = xr[full + j] - mean;
-      yr[full + j] = d;
-      s[j] = s[j] + d * d;
-    }
-    const float var = lanes_sum(s) / static_cast<float>(L);
-    const float inv = 1.0f / __builtin_sqrtf(var + eps);
+    centered_tail(xr, full, L, mean, yr, s);
+    const float inv = inv_std(s, L, eps);
     const __m256 vinv = _mm256_set1_ps(inv);
     int64_t i = 0;
     for (; i + 8 <= L; i += 8) {
