@@ -128,7 +128,8 @@ void softmax_rows_f32_avx2(const float* x, int64_t r0, int64_t r1, int64_t L, fl
     const float sum = lanes_sum(s);
     const __m256 vs = _mm256_set1_ps(sum);
     int64_t i = 0;
-    for (; i + 8 <= L; i += 8) _mm256_storeu_ps(yr + i, _mm256_div_ps(_mm256_loadu_ps(yr + i), vs));
+    for (; i + 8 <= L; i += 8)
+      _mm256_storeu_ps(yr + i, _mm256_div_ps(_mm256_loadu_ps(yr + i), vs));
     for (; i < L; ++i) yr[i] = yr[i] / sum;
   }
 }
