@@ -23,12 +23,13 @@ def random_ranges(n, seed=RNG_SEED):
 
 def asym_oracle(lo, hi, n=255):
     """POT asymmetric rule, stated directly: widen ranges <= 8e-4 by 8e-4 per side, include 0,
-    zero level q0 = round-half-even(-lo * n / (hi - lo)), and the smallest scale whose grid
+    zero level q0 = round-half-even(-lo * (n / (hi - lo))) -- POT's tune_range order, which
+    decides float ties such as [-a, a] at n = 127 -- and the smallest scale whose grid
     with zero at q0 covers [lo, hi] (one end widened, never shrunk)."""
     small = hi - lo <= 8e-4
     lo = np.minimum(np.where(small, lo - 8e-4, lo), 0.0)
     hi = np.maximum(np.where(small, hi + 8e-4, hi), 0.0)
-    q0 = np.rint(-lo * n / (hi - lo))
+    q0 = np.rint(-lo * (n / (hi - lo)))
     with np.errstate(divide="ignore", invalid="ignore"):
         need_lo = np.where(q0 > 0, -lo / q0, 0.0)
         need_hi = np.where(q0 < n, hi / (n - q0), 0.0)
@@ -314,6 +315,17 @@ def test_clipping_values_apply_before_the_grid():
     qp = Q.from_layer(layer, -3.0, 9.0)
     want = Q.compute_qparams(-1.0, 6.0, mode="asymmetric")
     assert qp.scale == want.scale and qp.zero_point == want.zero_point
+    assert Q.dequantize(Q.quantize(0.0, qp), qp) == 0.0
+
+
+def test_asymmetric_zero_level_on_a_float_tie_follows_pot_order():
+    """[-a, a] on 127 steps: 0.0 sits at level 63.5 in exact arithmetic; POT computes
+    -lo * (n / (hi - lo)) = 63.4999... and takes level 63 (the property test below found the
+    oracle rounding -lo * n / (hi - lo) = 63.5 to 64 instead)."""
+    qp = Q.compute_qparams(-999998.0, 999998.0, mode="asymmetric", role="weights", bits=7)
+    scale, q0 = asym_oracle(np.array(-999998.0), np.array(999998.0), n=qp.qmax - qp.qmin)
+    assert int(q0) == 63 and int(qp.zero_point) == qp.qmin + 63
+    np.testing.assert_allclose(float(qp.scale), float(scale), rtol=2e-6)
     assert Q.dequantize(Q.quantize(0.0, qp), qp) == 0.0
 
 
