@@ -49,8 +49,7 @@ bool reduce_minmax(const float* x, Layout3 s, float* mn, float* mx, Impl impl) {
   }
   const int64_t row = s.C * s.inner;
   std::vector<float> bmn(row, inf), bmx(row, -inf);
-  for (int64_t o = 0; o < s.outer; ++o)
-    nf |= k.minmax_rows(x + o * row, row, bmn.data(), bmx.data());
+  nf |= k.minmax_rows(x, s.outer, row, bmn.data(), bmx.data());
   for (int64_t c = 0; c < s.C; ++c)
     for (int64_t i = 0; i < s.inner; ++i) {
       const float a = bmn[c * s.inner + i], b = bmx[c * s.inner + i];
@@ -73,7 +72,7 @@ bool reduce_absmax(const float* x, Layout3 s, float* amax, Impl impl) {
   }
   const int64_t row = s.C * s.inner;
   std::vector<float> b(row, ninf);
-  for (int64_t o = 0; o < s.outer; ++o) nf |= k.absmax_rows(x + o * row, row, b.data());
+  nf |= k.absmax_rows(x, s.outer, row, b.data());
   for (int64_t c = 0; c < s.C; ++c)
     for (int64_t i = 0; i < s.inner; ++i) {
       const float v = b[c * s.inner + i];
@@ -94,7 +93,7 @@ bool reduce_sum(const float* x, Layout3 s, double* sum, Impl impl) {
   }
   const int64_t row = s.C * s.inner;
   std::vector<double> b(row, 0.0);
-  for (int64_t o = 0; o < s.outer; ++o) nf |= k.sum_rows(x + o * row, row, b.data());
+  nf |= k.sum_rows(x, s.outer, row, b.data());
   for (int64_t c = 0; c < s.C; ++c)
     for (int64_t i = 0; i < s.inner; ++i) sum[c] += b[c * s.inner + i];
   return nf;

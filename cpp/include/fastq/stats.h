@@ -75,10 +75,13 @@ struct StatsKernels {
   // Sum in double over 16 lanes: lane j takes elements i = j (mod 16); lanes are combined as
   // l[j] + l[j+8], then +4, +2, +1 halvings; the total is added to *s.
   bool (*sum)(const float* p, int64_t n, double* s);
-  // Element-wise fold of a row into n accumulators (short inner runs).
-  bool (*minmax_rows)(const float* p, int64_t n, float* mn, float* mx);
-  bool (*absmax_rows)(const float* p, int64_t n, float* amax);
-  bool (*sum_rows)(const float* p, int64_t n, double* s);
+  // Element-wise fold of `rows` consecutive rows of n floats (row stride n) into n
+  // accumulators (short inner runs): accumulator i takes p[r * n + i] for r = 0, 1, ... in
+  // that order (the sums' order; min/max are order free). The vector builds keep a block of
+  // accumulators in registers over all rows instead of a load and store per row.
+  bool (*minmax_rows)(const float* p, int64_t rows, int64_t n, float* mn, float* mx);
+  bool (*absmax_rows)(const float* p, int64_t rows, int64_t n, float* amax);
+  bool (*sum_rows)(const float* p, int64_t rows, int64_t n, double* s);
   // Adds the bin of every element to counts (bins + 2 entries, uint32: n < 2^32).
   bool (*hist)(const float* p, int64_t n, const HistParams& hp, uint32_t* counts);
   // Quantile window pass: counts x < lo, x > hi, x == lo, x == hi and appends every x with

@@ -5,6 +5,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <array>
 #include <cfloat>
 #include <cmath>
 #include <cstring>
@@ -12,6 +13,7 @@
 #include <vector>
 
 #include "fastq/stats.h"
+#include "fastq/unroll.h"
 
 namespace fastq {
 namespace {
@@ -112,59 +114,120 @@ bool sum_avx2(const float* p, int64_t n, double* s) {
   return !std::isfinite(lane[0]);
 }
 
-bool minmax_rows_avx2(const float* p, int64_t n, float* mn, float* mx) {
-  __m256 nf = _mm256_setzero_ps();
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    const __m256 x = _mm256_loadu_ps(p + i);
-    _mm256_storeu_ps(mn + i, _mm256_min_ps(_mm256_loadu_ps(mn + i), x));
-    _mm256_storeu_ps(mx + i, _mm256_max_ps(_mm256_loadu_ps(mx + i), x));
-    nf = _mm256_or_ps(nf, nonfinite8(x));
-  }
-  bool r = _mm256_movemask_ps(nf) != 0;
-  for (; i < n; ++i) {
-    const float x = p[i];
-    mn[i] = x < mn[i] ? x : mn[i];
-    mx[i] = x > mx[i] ? x : mx[i];
-    r |= nonfinite1(x);
-  }
-  return r;
+// The *_rows kernels: blocks of full vectors whose accumulators stay in registers over all
+// rows, then the last (n mod width) columns one by one, each column in row order as stats.h
+// orders the sums (min/max are order free). A float sum in double cannot overflow, so only
+// NaN/Inf inputs leave a non-finite sum, checked once at the end; min/max flag NaN per row
+// (min/max may drop a NaN) and +-Inf in the results.
+template <int NV>
+bool sum_cols(const float* p, int64_t rows, int64_t ld, double* s) {
+  __m256d a[NV];
+  unroll<NV>([&](auto v) { a[v] = _mm256_loadu_pd(s + 4 * v); });
+  for (int64_t r = 0; r < rows; ++r, p += ld)
+    unroll<NV>([&](auto v) { a[v] = _mm256_add_pd(a[v], _mm256_cvtps_pd(_mm_loadu_ps(p + 4 * v))); });
+  const __m256d lim = _mm256_set1_pd(DBL_MAX), sign = _mm256_set1_pd(-0.0);
+  __m256d nf = _mm256_setzero_pd();
+  unroll<NV>([&](auto v) {
+    _mm256_storeu_pd(s + 4 * v, a[v]);
+    nf = _mm256_or_pd(nf, _mm256_cmp_pd(_mm256_andnot_pd(sign, a[v]), lim, _CMP_NLE_UQ));
+  });
+  return _mm256_movemask_pd(nf) != 0;
 }
 
-bool absmax_rows_avx2(const float* p, int64_t n, float* amax) {
-  __m256 nf = _mm256_setzero_ps();
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    const __m256 x = _mm256_loadu_ps(p + i);
-    _mm256_storeu_ps(amax + i, _mm256_max_ps(_mm256_loadu_ps(amax + i), abs8(x)));
-    nf = _mm256_or_ps(nf, nonfinite8(x));
-  }
-  bool r = _mm256_movemask_ps(nf) != 0;
-  for (; i < n; ++i) {
-    const float x = std::fabs(p[i]);
-    amax[i] = x > amax[i] ? x : amax[i];
-    r |= nonfinite1(x);
-  }
-  return r;
+template <int NV, bool Abs>
+bool max_cols(const float* p, int64_t rows, int64_t ld, float* mn, float* mx) {
+  [[maybe_unused]] __m256 a[NV];
+  __m256 b[NV];
+  unroll<NV>([&](auto v) {
+    if constexpr (!Abs) a[v] = _mm256_loadu_ps(mn + 8 * v);
+    b[v] = _mm256_loadu_ps(mx + 8 * v);
+  });
+  __m256 un = _mm256_setzero_ps();
+  for (int64_t r = 0; r < rows; ++r, p += ld)
+    unroll<NV>([&](auto v) {
+      const __m256 x = _mm256_loadu_ps(p + 8 * v);
+      if constexpr (Abs) {
+        b[v] = _mm256_max_ps(b[v], abs8(x));
+      } else {
+        a[v] = _mm256_min_ps(a[v], x);
+        b[v] = _mm256_max_ps(b[v], x);
+      }
+      un = _mm256_or_ps(un, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+    });
+  const float f_inf = std::numeric_limits<float>::infinity();
+  const __m256 inf = _mm256_set1_ps(f_inf), ninf = _mm256_set1_ps(-f_inf);
+  unroll<NV>([&](auto v) {
+    if constexpr (!Abs) {
+      _mm256_storeu_ps(mn + 8 * v, a[v]);
+      un = _mm256_or_ps(un, _mm256_cmp_ps(a[v], ninf, _CMP_EQ_OQ));
+    }
+    _mm256_storeu_ps(mx + 8 * v, b[v]);
+    un = _mm256_or_ps(un, _mm256_cmp_ps(b[v], inf, _CMP_EQ_OQ));
+  });
+  return _mm256_movemask_ps(un) != 0;
 }
 
-bool sum_rows_avx2(const float* p, int64_t n, double* s) {
-  __m256 nf = _mm256_setzero_ps();
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    const __m256 x = _mm256_loadu_ps(p + i);
-    _mm256_storeu_pd(s + i, _mm256_add_pd(_mm256_loadu_pd(s + i),
-                                          _mm256_cvtps_pd(_mm256_castps256_ps128(x))));
-    _mm256_storeu_pd(s + i + 4, _mm256_add_pd(_mm256_loadu_pd(s + i + 4),
-                                              _mm256_cvtps_pd(_mm256_extractf128_ps(x, 1))));
-    nf = _mm256_or_ps(nf, nonfinite8(x));
+template <int... I>
+constexpr std::array<bool (*)(const float*, int64_t, int64_t, double*), sizeof...(I)>
+sum_table(std::integer_sequence<int, I...>) {
+  return {sum_cols<I + 1>...};
+}
+template <bool Abs, int... I>
+constexpr std::array<bool (*)(const float*, int64_t, int64_t, float*, float*), sizeof...(I)>
+max_table(std::integer_sequence<int, I...>) {
+  return {max_cols<I + 1, Abs>...};
+}
+constexpr int kSumVec = 12, kMaxVec = 6;  // accumulators within the 16 ymm registers
+constexpr auto kSumCols = sum_table(std::make_integer_sequence<int, kSumVec>{});
+constexpr auto kMinMaxCols = max_table<false>(std::make_integer_sequence<int, kMaxVec>{});
+constexpr auto kAbsMaxCols = max_table<true>(std::make_integer_sequence<int, kMaxVec>{});
+
+bool sum_rows_avx2(const float* p, int64_t rows, int64_t n, double* s) {
+  bool nf = false;
+  const int64_t full = n - n % 4;
+  for (int64_t c0 = 0; c0 < full; c0 += 4 * kSumVec) {
+    const int64_t nv = std::min<int64_t>(kSumVec, (full - c0) / 4);
+    nf |= kSumCols[nv - 1](p + c0, rows, n, s + c0);
   }
-  bool r = _mm256_movemask_ps(nf) != 0;
-  for (; i < n; ++i) {
-    s[i] += static_cast<double>(p[i]);
-    r |= nonfinite1(p[i]);
+  for (int64_t r = 0; r < rows && full < n; ++r)
+    for (int64_t i = full; i < n; ++i) {
+      s[i] += static_cast<double>(p[r * n + i]);
+      nf |= nonfinite1(p[r * n + i]);
+    }
+  return nf;
+}
+
+bool minmax_rows_avx2(const float* p, int64_t rows, int64_t n, float* mn, float* mx) {
+  bool nf = false;
+  const int64_t full = n - n % 8;
+  for (int64_t c0 = 0; c0 < full; c0 += 8 * kMaxVec) {
+    const int64_t nv = std::min<int64_t>(kMaxVec, (full - c0) / 8);
+    nf |= kMinMaxCols[nv - 1](p + c0, rows, n, mn + c0, mx + c0);
   }
-  return r;
+  for (int64_t r = 0; r < rows && full < n; ++r)
+    for (int64_t i = full; i < n; ++i) {
+      const float x = p[r * n + i];
+      mn[i] = x < mn[i] ? x : mn[i];
+      mx[i] = x > mx[i] ? x : mx[i];
+      nf |= nonfinite1(x);
+    }
+  return nf;
+}
+
+bool absmax_rows_avx2(const float* p, int64_t rows, int64_t n, float* amax) {
+  bool nf = false;
+  const int64_t full = n - n % 8;
+  for (int64_t c0 = 0; c0 < full; c0 += 8 * kMaxVec) {
+    const int64_t nv = std::min<int64_t>(kMaxVec, (full - c0) / 8);
+    nf |= kAbsMaxCols[nv - 1](p + c0, rows, n, nullptr, amax + c0);
+  }
+  for (int64_t r = 0; r < rows && full < n; ++r)
+    for (int64_t i = full; i < n; ++i) {
+      const float x = std::fabs(p[r * n + i]);
+      amax[i] = x > amax[i] ? x : amax[i];
+      nf |= nonfinite1(x);
+    }
+  return nf;
 }
 
 inline int64_t exact_bin(float x, const HistParams& hp) {

@@ -6,6 +6,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <array>
 #include <cfloat>
 #include <cstring>
 #include <cmath>
@@ -13,6 +14,14 @@
 #include <vector>
 
 #include "fastq/stats.h"
+#include "fastq/unroll.h"
+
+// GCC 12 reports the intrinsics' own _mm512_undefined_* operands as uninitialized once they
+// are inlined (sum_avx512's casts, the unrolled row kernels): a false positive, the operand
+// is a don't-care.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 
 namespace fastq {
 namespace {
@@ -93,43 +102,109 @@ bool sum_avx512(const float* p, int64_t n, double* s) {
   return !std::isfinite(lane[0]);  // a float sum in double cannot overflow: only NaN/Inf do
 }
 
-bool minmax_rows_avx512(const float* p, int64_t n, float* mn, float* mx) {
-  __mmask16 nf = 0;
-  for (int64_t i = 0; i < n; i += 16) {
-    const __mmask16 m = n - i >= 16 ? static_cast<__mmask16>(0xFFFF) : tail_mask(n - i);
-    const __m512 x = _mm512_maskz_loadu_ps(m, p + i);
-    _mm512_mask_storeu_ps(mn + i, m, _mm512_min_ps(_mm512_maskz_loadu_ps(m, mn + i), x));
-    _mm512_mask_storeu_ps(mx + i, m, _mm512_max_ps(_mm512_maskz_loadu_ps(m, mx + i), x));
-    nf |= nonfinite_mask(x) & m;
-  }
+// The *_rows kernels: blocks of up to 128 columns whose accumulators stay in registers over
+// all rows (one load per element, no accumulator traffic); the block's last vector is masked
+// to its width. Sums add row by row as stats.h orders them; a float sum in double cannot
+// overflow, so only NaN/Inf inputs leave a non-finite sum, checked once at the end. Min/max:
+// NaN lanes are flagged per row (min/max may drop a NaN), +-Inf shows up in the results.
+template <int NV>
+bool sum_cols(const float* p, int64_t rows, int64_t ld, double* s, __mmask8 last) {
+  __m512d a[NV];
+  unroll<NV>([&](auto v) {
+    a[v] = _mm512_maskz_loadu_pd(v == NV - 1 ? last : __mmask8(0xFF), s + 8 * v);
+  });
+  for (int64_t r = 0; r < rows; ++r, p += ld)
+    unroll<NV>([&](auto v) {
+      const __m256 x = _mm256_maskz_loadu_ps(v == NV - 1 ? last : __mmask8(0xFF), p + 8 * v);
+      a[v] = _mm512_add_pd(a[v], _mm512_cvtps_pd(x));
+    });
+  __mmask8 nf = 0;
+  unroll<NV>([&](auto v) {
+    const __mmask8 m = v == NV - 1 ? last : __mmask8(0xFF);
+    _mm512_mask_storeu_pd(s + 8 * v, m, a[v]);
+    nf |= _mm512_mask_cmp_pd_mask(m, _mm512_abs_pd(a[v]), _mm512_set1_pd(DBL_MAX), _CMP_NLE_UQ);
+  });
   return nf != 0;
 }
 
-bool absmax_rows_avx512(const float* p, int64_t n, float* amax) {
-  __mmask16 nf = 0;
-  for (int64_t i = 0; i < n; i += 16) {
-    const __mmask16 m = n - i >= 16 ? static_cast<__mmask16>(0xFFFF) : tail_mask(n - i);
-    const __m512 x = _mm512_maskz_loadu_ps(m, p + i);
-    _mm512_mask_storeu_ps(amax + i, m,
-                          _mm512_max_ps(_mm512_maskz_loadu_ps(m, amax + i), _mm512_abs_ps(x)));
-    nf |= nonfinite_mask(x) & m;
-  }
-  return nf != 0;
+template <int NV, bool Abs>
+bool max_cols(const float* p, int64_t rows, int64_t ld, float* mn, float* mx, __mmask16 last) {
+  [[maybe_unused]] __m512 a[NV];
+  __m512 b[NV];
+  unroll<NV>([&](auto v) {
+    const __mmask16 m = v == NV - 1 ? last : __mmask16(0xFFFF);
+    if constexpr (!Abs) a[v] = _mm512_maskz_loadu_ps(m, mn + 16 * v);
+    b[v] = _mm512_maskz_loadu_ps(m, mx + 16 * v);
+  });
+  __mmask16 un = 0;
+  for (int64_t r = 0; r < rows; ++r, p += ld)
+    unroll<NV>([&](auto v) {
+      const __m512 x = _mm512_maskz_loadu_ps(v == NV - 1 ? last : __mmask16(0xFFFF), p + 16 * v);
+      if constexpr (Abs) {
+        b[v] = _mm512_max_ps(b[v], _mm512_abs_ps(x));
+      } else {
+        a[v] = _mm512_min_ps(a[v], x);
+        b[v] = _mm512_max_ps(b[v], x);
+      }
+      un |= _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
+    });
+  const float f_inf = std::numeric_limits<float>::infinity();
+  const __m512 inf = _mm512_set1_ps(f_inf), ninf = _mm512_set1_ps(-f_inf);
+  unroll<NV>([&](auto v) {
+    const __mmask16 m = v == NV - 1 ? last : __mmask16(0xFFFF);
+    if constexpr (!Abs) {
+      _mm512_mask_storeu_ps(mn + 16 * v, m, a[v]);
+      un |= _mm512_mask_cmp_ps_mask(m, a[v], ninf, _CMP_EQ_OQ);
+    }
+    _mm512_mask_storeu_ps(mx + 16 * v, m, b[v]);
+    un |= _mm512_mask_cmp_ps_mask(m, b[v], inf, _CMP_EQ_OQ);
+  });
+  return un != 0;
 }
 
-bool sum_rows_avx512(const float* p, int64_t n, double* s) {
-  __mmask16 nf = 0;
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    const __m256 x = _mm256_loadu_ps(p + i);
-    _mm512_storeu_pd(s + i, _mm512_add_pd(_mm512_loadu_pd(s + i), _mm512_cvtps_pd(x)));
-    nf |= nonfinite_mask(_mm512_castps256_ps512(x)) & 0xFF;
+template <int... I>
+constexpr std::array<bool (*)(const float*, int64_t, int64_t, double*, __mmask8), sizeof...(I)>
+sum_table(std::integer_sequence<int, I...>) {
+  return {sum_cols<I + 1>...};
+}
+template <bool Abs, int... I>
+constexpr std::array<bool (*)(const float*, int64_t, int64_t, float*, float*, __mmask16),
+                     sizeof...(I)>
+max_table(std::integer_sequence<int, I...>) {
+  return {max_cols<I + 1, Abs>...};
+}
+constexpr auto kSumCols = sum_table(std::make_integer_sequence<int, 16>{});   // 8 per vector
+constexpr auto kMinMaxCols = max_table<false>(std::make_integer_sequence<int, 8>{});  // 16
+constexpr auto kAbsMaxCols = max_table<true>(std::make_integer_sequence<int, 8>{});
+
+bool sum_rows_avx512(const float* p, int64_t rows, int64_t n, double* s) {
+  bool nf = false;
+  for (int64_t c0 = 0; c0 < n; c0 += 128) {
+    const int64_t w = std::min<int64_t>(128, n - c0), nv = (w + 7) / 8;
+    const __mmask8 last = static_cast<__mmask8>((1u << (w - 8 * (nv - 1))) - 1u);
+    nf |= kSumCols[nv - 1](p + c0, rows, n, s + c0, last);
   }
-  for (; i < n; ++i) {
-    s[i] += static_cast<double>(p[i]);
-    nf |= !(std::fabs(p[i]) <= FLT_MAX);
+  return nf;
+}
+
+bool minmax_rows_avx512(const float* p, int64_t rows, int64_t n, float* mn, float* mx) {
+  bool nf = false;
+  for (int64_t c0 = 0; c0 < n; c0 += 128) {
+    const int64_t w = std::min<int64_t>(128, n - c0), nv = (w + 15) / 16;
+    nf |= kMinMaxCols[nv - 1](p + c0, rows, n, mn + c0, mx + c0,
+                              tail_mask(w - 16 * (nv - 1)));
   }
-  return nf != 0;
+  return nf;
+}
+
+bool absmax_rows_avx512(const float* p, int64_t rows, int64_t n, float* amax) {
+  bool nf = false;
+  for (int64_t c0 = 0; c0 < n; c0 += 128) {
+    const int64_t w = std::min<int64_t>(128, n - c0), nv = (w + 15) / 16;
+    nf |= kAbsMaxCols[nv - 1](p + c0, rows, n, nullptr, amax + c0,
+                              tail_mask(w - 16 * (nv - 1)));
+  }
+  return nf;
 }
 
 // Exact bin for one element (same as ref): used for the tail and for near-edge lanes.
@@ -286,3 +361,5 @@ const StatsKernels& stats_kernels_avx512() {
 }
 
 }  // namespace fastq
+
+#pragma GCC diagnostic pop

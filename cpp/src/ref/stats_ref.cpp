@@ -52,33 +52,36 @@ bool sum_ref(const float* p, int64_t n, double* s) {
   return nf;
 }
 
-bool minmax_rows_ref(const float* p, int64_t n, float* mn, float* mx) {
+bool minmax_rows_ref(const float* p, int64_t rows, int64_t n, float* mn, float* mx) {
   bool nf = false;
-  for (int64_t i = 0; i < n; ++i) {
-    const float x = p[i];
-    mn[i] = x < mn[i] ? x : mn[i];
-    mx[i] = x > mx[i] ? x : mx[i];
-    nf |= nonfinite(x);
-  }
+  for (int64_t r = 0; r < rows; ++r, p += n)
+    for (int64_t i = 0; i < n; ++i) {
+      const float x = p[i];
+      mn[i] = x < mn[i] ? x : mn[i];
+      mx[i] = x > mx[i] ? x : mx[i];
+      nf |= nonfinite(x);
+    }
   return nf;
 }
 
-bool absmax_rows_ref(const float* p, int64_t n, float* amax) {
+bool absmax_rows_ref(const float* p, int64_t rows, int64_t n, float* amax) {
   bool nf = false;
-  for (int64_t i = 0; i < n; ++i) {
-    const float x = std::fabs(p[i]);
-    amax[i] = x > amax[i] ? x : amax[i];
-    nf |= nonfinite(x);
-  }
+  for (int64_t r = 0; r < rows; ++r, p += n)
+    for (int64_t i = 0; i < n; ++i) {
+      const float x = std::fabs(p[i]);
+      amax[i] = x > amax[i] ? x : amax[i];
+      nf |= nonfinite(x);
+    }
   return nf;
 }
 
-bool sum_rows_ref(const float* p, int64_t n, double* s) {
+bool sum_rows_ref(const float* p, int64_t rows, int64_t n, double* s) {
   bool nf = false;
-  for (int64_t i = 0; i < n; ++i) {
-    s[i] += static_cast<double>(p[i]);
-    nf |= nonfinite(p[i]);
-  }
+  for (int64_t r = 0; r < rows; ++r, p += n)
+    for (int64_t i = 0; i < n; ++i) {
+      s[i] += static_cast<double>(p[i]);
+      nf |= nonfinite(p[i]);
+    }
   return nf;
 }
 
