@@ -21,7 +21,8 @@ def cpu_features() -> dict:
 
 
 def set_num_threads(n: int) -> None:
-    """Threads the kernels may use (n <= 0: all cores). Results never depend on it."""
+    """Threads the kernels may use (n <= 0: all cores), OpenBLAS's inside a session's run
+    included. Results never depend on it."""
     _core.set_num_threads(int(n))
 
 

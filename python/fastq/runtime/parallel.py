@@ -85,6 +85,41 @@ def blas_single_thread():
                 s(n)
 
 
+_cap_depth = 0
+_cap_saved: list = []
+
+
+@contextmanager
+def blas_capped():
+    """Hold every loaded OpenBLAS at no more than ``fastq.get_num_threads()`` threads inside
+    the block, so a session's float MatMul/Gemm/conv GEMMs use the threads fastq was given
+    (``set_num_threads(1)`` means one core, not BLAS's own default of all cores). Blocks may
+    overlap across threads: the first to enter saves the thread counts, the last to leave
+    restores them. Nothing is called when fastq has every core."""
+    global _cap_depth, _cap_saved
+    n = max(1, int(_core.get_num_threads()))
+    libs = _blas_libraries() if n < (os.cpu_count() or 1) else []
+    if not libs:        # fastq has every core (the default), or no OpenBLAS is loaded
+        yield
+        return
+    with _BLAS_LOCK:
+        if _cap_depth == 0:
+            _cap_saved = [g() for _, g in libs]
+        _cap_depth += 1
+        for s, g in libs:
+            if g() > n:
+                s(n)
+    try:
+        yield
+    finally:
+        with _BLAS_LOCK:
+            _cap_depth -= 1
+            if _cap_depth == 0:
+                for (s, g), k in zip(libs, _cap_saved):
+                    if g() != k:
+                        s(k)
+
+
 def _worker_init() -> None:
     _core.set_thread_local_num_threads(1)
 

@@ -24,6 +24,7 @@ from . import ops  # noqa: F401  (registers every op)
 from . import qdq_layers  # fused int8 QDQ layers (a GRAPH_REWRITES stage)
 from . import float_fusion  # noqa: F401  Conv+BN+Relu, Add+Relu (stage after qdq_layers)
 from .graph import CompiledGraph, topo_order
+from .parallel import blas_capped
 from .registry import OpContext
 
 ARITHS = (None, "exact32", "sat16pair")
@@ -297,7 +298,8 @@ class InferenceSession:
         x = self._check_feeds(feeds, check_finite=False)
         extra = {n for n in names if n not in self._graph.output_names}
         got: Dict[str, np.ndarray] = {}
-        res = self._graph.run(x, want=extra, callback=got.__setitem__ if extra else None)
+        with blas_capped():
+            res = self._graph.run(x, want=extra, callback=got.__setitem__ if extra else None)
         return [self._own(res[n] if n in res else got[n], x) for n in names]
 
     def _own(self, y: np.ndarray, feeds: Dict[str, np.ndarray]) -> np.ndarray:
@@ -346,6 +348,7 @@ class InferenceSession:
                                  "top-level tensors can be requested; subgraph tensors cannot)")
         x = self._check_feeds(feeds, check_finite=check_finite)
         got: Dict[str, np.ndarray] = {}
-        self._graph.run(x, want=want, callback=callback if callback is not None
-                        else got.__setitem__)
+        with blas_capped():
+            self._graph.run(x, want=want, callback=callback if callback is not None
+                            else got.__setitem__)
         return got
