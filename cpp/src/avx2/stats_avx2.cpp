@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "fastq/stats.h"
+#include "fastq/stats_rows_body.h"
 #include "fastq/unroll.h"
 
 namespace fastq {
@@ -189,12 +190,7 @@ bool sum_rows_avx2(const float* p, int64_t rows, int64_t n, double* s) {
     const int64_t nv = std::min<int64_t>(kSumVec, (full - c0) / 4);
     nf |= kSumCols[nv - 1](p + c0, rows, n, s + c0);
   }
-  for (int64_t r = 0; r < rows && full < n; ++r)
-    for (int64_t i = full; i < n; ++i) {
-      s[i] += static_cast<double>(p[r * n + i]);
-      nf |= nonfinite1(p[r * n + i]);
-    }
-  return nf;
+  return (full < n && sum_cols_scalar(p, rows, n, full, n, s)) || nf;
 }
 
 bool minmax_rows_avx2(const float* p, int64_t rows, int64_t n, float* mn, float* mx) {
@@ -204,14 +200,7 @@ bool minmax_rows_avx2(const float* p, int64_t rows, int64_t n, float* mn, float*
     const int64_t nv = std::min<int64_t>(kMaxVec, (full - c0) / 8);
     nf |= kMinMaxCols[nv - 1](p + c0, rows, n, mn + c0, mx + c0);
   }
-  for (int64_t r = 0; r < rows && full < n; ++r)
-    for (int64_t i = full; i < n; ++i) {
-      const float x = p[r * n + i];
-      mn[i] = x < mn[i] ? x : mn[i];
-      mx[i] = x > mx[i] ? x : mx[i];
-      nf |= nonfinite1(x);
-    }
-  return nf;
+  return (full < n && max_cols_scalar<false>(p, rows, n, full, n, mn, mx)) || nf;
 }
 
 bool absmax_rows_avx2(const float* p, int64_t rows, int64_t n, float* amax) {
@@ -221,13 +210,7 @@ bool absmax_rows_avx2(const float* p, int64_t rows, int64_t n, float* amax) {
     const int64_t nv = std::min<int64_t>(kMaxVec, (full - c0) / 8);
     nf |= kAbsMaxCols[nv - 1](p + c0, rows, n, nullptr, amax + c0);
   }
-  for (int64_t r = 0; r < rows && full < n; ++r)
-    for (int64_t i = full; i < n; ++i) {
-      const float x = std::fabs(p[r * n + i]);
-      amax[i] = x > amax[i] ? x : amax[i];
-      nf |= nonfinite1(x);
-    }
-  return nf;
+  return (full < n && max_cols_scalar<true>(p, rows, n, full, n, nullptr, amax)) || nf;
 }
 
 inline int64_t exact_bin(float x, const HistParams& hp) {

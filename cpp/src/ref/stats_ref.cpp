@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "fastq/stats.h"
+#include "fastq/stats_rows_body.h"
 
 namespace fastq {
 namespace {
@@ -53,36 +54,15 @@ bool sum_ref(const float* p, int64_t n, double* s) {
 }
 
 bool minmax_rows_ref(const float* p, int64_t rows, int64_t n, float* mn, float* mx) {
-  bool nf = false;
-  for (int64_t r = 0; r < rows; ++r, p += n)
-    for (int64_t i = 0; i < n; ++i) {
-      const float x = p[i];
-      mn[i] = x < mn[i] ? x : mn[i];
-      mx[i] = x > mx[i] ? x : mx[i];
-      nf |= nonfinite(x);
-    }
-  return nf;
+  return max_cols_scalar<false>(p, rows, n, 0, n, mn, mx);
 }
 
 bool absmax_rows_ref(const float* p, int64_t rows, int64_t n, float* amax) {
-  bool nf = false;
-  for (int64_t r = 0; r < rows; ++r, p += n)
-    for (int64_t i = 0; i < n; ++i) {
-      const float x = std::fabs(p[i]);
-      amax[i] = x > amax[i] ? x : amax[i];
-      nf |= nonfinite(x);
-    }
-  return nf;
+  return max_cols_scalar<true>(p, rows, n, 0, n, nullptr, amax);
 }
 
 bool sum_rows_ref(const float* p, int64_t rows, int64_t n, double* s) {
-  bool nf = false;
-  for (int64_t r = 0; r < rows; ++r, p += n)
-    for (int64_t i = 0; i < n; ++i) {
-      s[i] += static_cast<double>(p[i]);
-      nf |= nonfinite(p[i]);
-    }
-  return nf;
+  return sum_cols_scalar(p, rows, n, 0, n, s);
 }
 
 bool hist_ref(const float* p, int64_t n, const HistParams& hp, uint32_t* counts) {
