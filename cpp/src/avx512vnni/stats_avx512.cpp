@@ -16,13 +16,6 @@
 #include "fastq/stats.h"
 #include "fastq/unroll.h"
 
-// GCC 12 reports the intrinsics' own _mm512_undefined_* operands as uninitialized once they
-// are inlined (sum_avx512's casts, the unrolled row kernels): a false positive, the operand
-// is a don't-care.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-
 namespace fastq {
 namespace {
 
@@ -361,5 +354,3 @@ const StatsKernels& stats_kernels_avx512() {
 }
 
 }  // namespace fastq
-
-#pragma GCC diagnostic pop
