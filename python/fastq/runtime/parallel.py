@@ -93,9 +93,10 @@ _cap_saved: list = []
 def blas_capped():
     """Hold every loaded OpenBLAS at no more than ``fastq.get_num_threads()`` threads inside
     the block, so a session's float MatMul/Gemm/conv GEMMs use the threads fastq was given
-    (``set_num_threads(1)`` means one core, not BLAS's own default of all cores). Blocks may
-    overlap across threads: the first to enter saves the thread counts, the last to leave
-    restores them. Nothing is called when fastq has every core."""
+    (``set_num_threads(1)`` means one core, not BLAS's own default of all cores). The setting
+    is process-wide, as in ``blas_single_thread``: numpy work on other threads during a run
+    gets the cap too. Blocks may overlap across threads: the first to enter saves the thread
+    counts, the last to leave restores them. Nothing is called when fastq has every core."""
     global _cap_depth, _cap_saved
     n = max(1, int(_core.get_num_threads()))
     libs = _blas_libraries() if n < (os.cpu_count() or 1) else []
