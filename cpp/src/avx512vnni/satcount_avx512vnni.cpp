@@ -10,7 +10,6 @@
 #include <immintrin.h>
 
 #include <algorithm>
-#include <array>
 #include <cstring>
 #include <vector>
 
@@ -315,8 +314,15 @@ void tile_group_max(const uint8_t* a, int64_t lda, int64_t mr, int64_t ng, uint8
   }
 }
 
+// A plain struct, not std::array<MicroFn, N>: MicroFn's __m512i* parameter carries vector
+// attributes that GCC warns it drops from a template argument.
+struct MicroTable {
+  MicroFn fn[kMR];
+  MicroFn operator[](int64_t i) const { return fn[i]; }
+};
+
 template <int NV, int... R>
-constexpr std::array<MicroFn, sizeof...(R)> make_table(std::integer_sequence<int, R...>) {
+constexpr MicroTable make_table(std::integer_sequence<int, R...>) {
   return {{&micro<R + 1, NV>...}};
 }
 
