@@ -128,6 +128,46 @@ def test_satcount_thread_invariance(impl):
         assert all(np.array_equal(x, y) for x, y in zip(o, outs[0]))
 
 
+@pytest.mark.parametrize("impl", IMPLS)
+def test_sparse_and_dense_tiles_agree(impl):
+    """The AVX-512 kernel runs a call's full tiles in a sparse form (exact32 sums only for rows
+    that met a limit) while at most one row in eight meets one, dense beyond: rows that
+    rarely reach a limit, rows that nearly always do, rows that start to mid-call, and the
+    same packed weights called again (the next call starts in the mode the last ended in),
+    then fresh weights -- sums against the reference kernel, counts against the oracle."""
+    rng = np.random.default_rng(21)
+    K, N = 512, 64
+    b = rng.integers(-128, 128, (K, N), dtype=np.int8)
+    pb = kernels.pack_weights(b)
+
+    def low(m):
+        return rng.integers(0, 60, (m, K), dtype=np.uint8)
+
+    rare = low(192)
+    for r in range(0, 192, 16):                  # one hot pair in every 16th row
+        k = 2 * int(rng.integers(0, K // 2))
+        rare[r, k:k + 2] = 255
+    high = rng.integers(150, 256, (192, K), dtype=np.uint8)
+    switch = np.concatenate([low(48), high[:144]])
+    old = fastq.get_num_threads()
+    try:
+        fastq.set_num_threads(1)                 # one call per 96-row block, in order
+        for name, a in [("rare", rare), ("high", high), ("switch", switch), ("rare again", rare),
+                        ("low", low(96))]:
+            sat, exact, counts = kernels.gemm_u8s8_satcount(a, pb, impl=impl)
+            assert np.array_equal(sat, kernels.gemm_u8s8(a, b, arith="sat16pair", impl="ref")), name
+            assert np.array_equal(exact, kernels.gemm_u8s8(a, b, arith="exact32", impl="ref")), name
+            assert np.array_equal(counts, oracle_counts(a, b)), name
+            if name == "rare":
+                assert 0 < counts.sum() <= 12 * N   # limits met, in the 12 hot rows only
+        b2 = rng.integers(-128, 128, (K, N), dtype=np.int8)
+        sat, exact, counts = kernels.gemm_u8s8_satcount(rare, b2, impl=impl)
+        assert np.array_equal(exact, kernels.gemm_u8s8(rare, b2, arith="exact32", impl="ref"))
+        assert np.array_equal(counts, oracle_counts(rare, b2))
+    finally:
+        fastq.set_num_threads(old)
+
+
 def test_satcount_errors():
     a, b = np.zeros((2, 3), np.uint8), np.zeros((3, 2), np.int8)
     with pytest.raises(fastq.KernelError, match="no 'avx2' kernel; valid: ref, avx512vnni"):

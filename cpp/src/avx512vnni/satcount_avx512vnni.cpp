@@ -7,6 +7,14 @@
 // 512-bit sat16pair loop on a 4x32 tile, against 1.5x for the multiplies alone. The 16-bit
 // counters take at most kMR * kKc / 4 = 4096 increments per K block before they are widened
 // (vpmaddwd with ones) and added to the int64 totals.
+// Where few pairs reach a limit (the usual case: trained weights, ReLU activations) the
+// "sparse" form drops the exact32 multiply: a row whose two limit masks are empty lost
+// nothing to saturation, so its exact sums are its sat16pair sums; only a row with a limit
+// hit adds its exact-minus-sat16pair difference into the excess accumulators (out of line,
+// two multiplies per vector), and a group that cannot reach a limit takes one vpdpbusd into
+// the sat16pair sums. exact32 = sat16pair + excess at the end: the same int32 sums either
+// way. A call starts sparse and turns dense when more than one row in kDenseAbove meets a
+// limit (uniform random weights: nearly every row), where the branches would cost more.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -43,6 +51,83 @@ struct DirectStore {
   __m512i* colcnt;    // 2 vectors of per-column int32 counts
 };
 
+// The parts the dense and sparse forms share: zeroed accumulators and the group's class test
+// (a group that cannot reach a limit jumps to 2, else falls through), the k loop's step (from
+// 3), the epilogue (sums into the tile or out, counts into colcnt or out) and the operands.
+#define FASTQ_SC_HEAD                                                                       \
+  "vmovdqu64 %[ones], %%zmm20\n\t"                                                          \
+  "vmovdqu64 %[shift], %%zmm21\n\t"                                                         \
+  "vpxord %%zmm0, %%zmm0, %%zmm0\n\t"                                                       \
+  "vmovdqa64 %%zmm0, %%zmm1\n\t vmovdqa64 %%zmm0, %%zmm2\n\t vmovdqa64 %%zmm0, %%zmm3\n\t"  \
+  "vmovdqa64 %%zmm0, %%zmm4\n\t vmovdqa64 %%zmm0, %%zmm5\n\t vmovdqa64 %%zmm0, %%zmm6\n\t"  \
+  "vmovdqa64 %%zmm0, %%zmm7\n\t vmovdqa64 %%zmm0, %%zmm8\n\t vmovdqa64 %%zmm0, %%zmm9\n\t"  \
+  "vmovdqa64 %%zmm0, %%zmm10\n\t vmovdqa64 %%zmm0, %%zmm11\n\t"                             \
+  "vmovdqa64 %%zmm0, %%zmm12\n\t vmovdqa64 %%zmm0, %%zmm13\n\t"                             \
+  "vmovdqa64 %%zmm0, %%zmm14\n\t vmovdqa64 %%zmm0, %%zmm15\n\t"                             \
+  "vmovdqa64 %%zmm0, %%zmm16\n\t vmovdqa64 %%zmm0, %%zmm17\n\t"                             \
+  ".p2align 4\n\t"                                                                          \
+  "1:\n\t"                                                                                  \
+  "vmovdqa64 (%[b]), %%zmm18\n\t"                                                           \
+  "vmovdqa64 (%[b],%[ps]), %%zmm19\n\t"                                                     \
+  "movzbl (%[am],%[g]), %%eax\n\t"                                                          \
+  "cmpb (%[t0],%[g]), %%al\n\t"                                                             \
+  "ja 4f\n\t"                                                                               \
+  "cmpb (%[t1],%[g]), %%al\n\t"                                                             \
+  "jbe 2f\n\t"                                                                              \
+  "4:\n\t"
+#define FASTQ_SC_STEP                                                                       \
+  "3:\n\t"                                                                                  \
+  "addq $64, %[b]\n\t"                                                                      \
+  "addq $4, %[a]\n\t"                                                                       \
+  "incq %[g]\n\t"                                                                           \
+  "cmpq %[g], %[ng]\n\t"                                                                    \
+  "jne 1b\n\t"
+// One row of the tile into c (sat16pair) and ce (exact32), then the next row.
+#define FASTQ_SC_STORE(S0, S1, E0, E1)                                                      \
+  "vmovdqu64 %%" S0 ", (%[a])\n\t"                                                          \
+  "vmovdqu64 %%" S1 ", 64(%[a])\n\t"                                                        \
+  "vmovdqu64 %%" E0 ", (%[b])\n\t"                                                          \
+  "vmovdqu64 %%" E1 ", 64(%[b])\n\t"                                                        \
+  "addq %[g], %[a]\n\t"                                                                     \
+  "addq %[g], %[b]\n\t"
+#define FASTQ_SC_TAIL                                                                       \
+  "testq %[dst], %[dst]\n\t"                                                                \
+  "jz 5f\n\t"                                                                               \
+  "movq 0(%[dst]), %[a]\n\t" /* the loop's registers are free from here */                  \
+  "movq 8(%[dst]), %[b]\n\t"                                                                \
+  "movq 16(%[dst]), %[g]\n\t"                                                               \
+  FASTQ_SC_STORE("zmm8", "zmm9", "zmm0", "zmm1")                                            \
+  FASTQ_SC_STORE("zmm10", "zmm11", "zmm2", "zmm3")                                          \
+  FASTQ_SC_STORE("zmm12", "zmm13", "zmm4", "zmm5")                                          \
+  FASTQ_SC_STORE("zmm14", "zmm15", "zmm6", "zmm7")                                          \
+  "movq 24(%[dst]), %%rax\n\t"                                                              \
+  "vpmaddwd %%zmm20, %%zmm16, %%zmm16\n\t"                                                  \
+  "vpmaddwd %%zmm20, %%zmm17, %%zmm17\n\t"                                                  \
+  "vpaddd (%%rax), %%zmm16, %%zmm16\n\t"                                                    \
+  "vpaddd 64(%%rax), %%zmm17, %%zmm17\n\t"                                                  \
+  "vmovdqu64 %%zmm16, (%%rax)\n\t"                                                          \
+  "vmovdqu64 %%zmm17, 64(%%rax)\n\t"                                                        \
+  "jmp 6f\n\t"                                                                              \
+  "5:\n\t"                                                                                  \
+  "vmovdqu64 %%zmm0, 0(%[out])\n\t vmovdqu64 %%zmm1, 64(%[out])\n\t"                        \
+  "vmovdqu64 %%zmm2, 128(%[out])\n\t vmovdqu64 %%zmm3, 192(%[out])\n\t"                     \
+  "vmovdqu64 %%zmm4, 256(%[out])\n\t vmovdqu64 %%zmm5, 320(%[out])\n\t"                     \
+  "vmovdqu64 %%zmm6, 384(%[out])\n\t vmovdqu64 %%zmm7, 448(%[out])\n\t"                     \
+  "vmovdqu64 %%zmm8, 512(%[out])\n\t vmovdqu64 %%zmm9, 576(%[out])\n\t"                     \
+  "vmovdqu64 %%zmm10, 640(%[out])\n\t vmovdqu64 %%zmm11, 704(%[out])\n\t"                   \
+  "vmovdqu64 %%zmm12, 768(%[out])\n\t vmovdqu64 %%zmm13, 832(%[out])\n\t"                   \
+  "vmovdqu64 %%zmm14, 896(%[out])\n\t vmovdqu64 %%zmm15, 960(%[out])\n\t"                   \
+  "vmovdqu64 %%zmm16, 1024(%[out])\n\t vmovdqu64 %%zmm17, 1088(%[out])\n\t"                 \
+  "6:\n\t"
+#define FASTQ_SC_INPUTS                                                                     \
+  [ng] "r"(ng), [am] "r"(am), [t0] "r"(t0), [t1] "r"(t1), [lda] "r"(lda),                   \
+      [lda3] "r"(lda3), [ps] "r"(panel_stride), [out] "r"(out), [dst] "r"(dst),             \
+      [ones] "m"(ones), [shift] "m"(shift)
+#define FASTQ_SC_CLOBBERS                                                                   \
+  "memory", "cc", "rax", "k1", "k2", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6",  \
+      "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "xmm16",  \
+      "xmm17", "xmm18", "xmm19", "xmm20", "xmm21", "xmm22", "xmm23", "xmm24"
+
 void micro4_asm(const uint8_t* ap, int64_t lda, const int8_t* b, int64_t panel_stride,
                 int64_t ng, const uint8_t* am, const uint8_t* t0, const uint8_t* t1,
                 __m512i* out, const DirectStore* dst) {
@@ -64,14 +149,6 @@ void micro4_asm(const uint8_t* ap, int64_t lda, const int8_t* b, int64_t panel_s
   "vpcmpuw $2, %%zmm20, %%zmm24, %%k2\n\t"         \
   "vpaddw %%zmm20, %%zmm16, %%zmm16%{%%k1%}\n\t"   \
   "vpaddw %%zmm20, %%zmm17, %%zmm17%{%%k2%}\n\t"
-  // One row of the tile into c (sat16pair) and ce (exact32), then the next row.
-#define FASTQ_SC_STORE(S0, S1, E0, E1)             \
-  "vmovdqu64 %%" S0 ", (%[a])\n\t"                \
-  "vmovdqu64 %%" S1 ", 64(%[a])\n\t"              \
-  "vmovdqu64 %%" E0 ", (%[b])\n\t"                \
-  "vmovdqu64 %%" E1 ", 64(%[b])\n\t"              \
-  "addq %[g], %[a]\n\t"                          \
-  "addq %[g], %[b]\n\t"
   // A k group whose activations and weights cannot reach a limit: sat16pair sums equal
   // exact32 ones.
 #define FASTQ_SC_LIGHT(AADDR, E0, E1, S0, S1)       \
@@ -81,26 +158,7 @@ void micro4_asm(const uint8_t* ap, int64_t lda, const int8_t* b, int64_t panel_s
   "vpdpbusd %%zmm18, %%zmm22, %%" S0 "\n\t"        \
   "vpdpbusd %%zmm19, %%zmm22, %%" S1 "\n\t"
   __asm__ volatile(
-      "vmovdqu64 %[ones], %%zmm20\n\t"
-      "vmovdqu64 %[shift], %%zmm21\n\t"
-      "vpxord %%zmm0, %%zmm0, %%zmm0\n\t"
-      "vmovdqa64 %%zmm0, %%zmm1\n\t vmovdqa64 %%zmm0, %%zmm2\n\t vmovdqa64 %%zmm0, %%zmm3\n\t"
-      "vmovdqa64 %%zmm0, %%zmm4\n\t vmovdqa64 %%zmm0, %%zmm5\n\t vmovdqa64 %%zmm0, %%zmm6\n\t"
-      "vmovdqa64 %%zmm0, %%zmm7\n\t vmovdqa64 %%zmm0, %%zmm8\n\t vmovdqa64 %%zmm0, %%zmm9\n\t"
-      "vmovdqa64 %%zmm0, %%zmm10\n\t vmovdqa64 %%zmm0, %%zmm11\n\t"
-      "vmovdqa64 %%zmm0, %%zmm12\n\t vmovdqa64 %%zmm0, %%zmm13\n\t"
-      "vmovdqa64 %%zmm0, %%zmm14\n\t vmovdqa64 %%zmm0, %%zmm15\n\t"
-      "vmovdqa64 %%zmm0, %%zmm16\n\t vmovdqa64 %%zmm0, %%zmm17\n\t"
-      ".p2align 4\n\t"
-      "1:\n\t"
-      "vmovdqa64 (%[b]), %%zmm18\n\t"
-      "vmovdqa64 (%[b],%[ps]), %%zmm19\n\t"
-      "movzbl (%[am],%[g]), %%eax\n\t"
-      "cmpb (%[t0],%[g]), %%al\n\t"
-      "ja 4f\n\t"
-      "cmpb (%[t1],%[g]), %%al\n\t"
-      "jbe 2f\n\t"
-      "4:\n\t"
+      FASTQ_SC_HEAD
       FASTQ_SC_ROW("(%[a])", "zmm0", "zmm1", "zmm8", "zmm9")
       FASTQ_SC_ROW("(%[a],%[lda],1)", "zmm2", "zmm3", "zmm10", "zmm11")
       FASTQ_SC_ROW("(%[a],%[lda],2)", "zmm4", "zmm5", "zmm12", "zmm13")
@@ -111,52 +169,109 @@ void micro4_asm(const uint8_t* ap, int64_t lda, const int8_t* b, int64_t panel_s
       FASTQ_SC_LIGHT("(%[a],%[lda],1)", "zmm2", "zmm3", "zmm10", "zmm11")
       FASTQ_SC_LIGHT("(%[a],%[lda],2)", "zmm4", "zmm5", "zmm12", "zmm13")
       FASTQ_SC_LIGHT("(%[a],%[lda3],1)", "zmm6", "zmm7", "zmm14", "zmm15")
-      "3:\n\t"
-      "addq $64, %[b]\n\t"
-      "addq $4, %[a]\n\t"
-      "incq %[g]\n\t"
-      "cmpq %[g], %[ng]\n\t"
-      "jne 1b\n\t"
-      "testq %[dst], %[dst]\n\t"
-      "jz 5f\n\t"
-      "movq 0(%[dst]), %[a]\n\t"      // the loop's registers are free from here
-      "movq 8(%[dst]), %[b]\n\t"
-      "movq 16(%[dst]), %[g]\n\t"
-      FASTQ_SC_STORE("zmm8", "zmm9", "zmm0", "zmm1")
-      FASTQ_SC_STORE("zmm10", "zmm11", "zmm2", "zmm3")
-      FASTQ_SC_STORE("zmm12", "zmm13", "zmm4", "zmm5")
-      FASTQ_SC_STORE("zmm14", "zmm15", "zmm6", "zmm7")
-      "movq 24(%[dst]), %%rax\n\t"
-      "vpmaddwd %%zmm20, %%zmm16, %%zmm16\n\t"
-      "vpmaddwd %%zmm20, %%zmm17, %%zmm17\n\t"
-      "vpaddd (%%rax), %%zmm16, %%zmm16\n\t"
-      "vpaddd 64(%%rax), %%zmm17, %%zmm17\n\t"
-      "vmovdqu64 %%zmm16, (%%rax)\n\t"
-      "vmovdqu64 %%zmm17, 64(%%rax)\n\t"
-      "jmp 6f\n\t"
-      "5:\n\t"
-      "vmovdqu64 %%zmm0, 0(%[out])\n\t vmovdqu64 %%zmm1, 64(%[out])\n\t"
-      "vmovdqu64 %%zmm2, 128(%[out])\n\t vmovdqu64 %%zmm3, 192(%[out])\n\t"
-      "vmovdqu64 %%zmm4, 256(%[out])\n\t vmovdqu64 %%zmm5, 320(%[out])\n\t"
-      "vmovdqu64 %%zmm6, 384(%[out])\n\t vmovdqu64 %%zmm7, 448(%[out])\n\t"
-      "vmovdqu64 %%zmm8, 512(%[out])\n\t vmovdqu64 %%zmm9, 576(%[out])\n\t"
-      "vmovdqu64 %%zmm10, 640(%[out])\n\t vmovdqu64 %%zmm11, 704(%[out])\n\t"
-      "vmovdqu64 %%zmm12, 768(%[out])\n\t vmovdqu64 %%zmm13, 832(%[out])\n\t"
-      "vmovdqu64 %%zmm14, 896(%[out])\n\t vmovdqu64 %%zmm15, 960(%[out])\n\t"
-      "vmovdqu64 %%zmm16, 1024(%[out])\n\t vmovdqu64 %%zmm17, 1088(%[out])\n\t"
-      "6:\n\t"
+      FASTQ_SC_STEP
+      FASTQ_SC_TAIL
       : [a] "+r"(ap), [b] "+r"(b), [g] "+r"(g)
-      : [ng] "r"(ng), [am] "r"(am), [t0] "r"(t0), [t1] "r"(t1), [lda] "r"(lda),
-        [lda3] "r"(lda3), [ps] "r"(panel_stride), [out] "r"(out), [dst] "r"(dst),
-        [ones] "m"(ones),
-        [shift] "m"(shift)
-      : "memory", "cc", "rax", "k1", "k2", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6",
-        "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "xmm16",
-        "xmm17", "xmm18", "xmm19", "xmm20", "xmm21", "xmm22", "xmm23", "xmm24");
+      : FASTQ_SC_INPUTS
+      : FASTQ_SC_CLOBBERS);
 #undef FASTQ_SC_ROW
 #undef FASTQ_SC_LIGHT
-#undef FASTQ_SC_STORE
 }
+
+// The sparse form of micro4_asm (same arguments and outputs; the file comment): zmm0-7 hold
+// the excess (exact32 - sat16pair) instead of the exact32 sums until the end, zmm25/26 the
+// limit tests (zmm23/24 keep the pair sums for the out-of-line blocks). Adds the rows that met
+// a limit to *hits.
+void micro4_sparse_asm(const uint8_t* ap, int64_t lda, const int8_t* b, int64_t panel_stride,
+                       int64_t ng, const uint8_t* am, const uint8_t* t0, const uint8_t* t1,
+                       __m512i* out, const DirectStore* dst, int64_t* hits) {
+  const __m512i ones = _mm512_set1_epi16(1);
+  const __m512i shift = _mm512_set1_epi16(static_cast<int16_t>(32769 - 65536));
+  const int64_t lda3 = 3 * lda;
+  int64_t g = 0;
+  // One row: sat16pair sums and limit counts; a limit hit branches to the row's block.
+#define FASTQ_SP_ROW(AADDR, S0, S1, HIT, BACK)       \
+  "vpbroadcastd " AADDR ", %%zmm22\n\t"             \
+  "vpmaddubsw %%zmm18, %%zmm22, %%zmm23\n\t"        \
+  "vpmaddubsw %%zmm19, %%zmm22, %%zmm24\n\t"        \
+  "vpdpwssd %%zmm20, %%zmm23, %%" S0 "\n\t"         \
+  "vpdpwssd %%zmm20, %%zmm24, %%" S1 "\n\t"         \
+  "vpaddw %%zmm21, %%zmm23, %%zmm25\n\t"            \
+  "vpaddw %%zmm21, %%zmm24, %%zmm26\n\t"            \
+  "vpcmpuw $2, %%zmm20, %%zmm25, %%k1\n\t"          \
+  "vpcmpuw $2, %%zmm20, %%zmm26, %%k2\n\t"          \
+  "vpaddw %%zmm20, %%zmm16, %%zmm16%{%%k1%}\n\t"    \
+  "vpaddw %%zmm20, %%zmm17, %%zmm17%{%%k2%}\n\t"    \
+  "kortestd %%k1, %%k2\n\t"                         \
+  "jnz " HIT "f\n\t"                                \
+  BACK ":\n\t"
+  // The row's excess: + exact32 - sat16pair of this group, per vector (zmm22 still holds the
+  // row's activations, zmm23/24 its pair sums).
+#define FASTQ_SP_HIT(HIT, BACK, X0, X1)              \
+  HIT ":\n\t"                                        \
+  "incq %[hits]\n\t"                                 \
+  "vpdpbusd %%zmm18, %%zmm22, %%" X0 "\n\t"          \
+  "vpdpbusd %%zmm19, %%zmm22, %%" X1 "\n\t"          \
+  "vpxord %%zmm25, %%zmm25, %%zmm25\n\t"             \
+  "vpxord %%zmm26, %%zmm26, %%zmm26\n\t"             \
+  "vpdpwssd %%zmm20, %%zmm23, %%zmm25\n\t"           \
+  "vpdpwssd %%zmm20, %%zmm24, %%zmm26\n\t"           \
+  "vpsubd %%zmm25, %%" X0 ", %%" X0 "\n\t"           \
+  "vpsubd %%zmm26, %%" X1 ", %%" X1 "\n\t"           \
+  "jmp " BACK "b\n\t"
+  // A group that cannot reach a limit: exact32 = sat16pair, no excess.
+#define FASTQ_SP_LIGHT(AADDR, S0, S1)                \
+  "vpbroadcastd " AADDR ", %%zmm22\n\t"             \
+  "vpdpbusd %%zmm18, %%zmm22, %%" S0 "\n\t"         \
+  "vpdpbusd %%zmm19, %%zmm22, %%" S1 "\n\t"
+  __asm__ volatile(
+      FASTQ_SC_HEAD
+      FASTQ_SP_ROW("(%[a])", "zmm8", "zmm9", "20", "21")
+      FASTQ_SP_ROW("(%[a],%[lda],1)", "zmm10", "zmm11", "22", "23")
+      FASTQ_SP_ROW("(%[a],%[lda],2)", "zmm12", "zmm13", "24", "25")
+      FASTQ_SP_ROW("(%[a],%[lda3],1)", "zmm14", "zmm15", "26", "27")
+      "jmp 3f\n\t"
+      "2:\n\t"
+      FASTQ_SP_LIGHT("(%[a])", "zmm8", "zmm9")
+      FASTQ_SP_LIGHT("(%[a],%[lda],1)", "zmm10", "zmm11")
+      FASTQ_SP_LIGHT("(%[a],%[lda],2)", "zmm12", "zmm13")
+      FASTQ_SP_LIGHT("(%[a],%[lda3],1)", "zmm14", "zmm15")
+      FASTQ_SC_STEP
+      "jmp 7f\n\t"
+      FASTQ_SP_HIT("20", "21", "zmm0", "zmm1")
+      FASTQ_SP_HIT("22", "23", "zmm2", "zmm3")
+      FASTQ_SP_HIT("24", "25", "zmm4", "zmm5")
+      FASTQ_SP_HIT("26", "27", "zmm6", "zmm7")
+      "7:\n\t"
+      // exact32 = sat16pair + excess
+      "vpaddd %%zmm8, %%zmm0, %%zmm0\n\t vpaddd %%zmm9, %%zmm1, %%zmm1\n\t"
+      "vpaddd %%zmm10, %%zmm2, %%zmm2\n\t vpaddd %%zmm11, %%zmm3, %%zmm3\n\t"
+      "vpaddd %%zmm12, %%zmm4, %%zmm4\n\t vpaddd %%zmm13, %%zmm5, %%zmm5\n\t"
+      "vpaddd %%zmm14, %%zmm6, %%zmm6\n\t vpaddd %%zmm15, %%zmm7, %%zmm7\n\t"
+      FASTQ_SC_TAIL
+      : [a] "+r"(ap), [b] "+r"(b), [g] "+r"(g), [hits] "+m"(*hits)
+      : FASTQ_SC_INPUTS
+      : FASTQ_SC_CLOBBERS, "xmm25", "xmm26");
+#undef FASTQ_SP_ROW
+#undef FASTQ_SP_HIT
+#undef FASTQ_SP_LIGHT
+}
+#undef FASTQ_SC_HEAD
+#undef FASTQ_SC_STEP
+#undef FASTQ_SC_STORE
+#undef FASTQ_SC_TAIL
+#undef FASTQ_SC_INPUTS
+#undef FASTQ_SC_CLOBBERS
+
+// How a call of the counting GEMM runs its full 4 x 32 tiles: sparse until more than one row in
+// kDenseAbove has met a limit (judged after every sparse tile), then dense. A call with the
+// same packed weights as the thread's previous call (the next row block of a layer) starts
+// in the mode that call ended in.
+struct SatMode {
+  bool sparse = true;
+  int64_t rows = 0, hits = 0;
+};
+constexpr int64_t kDenseAbove = 8;
 
 // NV: vectors (panels) of the tile, 2, or 1 for a lone last panel.
 // One 16-column piece of a tile's rows: sat16pair sums s to cp, exact32 sums e to ep (added
@@ -216,7 +331,7 @@ void light_tile(const uint8_t* ap, int64_t lda, const int8_t* b, int64_t panel_s
 template <int MR, int NV>
 void micro(const uint8_t* ap, int64_t lda, const int8_t* b, int64_t panel_stride, int64_t ng,
            const uint8_t* am, const uint8_t* t0, const uint8_t* t1, int32_t* c, int32_t* ce,
-           int64_t ldc, int64_t ncols, bool first, __m512i* colcnt) {
+           int64_t ldc, int64_t ncols, bool first, __m512i* colcnt, SatMode* mode) {
   if (tile_light(am, t0, t1, ng)) {
     __mmask16 m[2];
     unroll<NV>([&](auto v) {
@@ -239,14 +354,25 @@ void micro(const uint8_t* ap, int64_t lda, const int8_t* b, int64_t panel_stride
   const __m512i ones = _mm512_set1_epi16(1);
   const __m512i shift = _mm512_set1_epi16(static_cast<int16_t>(32769 - 65536));
   if constexpr (MR == 4 && NV == 2) {
+    // the k loop in asm, sparse or dense (SatMode), straight into the tile or through outv
+    auto tile = [&](__m512i* outv, const DirectStore* d) {
+      if (!mode->sparse) {
+        micro4_asm(ap, lda, b, panel_stride, ng, am, t0, t1, outv, d);
+        return;
+      }
+      micro4_sparse_asm(ap, lda, b, panel_stride, ng, am, t0, t1, outv, d, &mode->hits);
+      mode->rows += MR * ng;
+      if (mode->hits * kDenseAbove > mode->rows)
+        mode->sparse = false;
+    };
     if (ng > 0 && first && ncols == 32) {
       const DirectStore d{c, ce, ldc * 4, colcnt};
-      micro4_asm(ap, lda, b, panel_stride, ng, am, t0, t1, nullptr, &d);
+      tile(nullptr, &d);
       return;
     }
     if (ng > 0) {
       alignas(64) __m512i outv[18];
-      micro4_asm(ap, lda, b, panel_stride, ng, am, t0, t1, outv, nullptr);
+      tile(outv, nullptr);
       unroll<MR>([&](auto r) {
         unroll<NV>([&](auto v) {
           ex[r][v] = outv[2 * r + v];
@@ -297,7 +423,7 @@ void micro(const uint8_t* ap, int64_t lda, const int8_t* b, int64_t panel_stride
 
 using MicroFn = void (*)(const uint8_t*, int64_t, const int8_t*, int64_t, int64_t,
                          const uint8_t*, const uint8_t*, const uint8_t*, int32_t*, int32_t*,
-                         int64_t, int64_t, bool, __m512i*);
+                         int64_t, int64_t, bool, __m512i*, SatMode*);
 
 // amax[g] = the largest byte of k group g (4 bytes from k0 + 4g) over rows [0, mr), g < ng.
 void tile_group_max(const uint8_t* a, int64_t lda, int64_t mr, int64_t ng, uint8_t* amax) {
@@ -347,6 +473,10 @@ void gemm_u8s8_satcount_avx512vnni(const GemmTile& t, int32_t* c_exact, int64_t*
     amax_buf.resize(static_cast<size_t>(tiles * std::min(kKc, Kp) / kGroup));
   uint8_t* amax = amax_buf.data();
   // A lone last panel runs as a 1-vector tile.
+  thread_local const PackedB* last_b = nullptr;
+  thread_local bool last_sparse = true;
+  SatMode mode;
+  if (last_b == &b) mode.sparse = last_sparse;
   for (int64_t k0 = 0; k0 < Kp; k0 += kKc) {
     const int64_t ng = std::min(kKc, Kp - k0) / kGroup;
     for (int64_t i = 0; i < tiles; ++i)
@@ -375,7 +505,7 @@ void gemm_u8s8_satcount_avx512vnni(const GemmTile& t, int32_t* c_exact, int64_t*
                                         ng, amax + (m / kMR) * ng, t0, two ? t0 + groups : t0,
                                         t.c + m * t.ldc + p * kPanel,
                                         c_exact + m * t.ldc + p * kPanel, t.ldc, ncols,
-                                        k0 == 0, colcnt);
+                                        k0 == 0, colcnt, &mode);
         if (++since_flush == kFlush) {
           flush();
           since_flush = 0;
@@ -384,6 +514,8 @@ void gemm_u8s8_satcount_avx512vnni(const GemmTile& t, int32_t* c_exact, int64_t*
       flush();
     }
   }
+  last_b = &b;
+  last_sparse = mode.sparse;
 }
 
 }  // namespace fastq
