@@ -199,6 +199,43 @@ def test_qlinear_equals_oracle(impl, arith, signed):
         assert np.array_equal(got, want), f"impl={impl} arith={arith} signed={signed}"
 
 
+@pytest.mark.parametrize("impl", IMPLS)
+def test_qlinear_epilogue_wide_sums(impl):
+    """Rows whose sums reach 2^30 (the vector epilogue's int32 range check fails and the row is
+    redone in int64) beside rows that stay below, and a zero-point term of 2^30 or more (int64
+    throughout): the same floats as the oracle, bias or not."""
+    rng = np.random.default_rng(10)
+    K, N = 34000, 21                    # 255 * 127 * K > 2^31 / 2
+    a = rng.integers(0, 8, (3, K), dtype=np.uint8)
+    a[1] = 255                          # row 1 only: sums near 255 * 127 * K
+    b = rng.integers(-127, 128, (K, N), dtype=np.int8)
+    b[:, ::2] = 127
+    w_scales = rng.uniform(1e-6, 1e-5, N).astype(np.float32)
+    bias = rng.normal(size=N).astype(np.float32)
+    pb = kernels.pack_weights(b)
+    acc = oracle_big(a, b, "exact32").astype(np.int64)
+    assert np.abs(acc[1]).max() >= 2**30 and np.abs(acc[0]).max() < 2**30
+    for zp in (0, 250):                 # 250 * colsum reaches 2^30 on the 127 columns
+        for bb in (None, bias):
+            got = kernels.qlinear(a, pb, a_zero_point=zp, a_scale=0.5, w_scales=w_scales,
+                                  bias=bb, arith="exact32", impl=impl)
+            want = qlinear_oracle(a, b, zp, 0.5, w_scales, bb, "exact32")
+            assert np.array_equal(got, want), (impl, zp, bb is not None)
+    # a sum of 2^30 or more whose difference with a (small, negative) zero-point term leaves
+    # int32: only the int64 redo gets it right
+    k1, k2 = 40000, 78000
+    a = np.zeros((1, k1 + k2), np.uint8)
+    a[0, :k1] = 255
+    b = np.concatenate([np.full((k1, 3), 127, np.int8), np.full((k2, 3), -127, np.int8)])
+    acc = oracle_big(a, b, "exact32").astype(np.int64)
+    zc = 200 * b.astype(np.int64).sum(axis=0)
+    assert 2**30 <= acc.max() < 2**31 and np.abs(zc).max() < 2**30 and (acc - zc).max() >= 2**31
+    got = kernels.qlinear(a, kernels.pack_weights(b), a_zero_point=200, a_scale=0.5,
+                          w_scales=np.full(3, 1e-6, np.float32), arith="exact32", impl=impl)
+    assert np.array_equal(got, qlinear_oracle(a, b, 200, 0.5, np.full(3, 1e-6, np.float32),
+                                              None, "exact32"))
+
+
 def test_qlinear_matches_float_math():
     """Dequantized inputs times dequantized weights: the epilogue is the real-valued layer."""
     rng = np.random.default_rng(9)

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <functional>
 
+#include "fastq/cpu_features.h"
 #include "fastq/scratch.h"
 #include "fastq/threads.h"
 
@@ -142,9 +143,20 @@ QlinearEpilogue::QlinearEpilogue(const int32_t* colsum, int64_t N, int32_t a_zp,
   if (zmax < (int64_t(1) << 30)) zc32_.assign(zcomp_.begin(), zcomp_.end());
 }
 
+#if defined(FASTQ_HAVE_X86)
+// avx2/requant_avx2.cpp: the int32 row below, 8 lanes at a time (same operations, same
+// floats); false when some |acc| >= 2^30 (the row is then redone in int64)
+bool qlinear_row_avx2(const int32_t* ar, int64_t N, const int32_t* zc, const float* scale,
+                      const float* bias, float* o);
+#endif
+
 void QlinearEpilogue::row(const int32_t* ar, float* o) const {
   const int64_t N = n_;
   const float* scale = scale_.data();
+#if defined(FASTQ_HAVE_X86)
+  static const bool avx2 = cpu_features().avx2 && cpu_features().os_avx;
+  if (avx2 && !zc32_.empty() && qlinear_row_avx2(ar, N, zc32_.data(), scale, bias_, o)) return;
+#endif
   bool small = !zc32_.empty();
   for (int64_t n = 0; small && n < N; ++n)
     small = ar[n] < (int32_t(1) << 30) && ar[n] > -(int32_t(1) << 30);

@@ -2,7 +2,8 @@
 // (no FMA can be contracted into them): float(acc - zcomp) * mult, clamp, round half to
 // even by adding and removing 1.5 * 2^23, + zero point; x / scale likewise for quantize;
 // QuantizeLinear(Relu?(DequantizeLinear(a) + DequantizeLinear(b))) for qdq_add. The same IEEE operations in the same order as the
-// portable loops in requant.cpp, so the same bits; tails run the portable formula.
+// portable loops in requant.cpp, so the same bits; tails run the portable formula. Also the
+// int32 row of QlinearEpilogue::row (gemm.cpp): float(acc - zcomp) * scale (+ bias).
 #include <immintrin.h>
 
 #include <algorithm>
@@ -141,6 +142,31 @@ void qdq_add_avx2(const void* a, bool a_signed, float a_scale, int32_t a_zp, con
     else
       o[i] = finish<uint8_t>(v, lo, hi, y_zp);
   }
+}
+
+bool qlinear_row_avx2(const int32_t* ar, int64_t N, const int32_t* zc, const float* scale,
+                      const float* bias, float* o) {
+  // ar in (-2^30, 2^30) <=> not (ar > 2^30 - 1 or ar < -2^30 + 1)
+  const __m256i hi = _mm256_set1_epi32((1 << 30) - 1), lo = _mm256_set1_epi32(-(1 << 30) + 1);
+  __m256i bad = _mm256_setzero_si256();
+  int64_t n = 0;
+  for (; n + 8 <= N; n += 8) {
+    const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ar + n));
+    bad = _mm256_or_si256(bad, _mm256_or_si256(_mm256_cmpgt_epi32(a, hi),
+                                                _mm256_cmpgt_epi32(lo, a)));
+    const __m256i d =
+        _mm256_sub_epi32(a, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(zc + n)));
+    __m256 v = _mm256_mul_ps(_mm256_cvtepi32_ps(d), _mm256_loadu_ps(scale + n));
+    if (bias) v = _mm256_add_ps(v, _mm256_loadu_ps(bias + n));
+    _mm256_storeu_ps(o + n, v);
+  }
+  bool ok = _mm256_testz_si256(bad, bad);
+  for (; n < N; ++n) {
+    ok = ok && ar[n] < (int32_t(1) << 30) && ar[n] > -(int32_t(1) << 30);
+    const float v = static_cast<float>(ar[n] - zc[n]) * scale[n];
+    o[n] = bias ? v + bias[n] : v;
+  }
+  return ok;
 }
 
 }  // namespace fastq
