@@ -72,7 +72,9 @@ def test_a_map_inside_a_worker_is_serial():
         assert names == {who}                  # the worker ran its inner map itself
 
 
-def test_error_is_raised_in_turn_after_running_items_finish():
+def _tracked(fail_at=None):
+    """An item function (~3 ms, GIL released) that keeps the items running now in a list and
+    raises at item ``fail_at``."""
     running = []
     lock = threading.Lock()
 
@@ -82,10 +84,14 @@ def test_error_is_raised_in_turn_after_running_items_finish():
         time.sleep(0.003)
         with lock:
             running.remove(i)
-        if i == 30:
-            raise ValueError("item 30")
+        if i == fail_at:
+            raise ValueError(f"item {i}")
         return i
+    return item, running
 
+
+def test_error_is_raised_in_turn_after_running_items_finish():
+    item, running = _tracked(fail_at=30)
     got = []
     with pytest.raises(ValueError, match="item 30"):
         for r in ordered_map(item, range(100), workers=2):
@@ -95,17 +101,7 @@ def test_error_is_raised_in_turn_after_running_items_finish():
 
 
 def test_closing_early_waits_for_running_items():
-    running = []
-    lock = threading.Lock()
-
-    def item(i):
-        with lock:
-            running.append(i)
-        time.sleep(0.003)
-        with lock:
-            running.remove(i)
-        return i
-
+    item, running = _tracked()
     gen = ordered_map(item, range(100), workers=2)
     got = [next(gen) for _ in range(25)]
     gen.close()

@@ -119,6 +119,20 @@ struct DirectStore {
   "vmovdqu64 %%zmm14, 896(%[out])\n\t vmovdqu64 %%zmm15, 960(%[out])\n\t"                   \
   "vmovdqu64 %%zmm16, 1024(%[out])\n\t vmovdqu64 %%zmm17, 1088(%[out])\n\t"                 \
   "6:\n\t"
+// The k loop's body: the four rows of a group that can reach a limit (ROW), else of one that
+// cannot (LIGHT, from 2); both forms' row macros take (row address, exact32/excess vectors,
+// sat16pair vectors, the row's out-of-line labels) and use what they need.
+#define FASTQ_SC_BODY(ROW, LIGHT)                                                           \
+  ROW("(%[a])", "zmm0", "zmm1", "zmm8", "zmm9", "20", "21")                                 \
+  ROW("(%[a],%[lda],1)", "zmm2", "zmm3", "zmm10", "zmm11", "22", "23")                      \
+  ROW("(%[a],%[lda],2)", "zmm4", "zmm5", "zmm12", "zmm13", "24", "25")                      \
+  ROW("(%[a],%[lda3],1)", "zmm6", "zmm7", "zmm14", "zmm15", "26", "27")                     \
+  "jmp 3f\n\t"                                                                             \
+  "2:\n\t"                                                                                 \
+  LIGHT("(%[a])", "zmm0", "zmm1", "zmm8", "zmm9", "", "")                                   \
+  LIGHT("(%[a],%[lda],1)", "zmm2", "zmm3", "zmm10", "zmm11", "", "")                        \
+  LIGHT("(%[a],%[lda],2)", "zmm4", "zmm5", "zmm12", "zmm13", "", "")                        \
+  LIGHT("(%[a],%[lda3],1)", "zmm6", "zmm7", "zmm14", "zmm15", "", "")
 #define FASTQ_SC_INPUTS                                                                     \
   [ng] "r"(ng), [am] "r"(am), [t0] "r"(t0), [t1] "r"(t1), [lda] "r"(lda),                   \
       [lda3] "r"(lda3), [ps] "r"(panel_stride), [out] "r"(out), [dst] "r"(dst),             \
@@ -128,14 +142,19 @@ struct DirectStore {
       "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "xmm16",  \
       "xmm17", "xmm18", "xmm19", "xmm20", "xmm21", "xmm22", "xmm23", "xmm24"
 
+// The 4 x 32 tile's k loop (above); with hits, in the sparse form: zmm0-7 hold the excess
+// (exact32 - sat16pair) instead of the exact32 sums until the end, zmm25/26 the limit tests
+// (zmm23/24 keep the pair sums for the out-of-line blocks), and the rows that met a limit are
+// added to *hits.
 void micro4_asm(const uint8_t* ap, int64_t lda, const int8_t* b, int64_t panel_stride,
                 int64_t ng, const uint8_t* am, const uint8_t* t0, const uint8_t* t1,
-                __m512i* out, const DirectStore* dst) {
+                __m512i* out, const DirectStore* dst, int64_t* hits) {
   const __m512i ones = _mm512_set1_epi16(1);
   const __m512i shift = _mm512_set1_epi16(static_cast<int16_t>(32769 - 65536));
   const int64_t lda3 = 3 * lda;
   int64_t g = 0;
-#define FASTQ_SC_ROW(AADDR, E0, E1, S0, S1)         \
+  if (!hits) {  // dense
+#define FASTQ_SC_ROW(AADDR, E0, E1, S0, S1, HIT, BACK) \
   "vpbroadcastd " AADDR ", %%zmm22\n\t"            \
   "vpdpbusd %%zmm18, %%zmm22, %%" E0 "\n\t"        \
   "vpdpbusd %%zmm19, %%zmm22, %%" E1 "\n\t"        \
@@ -151,7 +170,7 @@ void micro4_asm(const uint8_t* ap, int64_t lda, const int8_t* b, int64_t panel_s
   "vpaddw %%zmm20, %%zmm17, %%zmm17%{%%k2%}\n\t"
   // A k group whose activations and weights cannot reach a limit: sat16pair sums equal
   // exact32 ones.
-#define FASTQ_SC_LIGHT(AADDR, E0, E1, S0, S1)       \
+#define FASTQ_SC_LIGHT(AADDR, E0, E1, S0, S1, HIT, BACK) \
   "vpbroadcastd " AADDR ", %%zmm22\n\t"            \
   "vpdpbusd %%zmm18, %%zmm22, %%" E0 "\n\t"        \
   "vpdpbusd %%zmm19, %%zmm22, %%" E1 "\n\t"        \
@@ -159,16 +178,7 @@ void micro4_asm(const uint8_t* ap, int64_t lda, const int8_t* b, int64_t panel_s
   "vpdpbusd %%zmm19, %%zmm22, %%" S1 "\n\t"
   __asm__ volatile(
       FASTQ_SC_HEAD
-      FASTQ_SC_ROW("(%[a])", "zmm0", "zmm1", "zmm8", "zmm9")
-      FASTQ_SC_ROW("(%[a],%[lda],1)", "zmm2", "zmm3", "zmm10", "zmm11")
-      FASTQ_SC_ROW("(%[a],%[lda],2)", "zmm4", "zmm5", "zmm12", "zmm13")
-      FASTQ_SC_ROW("(%[a],%[lda3],1)", "zmm6", "zmm7", "zmm14", "zmm15")
-      "jmp 3f\n\t"
-      "2:\n\t"
-      FASTQ_SC_LIGHT("(%[a])", "zmm0", "zmm1", "zmm8", "zmm9")
-      FASTQ_SC_LIGHT("(%[a],%[lda],1)", "zmm2", "zmm3", "zmm10", "zmm11")
-      FASTQ_SC_LIGHT("(%[a],%[lda],2)", "zmm4", "zmm5", "zmm12", "zmm13")
-      FASTQ_SC_LIGHT("(%[a],%[lda3],1)", "zmm6", "zmm7", "zmm14", "zmm15")
+      FASTQ_SC_BODY(FASTQ_SC_ROW, FASTQ_SC_LIGHT)
       FASTQ_SC_STEP
       FASTQ_SC_TAIL
       : [a] "+r"(ap), [b] "+r"(b), [g] "+r"(g)
@@ -176,21 +186,10 @@ void micro4_asm(const uint8_t* ap, int64_t lda, const int8_t* b, int64_t panel_s
       : FASTQ_SC_CLOBBERS);
 #undef FASTQ_SC_ROW
 #undef FASTQ_SC_LIGHT
-}
-
-// The sparse form of micro4_asm (same arguments and outputs; the file comment): zmm0-7 hold
-// the excess (exact32 - sat16pair) instead of the exact32 sums until the end, zmm25/26 the
-// limit tests (zmm23/24 keep the pair sums for the out-of-line blocks). Adds the rows that met
-// a limit to *hits.
-void micro4_sparse_asm(const uint8_t* ap, int64_t lda, const int8_t* b, int64_t panel_stride,
-                       int64_t ng, const uint8_t* am, const uint8_t* t0, const uint8_t* t1,
-                       __m512i* out, const DirectStore* dst, int64_t* hits) {
-  const __m512i ones = _mm512_set1_epi16(1);
-  const __m512i shift = _mm512_set1_epi16(static_cast<int16_t>(32769 - 65536));
-  const int64_t lda3 = 3 * lda;
-  int64_t g = 0;
+    return;
+  }
   // One row: sat16pair sums and limit counts; a limit hit branches to the row's block.
-#define FASTQ_SP_ROW(AADDR, S0, S1, HIT, BACK)       \
+#define FASTQ_SP_ROW(AADDR, X0, X1, S0, S1, HIT, BACK) \
   "vpbroadcastd " AADDR ", %%zmm22\n\t"             \
   "vpmaddubsw %%zmm18, %%zmm22, %%zmm23\n\t"        \
   "vpmaddubsw %%zmm19, %%zmm22, %%zmm24\n\t"        \
@@ -220,22 +219,13 @@ void micro4_sparse_asm(const uint8_t* ap, int64_t lda, const int8_t* b, int64_t 
   "vpsubd %%zmm26, %%" X1 ", %%" X1 "\n\t"           \
   "jmp " BACK "b\n\t"
   // A group that cannot reach a limit: exact32 = sat16pair, no excess.
-#define FASTQ_SP_LIGHT(AADDR, S0, S1)                \
+#define FASTQ_SP_LIGHT(AADDR, X0, X1, S0, S1, HIT, BACK) \
   "vpbroadcastd " AADDR ", %%zmm22\n\t"             \
   "vpdpbusd %%zmm18, %%zmm22, %%" S0 "\n\t"         \
   "vpdpbusd %%zmm19, %%zmm22, %%" S1 "\n\t"
   __asm__ volatile(
       FASTQ_SC_HEAD
-      FASTQ_SP_ROW("(%[a])", "zmm8", "zmm9", "20", "21")
-      FASTQ_SP_ROW("(%[a],%[lda],1)", "zmm10", "zmm11", "22", "23")
-      FASTQ_SP_ROW("(%[a],%[lda],2)", "zmm12", "zmm13", "24", "25")
-      FASTQ_SP_ROW("(%[a],%[lda3],1)", "zmm14", "zmm15", "26", "27")
-      "jmp 3f\n\t"
-      "2:\n\t"
-      FASTQ_SP_LIGHT("(%[a])", "zmm8", "zmm9")
-      FASTQ_SP_LIGHT("(%[a],%[lda],1)", "zmm10", "zmm11")
-      FASTQ_SP_LIGHT("(%[a],%[lda],2)", "zmm12", "zmm13")
-      FASTQ_SP_LIGHT("(%[a],%[lda3],1)", "zmm14", "zmm15")
+      FASTQ_SC_BODY(FASTQ_SP_ROW, FASTQ_SP_LIGHT)
       FASTQ_SC_STEP
       "jmp 7f\n\t"
       FASTQ_SP_HIT("20", "21", "zmm0", "zmm1")
@@ -257,6 +247,7 @@ void micro4_sparse_asm(const uint8_t* ap, int64_t lda, const int8_t* b, int64_t 
 #undef FASTQ_SP_LIGHT
 }
 #undef FASTQ_SC_HEAD
+#undef FASTQ_SC_BODY
 #undef FASTQ_SC_STEP
 #undef FASTQ_SC_STORE
 #undef FASTQ_SC_TAIL
@@ -357,10 +348,10 @@ void micro(const uint8_t* ap, int64_t lda, const int8_t* b, int64_t panel_stride
     // the k loop in asm, sparse or dense (SatMode), straight into the tile or through outv
     auto tile = [&](__m512i* outv, const DirectStore* d) {
       if (!mode->sparse) {
-        micro4_asm(ap, lda, b, panel_stride, ng, am, t0, t1, outv, d);
+        micro4_asm(ap, lda, b, panel_stride, ng, am, t0, t1, outv, d, nullptr);
         return;
       }
-      micro4_sparse_asm(ap, lda, b, panel_stride, ng, am, t0, t1, outv, d, &mode->hits);
+      micro4_asm(ap, lda, b, panel_stride, ng, am, t0, t1, outv, d, &mode->hits);
       mode->rows += MR * ng;
       if (mode->hits * kDenseAbove > mode->rows)
         mode->sparse = false;
