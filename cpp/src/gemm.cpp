@@ -144,19 +144,26 @@ QlinearEpilogue::QlinearEpilogue(const int32_t* colsum, int64_t N, int32_t a_zp,
 }
 
 #if defined(FASTQ_HAVE_X86)
-// avx2/requant_avx2.cpp: the int32 row below, 8 lanes at a time (same operations, same
-// floats); false when some |acc| >= 2^30 (the row is then redone in int64)
+// avx2/requant_avx2.cpp
 bool qlinear_row_avx2(const int32_t* ar, int64_t N, const int32_t* zc, const float* scale,
                       const float* bias, float* o);
 #endif
 
+bool float_row_vec(const int32_t* ar, int64_t N, const int32_t* zc, const float* scale,
+                   const float* bias, float* o) {
+#if defined(FASTQ_HAVE_X86)
+  static const bool avx2 = cpu_features().avx2 && cpu_features().os_avx;
+  return avx2 && qlinear_row_avx2(ar, N, zc, scale, bias, o);
+#else
+  (void)ar, (void)N, (void)zc, (void)scale, (void)bias, (void)o;
+  return false;
+#endif
+}
+
 void QlinearEpilogue::row(const int32_t* ar, float* o) const {
   const int64_t N = n_;
   const float* scale = scale_.data();
-#if defined(FASTQ_HAVE_X86)
-  static const bool avx2 = cpu_features().avx2 && cpu_features().os_avx;
-  if (avx2 && !zc32_.empty() && qlinear_row_avx2(ar, N, zc32_.data(), scale, bias_, o)) return;
-#endif
+  if (!zc32_.empty() && float_row_vec(ar, N, zc32_.data(), scale, bias_, o)) return;
   bool small = !zc32_.empty();
   for (int64_t n = 0; small && n < N; ++n)
     small = ar[n] < (int32_t(1) << 30) && ar[n] > -(int32_t(1) << 30);

@@ -155,6 +155,13 @@ void qlinear_epilogue(const int32_t* acc, int64_t M, int64_t N, const int32_t* c
 // point at the first of them; n_scales == 1: one scale for all), and its rows: row(acc,
 // out) writes N floats of one row. qlinear_epilogue and the NHWC conv's float output
 // (conv_nhwc.cpp) both use it, so they give the same floats.
+// One row of that epilogue in a vector unit: o[n] = float(ar[n] - zc[n]) * scale[n]
+// (+ bias[n]) with int32 zc (|zc| < 2^30), the same floats as the scalar int64 formula.
+// False -- o then partly written -- when the host has no AVX2 or some |ar[n]| >= 2^30: the
+// caller computes the row in int64.
+bool float_row_vec(const int32_t* ar, int64_t N, const int32_t* zc, const float* scale,
+                   const float* bias, float* o);
+
 class QlinearEpilogue {
  public:
   QlinearEpilogue(const int32_t* colsum, int64_t N, int32_t a_zp, float a_scale,
