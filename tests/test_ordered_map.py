@@ -100,6 +100,22 @@ def test_error_is_raised_in_turn_after_running_items_finish():
     assert running == []                       # nothing left running behind the caller's back
 
 
+def test_an_error_from_the_items_iterator_propagates_after_running_items_finish():
+    item, running = _tracked()
+
+    def source(bad):
+        for i in range(100):
+            if i == bad:
+                raise KeyError(f"sample {i}")
+            yield i
+    for bad in (1, 9, 40):              # in the probe on the workers, later on either side
+        got = []
+        with pytest.raises(KeyError, match=f"sample {bad}"):
+            for r in ordered_map(item, source(bad), workers=2):
+                got.append(r)
+        assert got == list(range(len(got))) and len(got) <= bad and running == []
+
+
 def test_closing_early_waits_for_running_items():
     item, running = _tracked()
     gen = ordered_map(item, range(100), workers=2)
