@@ -36,7 +36,9 @@ def operands(shape):
 
 def gops(benchmark, shape):
     M, N, K = shape
-    benchmark.extra_info["gops"] = round(2 * M * N * K / benchmark.stats.stats.mean / 1e9, 1)
+    if benchmark.stats is not None:      # None under --benchmark-disable (asserts only)
+        benchmark.extra_info["gops"] = round(2 * M * N * K / benchmark.stats.stats.mean / 1e9,
+                                             1)
 
 
 def label(shape):
