@@ -301,14 +301,7 @@ AccErrorStats gemm_u8s8_satstats(const uint8_t* x, int64_t M, const PackedB& b,
 void acc_epilogue(const int32_t* acc, int64_t outer, int64_t C, int64_t inner,
                   const int64_t* zc, const float* scale, const float* bias, float* out) {
   // rows of a GEMM layer (inner 1) in the vector unit when zc fits (gemm.h float_row_vec)
-  std::vector<int32_t> zc32;
-  if (inner == 1) {
-    zc32.resize(static_cast<size_t>(C));
-    for (int64_t c = 0; c < C && !zc32.empty(); ++c) {
-      if (zc[c] >= (int64_t(1) << 30) || zc[c] <= -(int64_t(1) << 30)) zc32.clear();
-      else zc32[static_cast<size_t>(c)] = static_cast<int32_t>(zc[c]);
-    }
-  }
+  const std::vector<int32_t> zc32 = inner == 1 ? small_zc32(zc, C) : std::vector<int32_t>();
   parallel_for(outer, [&](int64_t o) {
     if (!zc32.empty() &&
         float_row_vec(acc + o * C, C, zc32.data(), scale, bias, out + o * C))

@@ -131,16 +131,21 @@ QlinearEpilogue::QlinearEpilogue(const int32_t* colsum, int64_t N, int32_t a_zp,
                                  float a_scale, const float* w_scales, int64_t n_scales,
                                  const float* bias)
     : n_(N), bias_(bias), scale_(static_cast<size_t>(N)), zcomp_(static_cast<size_t>(N)) {
-  int64_t zmax = 0;
   for (int64_t n = 0; n < N; ++n) {
     scale_[n] = a_scale * w_scales[n_scales == 1 ? 0 : n];
     zcomp_[n] = int64_t(a_zp) * colsum[n];
-    zmax = std::max<int64_t>(zmax, zcomp_[n] < 0 ? -zcomp_[n] : zcomp_[n]);
   }
   // |acc| < 2^31 always; when |zp * colsum| < 2^30 too, the difference is computed in
   // int32 for every acc with |acc| < 2^30 -- checked per row -- which vectorizes (int64 ->
   // float does not on baseline x86-64). Same values either way, so same floats.
-  if (zmax < (int64_t(1) << 30)) zc32_.assign(zcomp_.begin(), zcomp_.end());
+  zc32_ = small_zc32(zcomp_.data(), N);
+}
+
+std::vector<int32_t> small_zc32(const int64_t* zc, int64_t N) {
+  constexpr int64_t lim = int64_t(1) << 30;
+  for (int64_t n = 0; n < N; ++n)
+    if (zc[n] >= lim || zc[n] <= -lim) return {};
+  return std::vector<int32_t>(zc, zc + N);
 }
 
 #if defined(FASTQ_HAVE_X86)

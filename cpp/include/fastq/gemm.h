@@ -161,6 +161,8 @@ void qlinear_epilogue(const int32_t* acc, int64_t M, int64_t N, const int32_t* c
 // caller computes the row in int64.
 bool float_row_vec(const int32_t* ar, int64_t N, const int32_t* zc, const float* scale,
                    const float* bias, float* o);
+// zc as the int32 that float_row_vec takes when every |zc[n]| < 2^30, else empty.
+std::vector<int32_t> small_zc32(const int64_t* zc, int64_t N);
 
 class QlinearEpilogue {
  public:
