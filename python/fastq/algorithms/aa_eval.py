@@ -32,6 +32,7 @@ from ..runtime.parallel import ordered_map
 BATCH_BYTES = 1 << 20
 MAX_BATCH = 64
 FLOAT_CACHE_BYTES = 512 << 20   # float outputs kept across quantize calls
+SPLIT = True                    # rank split candidates (split_suffix); False: whole suffixes
 _FLOAT_CACHE: "OrderedDict[tuple, List[List[np.ndarray]]]" = OrderedDict()
 
 
@@ -240,11 +241,114 @@ def suffix_model(cand: onnx.ModelProto, changed: Set[str], known: Set[str]
     return m, cut, passthrough
 
 
-def run_suffix(model_bytes: bytes, arith: Optional[str], cut: Sequence[str],
-               cached: Sequence[Dict[str, np.ndarray]]) -> List[Dict[str, np.ndarray]]:
-    """Run a suffix model (whose inputs are the cut tensors) on cached activations: one run
-    per cached entry (one sample, or one stacked group of samples)."""
-    m = onnx.load_from_string(model_bytes)
+class Split:
+    """A suffix cut in two (``split_suffix``): the reverted part, run alone, and the rest,
+    which is node for node the current model's and runs in the current model's session."""
+
+    __slots__ = ("region", "cut", "boundary", "ext", "produced")
+
+    def __init__(self, region, cut, boundary, ext, produced):
+        self.region = region        # ModelProto: the reverted nodes and what they reach
+        self.cut = cut              # its inputs (cached tensors)
+        self.boundary = boundary    # its outputs the rest reads (QuantizeLinear outputs)
+        self.ext = ext              # the cached tensors the rest may read (the suffix's cut)
+        self.produced = produced    # the tensors the revert changes (the rest must not
+        #                             compute them)
+
+
+def _same_tensor(a: onnx.TensorProto, b: onnx.TensorProto) -> bool:
+    if a.data_type != b.data_type or list(a.dims) != list(b.dims):
+        return False
+    if a.raw_data or b.raw_data:
+        return a.raw_data == b.raw_data
+    return a.SerializeToString() == b.SerializeToString()
+
+
+def split_suffix(sub: onnx.ModelProto, cut: Sequence[str], changed: Set[str],
+                 cur_nodes: Dict[str, bytes], cur_inits: Dict[str, onnx.TensorProto],
+                 ranks: Dict[str, int]) -> Optional[Split]:
+    """Cut a suffix model (``suffix_model``, whose inputs are ``cut``) in two. The region a
+    revert changes: the ``changed`` nodes and their readers up to the next QuantizeLinear
+    outputs (the boundary), run in a model of their own with the unchanged nodes they read
+    from. The rest, unchanged, runs in the current model's session. None when nothing is
+    left for the rest, when an unchanged node or weight is not the current model's own
+    (``cur_nodes``: node name -> serialized node; ``cur_inits``: name -> initializer), or a
+    boundary tensor's rank is unknown (``ranks``: the current model's tensor ranks)."""
+    g = sub.graph
+    nodes = list(g.node)
+    inits = {t.name: t for t in g.initializer}
+    prod = {o: i for i, n in enumerate(nodes) for o in n.output if o}
+    const = set(inits)
+    for n in nodes:
+        if n.input and all(x in const for x in n.input if x):
+            const.update(o for o in n.output if o)
+    dirty: Set[int] = set()
+    for i, n in enumerate(nodes):        # topological: one pass reaches every reader
+        if n.name in changed or any(
+                x not in const and prod.get(x) in dirty and
+                nodes[prod[x]].op_type != "QuantizeLinear" for x in n.input if x):
+            dirty.add(i)
+    if not dirty or len(dirty) == len(nodes):
+        return None
+    after: Set[int] = set(dirty)         # every node the revert reaches, through any tensor
+    for i, n in enumerate(nodes):
+        if i not in after and any(prod.get(x) in after for x in n.input if x):
+            after.add(i)
+    region = set(dirty)
+    todo = list(dirty)
+    while todo:                          # the unchanged nodes the region reads from
+        for x in nodes[todo.pop()].input:
+            j = prod.get(x)
+            if j is not None and j not in region:
+                if j in after:           # the rest feeds back into the region: no split
+                    return None
+                region.add(j)
+                todo.append(j)
+    for i, n in enumerate(nodes):
+        if i in dirty:
+            continue
+        if cur_nodes.get(n.name) != n.SerializeToString():
+            return None
+        for x in n.input:
+            if x in inits and (x not in cur_inits or not _same_tensor(inits[x], cur_inits[x])):
+                return None
+    changed_out = {o for i in dirty for o in nodes[i].output if o}
+    boundary = sorted({x for i, n in enumerate(nodes) if i not in dirty for x in n.input
+                       if x in changed_out})
+    if not boundary or any(nodes[prod[x]].op_type != "QuantizeLinear" or
+                           nodes[prod[x]].input[0] not in ranks for x in boundary):
+        return None
+    rnodes = [nodes[i] for i in sorted(region)]
+    produced = {o for n in rnodes for o in n.output if o}
+    rcut: List[str] = []
+    for n in rnodes:
+        for x in n.input:
+            if x and x not in produced and x not in inits and x not in rcut:
+                rcut.append(x)
+    outs = [helper.make_tensor_value_info(x, _q_type(nodes[prod[x]], inits),
+                                          [None] * ranks[nodes[prod[x]].input[0]])
+            for x in boundary]
+    outs += [o for o in g.output if o.name in changed_out]
+    used = {x for n in rnodes for x in n.input}
+    rg = helper.make_graph(rnodes, g.name + "_region", [], outs,
+                           [t for t in g.initializer if t.name in used])
+    m = helper.make_model(rg, opset_imports=list(sub.opset_import))
+    m.ir_version = sub.ir_version
+    return Split(m, rcut, boundary, list(cut), changed_out)
+
+
+def _q_type(q: onnx.NodeProto, inits: Dict[str, onnx.TensorProto]) -> int:
+    """A QuantizeLinear's output element type: its zero point's, uint8 without one."""
+    if len(q.input) > 2 and q.input[2] in inits:
+        return inits[q.input[2]].data_type
+    for a in q.attribute:
+        if a.name == "output_dtype" and a.i:
+            return a.i
+    return onnx.TensorProto.UINT8
+
+
+def _typed_inputs(m: onnx.ModelProto, cut: Sequence[str],
+                  cached: Sequence[Dict[str, np.ndarray]]) -> None:
     del m.graph.input[:]
     first = cached[0]
     for name in cut:
@@ -253,6 +357,34 @@ def run_suffix(model_bytes: bytes, arith: Optional[str], cut: Sequence[str],
         shape = list(a.shape) if same else [None] * a.ndim
         m.graph.input.append(helper.make_tensor_value_info(
             name, helper.np_dtype_to_tensor_dtype(a.dtype), shape))
+
+
+def run_split(region_bytes: bytes, arith: Optional[str], split_cut: Sequence[str],
+              boundary: Sequence[str], ext: Sequence[str], shared: InferenceSession, plan,
+              cached: Sequence[Dict[str, np.ndarray]]) -> List[Dict[str, np.ndarray]]:
+    """A split candidate (``split_suffix``) on cached activations: its region in a session of
+    its own, the rest in ``shared`` (the current model's session) from the region's
+    boundary outputs (``plan``: ``shared.plan_from(boundary, region outputs)``)."""
+    m = onnx.load_from_string(region_bytes)
+    _typed_inputs(m, split_cut, cached)
+    sess = InferenceSession(m, arith=arith)
+    names = [o.name for o in sess.get_outputs()]
+    res = []
+    for c in cached:
+        r = dict(zip(names, sess.run(None, _canon({k: c[k] for k in split_cut}))))
+        feeds = {k: c[k] for k in ext}
+        feeds.update((b, r[b]) for b in boundary)
+        r.update(shared.run_from(plan, feeds))
+        res.append(r)
+    return res
+
+
+def run_suffix(model_bytes: bytes, arith: Optional[str], cut: Sequence[str],
+               cached: Sequence[Dict[str, np.ndarray]]) -> List[Dict[str, np.ndarray]]:
+    """Run a suffix model (whose inputs are the cut tensors) on cached activations: one run
+    per cached entry (one sample, or one stacked group of samples)."""
+    m = onnx.load_from_string(model_bytes)
+    _typed_inputs(m, cut, cached)
     sess = InferenceSession(m, arith=arith)
     names = [o.name for o in sess.get_outputs()]
     return [dict(zip(names, sess.run(None, _canon({k: c[k] for k in cut})))) for c in cached]
@@ -279,9 +411,23 @@ def rank(ev: Evaluator, export, current: onnx.ModelProto, reverted: Set[str],
     known = {o for n in current.graph.node for o in n.output} | \
         {i.name for i in current.graph.input}
     plans = {}
+    # in-process, a candidate's suffix is split where it can be: its reverted region runs in
+    # a small session, the rest (the current model's own nodes) in the cache's session below
+    splits: Dict[Tuple[str, ...], Split] = {}
+    cur_nodes = {n.name: n.SerializeToString() for n in current.graph.node} \
+        if ev.executor is None else {}
+    cur_inits = {t.name: t for t in current.graph.initializer}
+    ranks = {v.name: len(v.type.tensor_type.shape.dim) for v in list(current.graph.value_info)
+             + list(current.graph.input) + list(current.graph.output)
+             if v.type.tensor_type.HasField("shape")}
     for g in left:
         cand, _ = export(reverted | set(g))
-        plans[g] = (cand, suffix_model(cand, set(g), known))
+        suf = suffix_model(cand, set(g), known)
+        plans[g] = (cand, suf)
+        if suf is not None and ev.executor is None and SPLIT:
+            sp = split_suffix(suf[0], suf[1], set(g), cur_nodes, cur_inits, ranks)
+            if sp is not None:
+                splits[g] = sp
     need: Set[str] = set()
     for cand, suf in plans.values():
         if suf is not None:
@@ -289,8 +435,10 @@ def rank(ev: Evaluator, export, current: onnx.ModelProto, reverted: Set[str],
     cached: Optional[List[Dict[str, np.ndarray]]] = None
     use: Set[Tuple[str, ...]] = set()
     if need:
-        # keep: int8 layer fusion must leave the cut tensors produced
-        sess = InferenceSession(current, arith=ev.arith, keep=need)
+        # keep: int8 layer fusion must leave the cut tensors produced, and the split
+        # boundaries (QuantizeLinear outputs) read by the steps that consume them
+        bnd = {b for sp in splits.values() for b in sp.boundary}
+        sess = InferenceSession(current, arith=ev.arith, keep=need | bnd)
         probe = sess.run_with_intermediates(gfeeds[0], need, check_finite=False)
         scale = len(feeds) / sizes[0]
         per = {k: int(v.nbytes * scale) for k, v in probe.items()}
@@ -318,7 +466,18 @@ def rank(ev: Evaluator, export, current: onnx.ModelProto, reverted: Set[str],
         counts["nodes_whole"] += len(cand.graph.node)
         counts["from_cache" if g in use else "whole_model"] += 1
         counts["nodes_run"] += len((suf[0] if g in use else cand).graph.node)
-        if g in use:
+        sp = splits.get(g) if g in use else None
+        if sp is not None:
+            plan = sess.plan_from(sp.boundary, sp.produced, sp.ext)
+            if not (plan.required <= set(sp.ext) and {o.name for o in suf[0].graph.output}
+                    <= set(plan.produced) | sp.produced):
+                sp = None            # the session computes the rest otherwise: run it whole
+        if sp is not None:
+            counts["split"] += 1
+            args = (run_split, sp.region.SerializeToString(), ev.arith, sp.cut, sp.boundary,
+                    sp.ext, sess, plan,
+                    [{k: c[k] for k in set(sp.cut) | set(sp.ext)} for c in cached])
+        elif g in use:
             sub, cut, _ = suf
             args = (run_suffix, sub.SerializeToString(), ev.arith, cut,
                     [{k: c[k] for k in cut} for c in cached])

@@ -324,7 +324,7 @@ def accuracy_aware(model, calibration_data, cfg, *, validation_data=None, metric
     max_iter = aa.max_iter_num if aa.max_iter_num is not None else sys.maxsize
     rank_s = 0.0
     counts = {"from_cache": 0, "whole_model": 0, "cached_bytes": 0, "nodes_run": 0,
-              "nodes_whole": 0, "rankings": 0, "rankings_reused": 0}
+              "nodes_whole": 0, "split": 0, "rankings": 0, "rankings_reused": 0}
     rankings: Dict[frozenset, Tuple[List[int], dict]] = {}   # reverted set -> ranking
     bar = _Bar(progress, min(max_iter, len(groups)))    # an estimate: step backs add more
     all_layers = {n for g in groups for n in g}

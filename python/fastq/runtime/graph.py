@@ -343,6 +343,7 @@ class CompiledGraph:
             at(o)
         self._plan = plan
         self._known: Optional[frozenset] = None
+        self._partials: Dict[tuple, Tuple[list, frozenset, list]] = {}
         self._slot = slot
         self._first_use = first_use
         # names this graph reads but does not define: a subgraph's outer-scope values
@@ -376,8 +377,67 @@ class CompiledGraph:
             vals[i] = feeds[name]
         return self._execute(vals, outer, want, callback)
 
+    def downstream(self, given: frozenset, skip: frozenset = frozenset(),
+                   available: frozenset = frozenset()) -> Tuple[list, frozenset, list]:
+        """What a run from the tensors ``given`` executes: (the steps, in order, that read a
+        tensor computed from them, and the steps computing what those read that is neither
+        ``available`` nor constant -- never a step that writes a name in ``skip``; the
+        tensors the plan reads and does not compute, which the caller must supply; the
+        graph outputs computed from ``given``). Cached per arguments."""
+        key = (given, skip, available)
+        hit = self._partials.get(key)
+        if hit is not None:
+            return hit
+        steps = self.steps
+
+        def ins(st: Step) -> List[str]:
+            return [x for x in list(st.inputs) + st.implicit if x]
+
+        dirty = set(given)
+        chosen: Set[int] = set()
+        for k, st in enumerate(steps):
+            if any(o in skip for o in st.outputs if o) or not any(x in dirty for x in ins(st)):
+                continue
+            chosen.add(k)
+            dirty.update(o for o in st.outputs if o)
+        done = set(dirty)
+        todo = list(chosen)
+        while todo:                       # producers of what the chosen steps read
+            for x in ins(steps[todo.pop()]):
+                if x in done or x in available or x in self.consts:
+                    continue
+                done.add(x)
+                j = self.producers.get(x)
+                if j is not None and j not in chosen and \
+                        not any(o in skip for o in steps[j].outputs if o):
+                    chosen.add(j)
+                    todo.append(j)
+        plan = [self._plan[k] for k in sorted(chosen)]
+        made = {o for k in chosen for o in steps[k].outputs if o}
+        required = frozenset(x for k in chosen for x in ins(steps[k])
+                             if x not in made and x not in given and x not in self.consts)
+        produced = [o for o in self.output_names if o in dirty and o not in given]
+        hit = (plan, required, produced)
+        self._partials[key] = hit
+        return hit
+
+    def run_downstream(self, part: Tuple[list, frozenset, list],
+                       feeds: Dict[str, Any]) -> Dict[str, Any]:
+        """Run the steps of ``part`` (from ``downstream``) on ``feeds`` (the given tensors
+        and the required ones); returns the graph outputs they produce."""
+        plan, _, produced = part
+        vals = self._init.copy()
+        slot = self._slot
+        for name, v in feeds.items():
+            i = slot.get(name)
+            if i is not None:
+                vals[i] = v
+        res = self._execute(vals, None, None, None, plan)
+        return {o: res[o] for o in produced}
+
     def _execute(self, vals: List[Any], outer: Optional[Dict[str, Any]],
-                 want: Optional[Set[str]], callback: Optional[Callable]) -> Dict[str, Any]:
+                 want: Optional[Set[str]], callback: Optional[Callable],
+                 plan: Optional[list] = None) -> Dict[str, Any]:
         if outer is not None:
             for name, i in self._outer_slots:
                 try:
@@ -396,7 +456,7 @@ class CompiledGraph:
                 elif name in self.producers:
                     watch[i] = name
         with np.errstate(all="ignore"):
-            for st, ins, outs, one, free, sub in self._plan:
+            for st, ins, outs, one, free, sub in (self._plan if plan is None else plan):
                 args = [vals[i] for i in ins]
                 fn = st.kernel
                 if sub:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import onnx
@@ -323,6 +323,30 @@ class InferenceSession:
         # int8 layers hand on NHWC-ordered views; callers get plain C-order arrays
         return y.copy() if shared else y if y.flags.c_contiguous else y.copy(order="C")
 
+    def plan_from(self, given: Iterable[str], skip: Iterable[str] = (),
+                  available: Iterable[str] = ()) -> Any:
+        """A partial run of this session: the steps downstream of the tensors ``given``
+        (every step that reads one of them or a tensor computed from them), with the steps
+        that compute what those read unless it is ``available``, leaving out every step
+        that writes a name in ``skip``. Returns a plan for ``run_from``; its ``required``
+        attribute names the tensors the plan reads and does not compute (the caller
+        supplies them), ``produced`` the graph outputs computed from ``given``. For a caller
+        that replaces part of the graph (AccuracyAware's ranking runs its reverted layers in
+        a small model and the unchanged rest here); the caller must check that ``required``
+        holds only values its replacement leaves unchanged."""
+        return _Partial(self._graph.downstream(frozenset(given), frozenset(skip),
+                                               frozenset(available)))
+
+    def run_from(self, plan: Any, feeds: Dict[str, Any]) -> Dict[str, np.ndarray]:
+        """Run a ``plan_from`` plan: ``feeds`` holds the given and the required tensors (as
+        arrays this session would hold: any layout, read-only); returns the graph outputs
+        the plan computes, by name. No feed checks: the values are the caller's tensors."""
+        missing = [n for n in plan.required if n not in feeds]
+        if missing:
+            raise DataError(f"run_from: tensors {sorted(missing)} are required and not fed")
+        with blas_capped():
+            return self._graph.run_downstream(plan.part, feeds)
+
     def run_with_intermediates(self, feeds: Dict[str, Any], names: Iterable[str],
                                callback: Optional[Callable[[str, np.ndarray], None]] = None,
                                *, check_finite: bool = True) -> Dict[str, np.ndarray]:
@@ -352,3 +376,14 @@ class InferenceSession:
             self._graph.run(x, want=want, callback=callback if callback is not None
                             else got.__setitem__)
         return got
+
+
+class _Partial:
+    """A ``plan_from`` result: the compiled graph's partial plan, what it needs and yields."""
+
+    __slots__ = ("part", "required", "produced")
+
+    def __init__(self, part: Tuple[list, frozenset, list]):
+        self.part = part
+        self.required: frozenset = part[1]
+        self.produced: List[str] = list(part[2])
