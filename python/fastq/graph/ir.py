@@ -101,19 +101,21 @@ class Graph:
         """A tensor/node name not used anywhere in the graph (nor handed out before: new
         names are meant to be added to the graph, so they are reserved at once)."""
         taken = self._names()
+        inits = self.inits
         name = base
-        while name in taken or name in self._reserved:
+        while name in taken or name in inits or name in self._reserved:
             self._uniq += 1
             name = f"{base}_{self._uniq}"
         self._reserved.add(name)
         return name
 
     def _names(self) -> set:
-        """Every name in the graph (a superset: names of removed tensors may stay). Cached;
-        when nodes were only appended since (the export's pattern: the node that was last is
-        still at its place) only the new ones are scanned, so a run of fresh() calls is
-        linear in the graph, not quadratic. Initializer and input names are re-added on
-        every call."""
+        """Every node, node input/output and graph input name (a superset: names of removed
+        tensors may stay); initializer names are not in it (they change anywhere: ``fresh``
+        checks ``inits`` itself). Cached; when nodes were only appended since (the export's
+        pattern: the node that was last is still at its place) only the new ones are
+        scanned, so a run of fresh() calls is linear in the graph, not quadratic. Input
+        names are re-added on every call."""
         nodes = self.nodes
         c = self._names_cache
         if (c is not None and c["nodes_id"] == id(nodes) and c["n_nodes"] <= len(nodes)
@@ -123,11 +125,10 @@ class Graph:
                 s.add(n.name)
                 s.update(n.input)
                 s.update(n.output)
-            s.update(self.inits)    # initializers change anywhere (keys only: C speed)
             s.update(vi.name for vi in self.inputs)
             c.update(n_nodes=len(nodes), last=nodes[-1] if nodes else None)
             return s
-        s = set(self.inits) | {vi.name for vi in self.inputs} | {n.name for n in nodes}
+        s = {vi.name for vi in self.inputs} | {n.name for n in nodes}
         for n in nodes:
             s.update(n.input)
             s.update(n.output)
@@ -280,11 +281,15 @@ class Graph:
         return m
 
 
+_SUBGRAPH_ATTRS = (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
+
+
 def _outer_names(n: onnx.NodeProto) -> set:
+    """The outer-scope names a node's subgraphs read (empty for a node without any)."""
+    if not n.attribute or not any(a.type in _SUBGRAPH_ATTRS for a in n.attribute):
+        return set()
     from ..runtime.graph import implicit_inputs
-    return set(implicit_inputs(n)) if any(a.type in (onnx.AttributeProto.GRAPH,
-                                                     onnx.AttributeProto.GRAPHS)
-                                          for a in n.attribute) else set()
+    return set(implicit_inputs(n))
 
 
 def _cp(p):
