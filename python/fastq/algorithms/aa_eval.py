@@ -8,7 +8,9 @@ when every model input has a dynamic batch axis and a probe says batching is exa
 executor, go to fastq.get_num_threads() threads (``ordered_map``: results in input order).
 ``float_outputs`` caches the float model's
 outputs per (model, validation inputs) digest in-process, so repeated runs skip the baseline.
-``rank(...)`` scores candidates, each run only downstream of its first changed node.
+``rank(...)`` scores candidates, each run only downstream of its first changed node; in-process,
+a candidate whose change ends at QuantizeLinear outputs runs just that region in a small
+session and the unchanged rest in the caching session (``split_suffix``, same scores).
 """
 
 from __future__ import annotations
@@ -245,15 +247,15 @@ class Split:
     """A suffix cut in two (``split_suffix``): the reverted part, run alone, and the rest,
     which is node for node the current model's and runs in the current model's session."""
 
-    __slots__ = ("region", "cut", "boundary", "ext", "produced")
+    __slots__ = ("region", "cut", "boundary", "ext", "changed")
 
-    def __init__(self, region, cut, boundary, ext, produced):
-        self.region = region        # ModelProto: the reverted nodes and what they reach
+    def __init__(self, region, cut, boundary, ext, changed):
+        self.region = region        # ModelProto: the changed nodes and the ones they read
         self.cut = cut              # its inputs (cached tensors)
         self.boundary = boundary    # its outputs the rest reads (QuantizeLinear outputs)
         self.ext = ext              # the cached tensors the rest may read (the suffix's cut)
-        self.produced = produced    # the tensors the revert changes (the rest must not
-        #                             compute them)
+        self.changed = changed      # the tensors the revert changes: the rest must not
+        #                             compute them
 
 
 def _same_tensor(a: onnx.TensorProto, b: onnx.TensorProto) -> bool:
@@ -328,7 +330,7 @@ def split_suffix(sub: onnx.ModelProto, cut: Sequence[str], changed: Set[str],
     outs = [helper.make_tensor_value_info(x, _q_type(nodes[prod[x]], inits),
                                           [None] * ranks[nodes[prod[x]].input[0]])
             for x in boundary]
-    outs += [o for o in g.output if o.name in changed_out]
+    outs += [o for o in g.output if o.name in changed_out and o.name not in boundary]
     used = {x for n in rnodes for x in n.input}
     rg = helper.make_graph(rnodes, g.name + "_region", [], outs,
                            [t for t in g.initializer if t.name in used])
@@ -364,18 +366,21 @@ def run_split(region_bytes: bytes, arith: Optional[str], split_cut: Sequence[str
               cached: Sequence[Dict[str, np.ndarray]]) -> List[Dict[str, np.ndarray]]:
     """A split candidate (``split_suffix``) on cached activations: its region in a session of
     its own, the rest in ``shared`` (the current model's session) from the region's
-    boundary outputs (``plan``: ``shared.plan_from(boundary, region outputs)``)."""
+    boundary outputs (``plan``: ``shared.plan_from(boundary, changed, ext)``)."""
     m = onnx.load_from_string(region_bytes)
     _typed_inputs(m, split_cut, cached)
     sess = InferenceSession(m, arith=arith)
-    names = [o.name for o in sess.get_outputs()]
+    outs = [o.name for o in shared.get_outputs()]
     res = []
     for c in cached:
-        r = dict(zip(names, sess.run(None, _canon({k: c[k] for k in split_cut}))))
+        # the boundary stays in the session's layout (channels-last views of int8 layers):
+        # C-order copies there and back cost more than the region's own run
+        r = sess.run_views(_canon({k: c[k] for k in split_cut}))
         feeds = {k: c[k] for k in ext}
         feeds.update((b, r[b]) for b in boundary)
         r.update(shared.run_from(plan, feeds))
-        res.append(r)
+        # what the metric sees: the model's outputs, owned and in C order
+        res.append({k: np.array(v, order="C") if k in outs else v for k, v in r.items()})
     return res
 
 
@@ -468,9 +473,9 @@ def rank(ev: Evaluator, export, current: onnx.ModelProto, reverted: Set[str],
         counts["nodes_run"] += len((suf[0] if g in use else cand).graph.node)
         sp = splits.get(g) if g in use else None
         if sp is not None:
-            plan = sess.plan_from(sp.boundary, sp.produced, sp.ext)
+            plan = sess.plan_from(sp.boundary, sp.changed, sp.ext)
             if not (plan.required <= set(sp.ext) and {o.name for o in suf[0].graph.output}
-                    <= set(plan.produced) | sp.produced):
+                    <= set(plan.produced) | sp.changed):
                 sp = None            # the session computes the rest otherwise: run it whole
         if sp is not None:
             counts["split"] += 1

@@ -323,6 +323,15 @@ class InferenceSession:
         # int8 layers hand on NHWC-ordered views; callers get plain C-order arrays
         return y.copy() if shared else y if y.flags.c_contiguous else y.copy(order="C")
 
+    def run_views(self, feeds: Dict[str, Any]) -> Dict[str, Any]:
+        """The graph outputs by name as the session holds them: any layout (int8 layers hand
+        on channels-last views) and possibly sharing memory with a feed or constant, so
+        read-only. For a caller that passes them on to another session (``run_from``)
+        without the copies to C order that ``run`` makes."""
+        x = self._check_feeds(feeds, check_finite=False)
+        with blas_capped():
+            return self._graph.run(x)
+
     def plan_from(self, given: Iterable[str], skip: Iterable[str] = (),
                   available: Iterable[str] = ()) -> Any:
         """A partial run of this session: the steps downstream of the tensors ``given``
