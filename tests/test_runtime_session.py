@@ -444,3 +444,37 @@ def test_outputs_never_alias_feeds_or_constants(op, consts, shape):
     np.testing.assert_array_equal(w, 2 * x)
     w2 = s.run(None, {"x": x})[2]
     assert not np.shares_memory(w, w2)
+
+
+def test_plan_from_runs_the_rest_of_the_graph_from_given_tensors():
+    """plan_from/run_from (AccuracyAware's split ranking): fed one Concat branch and what the
+    plan requires, the downstream steps give the full run's outputs bit for bit; a changed
+    value changes them; what is not available is computed by the plan (the other branch,
+    from the graph input), and a required tensor not fed is an error."""
+    from models.builders import resnet_like
+    from fastq.errors import DataError
+    m, make = resnet_like()
+    feed = make(1, 3)[0]
+    cat = next(n for n in m.graph.node if n.op_type == "Concat")
+    mine, other = cat.input[0], cat.input[1]
+    sess = fastq.InferenceSession(m, keep=[mine, other])
+    full = sess.run(None, feed)
+    inter = sess.run_with_intermediates(feed, [mine, other])
+    out = m.graph.output[0].name
+    plan = sess.plan_from([mine], available=[other])
+    assert plan.produced == [out] and plan.required == {other}
+    got = sess.run_from(plan, {mine: inter[mine], other: inter[other]})
+    assert np.array_equal(got[out], full[0])
+    moved = sess.run_from(plan, {mine: inter[mine] * 2, other: inter[other]})
+    assert not np.array_equal(moved[out], full[0])
+    with pytest.raises(DataError, match="required"):
+        sess.run_from(plan, {mine: inter[mine]})
+    # nothing available: the other branch is computed from the graph input
+    whole = sess.plan_from([mine])
+    assert whole.required == {"input"}
+    got = sess.run_from(whole, {mine: inter[mine], "input": feed["input"]})
+    assert np.array_equal(got[out], full[0])
+    # a step writing a skipped name does not run: its reader then requires that name
+    assert other in sess.plan_from([mine], skip=[other]).required
+    views = sess.run_views(feed)
+    assert np.array_equal(views[out], full[0])
