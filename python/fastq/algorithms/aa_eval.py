@@ -225,22 +225,36 @@ def suffix_model(cand: onnx.ModelProto, changed: Set[str], known: Set[str]
                 produced.update(o for o in g.node[j].output if o)
                 todo.append(j)
     keep = [g.node[i] for i in sorted(keep_ids)]
-    produced = {o for n in keep for o in n.output if o}
-    cut: List[str] = []
-    for n in keep:
-        for x in n.input:
-            if x and x not in produced and x not in inits and x not in cut:
-                cut.append(x)
+    produced, cut = _outside_reads(keep, inits)
     outs = [o for o in g.output if o.name in produced]
     passthrough = [o.name for o in g.output if o.name not in produced]
     if not outs or any(x not in known for x in cut + passthrough):
         return None
-    used = {x for n in keep for x in n.input}
-    sub = helper.make_graph(list(keep), g.name + "_suffix", [],
-                            list(outs), [t for t in g.initializer if t.name in used])
-    m = helper.make_model(sub, opset_imports=list(cand.opset_import))
-    m.ir_version = cand.ir_version
-    return m, cut, passthrough
+    return _part_model(cand, keep, "_suffix", outs), cut, passthrough
+
+
+def _outside_reads(nodes: Sequence[onnx.NodeProto], inits) -> Tuple[Set[str], List[str]]:
+    """(what ``nodes`` write, what they read from outside: neither written nor an
+    initializer, in first-read order)."""
+    produced = {o for n in nodes for o in n.output if o}
+    cut: List[str] = []
+    for n in nodes:
+        for x in n.input:
+            if x and x not in produced and x not in inits and x not in cut:
+                cut.append(x)
+    return produced, cut
+
+
+def _part_model(src: onnx.ModelProto, nodes: Sequence[onnx.NodeProto], suffix: str,
+                outputs: Sequence[onnx.ValueInfoProto]) -> onnx.ModelProto:
+    """A model of ``src``'s ``nodes`` and the initializers they read; no inputs (the caller
+    types them from the arrays it feeds)."""
+    used = {x for n in nodes for x in n.input}
+    g = helper.make_graph(list(nodes), src.graph.name + suffix, [], list(outputs),
+                          [t for t in src.graph.initializer if t.name in used])
+    m = helper.make_model(g, opset_imports=list(src.opset_import))
+    m.ir_version = src.ir_version
+    return m
 
 
 class Split:
@@ -321,22 +335,13 @@ def split_suffix(sub: onnx.ModelProto, cut: Sequence[str], changed: Set[str],
                            nodes[prod[x]].input[0] not in ranks for x in boundary):
         return None
     rnodes = [nodes[i] for i in sorted(region)]
-    produced = {o for n in rnodes for o in n.output if o}
-    rcut: List[str] = []
-    for n in rnodes:
-        for x in n.input:
-            if x and x not in produced and x not in inits and x not in rcut:
-                rcut.append(x)
+    _, rcut = _outside_reads(rnodes, inits)
     outs = [helper.make_tensor_value_info(x, _q_type(nodes[prod[x]], inits),
                                           [None] * ranks[nodes[prod[x]].input[0]])
             for x in boundary]
     outs += [o for o in g.output if o.name in changed_out and o.name not in boundary]
-    used = {x for n in rnodes for x in n.input}
-    rg = helper.make_graph(rnodes, g.name + "_region", [], outs,
-                           [t for t in g.initializer if t.name in used])
-    m = helper.make_model(rg, opset_imports=list(sub.opset_import))
-    m.ir_version = sub.ir_version
-    return Split(m, rcut, boundary, list(cut), changed_out)
+    return Split(_part_model(sub, rnodes, "_region", outs), rcut, boundary, list(cut),
+                 changed_out)
 
 
 def _q_type(q: onnx.NodeProto, inits: Dict[str, onnx.TensorProto]) -> int:
