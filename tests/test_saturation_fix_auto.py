@@ -6,11 +6,14 @@ fixes exactly the first conv, leaves the second at full 8-bit range (bit-identic
 identical; the report and decisions carry the measured numbers; targets other than CPU/ANY get
 no fix and no saturation figures."""
 
+import unittest.mock as mock
+
 import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import fastq
+import fastq.saturation as sat_mod
 
 
 def model_and_data(n=8, seed=0):
@@ -128,7 +131,8 @@ def test_report_saturation_uses_a_bounded_subset(monkeypatch):
     from fastq.algorithms import saturation_fix as sf
     seen = []
     real = sf.measure
-    monkeypatch.setattr(sf, "measure", lambda m, s, p: seen.append(len(s)) or real(m, s, p))
+    monkeypatch.setattr(sf, "measure", lambda m, s, p, **kw: seen.append(len(s)) or
+                        real(m, s, p, **kw))
     monkeypatch.setattr(qmod, "REPORT_SATURATION_SAMPLES", 5)
     model = helper.make_model(helper.make_graph(
         [helper.make_node("Conv", ["x", "w"], ["y"], name="c")], "g",
@@ -144,3 +148,37 @@ def test_report_saturation_uses_a_bounded_subset(monkeypatch):
     assert "report saturation figures measured on 5 of 12 calibration samples" in \
         r.report.decisions
     assert "saturation" in r.report.layers["c"]
+
+
+@pytest.mark.parametrize("fixed_batch_reshape", [False, True])
+def test_stacked_measure_counts_as_sample_by_sample(fixed_batch_reshape):
+    """The report's measurement on concatenated groups (the statistics pass ran batched) gives
+    the same counts as sample by sample, SQNR to float rounding; the batch-1 input is made
+    symbolic for it. A graph that fixes the batch (Reshape to [1, ...]) makes the groups
+    fail: it falls back to one sample per run, same figures."""
+    from fastq.algorithms import saturation_fix as sf
+    m, data = model_and_data(n=10)
+    if fixed_batch_reshape:
+        g = m.graph
+        g.node[-1].output[0] = "y0"
+        g.initializer.append(numpy_helper.from_array(np.array([1, 6, 6, 6], np.int64), "shp"))
+        g.node.append(helper.make_node("Reshape", ["y0", "shp"], ["y"], name="fix"))
+    q = quantize(m, data, saturation_fix="no").model
+    feeds = [{"x": x} for x in data]
+    one = sf.measure(q, feeds, "per_tap")
+    calls = []
+    real = sat_mod.analyze_saturation
+
+    def spy(model, samples, **kw):
+        calls.append(len(samples))
+        return real(model, samples, **kw)
+    with mock.patch.object(sat_mod, "analyze_saturation", spy):
+        both = sf.measure(q, feeds, "per_tap", stacked=True)
+    assert set(both) == set(one) == {"conv1", "conv2"}
+    assert calls[0] == 1                                   # one group of 10 samples
+    assert calls[1:] == ([10] if fixed_batch_reshape else [])
+    for name in one:
+        a, b = one[name].to_dict(), both[name].to_dict()
+        assert a.pop("sqnr_db") == pytest.approx(b.pop("sqnr_db"), rel=1e-12)
+        assert a == b
+    assert one["conv1"].saturated_pairs > 0

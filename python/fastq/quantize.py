@@ -256,7 +256,7 @@ def run_default(model: Any, calibration_data: Any, cfg, name: AlgorithmName, par
     if params.effective_saturation_fix is SaturationFix.AUTO:
         w_qp, decisions, info = sat_fix.auto_fix(
             plan, w_qp, lambda w: build(g, plan, act_qp, dict(w))[0], samples,
-            params.saturation_threshold, pairing)
+            params.saturation_threshold, pairing, stacked=stats.batched)
         plan.decisions.extend(decisions)
         timings["saturation_auto"] = info["seconds"]
 
@@ -294,7 +294,7 @@ def run_default(model: Any, calibration_data: Any, cfg, name: AlgorithmName, par
             f"report saturation figures measured on {len(sat_samples)} of {len(samples)} "
             "calibration samples")
         try:
-            measured = sat_fix.measure(qdq, sat_samples, pairing)
+            measured = sat_fix.measure(qdq, sat_samples, pairing, stacked=stats.batched)
         except FastqError as e:   # a report figure, not worth failing the quantization
             report.decisions.append(f"saturation not measured for the report: {e}")
             measured = {}

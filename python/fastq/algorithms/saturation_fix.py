@@ -12,24 +12,67 @@ keeps its full 8-bit weights. Each measured layer gets a decision line with its 
 from __future__ import annotations
 
 import time
-from typing import Callable, Dict, List, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import onnx
 
 from .. import qparams as qp_mod
-from ..errors import ModelError
+from ..errors import FastqError, ModelError
 from ..qparams import QParams
 from ..saturation_result import LayerSaturation
 from .placement import Plan
+from .statistics import BATCH_BYTES, MAX_BATCH, _groups, with_dynamic_batch
 
 
-def measure(model, samples: Sequence[dict], pairing: str) -> Dict[str, LayerSaturation]:
+def measure(model, samples: Sequence[dict], pairing: str, stacked: bool = False
+            ) -> Dict[str, LayerSaturation]:
+    """``stacked``: the statistics pass ran these samples batched (its probe found the batch
+    on axis 0 of every planned tensor), so they run here as concatenated groups too, within
+    the same input-byte bound -- fewer, larger runs. A layer's figures are sums over its
+    outputs: the counts are the same whichever run an output came from; the float sums
+    behind the SQNR add in another order. A model that will not take the groups runs the
+    samples one by one."""
     from ..saturation import analyze_saturation
+    if stacked and len(samples) > 1:
+        m = _batch_model(model)
+        if m is not None:
+            try:
+                return _layers(analyze_saturation(m, _stack(samples), conv_pairing=pairing,
+                                                  whole_model=False))
+            except ModelError as e:
+                if "no int8 layers" in str(e):
+                    return {}
+            except FastqError:
+                pass                      # e.g. a Reshape that fixes the batch: one by one
     try:
-        a = analyze_saturation(model, samples, conv_pairing=pairing, whole_model=False)
+        return _layers(analyze_saturation(model, samples, conv_pairing=pairing,
+                                          whole_model=False))
     except ModelError as e:
         if "no int8 layers" in str(e):
             return {}
         raise
+
+
+def _layers(a) -> Dict[str, LayerSaturation]:
     return {r.name: r for r in a.layers}
+
+
+def _batch_model(model: onnx.ModelProto) -> Optional[onnx.ModelProto]:
+    """``model`` if every input's batch axis is symbolic, a copy with symbolic batch axes if
+    every input is batch 1 (``with_dynamic_batch``), else None."""
+    inits = {t.name for t in model.graph.initializer}
+    dims = [vi.type.tensor_type.shape.dim for vi in model.graph.input if vi.name not in inits]
+    if dims and all(d and not d[0].HasField("dim_value") for d in dims):
+        return model
+    return with_dynamic_batch(model)
+
+
+def _stack(samples: Sequence[dict]) -> List[dict]:
+    per = max(1, sum(np.asarray(v).nbytes for v in samples[0].values()))
+    limit = int(min(MAX_BATCH, max(1, BATCH_BYTES // per)))
+    return [{k: np.concatenate([samples[i][k] for i in idx]) for k in samples[0]}
+            for idx in _groups(samples, limit)]
 
 
 def describe(r: LayerSaturation) -> str:
@@ -40,13 +83,13 @@ def describe(r: LayerSaturation) -> str:
 
 
 def auto_fix(plan: Plan, w_qp: Dict[str, QParams], export: Callable[[Dict[str, QParams]], object],
-             samples: Sequence[dict], threshold: float, pairing: str
+             samples: Sequence[dict], threshold: float, pairing: str, stacked: bool = False
              ) -> Tuple[Dict[str, QParams], List[str], dict]:
     """Returns (weight QParams with the fix on the chosen layers, decision lines, info):
     info = {"seconds", "fixed": [layers], "measured": {layer: record dict}}. Marks the chosen
     layers' ``WeightQuantizer.saturation_fix``."""
     t0 = time.perf_counter()
-    recs = measure(export(w_qp), samples, pairing)
+    recs = measure(export(w_qp), samples, pairing, stacked)
     out = dict(w_qp)
     decisions: List[str] = []
     fixed: List[str] = []
