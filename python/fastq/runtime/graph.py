@@ -381,9 +381,9 @@ class CompiledGraph:
                    available: frozenset = frozenset()) -> Tuple[list, frozenset, list]:
         """What a run from the tensors ``given`` executes: (the steps, in order, that read a
         tensor computed from them, and the steps computing what those read that is neither
-        ``available`` nor constant -- never a step that writes a name in ``skip``; the
-        tensors the plan reads and does not compute, which the caller must supply; the
-        graph outputs computed from ``given``). Cached per arguments."""
+        ``available`` nor constant -- never a step that writes a name in ``skip`` or
+        ``given``; the tensors the plan reads and does not compute, which the caller must
+        supply; the graph outputs computed from ``given``). Cached per arguments."""
         key = (given, skip, available)
         hit = self._partials.get(key)
         if hit is not None:
@@ -393,6 +393,7 @@ class CompiledGraph:
         def ins(st: Step) -> List[str]:
             return [x for x in list(st.inputs) + st.implicit if x]
 
+        skip = skip | given               # the given values are never recomputed
         dirty = set(given)
         chosen: Set[int] = set()
         for k, st in enumerate(steps):

@@ -337,12 +337,12 @@ class InferenceSession:
         """A partial run of this session: the steps downstream of the tensors ``given``
         (every step that reads one of them or a tensor computed from them), with the steps
         that compute what those read unless it is ``available``, leaving out every step
-        that writes a name in ``skip``. Returns a plan for ``run_from``; its ``required``
-        attribute names the tensors the plan reads and does not compute (the caller
-        supplies them), ``produced`` the graph outputs computed from ``given``. For a caller
-        that replaces part of the graph (AccuracyAware's ranking runs its reverted layers in
-        a small model and the unchanged rest here); the caller must check that ``required``
-        holds only values its replacement leaves unchanged."""
+        that writes a name in ``skip`` or ``given``. Returns a plan for ``run_from``; its
+        ``required`` attribute names the tensors the plan reads and does not compute (the
+        caller supplies them), ``produced`` the graph outputs computed from ``given``. For a
+        caller that replaces part of the graph (AccuracyAware's ranking runs its reverted
+        layers in a small model and the unchanged rest here); the caller must check that
+        ``required`` holds only values its replacement leaves unchanged."""
         return _Partial(self._graph.downstream(frozenset(given), frozenset(skip),
                                                frozenset(available)))
 
