@@ -366,13 +366,13 @@ def _typed_inputs(m: onnx.ModelProto, cut: Sequence[str],
             name, helper.np_dtype_to_tensor_dtype(a.dtype), shape))
 
 
-def run_split(region_bytes: bytes, arith: Optional[str], split_cut: Sequence[str],
+def run_split(m: onnx.ModelProto, arith: Optional[str], split_cut: Sequence[str],
               boundary: Sequence[str], ext: Sequence[str], shared: InferenceSession, plan,
               cached: Sequence[Dict[str, np.ndarray]]) -> List[Dict[str, np.ndarray]]:
-    """A split candidate (``split_suffix``) on cached activations: its region in a session of
-    its own, the rest in ``shared`` (the current model's session) from the region's
-    boundary outputs (``plan``: ``shared.plan_from(boundary, changed, ext)``)."""
-    m = onnx.load_from_string(region_bytes)
+    """A split candidate (``split_suffix``) on cached activations: its region ``m`` (typed
+    here: its inputs are set from the cache) in a session of its own, the rest in ``shared``
+    (the current model's session) from the region's boundary outputs (``plan``:
+    ``shared.plan_from(boundary, changed, ext)``). In-process only."""
     _typed_inputs(m, split_cut, cached)
     sess = InferenceSession(m, arith=arith)
     outs = [o.name for o in shared.get_outputs()]
@@ -484,8 +484,7 @@ def rank(ev: Evaluator, export, current: onnx.ModelProto, reverted: Set[str],
                 sp = None            # the session computes the rest otherwise: run it whole
         if sp is not None:
             counts["split"] += 1
-            args = (run_split, sp.region.SerializeToString(), ev.arith, sp.cut, sp.boundary,
-                    sp.ext, sess, plan,
+            args = (run_split, sp.region, ev.arith, sp.cut, sp.boundary, sp.ext, sess, plan,
                     [{k: c[k] for k in set(sp.cut) | set(sp.ext)} for c in cached])
         elif g in use:
             sub, cut, _ = suf
