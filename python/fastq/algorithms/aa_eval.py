@@ -190,10 +190,7 @@ def suffix_model(cand: onnx.ModelProto, changed: Set[str], known: Set[str]
            for n in g.node for a in n.attribute):
         return None
     inits = {t.name for t in g.initializer}
-    const = set(inits)                   # tensors computed from initializers only
-    for n in g.node:
-        if n.input and all(x in const for x in n.input if x):
-            const.update(o for o in n.output if o)
+    const = _const_tensors(g.node, inits)
     dirty: Set[str] = set()
     keep_ids: Set[int] = set()
     for i, n in enumerate(g.node):       # the graph is topologically sorted
@@ -231,6 +228,16 @@ def suffix_model(cand: onnx.ModelProto, changed: Set[str], known: Set[str]
     if not outs or any(x not in known for x in cut + passthrough):
         return None
     return _part_model(cand, keep, "_suffix", outs), cut, passthrough
+
+
+def _const_tensors(nodes: Sequence[onnx.NodeProto], inits) -> Set[str]:
+    """The initializers and the tensors computed from initializers only (weight
+    DequantizeLinear outputs), ``nodes`` in topological order."""
+    const = set(inits)
+    for n in nodes:
+        if n.input and all(x in const for x in n.input if x):
+            const.update(o for o in n.output if o)
+    return const
 
 
 def _outside_reads(nodes: Sequence[onnx.NodeProto], inits) -> Tuple[Set[str], List[str]]:
@@ -294,10 +301,7 @@ def split_suffix(sub: onnx.ModelProto, cut: Sequence[str], changed: Set[str],
     nodes = list(g.node)
     inits = {t.name: t for t in g.initializer}
     prod = {o: i for i, n in enumerate(nodes) for o in n.output if o}
-    const = set(inits)
-    for n in nodes:
-        if n.input and all(x in const for x in n.input if x):
-            const.update(o for o in n.output if o)
+    const = _const_tensors(nodes, inits)
     dirty: Set[int] = set()
     for i, n in enumerate(nodes):        # topological: one pass reaches every reader
         if n.name in changed or any(

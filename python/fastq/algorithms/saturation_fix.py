@@ -14,7 +14,6 @@ from __future__ import annotations
 import time
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-import numpy as np
 import onnx
 
 from .. import qparams as qp_mod
@@ -22,7 +21,7 @@ from ..errors import FastqError, ModelError
 from ..qparams import QParams
 from ..saturation_result import LayerSaturation
 from .placement import Plan
-from .statistics import BATCH_BYTES, MAX_BATCH, _groups, with_dynamic_batch
+from .statistics import batch_limit, stacked_groups, with_dynamic_batch
 
 
 def measure(model, samples: Sequence[dict], pairing: str, stacked: bool = False
@@ -38,7 +37,8 @@ def measure(model, samples: Sequence[dict], pairing: str, stacked: bool = False
         m = _batch_model(model)
         if m is not None:
             try:
-                return _layers(analyze_saturation(m, _stack(samples), conv_pairing=pairing,
+                groups = stacked_groups(samples, batch_limit(samples))
+                return _layers(analyze_saturation(m, groups, conv_pairing=pairing,
                                                   whole_model=False))
             except ModelError as e:
                 if "no int8 layers" in str(e):
@@ -66,13 +66,6 @@ def _batch_model(model: onnx.ModelProto) -> Optional[onnx.ModelProto]:
     if dims and all(d and not d[0].HasField("dim_value") for d in dims):
         return model
     return with_dynamic_batch(model)
-
-
-def _stack(samples: Sequence[dict]) -> List[dict]:
-    per = max(1, sum(np.asarray(v).nbytes for v in samples[0].values()))
-    limit = int(min(MAX_BATCH, max(1, BATCH_BYTES // per)))
-    return [{k: np.concatenate([samples[i][k] for i in idx]) for k in samples[0]}
-            for idx in _groups(samples, limit)]
 
 
 def describe(r: LayerSaturation) -> str:

@@ -250,8 +250,24 @@ def batches(session, samples, limit: int = MAX_BATCH) -> List[dict]:
     samples themselves."""
     if len(samples) < 2 or not _batchable(session, samples):
         return list(samples)
-    return [{k: np.concatenate([samples[i][k] for i in idx]) for k in samples[0]}
-            for idx in _groups(samples, limit)]
+    return stacked_groups(samples, limit)
+
+
+def batch_limit(samples) -> int:
+    """Samples per concatenated run: ``MAX_BATCH``, fewer when a run's input would pass
+    ``BATCH_BYTES``."""
+    per = max(1, sum(np.asarray(v).nbytes for v in samples[0].values()))
+    return int(min(MAX_BATCH, max(1, BATCH_BYTES // per)))
+
+
+def concat_samples(samples, idx) -> dict:
+    """One feed of the samples ``idx`` concatenated on axis 0."""
+    return {k: np.concatenate([samples[i][k] for i in idx]) for k in samples[0]}
+
+
+def stacked_groups(samples, limit: int) -> List[dict]:
+    """Consecutive same-shape samples concatenated, at most ``limit`` per feed."""
+    return [concat_samples(samples, idx) for idx in _groups(samples, limit)]
 
 
 def _groups(samples, limit) -> List[List[int]]:
@@ -340,8 +356,7 @@ def collect(session, samples: List[dict], ranges: List[RangeRequest],
 
     start = 0
     if batch is None:
-        per = max(1, sum(np.asarray(v).nbytes for v in samples[0].values()))
-        batch = int(min(MAX_BATCH, max(1, BATCH_BYTES // per)))
+        batch = batch_limit(samples)
     if batch > 1 and len(samples) > 1 and _batchable(session, samples):
         probe = session.run_with_intermediates(samples[0], names)
         if all(np.ndim(v) >= 1 and _shape(v)[0] == 1 for v in probe.values()):
@@ -355,8 +370,7 @@ def collect(session, samples: List[dict], ranges: List[RangeRequest],
         groups = [[i + start for i in idx] for idx in _groups(samples[start:], batch)]
 
         def run_batch(idx):
-            feeds = {k: np.concatenate([samples[i][k] for i in idx]) for k in samples[0]}
-            return run_group(feeds, len(idx), len(idx) > 1)
+            return run_group(concat_samples(samples, idx), len(idx), len(idx) > 1)
         try:
             for idx, res in zip(groups, ordered_map(run_batch, groups, workers)):
                 merge(res, len(idx))

@@ -390,9 +390,15 @@ class InferenceSession:
 class _Partial:
     """A ``plan_from`` result: the compiled graph's partial plan, what it needs and yields."""
 
-    __slots__ = ("part", "required", "produced")
+    __slots__ = ("part",)
 
     def __init__(self, part: Tuple[list, frozenset, list]):
         self.part = part
-        self.required: frozenset = part[1]
-        self.produced: List[str] = list(part[2])
+
+    @property
+    def required(self) -> frozenset:
+        return self.part[1]
+
+    @property
+    def produced(self) -> List[str]:
+        return list(self.part[2])
