@@ -220,6 +220,33 @@ def test_validation_data_errors(setup):
         fastq.quantize(m, calib, aa_config(), metric=metrics.top1, progress=False)
     with pytest.raises(fastq.ConfigError, match="needs a metric"):
         fastq.quantize(m, calib, aa_config(), validation_data=setup[3], progress=False)
+    val = setup[3]
+    nan = np.full((1, D), np.nan, np.float32)
+    with pytest.raises(fastq.DataError, match=r"^validation sample 2: input 'x' expects shape"):
+        run(setup, val=val[:2] + [(np.zeros((1, 5), np.float32), 0)])
+    with pytest.raises(fastq.DataError, match=r"^validation sample 1: input 'x' holds NaN"):
+        run(setup, val=val[:1] + [(nan, 0)])
+
+
+def test_bad_options_fail_before_any_work(setup, tmp_path):
+    m, _, calib, val = setup
+    calls = []
+
+    def metric(outputs, label):
+        calls.append(label)
+        return 1.0
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    for kw, match in [({"memory_budget": -5}, "memory_budget"),
+                      ({"memory_budget": "1G"}, "memory_budget"),
+                      ({"executor": 42}, "executor: .*submit"),
+                      ({"intermediate_dir": a_file}, "intermediate_dir: .* not a directory"),
+                      ({"intermediate_dir": 3.5}, "intermediate_dir: a directory path")]:
+        with pytest.raises(fastq.ConfigError, match=match):
+            fastq.quantize(m, calib, aa_config(), validation_data=val, metric=metric,
+                           progress=False, **kw)
+    assert calls == []          # no evaluation ran
+    assert a_file.read_text() == ""
 
 
 def test_cached_suffix_ranking_equals_whole_model_and_executor(setup, tmp_path):

@@ -215,8 +215,11 @@ def test_bad_data_and_options():
         fastq.analyze_saturation("/nonexistent/model.onnx", good)
     with pytest.raises(fastq.ConfigError, match="metric needs the target run"):
         fastq.analyze_saturation(model, good, metric="top1", whole_model=False)
-    with pytest.raises(fastq.ConfigError, match="limit"):
-        fastq.analyze_saturation(model, good, limit=0)
+    for limit in (0, "3", 2.5, True):
+        with pytest.raises(fastq.ConfigError, match="limit"):
+            fastq.analyze_saturation(model, good, limit=limit)
+    with pytest.raises(fastq.ConfigError, match="whole_model"):
+        fastq.analyze_saturation(model, good, whole_model="no")
 
 
 def test_per_layer_only_skips_the_target_run():

@@ -35,52 +35,56 @@ def input_specs(inputs) -> List[InputSpec]:
     return out
 
 
-def _as_dict(sample: Any, specs: List[InputSpec], i: int) -> dict:
+def _as_dict(sample: Any, specs: List[InputSpec], where: str) -> dict:
     names = [s.name for s in specs]
     if isinstance(sample, dict):
         extra = [k for k in sample if k not in names]
         missing = [k for k in names if k not in sample]
         if extra or missing:
-            raise DataError(f"calibration sample {i}: "
+            raise DataError(f"{where}: "
                             + (f"unknown input(s) {extra}; " if extra else "")
                             + (f"missing input(s) {missing}; " if missing else "")
                             + f"the model's inputs are {names}")
         return dict(sample)
     if isinstance(sample, (tuple, list)):
         if len(sample) != len(names):
-            raise DataError(f"calibration sample {i}: {len(sample)} arrays for "
+            raise DataError(f"{where}: {len(sample)} arrays for "
                             f"{len(names)} model inputs {names}")
         return dict(zip(names, sample))
     if len(names) == 1:
         return {names[0]: sample}
-    raise DataError(f"calibration sample {i}: a {type(sample).__name__} for a model with "
+    raise DataError(f"{where}: a {type(sample).__name__} for a model with "
                     f"{len(names)} inputs; give a dict or a tuple in input order {names}")
 
 
-def check_sample(sample: Any, specs: List[InputSpec], i: int) -> dict:
-    feeds = _as_dict(sample, specs, i)
+def check_sample(sample: Any, specs: List[InputSpec], i: int,
+                 what: str = "calibration sample") -> dict:
+    """The feeds of one sample, checked against the model's inputs (dtype cast within a
+    kind, shape, NaN/Inf); errors name it as ``f"{what} {i}"``."""
+    where = f"{what} {i}"
+    feeds = _as_dict(sample, specs, where)
     for s in specs:
         x = feeds[s.name]
         try:
             x = np.asarray(x)
         except Exception:
-            raise DataError(f"calibration sample {i}: input {s.name!r} is not an array") \
+            raise DataError(f"{where}: input {s.name!r} is not an array") \
                 from None
         if x.dtype != s.dtype:
             if x.dtype.kind != s.dtype.kind and not (x.dtype.kind in "iu" and
                                                      s.dtype.kind in "iu"):
-                raise DataError(f"calibration sample {i}: input {s.name!r} expects {s.dtype}, "
+                raise DataError(f"{where}: input {s.name!r} expects {s.dtype}, "
                                 f"got {x.dtype}")
             x = x.astype(s.dtype)
         if s.shape is not None:
             if x.ndim != len(s.shape) or any(w is not None and w != d
                                              for w, d in zip(s.shape, x.shape)):
                 want = tuple("?" if w is None else w for w in s.shape)
-                raise DataError(f"calibration sample {i}: input {s.name!r} expects shape "
+                raise DataError(f"{where}: input {s.name!r} expects shape "
                                 f"{want}, got {x.shape}")
         if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
             bad = tuple(int(v) for v in np.argwhere(~np.isfinite(x))[0])
-            raise DataError(f"calibration sample {i}: input {s.name!r} holds NaN/Inf "
+            raise DataError(f"{where}: input {s.name!r} holds NaN/Inf "
                             f"(first at index {bad})")
         feeds[s.name] = np.ascontiguousarray(x)
     return feeds
@@ -108,14 +112,7 @@ def iter_samples(data: Iterable, specs: List[InputSpec], *, labelled: bool = Fal
                 raise DataError(f"{what} {i}: with a metric each item must be an (inputs, "
                                 f"annotation) pair, got {type(item).__name__}")
             item, annotation = item
-        try:
-            feeds = check_sample(item, specs, i)
-        except DataError as e:
-            msg = str(e)
-            if what != "calibration sample" and msg.startswith("calibration sample"):
-                msg = what + msg[len("calibration sample"):]
-            raise DataError(msg) from None
-        yield i, feeds, annotation
+        yield i, check_sample(item, specs, i, what), annotation
 
 
 def read_samples(data: Iterable, specs: List[InputSpec], limit: Optional[int] = None,

@@ -29,6 +29,7 @@ totals in sample order, so every figure is the same on any thread count.
 from __future__ import annotations
 
 import itertools
+import numbers
 import threading
 import time
 from typing import Any, Iterable, List, Optional
@@ -329,7 +330,9 @@ def analyze_saturation(model: Any, data: Iterable, *, baseline: str = "exact32",
     object/name), ``(inputs, annotation)`` pairs. ``limit``: use the first ``limit`` samples.
     ``conv_pairing``: how ``sat16pair`` pairs products of convs with odd channel counts
     (``per_tap`` or ``flat``). ``whole_model=False`` skips the target run (no output/metric
-    difference; per-layer figures only).
+    difference; per-layer figures only). ``impl``: the kernels of the layers that do not
+    count (``auto``, ``ref``, ``avx2``, ``avx512vnni``, as ``InferenceSession`` takes it); the
+    counting kernels run the reference with ``ref``, else the fastest this CPU runs.
 
     Returns a ``SaturationAnalysis``: ``.layers`` sorted by harm (lowest layer-output SQNR
     first), ``.outputs`` (per model output), ``.metric``, ``to_dict/to_json/to_markdown/
@@ -346,8 +349,11 @@ def analyze_saturation(model: Any, data: Iterable, *, baseline: str = "exact32",
     if conv_pairing not in kernels.PAIRINGS:
         raise ConfigError(f"conv_pairing: unknown value {conv_pairing!r}; valid: "
                           f"{', '.join(kernels.PAIRINGS)}")
-    if limit is not None and (isinstance(limit, bool) or int(limit) < 1):
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, numbers.Integral)
+                              or limit < 1):
         raise ConfigError(f"limit must be a positive number of samples, got {limit!r}")
+    if not isinstance(whole_model, (bool, np.bool_)):
+        raise ConfigError(f"whole_model must be True or False, got {whole_model!r}")
     met = None
     if metric is not None and not whole_model:
         raise ConfigError("metric needs the target run: drop whole_model=False")

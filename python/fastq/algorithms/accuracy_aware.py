@@ -23,6 +23,8 @@ unless already in [0, 1]) is > ``annotation_conf_threshold``; ``convert_to_mixed
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 import sys
 import time
@@ -130,12 +132,41 @@ def _validation(validation_data, specs, annotation_free: bool):
         if not (isinstance(item, (tuple, list)) and len(item) == 2):
             raise DataError(f"validation sample {i}: expected an (inputs, annotation) pair, "
                             f"got {type(item).__name__}")
-        feeds.append(check_sample(item[0], specs, i))
+        feeds.append(check_sample(item[0], specs, i, "validation sample"))
         ann.append(item[1])
     if not feeds:
         raise DataError("the validation dataset is empty")
     return feeds, ann
 
+
+
+def _memory_budget(memory_budget) -> int:
+    if memory_budget is None:
+        return DEFAULT_MEMORY_BUDGET
+    if isinstance(memory_budget, bool) or not isinstance(memory_budget, numbers.Real) \
+            or not math.isfinite(memory_budget) or memory_budget < 0:
+        raise ConfigError(f"memory_budget: a number of bytes >= 0 (0: cache nothing), got "
+                          f"{memory_budget!r}")
+    return int(memory_budget)
+
+
+def _check_executor(executor) -> None:
+    if executor is not None and not callable(getattr(executor, "submit", None)):
+        raise ConfigError(f"executor: a concurrent.futures.Executor (an object with submit()), "
+                          f"got {type(executor).__name__}")
+
+
+def _check_intermediate_dir(path) -> None:
+    """Fails before any work: a path that exists and is not a directory."""
+    if path is None:
+        return
+    try:
+        path = os.fspath(path)
+    except TypeError:
+        raise ConfigError(f"intermediate_dir: a directory path, got "
+                          f"{type(path).__name__}") from None
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ConfigError(f"intermediate_dir: {path!r} exists and is not a directory")
 
 
 def _confidence(x: np.ndarray) -> float:
@@ -210,7 +241,9 @@ def accuracy_aware(model, calibration_data, cfg, *, validation_data=None, metric
     if aa.annotation_free and metric is None:
         metric = "top1"
     m = as_metric(metric)
-    budget = DEFAULT_MEMORY_BUDGET if memory_budget is None else int(memory_budget)
+    budget = _memory_budget(memory_budget)
+    _check_executor(executor)
+    _check_intermediate_dir(intermediate_dir)
     relative = aa.drop_type is DropType.RELATIVE
     arith = str(aa.target_arith.value)
 
