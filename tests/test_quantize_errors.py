@@ -206,6 +206,28 @@ def test_cli_errors_one_line(small, tmp_path, capsys, problem):
     assert not out.exists() and _leftovers(tmp_path) == []
 
 
+def test_cli_missing_output_directory_fails_before_any_work(small, tmp_path, capsys,
+                                                           monkeypatch):
+    """-o or --report in a directory that does not exist: one error line before quantizing,
+    and neither output is written (the report used to be written before the model failed)."""
+    m, data = small
+    onnx.save(m, str(tmp_path / "f.onnx"))
+    np.savez(tmp_path / "cal.npz", input=np.concatenate([d["input"] for d in data]))
+
+    def no_work(*a, **k):
+        raise AssertionError("quantize ran")
+    monkeypatch.setattr(fastq, "quantize", no_work)
+    for out, rep in [(tmp_path / "no_dir" / "q.onnx", tmp_path / "r.json"),
+                     (tmp_path / "q.onnx", tmp_path / "no_dir" / "r.json")]:
+        rc = main(["quantize", str(tmp_path / "f.onnx"), "-o", str(out), "--data",
+                   str(tmp_path / "cal.npz"), "--report", str(rep), "--no-progress"])
+        bad = out if out.parent.name == "no_dir" else rep
+        err = capsys.readouterr().err.strip().splitlines()
+        assert rc == 2 and err == [f"fastq: error: cannot write {str(bad)!r}: directory "
+                                   f"{str(bad.parent)!r} does not exist"]
+        assert not out.exists() and not rep.exists()
+
+
 def test_demo_accuracy(tmp_path, capsys):
     out = tmp_path / "demo.onnx"
     assert main(["demo", "-o", str(out), "--no-progress"]) == 0

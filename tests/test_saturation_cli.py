@@ -92,3 +92,18 @@ def test_bad_inputs(files, tmp_path, capsys):
     assert cli.main(["saturation", str(f), "--data", data]) == 2
     err = capsys.readouterr().err
     assert err.startswith("fastq: error: the model has no int8 layers") and err.count("\n") == 1
+
+
+def test_missing_output_directory_fails_before_the_analysis(files, capsys, monkeypatch):
+    d, model, data = files
+    import fastq
+
+    def no_work(*a, **k):
+        raise AssertionError("the analysis ran")
+    monkeypatch.setattr(fastq, "analyze_saturation", no_work)
+    out = d / "no_dir" / "a.json"
+    assert cli.main(["saturation", model, "--data", data, "--json", str(out)]) == 2
+    assert capsys.readouterr().err == (f"fastq: error: cannot write {str(out)!r}: directory "
+                                       f"{str(d / 'no_dir')!r} does not exist\n")
+    assert cli.main(["saturation", model, "--data", str(d / "nope.npz")]) == 2
+    assert "cannot read data" in capsys.readouterr().err

@@ -28,14 +28,14 @@ def _info(_args) -> int:
     return 0
 
 
-def npz_samples(path: str, inputs):
+def npz_samples(path: str, inputs, what: str = "calibration data"):
     """A .npz with one array per input name, first axis = samples. An array with the
     input's rank is sliced [i:i+1] (batch of one); one with rank + 1 gives x[i]."""
     from fastq.errors import DataError
     try:
         z = np.load(path)
     except (OSError, ValueError) as e:
-        raise DataError(f"cannot read calibration data {path!r}: {e}") from None
+        raise DataError(f"cannot read {what} {path!r}: {e}") from None
     names = [i.name for i in inputs]
     missing = [n for n in names if n not in z.files]
     if missing:
@@ -61,6 +61,7 @@ def _quantize(args) -> int:
     import fastq
     from fastq.graph.ir import load_model
 
+    _check_out(args.output, args.report)
     model = load_model(args.model)
     init = {t.name for t in model.graph.initializer}
     inputs = [i for i in model.graph.input if i.name not in init]
@@ -71,9 +72,9 @@ def _quantize(args) -> int:
     if args.metric is not None:
         kw["metric"] = load_metric(args.metric)
     result = fastq.quantize(model, data, args.config, progress=not args.no_progress, **kw)
+    result.save(args.output)
     if args.report:
         _atomic_text(args.report, result.report.to_json())
-    result.save(args.output)
     print(f"wrote {args.output} ({len(result.report.layers)} quantized layers, "
           f"{result.report.samples} samples, statistics "
           f"{result.report.timings.get('statistics', 0):.2f} s)", file=sys.stderr)
@@ -86,18 +87,18 @@ def _quantize(args) -> int:
     return 0
 
 
-def npz_validation(path: str, inputs):
+def npz_validation(path: str, inputs, what: str = "validation data"):
     """``(sample, label)`` pairs from a .npz holding the input arrays (as ``--data``) plus an
     array named ``labels`` with one entry per sample."""
     from fastq.errors import DataError
     try:
         z = np.load(path)
     except (OSError, ValueError) as e:
-        raise DataError(f"cannot read validation data {path!r}: {e}") from None
+        raise DataError(f"cannot read {what} {path!r}: {e}") from None
     if "labels" not in z.files:
         raise DataError(f"{path}: no array named 'labels'; it holds {z.files}")
     labels = z["labels"]
-    samples = list(npz_samples(path, inputs))
+    samples = list(npz_samples(path, inputs, what))
     if len(labels) != len(samples):
         raise DataError(f"{path}: {len(labels)} labels for {len(samples)} samples")
     return list(zip(samples, labels))
@@ -121,6 +122,18 @@ def load_metric(spec: str):
     return obj
 
 
+def _check_out(*paths) -> None:
+    """Fails before any work when an output's directory is missing (as ``save_model`` would
+    after it), so no run is wasted and no output is written without the others."""
+    from fastq.errors import FastqError
+    for path in paths:
+        if path is None:
+            continue
+        d = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(d):
+            raise FastqError(f"cannot write {path!r}: directory {d!r} does not exist")
+
+
 def _atomic_text(path: str, text: str) -> None:
     import tempfile
     from fastq.errors import FastqError
@@ -141,15 +154,16 @@ def _saturation(args) -> int:
 
     if args.plot:
         require_matplotlib()            # fail before the analysis, not after it
+    _check_out(args.json, args.plot)
     model = load_any(args.model)
     init = {t.name for t in model.graph.initializer}
     inputs = [i for i in model.graph.input if i.name not in init]
     kw = {}
     if args.metric is not None:       # (sample, label) pairs from the same .npz
-        data = npz_validation(args.data, inputs)
+        data = npz_validation(args.data, inputs, "data")
         kw["metric"] = load_metric(args.metric)
     else:
-        data = npz_samples(args.data, inputs)
+        data = npz_samples(args.data, inputs, "data")
     a = fastq.analyze_saturation(model, data, conv_pairing=args.pairing, limit=args.limit, **kw)
     print(a.to_table(), end="")
     if args.json:
