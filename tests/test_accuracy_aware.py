@@ -247,6 +247,11 @@ def test_bad_options_fail_before_any_work(setup, tmp_path):
                            progress=False, **kw)
     assert calls == []          # no evaluation ran
     assert a_file.read_text() == ""
+    done = ThreadPoolExecutor(1)
+    done.shutdown()
+    with pytest.raises(fastq.ConfigError, match="executor refused the ranking work"):
+        fastq.quantize(m, calib, aa_config(maximal_drop=0.0), validation_data=val,
+                       metric=metrics.top1, progress=False, executor=done)
 
 
 def test_cached_suffix_ranking_equals_whole_model_and_executor(setup, tmp_path):

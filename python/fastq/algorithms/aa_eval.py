@@ -23,6 +23,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
+from ..errors import ConfigError
 from ..metrics import Metric
 from ..runtime import InferenceSession
 from ..runtime.parallel import ordered_map
@@ -496,7 +497,13 @@ def rank(ev: Evaluator, export, current: onnx.ModelProto, reverted: Set[str],
                     [{k: c[k] for k in cut} for c in cached])
         else:
             args = (_run_groups, cand.SerializeToString(), ev.arith, gfeeds)
-        jobs[g] = ev.executor.submit(*args) if ev.executor is not None else args
+        if ev.executor is None:
+            jobs[g] = args
+            continue
+        try:
+            jobs[g] = ev.executor.submit(*args)
+        except RuntimeError as e:      # e.g. an executor already shut down
+            raise ConfigError(f"executor refused the ranking work: {e}") from None
     scores = {}
     # without an executor the candidates run on fastq.get_num_threads() threads here
     # (runtime/parallel.py: kernels inline per worker, BLAS at one thread), results in order
