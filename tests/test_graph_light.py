@@ -63,3 +63,25 @@ def test_bad_large_initializer_is_still_rejected(tmp_path):
     with pytest.raises(fastq.ModelError, match="w1"):
         fastq.quantize(m, [{"x": np.ones((1, 1200), np.float32)}], progress=False)
     assert LARGE < 1200 * 1000
+
+
+@pytest.mark.parametrize("domain", ["", "ai.onnx"])
+def test_opset_newer_than_onnx_defines_is_rejected(domain):
+    """The ONNX checker accepts it, and the executor would run each op as the newest version
+    it knows; both entry points refuse instead, naming the opset."""
+    w = numpy_helper.from_array(np.ones((16, 8), np.float32), "w")
+    g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])], [w])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    newest = onnx.defs.onnx_opset_version()
+    m.opset_import[0].domain = domain
+    m.opset_import[0].version = newest + 1
+    onnx.checker.check_model(m)                    # what the checker alone lets through
+    x = {"x": np.ones((1, 16), np.float32)}
+    with pytest.raises(fastq.ModelError, match=rf"opset {newest + 1} .*up to {newest}"):
+        fastq.InferenceSession(m)
+    with pytest.raises(fastq.ModelError, match=rf"opset {newest + 1} "):
+        fastq.quantize(m, [x], progress=False)
+    m.opset_import[0].version = newest
+    assert fastq.InferenceSession(m).run(None, x)[0].tolist() == [[16.0] * 8]

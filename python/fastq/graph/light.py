@@ -77,6 +77,18 @@ def _check_data(t: onnx.TensorProto) -> Optional[str]:
     return f"initializer {t.name!r} has dims {list(t.dims)} but no data"
 
 
+def _check_opset(model: onnx.ModelProto) -> None:
+    """The checker takes a default-domain opset newer than the installed onnx defines, and
+    the executor would then run each op as the newest version it knows: a silent guess."""
+    known = onnx.defs.onnx_opset_version()
+    for o in model.opset_import:
+        if o.domain in ("", "ai.onnx") and o.version > known:
+            raise onnx.checker.ValidationError(
+                f"the model imports opset {o.version} of the default ONNX domain; the installed "
+                f"onnx {onnx.__version__} defines opsets up to {known}, so what its operators "
+                f"mean is unknown here")
+
+
 def check_and_infer(model: onnx.ModelProto, *, check: bool = True, infer: bool = True,
                     data_prop: bool = True) -> onnx.ModelProto:
     """Checker (raises onnx.checker.ValidationError) and shape inference on the light copy;
@@ -86,6 +98,7 @@ def check_and_infer(model: onnx.ModelProto, *, check: bool = True, infer: bool =
     if sum(len(t.raw_data) for t in big) < DIRECT_BYTES:
         light, big, n_inputs = model, [], len(model.graph.input)   # copying costs more
     if check:
+        _check_opset(model)
         onnx.checker.check_model(light)
         for t in big:
             why = _check_data(t)
