@@ -85,6 +85,34 @@ def _check(proto: onnx.ModelProto) -> None:
             raise ModelError(f"the model fails the ONNX checker: {e}") from None
 
 
+def _check_no_nan(g: Graph) -> None:
+    """A NaN initializer would surface as NaN statistics of some sample (or a NaN weight
+    scale, or nothing at all past an ignored layer); name it here. +-Inf is left alone: masks
+    and clamps use it legitimately."""
+    for name, v in g.inits.items():
+        if isinstance(v, np.ndarray) and v.dtype.kind == "f" and v.size:
+            nan = np.isnan(v)
+            if nan.any():
+                first = tuple(int(i) for i in np.argwhere(nan)[0])
+                raise ModelError(f"initializer {name!r} (shape {v.shape}) holds "
+                                 f"{int(np.count_nonzero(nan))} NaN value(s), first at index "
+                                 f"{first}")
+
+
+def _check_weights_finite(g: Graph, plan) -> None:
+    """A weight to quantize must be finite (its int8 range is taken from its values); named
+    here rather than as the NaN/Inf statistics of some calibration sample downstream."""
+    for wq in plan.weights.values():
+        v = g.inits.get(wq.tensor)
+        if isinstance(v, np.ndarray) and v.dtype.kind == "f":
+            bad = ~np.isfinite(v)
+            if bad.any():
+                first = tuple(int(i) for i in np.argwhere(bad)[0])
+                raise ModelError(f"layer {wq.node!r}: weight {wq.tensor!r} (shape {v.shape}) "
+                                 f"holds {int(np.count_nonzero(bad))} Inf value(s), first at "
+                                 f"index {first}; an int8 weight needs finite values")
+
+
 @kernels.shared_packing()
 def quantize(model: Any, calibration_data: Any, config: Any = None, *,
              progress: bool = True, validation_data: Any = None, metric: Any = None,
@@ -187,6 +215,7 @@ def run_default(model: Any, calibration_data: Any, cfg, name: AlgorithmName, par
     _check(proto)
     g = Graph(upgrade_opset(proto))
     del proto                  # the Graph holds the weights now (as numpy arrays)
+    _check_no_nan(g)
     check_scope(params, [n.name for n in g.nodes])
     transforms = prepare(g)
     specs = input_specs(g.inputs)
@@ -207,6 +236,7 @@ def run_default(model: Any, calibration_data: Any, cfg, name: AlgorithmName, par
         timings["smooth_quant"] = time.perf_counter() - t0
 
     plan = build_plan(g, params)
+    _check_weights_finite(g, plan)
     use_bc = algo_name is AlgorithmName.DEFAULT_QUANTIZATION
     sites = bc.find_sites(g, plan, params.apply_for_all_nodes) if use_bc else {}
     bias_before = {k: (s.bias, g.inits[s.bias].copy()) for k, s in sites.items()}

@@ -26,6 +26,7 @@ from onnx import numpy_helper
 
 from .. import stats as fstats
 from ..config.types import Granularity
+from ..errors import DataError
 from ..runtime.parallel import ordered_map
 from ..runtime.registry import ChannelSums
 from ..stats._tensor import raise_nonfinite
@@ -313,19 +314,29 @@ def collect(session, samples: List[dict], ranges: List[RangeRequest],
     names = set(sides) | set(mean_cols)
     out = Stats()
 
-    def run_group(feeds: dict, n: int, strict: bool) -> tuple:
-        """One run over ``n`` samples stacked on axis 0 (n == 1: one sample's own feed):
-        (per-side values, mean partials, shapes) of this group only."""
+    def run_group(feeds: dict, idx: List[int], strict: bool) -> tuple:
+        """One run over the samples ``idx`` stacked on axis 0 (one index: that sample's own
+        feed): (per-side values, mean partials, shapes) of this group only."""
         vals: Dict[tuple, np.ndarray] = {}
         partial: Dict[str, object] = {}
         shapes: Dict[str, tuple] = {}
+        n = len(idx)
 
         def callback(name, x):
             if strict and (np.ndim(x) < 1 or _shape(x)[0] != n):
                 raise _NotBatched(name)
-            reduce_one(name, x, n > 1, vals, partial, shapes)
+            reduce_checked(name, x, idx, vals, partial, shapes)
         session.run_with_intermediates(feeds, names, callback)
         return vals, partial, shapes
+
+    def reduce_checked(name, x, idx: List[int], *res) -> None:
+        try:
+            reduce_one(name, x, len(idx) > 1, *res)
+        except DataError:
+            why = _nonfinite_sample(name, x, idx)
+            if why is None:
+                raise
+            raise DataError(why) from None
 
     def reduce_one(name, x, batched: bool, vals, partial, shapes) -> None:
         if isinstance(x, ChannelSums):    # a mean-only tensor, summed by its fused conv
@@ -362,7 +373,7 @@ def collect(session, samples: List[dict], ranges: List[RangeRequest],
         if all(np.ndim(v) >= 1 and _shape(v)[0] == 1 for v in probe.values()):
             res = ({}, {}, {})
             for name, x in probe.items():       # the probe's tensors count as sample 0
-                reduce_one(name, x, False, *res)
+                reduce_checked(name, x, [0], *res)
             merge(res, 1)
             start = 1
             out.batched = True
@@ -370,7 +381,7 @@ def collect(session, samples: List[dict], ranges: List[RangeRequest],
         groups = [[i + start for i in idx] for idx in _groups(samples[start:], batch)]
 
         def run_batch(idx):
-            return run_group(concat_samples(samples, idx), len(idx), len(idx) > 1)
+            return run_group(concat_samples(samples, idx), idx, len(idx) > 1)
         try:
             for idx, res in zip(groups, ordered_map(run_batch, groups, workers)):
                 merge(res, len(idx))
@@ -378,7 +389,8 @@ def collect(session, samples: List[dict], ranges: List[RangeRequest],
             return collect(session, samples, ranges, means, progress, batch=1,
                            workers=workers, channel_minmax=channel_minmax)
     else:
-        for res in ordered_map(lambda feeds: run_group(feeds, 1, False), samples, workers):
+        for res in ordered_map(lambda i: run_group(samples[i], [i], False),
+                               range(len(samples)), workers):
             merge(res, 1)
     out.samples = len(samples)
     for t, per in sides.items():
@@ -395,6 +407,30 @@ def collect(session, samples: List[dict], ranges: List[RangeRequest],
 
 class _NotBatched(Exception):
     pass
+
+
+def _nonfinite_sample(name: str, x, idx: List[int]) -> Optional[str]:
+    """The error for a float tensor holding NaN/Inf on the samples ``idx`` (stacked on axis 0
+    when more than one), naming the first such sample and the index within its own tensor;
+    None when ``x`` is finite or not a float array (the collector's error stands). A fused
+    conv's ``ChannelSums`` carries its tensor in ``bad`` when it is not finite."""
+    if isinstance(x, ChannelSums):
+        x = x.bad
+    if not isinstance(x, np.ndarray) or x.dtype.kind != "f":
+        return None
+    bad = ~np.isfinite(x)
+    if not bad.any():
+        return None
+    first = tuple(int(i) for i in np.argwhere(bad)[0])
+    shape = tuple(x.shape)
+    k = idx[0]
+    if len(idx) > 1:                    # stacked: row r is sample idx[r]
+        k = idx[first[0]]
+        bad = bad[first[0]:first[0] + 1]
+        first, shape = (0,) + first[1:], (1,) + shape[1:]
+    return (f"calibration sample {k}: the float model's tensor {name!r} (shape {shape}) holds "
+            f"{int(np.count_nonzero(bad))} NaN/Inf value(s), first at index {first}; "
+            f"calibration statistics need finite values")
 
 
 def _shape(x) -> tuple:
