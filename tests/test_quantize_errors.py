@@ -65,6 +65,28 @@ def test_nonfinite_activation_names_the_sample_and_its_own_index(batch):
             fastq.quantize(_exp_mlp(batch), data, progress=False)
 
 
+@pytest.mark.parametrize("batch", [1, "N"])
+def test_a_node_error_in_a_stacked_run_names_the_sample(batch):
+    """An embedding index out of range in sample 2 of 5: the stacked statistics run fails,
+    the samples are re-run alone to name it, and the error is that sample's own."""
+    rng = np.random.default_rng(0)
+    g = helper.make_graph(
+        [helper.make_node("Gather", ["emb", "ids"], ["e"], name="gather"),
+         helper.make_node("MatMul", ["e", "w"], ["y"], name="mm")], "g",
+        [helper.make_tensor_value_info("ids", TensorProto.INT64, [batch, 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 6, 8])],
+        [numpy_helper.from_array(rng.standard_normal((50, 16)).astype(np.float32), "emb"),
+         numpy_helper.from_array(rng.standard_normal((16, 8)).astype(np.float32), "w")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    ids = [rng.integers(0, 50, (1, 6)) for _ in range(5)]
+    ids[2][0, 4] = 50
+    own = rf"min {ids[2].min()}, max 50$"              # sample 2's own indices
+    with pytest.raises(fastq.DataError, match=r"^calibration sample 2: node 'gather' "
+                                              r"\(Gather.*" + own):
+        fastq.quantize(m, ids, progress=False)
+
+
 @pytest.mark.filterwarnings("error::RuntimeWarning")    # the -inf output in batch_verdict
 def test_nan_initializer_and_inf_weight_are_named_but_inf_masks_pass():
     w = np.random.default_rng(0).standard_normal((16, 8)).astype(np.float32)

@@ -100,3 +100,29 @@ def test_reshape_to_batch_one_is_made_batch_agnostic(monkeypatch):
     assert_same_ranges(r, r1, at_least=2)
     # the caller's model keeps its Reshape target
     assert list(numpy_helper.to_array(m.graph.initializer[2])) == [1, -1]
+
+
+def _concat_model(batch):
+    """x[batch, 16] ++ a constant [1, 4] on axis 1 -> MatMul: declared batch-dynamic with
+    batch "N", yet only a batch of 1 runs (the constant fixes it)."""
+    rng = np.random.default_rng(0)
+    g = helper.make_graph(
+        [helper.make_node("Concat", ["x", "c"], ["xc"], name="cat", axis=1),
+         helper.make_node("MatMul", ["xc", "w"], ["y"], name="mm")], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 8])],
+        [numpy_helper.from_array(rng.standard_normal((20, 8)).astype(np.float32), "w"),
+         numpy_helper.from_array(np.ones((1, 4), np.float32), "c")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    return m, [rng.standard_normal((1, 16)).astype(np.float32) for _ in range(10)]
+
+
+def test_declared_dynamic_batch_that_cannot_stack_runs_unbatched():
+    """The stacked run fails inside the graph (no sample fails alone): collect runs the
+    samples one by one instead of failing with the stacked run's [9, 16] error."""
+    m, data = _concat_model("N")
+    r = fastq.quantize(m, data, progress=False)
+    r1 = fastq.quantize(_concat_model(1)[0], data, progress=False)   # probe: unbatched
+    assert not any("made symbolic" in d for d in r1.report.decisions)
+    assert_same_ranges(r, r1, at_least=1, zero_points=True)

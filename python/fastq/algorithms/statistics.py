@@ -326,7 +326,10 @@ def collect(session, samples: List[dict], ranges: List[RangeRequest],
             if strict and (np.ndim(x) < 1 or _shape(x)[0] != n):
                 raise _NotBatched(name)
             reduce_checked(name, x, idx, vals, partial, shapes)
-        session.run_with_intermediates(feeds, names, callback)
+        try:
+            session.run_with_intermediates(feeds, names, callback)
+        except DataError as e:
+            raise _sample_error(session, samples, idx, e) from None
         return vals, partial, shapes
 
     def reduce_checked(name, x, idx: List[int], *res) -> None:
@@ -369,7 +372,10 @@ def collect(session, samples: List[dict], ranges: List[RangeRequest],
     if batch is None:
         batch = batch_limit(samples)
     if batch > 1 and len(samples) > 1 and _batchable(session, samples):
-        probe = session.run_with_intermediates(samples[0], names)
+        try:
+            probe = session.run_with_intermediates(samples[0], names)
+        except DataError as e:
+            raise _sample_error(session, samples, [0], e) from None
         if all(np.ndim(v) >= 1 and _shape(v)[0] == 1 for v in probe.values()):
             res = ({}, {}, {})
             for name, x in probe.items():       # the probe's tensors count as sample 0
@@ -407,6 +413,27 @@ def collect(session, samples: List[dict], ranges: List[RangeRequest],
 
 class _NotBatched(Exception):
     pass
+
+
+def _sample_error(session, samples, idx: List[int], e: DataError) -> Exception:
+    """``e`` (a node's error in the run of the samples ``idx``) naming the sample: a stacked
+    run's samples are re-run one by one to find it (only on this error path); when none
+    fails alone, the stacking itself failed (a constant with the batch fixed): _NotBatched,
+    and collect runs every sample alone."""
+    msg = str(e)
+    if msg.startswith("calibration sample"):
+        return e
+    k = idx[0]
+    if len(idx) > 1:
+        for k in idx:
+            try:
+                session.run(None, samples[k])
+            except DataError as e1:
+                msg = str(e1)
+                break
+        else:                           # only the stacked run fails: run them one by one
+            return _NotBatched(msg)
+    return DataError(f"calibration sample {k}: {msg}")
 
 
 def _nonfinite_sample(name: str, x, idx: List[int]) -> Optional[str]:
