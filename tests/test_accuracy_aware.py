@@ -228,6 +228,30 @@ def test_validation_data_errors(setup):
         run(setup, val=val[:1] + [(nan, 0)])
 
 
+@pytest.mark.parametrize("batch", [1, "N"])
+def test_a_node_error_names_the_validation_sample(batch):
+    """An embedding index out of range in validation sample 7 (calibration is clean): the
+    float evaluation names that sample, stacked ("N": batched evaluation) or not."""
+    rng = np.random.default_rng(0)
+    g = helper.make_graph(
+        [helper.make_node("Gather", ["emb", "ids"], ["e"], name="gather"),
+         helper.make_node("MatMul", ["e", "w"], ["h"], name="mm"),
+         helper.make_node("ReduceMean", ["h"], ["y"], name="mean", axes=[1], keepdims=0)],
+        "g", [helper.make_tensor_value_info("ids", TensorProto.INT64, [batch, 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 8])],
+        [numpy_helper.from_array(rng.standard_normal((50, 16)).astype(np.float32), "emb"),
+         numpy_helper.from_array(rng.standard_normal((16, 8)).astype(np.float32), "w")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    calib = [rng.integers(0, 50, (1, 6)) for _ in range(8)]
+    val = [(rng.integers(0, 50, (1, 6)), 1) for _ in range(12)]
+    val[7][0][0, 2] = 77
+    own = rf"min {val[7][0].min()}, max 77$"
+    with pytest.raises(fastq.DataError, match=r"^validation sample 7: node 'gather' .*" + own):
+        fastq.quantize(m, calib, aa_config(maximal_drop=0.0), validation_data=val,
+                       metric=metrics.top1, progress=False)
+
+
 def test_bad_options_fail_before_any_work(setup, tmp_path):
     m, _, calib, val = setup
     calls = []
@@ -417,9 +441,9 @@ def test_metric_subset_ratio_is_a_seeded_random_subset(setup, monkeypatch):
     seen = []
     real = aa_eval.float_outputs
 
-    def spy(model, feeds, batched):
+    def spy(model, feeds, batched, *where):
         seen.append([f["x"] for f in feeds])
-        return real(model, feeds, batched)
+        return real(model, feeds, batched, *where)
     monkeypatch.setattr("fastq.algorithms.accuracy_aware.float_outputs", spy)
     kw = dict(maximal_drop=0.25, metric_subset_ratio=0.3, ranking_subset_size=10,
               metrics=[{"name": "top1", "baseline_value": 1.0}])

@@ -23,7 +23,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from ..metrics import Metric
 from ..runtime import InferenceSession
 from ..runtime.parallel import ordered_map
@@ -105,14 +105,35 @@ def batch_verdict(model: Any, feeds: Sequence[dict]) -> bool:
 
 
 def run_outputs(model: Any, arith: Optional[str], feeds: Sequence[dict],
-                batched: bool = False) -> List[List[np.ndarray]]:
-    """Outputs of ``model`` (ModelProto or bytes) for each feed, in graph output order."""
+                batched: bool = False, where: Optional[Sequence[int]] = None
+                ) -> List[List[np.ndarray]]:
+    """Outputs of ``model`` (ModelProto or bytes) for each feed, in graph output order. A
+    node's DataError names the validation sample (``where[j]``: feed j's index in the
+    caller's data; default j); a stacked run that fails re-runs its samples alone, so the
+    error is the failing sample's own (and a run that fails only stacked still gives every
+    sample's outputs)."""
     sess = InferenceSession(model, arith=arith)
+
+    def one(j: int) -> List[np.ndarray]:
+        try:
+            return sess.run(None, _canon(feeds[j]))
+        except DataError as e:
+            raise DataError(f"validation sample {j if where is None else where[j]}: "
+                            f"{e}") from None
     if not batched:
-        return list(ordered_map(lambda f: sess.run(None, _canon(f)), feeds))
+        return list(ordered_map(one, range(len(feeds))))
+
+    def stacked(ix: List[int]) -> List[np.ndarray]:
+        if len(ix) == 1:
+            return one(ix[0])
+        try:
+            return sess.run(None, _stack(feeds, ix))
+        except DataError:
+            alone = [one(j) for j in ix]
+            return [np.concatenate([a[k] for a in alone]) for k in range(len(alone[0]))]
     out: List[List[np.ndarray]] = []
     grp = groups(feeds)
-    for idx, ys in zip(grp, ordered_map(lambda ix: sess.run(None, _stack(feeds, ix)), grp)):
+    for idx, ys in zip(grp, ordered_map(stacked, grp)):
         if len(idx) == 1:
             out.append(ys)
         else:
@@ -130,16 +151,17 @@ def _digest(model: onnx.ModelProto, feeds: Sequence[dict]) -> tuple:
     return (hashlib.sha1(model.SerializeToString()).hexdigest(), h.hexdigest(), len(feeds))
 
 
-def float_outputs(model: onnx.ModelProto, feeds: Sequence[dict], batched: bool
+def float_outputs(model: onnx.ModelProto, feeds: Sequence[dict], batched: bool,
+                  where: Optional[Sequence[int]] = None
                   ) -> Tuple[List[List[np.ndarray]], bool]:
     """(outputs, from_cache) of the float model on ``feeds``; the last results are kept while
-    they fit in ``FLOAT_CACHE_BYTES``."""
+    they fit in ``FLOAT_CACHE_BYTES``. ``where``: as ``run_outputs``."""
     key = _digest(model, feeds)
     hit = _FLOAT_CACHE.get(key)
     if hit is not None:
         _FLOAT_CACHE.move_to_end(key)
         return hit, True
-    outs = run_outputs(model, None, feeds, batched)
+    outs = run_outputs(model, None, feeds, batched, where)
     size = sum(np.asarray(y).nbytes for o in outs for y in o)
     if size <= FLOAT_CACHE_BYTES:
         _FLOAT_CACHE[key] = outs
@@ -168,7 +190,8 @@ class Evaluator:
                          for o, i in zip(outputs, idx)], np.float64)
 
     def run(self, model, idx: Sequence[int]):
-        outs = run_outputs(model, self.arith, [self.feeds[i] for i in idx], self.batched)
+        outs = run_outputs(model, self.arith, [self.feeds[i] for i in idx], self.batched,
+                           [self.origin[i] for i in idx])
         self.evaluations += 1
         return outs, self.values(outs, idx)
 

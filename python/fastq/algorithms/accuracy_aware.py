@@ -300,7 +300,7 @@ def accuracy_aware(model, calibration_data, cfg, *, validation_data=None, metric
         else:
             diff_idx = list(range(n_all))
         idx = diff_idx if baseline is not None else list(range(n_all))
-        fo, hit = float_outputs(float_proto, [feeds[i] for i in idx], ev.batched)
+        fo, hit = float_outputs(float_proto, [feeds[i] for i in idx], ev.batched, idx)
         fouts = dict(zip(idx, fo))
     f_vals = dict(zip(sorted(fouts), ev.values([fouts[i] for i in sorted(fouts)],
                                                sorted(fouts))))
