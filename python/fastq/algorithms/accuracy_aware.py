@@ -139,7 +139,6 @@ def _validation(validation_data, specs, annotation_free: bool):
     return feeds, ann
 
 
-
 def _memory_budget(memory_budget) -> int:
     if memory_budget is None:
         return DEFAULT_MEMORY_BUDGET
