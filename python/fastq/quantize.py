@@ -215,9 +215,9 @@ def run_default(model: Any, calibration_data: Any, cfg, name: AlgorithmName, par
     _check(proto)
     g = Graph(upgrade_opset(proto))
     del proto                  # the Graph holds the weights now (as numpy arrays)
-    _check_no_nan(g)
     check_scope(params, [n.name for n in g.nodes])
     transforms = prepare(g)
+    _check_no_nan(g)          # (after constant folding: generated weights are initializers)
     specs = input_specs(g.inputs)
     samples = read_samples(calibration_data, specs, params.stat_subset_size,
                            params.shuffle_data, params.seed)
