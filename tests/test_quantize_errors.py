@@ -65,6 +65,33 @@ def test_nonfinite_activation_names_the_sample_and_its_own_index(batch):
             fastq.quantize(_exp_mlp(batch), data, progress=False)
 
 
+def test_a_scalar_input_stays_a_scalar():
+    """A rank-0 model input (a scale factor) fed as a 0-d array: calibration, the saturation
+    analysis and AccuracyAware's validation took it as shape (1,) (np.ascontiguousarray makes
+    0-d arrays 1-d) and the session then refused the sample."""
+    rng = np.random.default_rng(0)
+    g = helper.make_graph(
+        [helper.make_node("Mul", ["x", "s"], ["xs"], name="mul"),
+         helper.make_node("MatMul", ["xs", "w"], ["y"], name="mm")], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4]),
+         helper.make_tensor_value_info("s", TensorProto.FLOAT, [])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])],
+        [numpy_helper.from_array(rng.standard_normal((4, 3)).astype(np.float32), "w")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    data = [{"x": rng.random((1, 4)).astype(np.float32), "s": np.array(2.0, np.float32)}
+            for _ in range(4)]
+    r = fastq.quantize(m, data, progress=False)
+    assert "mm" in r.report.layers
+    a = fastq.analyze_saturation(r.model, data)
+    assert a.samples == 4
+    val = [(d, 0) for d in data]
+    r2 = fastq.quantize(m, data, {"name": "AccuracyAwareQuantization",
+                                  "params": {"maximal_drop": 1.0}},
+                        validation_data=val, metric=lambda out, label: 1.0, progress=False)
+    assert r2.report.accuracy_aware["reached"]
+
+
 @pytest.mark.parametrize("batch", [1, "N"])
 def test_a_node_error_in_a_stacked_run_names_the_sample(batch):
     """An embedding index out of range in sample 2 of 5: the stacked statistics run fails,

@@ -86,7 +86,7 @@ def check_sample(sample: Any, specs: List[InputSpec], i: int,
             bad = tuple(int(v) for v in np.argwhere(~np.isfinite(x))[0])
             raise DataError(f"{where}: input {s.name!r} holds NaN/Inf "
                             f"(first at index {bad})")
-        feeds[s.name] = np.ascontiguousarray(x)
+        feeds[s.name] = x if x.flags.c_contiguous else np.ascontiguousarray(x)  # (keeps 0-d)
     return feeds
 
 
