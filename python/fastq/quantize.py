@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Dict, Optional
 
 import numpy as np
 import onnx
@@ -85,32 +85,38 @@ def _check(proto: onnx.ModelProto) -> None:
             raise ModelError(f"the model fails the ONNX checker: {e}") from None
 
 
-def _check_no_nan(g: Graph) -> None:
-    """A NaN initializer would surface as NaN statistics of some sample (or a NaN weight
-    scale, or nothing at all past an ignored layer); name it here. +-Inf is left alone: masks
-    and clamps use it legitimately."""
+def _check_initializers(g: Graph) -> Dict[str, tuple]:
+    """One pass over the float initializers. A NaN is an error here: it would surface as NaN
+    statistics of some sample (or a NaN weight scale, or nothing at all past an ignored
+    layer). +-Inf is legitimate in masks and clamps: returns {name: (count, first index)}
+    of the initializers holding it, for ``_check_weights_finite``."""
+    inf: Dict[str, tuple] = {}
     for name, v in g.inits.items():
-        if isinstance(v, np.ndarray) and v.dtype.kind == "f" and v.size:
-            nan = np.isnan(v)
-            if nan.any():
-                first = tuple(int(i) for i in np.argwhere(nan)[0])
-                raise ModelError(f"initializer {name!r} (shape {v.shape}) holds "
-                                 f"{int(np.count_nonzero(nan))} NaN value(s), first at index "
-                                 f"{first}")
+        if not (isinstance(v, np.ndarray) and v.dtype.kind == "f" and v.size):
+            continue
+        bad = ~np.isfinite(v)
+        if not bad.any():
+            continue
+        nan = np.isnan(v)
+        if nan.any():
+            first = tuple(int(i) for i in np.argwhere(nan)[0])
+            raise ModelError(f"initializer {name!r} (shape {v.shape}) holds "
+                             f"{int(np.count_nonzero(nan))} NaN value(s), first at index "
+                             f"{first}")
+        inf[name] = (int(np.count_nonzero(bad)), tuple(int(i) for i in np.argwhere(bad)[0]))
+    return inf
 
 
-def _check_weights_finite(g: Graph, plan) -> None:
+def _check_weights_finite(g: Graph, plan, inf: Dict[str, tuple]) -> None:
     """A weight to quantize must be finite (its int8 range is taken from its values); named
-    here rather than as the NaN/Inf statistics of some calibration sample downstream."""
+    here rather than as the NaN/Inf statistics of some calibration sample downstream.
+    ``inf``: ``_check_initializers``' result."""
     for wq in plan.weights.values():
-        v = g.inits.get(wq.tensor)
-        if isinstance(v, np.ndarray) and v.dtype.kind == "f":
-            bad = ~np.isfinite(v)
-            if bad.any():
-                first = tuple(int(i) for i in np.argwhere(bad)[0])
-                raise ModelError(f"layer {wq.node!r}: weight {wq.tensor!r} (shape {v.shape}) "
-                                 f"holds {int(np.count_nonzero(bad))} Inf value(s), first at "
-                                 f"index {first}; an int8 weight needs finite values")
+        if wq.tensor in inf:
+            count, first = inf[wq.tensor]
+            raise ModelError(f"layer {wq.node!r}: weight {wq.tensor!r} (shape "
+                             f"{g.inits[wq.tensor].shape}) holds {count} Inf value(s), first "
+                             f"at index {first}; an int8 weight needs finite values")
 
 
 @kernels.shared_packing()
@@ -217,7 +223,7 @@ def run_default(model: Any, calibration_data: Any, cfg, name: AlgorithmName, par
     del proto                  # the Graph holds the weights now (as numpy arrays)
     check_scope(params, [n.name for n in g.nodes])
     transforms = prepare(g)
-    _check_no_nan(g)          # (after constant folding: generated weights are initializers)
+    inf_inits = _check_initializers(g)   # (after constant folding: generated weights)
     specs = input_specs(g.inputs)
     samples = read_samples(calibration_data, specs, params.stat_subset_size,
                            params.shuffle_data, params.seed)
@@ -236,7 +242,7 @@ def run_default(model: Any, calibration_data: Any, cfg, name: AlgorithmName, par
         timings["smooth_quant"] = time.perf_counter() - t0
 
     plan = build_plan(g, params)
-    _check_weights_finite(g, plan)
+    _check_weights_finite(g, plan, inf_inits)
     use_bc = algo_name is AlgorithmName.DEFAULT_QUANTIZATION
     sites = bc.find_sites(g, plan, params.apply_for_all_nodes) if use_bc else {}
     bias_before = {k: (s.bias, g.inits[s.bias].copy()) for k, s in sites.items()}

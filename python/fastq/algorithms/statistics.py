@@ -339,7 +339,7 @@ def collect(session, samples: List[dict], ranges: List[RangeRequest],
             why = _nonfinite_sample(name, x, idx)
             if why is None:
                 raise
-            raise DataError(why) from None
+            raise _named(why) from None
 
     def reduce_one(name, x, batched: bool, vals, partial, shapes) -> None:
         if isinstance(x, ChannelSums):    # a mean-only tensor, summed by its fused conv
@@ -415,14 +415,21 @@ class _NotBatched(Exception):
     pass
 
 
+def _named(msg: str) -> DataError:
+    """A DataError that names its calibration sample (users still see a plain DataError)."""
+    e = DataError(msg)
+    e.names_sample = True
+    return e
+
+
 def _sample_error(session, samples, idx: List[int], e: DataError) -> Exception:
     """``e`` (a node's error in the run of the samples ``idx``) naming the sample: a stacked
     run's samples are re-run one by one to find it (only on this error path); when none
     fails alone, the stacking itself failed (a constant with the batch fixed): _NotBatched,
     and collect runs every sample alone."""
-    msg = str(e)
-    if msg.startswith("calibration sample"):
+    if getattr(e, "names_sample", False):
         return e
+    msg = str(e)
     k = idx[0]
     if len(idx) > 1:
         for k in idx:
@@ -433,7 +440,7 @@ def _sample_error(session, samples, idx: List[int], e: DataError) -> Exception:
                 break
         else:                           # only the stacked run fails: run them one by one
             return _NotBatched(msg)
-    return DataError(f"calibration sample {k}: {msg}")
+    return _named(f"calibration sample {k}: {msg}")
 
 
 def _nonfinite_sample(name: str, x, idx: List[int]) -> Optional[str]:
